@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The README's two quick-start commands on a fresh Debian 12 machine:
+#   ./quickstart.sh run [stompws flags...]   install what is missing, build, run the broker
+#   ./quickstart.sh test [--sanitize]        install what is missing, build, run every test
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(gcc meson ninja-build pkg-config libevent-dev libssl-dev libhiredis-dev libinih-dev check
+          redis-server python3 python3-stomp openssl)
+
+install_missing() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+    done
+    # Node.js runs the @stomp/stompjs integration tests; any recent one will do.
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing: ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+build() {
+    local dir=$1; shift
+    [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+    ninja -C "$dir" >&2
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+run)
+    install_missing
+    build build
+    exec build/broker/stompws "$@"
+    ;;
+test)
+    install_missing
+    if [ "${1:-}" = "--sanitize" ]; then
+        build build-san -Db_sanitize=address,undefined -Db_lundef=false
+        exec tests/run build-san
+    fi
+    build build
+    exec tests/run build
+    ;;
+*)
+    echo "usage: $0 run [stompws flags...] | $0 test [--sanitize]" >&2
+    exit 2
+    ;;
+esac
