@@ -1,0 +1,61 @@
+/*
+ * broker.h - the process-wide broker: one event loop, its listeners, connections and router.
+ *
+ * The broker owns everything: connections are created by the listeners and freed only by
+ * broker_reap() (never inside their own callbacks, as Redis does with CLIENT_CLOSE_ASAP), the
+ * router holds destinations, and shutdown walks every connection to say goodbye.
+ */
+#ifndef STOMPWS_BROKER_H
+#define STOMPWS_BROKER_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/router.h"
+
+#define STOMPWS_SERVER_NAME "stompws/" STOMPWS_VERSION
+
+struct conn;
+
+struct broker_stats {
+    uint64_t connections_accepted;
+    uint64_t frames_in;
+    uint64_t slow_consumer_disconnects;
+    uint64_t reply_queue_drops; /* SENDs to a /reply-queue/ whose owner had gone */
+};
+
+struct broker {
+    struct event_base *base; /* owned */
+    struct config cfg;
+    struct router router;
+    struct evconnlistener *ws_listener;  /* owned, NULL when off */
+    struct evconnlistener *tcp_listener; /* owned, NULL when off */
+    struct conn *conns;                  /* not owned here: each conn frees itself via reap */
+    size_t conn_count;
+    struct conn *reap_list;    /* connections to free before the loop sleeps */
+    struct event *reap_event;  /* owned: activated when reap_list is non-empty */
+    struct event *signal_events[3]; /* owned: SIGINT, SIGTERM, SIGPIPE (ignored) */
+    struct event *shutdown_timer;   /* owned: bounds the drain at shutdown */
+    bool shutting_down;
+    int exit_code;
+    uint64_t next_conn_id;
+    char node_token[17];   /* random hex: makes session ids and reply-queue names unguessable */
+    struct broker_stats stats;
+};
+
+/* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */
+struct broker *broker_new(const struct config *cfg);
+/* Runs until shutdown has drained; returns the process exit code. */
+int broker_run(struct broker *b);
+void broker_free(struct broker *b);
+
+/* Stops accepting, tells every client why, and ends the loop once they are gone (or on timeout). */
+void broker_shutdown(struct broker *b, const char *reason);
+
+/* Monotonic milliseconds (cached per loop iteration by libevent). */
+uint64_t broker_now_ms(const struct broker *b);
+
+#endif

@@ -1,0 +1,282 @@
+#include "broker/config.h"
+#include "broker/log.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { KEY_ADDR, KEY_PATH, KEY_LOG_LEVEL, KEY_FRAMES, KEY_MS, KEY_SIZE };
+
+/* One settable key: where it lives in struct config and how its text is read. */
+struct config_key {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+};
+
+#define KEY(sec, name, type, field) {sec, name, type, offsetof(struct config, field)}
+
+static const struct config_key config_keys[] = {
+    KEY("server", "ws", KEY_ADDR, ws),
+    KEY("server", "ws_path", KEY_PATH, ws_path),
+    KEY("server", "tcp", KEY_ADDR, tcp),
+    KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
+    KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
+    KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
+    KEY("limits", "handshake_timeout_ms", KEY_MS, handshake_timeout_ms),
+    KEY("limits", "connect_timeout_ms", KEY_MS, connect_timeout_ms),
+    KEY("limits", "max_http_header_bytes", KEY_SIZE, max_http_header_bytes),
+    KEY("limits", "max_ws_message", KEY_SIZE, max_ws_message),
+    KEY("limits", "max_frame_headers", KEY_SIZE, max_frame_headers),
+    KEY("limits", "max_header_line", KEY_SIZE, max_header_line),
+    KEY("limits", "max_header_bytes", KEY_SIZE, max_header_bytes),
+    KEY("limits", "max_body", KEY_SIZE, max_body),
+    KEY("limits", "max_subscriptions", KEY_SIZE, max_subscriptions),
+    KEY("limits", "max_transactions", KEY_SIZE, max_transactions),
+    KEY("limits", "max_tx_frames", KEY_SIZE, max_tx_frames),
+    KEY("limits", "outbound_high_water", KEY_SIZE, outbound_high_water),
+    KEY("limits", "slow_consumer_max_drops", KEY_SIZE, slow_consumer_max_drops),
+    KEY("heartbeat", "send_ms", KEY_MS, heartbeat_send_ms),
+    KEY("heartbeat", "receive_ms", KEY_MS, heartbeat_receive_ms),
+    KEY("heartbeat", "min_ms", KEY_MS, heartbeat_min_ms),
+    KEY("heartbeat", "max_ms", KEY_MS, heartbeat_max_ms),
+    KEY("queue", "max_messages", KEY_SIZE, queue_max_messages),
+    KEY("queue", "prefetch", KEY_SIZE, queue_prefetch),
+};
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    config_parse_addr("127.0.0.1:15674", &cfg->ws);
+    strcpy(cfg->ws_path, "/ws");
+    config_parse_addr("127.0.0.1:61613", &cfg->tcp);
+    cfg->log_level = LOG_INFO;
+    cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
+    cfg->shutdown_timeout_ms = 5000;
+
+    cfg->handshake_timeout_ms = 10000;
+    cfg->connect_timeout_ms = 10000;
+    cfg->max_http_header_bytes = 8192;
+    cfg->max_ws_message = 1024 * 1024;
+    cfg->max_frame_headers = 64;
+    cfg->max_header_line = 8192;
+    cfg->max_header_bytes = 65536;
+    cfg->max_body = 1024 * 1024;
+    cfg->max_subscriptions = 1024;
+    cfg->max_transactions = 16;
+    cfg->max_tx_frames = 10000;
+    cfg->outbound_high_water = 1024 * 1024;
+    cfg->slow_consumer_max_drops = 10000;
+
+    cfg->heartbeat_send_ms = 10000;
+    cfg->heartbeat_receive_ms = 10000;
+    cfg->heartbeat_min_ms = 1000;
+    cfg->heartbeat_max_ms = 60000;
+
+    cfg->queue_max_messages = 10000;
+    cfg->queue_prefetch = 100;
+}
+
+int config_parse_addr(const char *text, struct config_addr *out)
+{
+    if (strcmp(text, "off") == 0) {
+        out->enabled = false;
+        out->host[0] = '\0';
+        out->port = 0;
+        return 0;
+    }
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || colon == text)
+        return -1;
+    const char *host = text;
+    size_t host_len = (size_t)(colon - text);
+    if (host[0] == '[') { /* [v6]:port */
+        if (host_len < 3 || host[host_len - 1] != ']')
+            return -1;
+        host++;
+        host_len -= 2;
+    }
+    if (host_len >= sizeof(out->host))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || end == colon + 1 || port > 65535)
+        return -1;
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    out->port = (unsigned short)port;
+    out->enabled = true;
+    return 0;
+}
+
+/* Reads a non-negative integer with an optional k/m/g suffix (powers of 1024) for sizes. */
+static int parse_number(const char *text, bool allow_suffix, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (text[0] == '-' || text[0] == '\0')
+        return -1;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text)
+        return -1;
+    uint64_t mult = 1;
+    if (allow_suffix && *end != '\0' && end[1] == '\0') {
+        switch (*end) {
+        case 'k': case 'K': mult = 1024; break;
+        case 'm': case 'M': mult = 1024 * 1024; break;
+        case 'g': case 'G': mult = 1024 * 1024 * 1024; break;
+        default: return -1;
+        }
+        end++;
+    }
+    if (*end != '\0' || v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int set_value(struct config *cfg, const struct config_key *k, const char *value)
+{
+    char *field = (char *)cfg + k->offset;
+    uint64_t n;
+    switch (k->type) {
+    case KEY_ADDR:
+        return config_parse_addr(value, (struct config_addr *)field);
+    case KEY_PATH:
+        if (value[0] != '/' || strlen(value) >= CONFIG_ADDR_MAX)
+            return -1;
+        strcpy(field, value);
+        return 0;
+    case KEY_LOG_LEVEL: {
+        int level = log_level_parse(value);
+        if (level < 0)
+            return -1;
+        *(int *)field = level;
+        return 0;
+    }
+    case KEY_FRAMES: {
+        static const char *const names[] = {"auto", "text", "binary"};
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, names[i]) == 0) {
+                *(enum config_outbound_frames *)field = (enum config_outbound_frames)i;
+                return 0;
+            }
+        return -1;
+    }
+    case KEY_MS:
+        if (parse_number(value, false, &n) != 0 || n > UINT32_MAX)
+            return -1;
+        *(unsigned *)field = (unsigned)n;
+        return 0;
+    case KEY_SIZE:
+        if (parse_number(value, true, &n) != 0 || n > SIZE_MAX)
+            return -1;
+        *(size_t *)field = (size_t)n;
+        return 0;
+    }
+    return -1;
+}
+
+static const char *type_hint(enum key_type type)
+{
+    switch (type) {
+    case KEY_ADDR: return "HOST:PORT or off";
+    case KEY_PATH: return "a path starting with /";
+    case KEY_LOG_LEVEL: return "debug, info, warn or error";
+    case KEY_FRAMES: return "auto, text or binary";
+    case KEY_MS: return "milliseconds";
+    case KEY_SIZE: return "a byte count (k, m, g suffixes allowed)";
+    }
+    return "";
+}
+
+int config_set(struct config *cfg, const char *section, const char *key, const char *value,
+               char *err, size_t err_len)
+{
+    for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+        const struct config_key *k = &config_keys[i];
+        if (strcmp(k->section, section) != 0 || strcmp(k->name, key) != 0)
+            continue;
+        if (set_value(cfg, k, value) == 0)
+            return 0;
+        snprintf(err, err_len, "%s.%s: invalid value '%s' (expected %s)", section, key, value,
+                 type_hint(k->type));
+        return -1;
+    }
+    snprintf(err, err_len, "unknown key '%s.%s'", section, key);
+    return -1;
+}
+
+int config_set_dotted(struct config *cfg, const char *dotted, const char *value, char *err,
+                      size_t err_len)
+{
+    const char *dot = strchr(dotted, '.');
+    if (dot == NULL || dot == dotted || (size_t)(dot - dotted) >= 64) {
+        snprintf(err, err_len, "key '%s' must be written section.key", dotted);
+        return -1;
+    }
+    char section[64];
+    memcpy(section, dotted, (size_t)(dot - dotted));
+    section[dot - dotted] = '\0';
+    return config_set(cfg, section, dot + 1, value, err, err_len);
+}
+
+/* State threaded through ini_parse: the first error wins. */
+struct load_state {
+    struct config *cfg;
+    char message[256];
+    bool failed;
+};
+
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_state *st = user;
+    if (st->failed)
+        return 0;
+    if (config_set(st->cfg, section, name, value, st->message, sizeof(st->message)) != 0) {
+        st->failed = true;
+        return 0;
+    }
+    return 1;
+}
+
+int config_load_file(struct config *cfg, const char *path, char *err, size_t err_len)
+{
+    struct load_state st = {.cfg = cfg, .failed = false};
+    int line = ini_parse(path, on_ini_entry, &st);
+    if (line == 0)
+        return 0;
+    if (line == -1)
+        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    else if (line == -2)
+        snprintf(err, err_len, "%s: out of memory", path);
+    else if (st.failed)
+        snprintf(err, err_len, "%s:%d: %s", path, line, st.message);
+    else
+        snprintf(err, err_len, "%s:%d: syntax error", path, line);
+    return -1;
+}
+
+int config_validate(const struct config *cfg, char *err, size_t err_len)
+{
+    if (cfg->heartbeat_min_ms > cfg->heartbeat_max_ms) {
+        snprintf(err, err_len, "heartbeat.min_ms (%u) is greater than heartbeat.max_ms (%u)",
+                 cfg->heartbeat_min_ms, cfg->heartbeat_max_ms);
+        return -1;
+    }
+    if (!cfg->ws.enabled && !cfg->tcp.enabled) {
+        snprintf(err, err_len, "both server.ws and server.tcp are off: nothing to listen on");
+        return -1;
+    }
+    if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {
+        snprintf(err, err_len, "limits.max_ws_message must be >= 1024 and limits.max_body, "
+                               "limits.max_frame_headers > 0");
+        return -1;
+    }
+    return 0;
+}

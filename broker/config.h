@@ -1,0 +1,80 @@
+/*
+ * config.h - every broker setting in one struct, with named defaults.
+ *
+ * Settings come from the built-in defaults, then an INI file (--config), then flags; the same
+ * setter serves the file and `--set section.key=value`, so every key can be given either way.
+ * docs/CONFIG.md lists each key; keep it in step with config_keys[] in config.c.
+ */
+#ifndef STOMPWS_CONFIG_H
+#define STOMPWS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_ADDR_MAX 256
+
+/* A listening address; enabled is false for "off". */
+struct config_addr {
+    bool enabled;
+    char host[CONFIG_ADDR_MAX];
+    unsigned short port;
+};
+
+enum config_outbound_frames { OUTBOUND_FRAMES_AUTO, OUTBOUND_FRAMES_TEXT, OUTBOUND_FRAMES_BINARY };
+
+struct config {
+    /* [server] */
+    struct config_addr ws;
+    char ws_path[CONFIG_ADDR_MAX];
+    struct config_addr tcp;
+    int log_level;
+    enum config_outbound_frames outbound_frames;
+    unsigned shutdown_timeout_ms;
+
+    /* [limits] */
+    unsigned handshake_timeout_ms;
+    unsigned connect_timeout_ms;
+    size_t max_http_header_bytes;
+    size_t max_ws_message;
+    size_t max_frame_headers;
+    size_t max_header_line;
+    size_t max_header_bytes;
+    size_t max_body;
+    size_t max_subscriptions;
+    size_t max_transactions;
+    size_t max_tx_frames;
+    size_t outbound_high_water;
+    size_t slow_consumer_max_drops;
+
+    /* [heartbeat] */
+    unsigned heartbeat_send_ms;
+    unsigned heartbeat_receive_ms;
+    unsigned heartbeat_min_ms;
+    unsigned heartbeat_max_ms;
+
+    /* [queue] */
+    size_t queue_max_messages;
+    size_t queue_prefetch;
+};
+
+void config_defaults(struct config *cfg);
+
+/*
+ * Sets one key ("section.key" or section + key). Returns 0, or -1 with a message in err naming
+ * the key and what was wrong.
+ */
+int config_set(struct config *cfg, const char *section, const char *key, const char *value,
+               char *err, size_t err_len);
+int config_set_dotted(struct config *cfg, const char *dotted, const char *value, char *err,
+                      size_t err_len);
+
+/* Loads an INI file; on error returns -1 with "FILE:LINE: message" in err. */
+int config_load_file(struct config *cfg, const char *path, char *err, size_t err_len);
+
+/* Parses "HOST:PORT", "[V6]:PORT" or "off". */
+int config_parse_addr(const char *text, struct config_addr *out);
+
+/* Cross-key checks after everything is loaded (e.g. min <= max). */
+int config_validate(const struct config *cfg, char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,428 @@
+#include "broker/conn.h"
+#include "broker/log.h"
+#include "broker/message.h"
+#include "broker/session.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* How long a closing connection may take to flush and see the peer's FIN. */
+#define CLOSING_DEADLINE_MS 2000
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void format_peer(const struct sockaddr *addr, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, len, "%s:%u", host, port);
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, len, "[%s]:%u", host, port);
+    } else {
+        snprintf(out, len, "unknown");
+    }
+}
+
+static void arm_timer(struct conn *c, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void set_write_watermark(struct conn *c)
+{
+    /* write_cb fires once output drains to half the high-water mark: queues resume there. */
+    bufferevent_setwatermark(c->bev, EV_WRITE, c->broker->cfg.outbound_high_water / 2, 0);
+}
+
+struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *addr,
+                      enum conn_transport transport)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    c->broker = b;
+    c->id = ++b->next_conn_id;
+    c->next = b->conns;
+    if (b->conns != NULL)
+        b->conns->prev = c;
+    b->conns = c;
+    b->conn_count++;
+    c->transport = transport;
+    c->state = transport == CONN_WS ? CONN_HTTP : CONN_OPEN;
+    format_peer(addr, c->peer, sizeof(c->peer));
+    c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(b->base, timer_cb, c);
+    if (c->bev == NULL || c->timer == NULL) {
+        if (c->bev == NULL)
+            evutil_closesocket(fd);
+        conn_free(c);
+        return NULL;
+    }
+    c->last_read_ms = c->last_write_ms = broker_now_ms(b);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    set_write_watermark(c);
+    b->stats.connections_accepted++;
+    log_debug(c->id, "%s connection from %s", transport == CONN_WS ? "ws" : "tcp", c->peer);
+
+    if (transport == CONN_TCP) {
+        c->session = session_new(c, 0);
+        if (c->session == NULL) {
+            conn_close(c);
+            return c;
+        }
+    } else {
+        struct ws_decoder_config wcfg = {.max_message_size = b->cfg.max_ws_message,
+                                         .expect_masked = true};
+        ws_decoder_init(&c->ws, &wcfg);
+        arm_timer(c, b->cfg.handshake_timeout_ms);
+    }
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return c;
+}
+
+void conn_free(struct conn *c)
+{
+    struct broker *b = c->broker;
+    if (c->session != NULL)
+        session_free(c->session);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    b->conn_count--;
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    log_debug(c->id, "connection closed");
+    free(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    c->state = CONN_DEAD;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    c->reap_next = c->broker->reap_list;
+    c->broker->reap_list = c;
+    event_active(c->broker->reap_event, EV_TIMEOUT, 0);
+}
+
+size_t conn_outbound(const struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Frees the message reference an evbuffer held for a body it no longer needs. */
+static void release_body(const void *data, size_t len, void *msg)
+{
+    (void)data;
+    (void)len;
+    message_unref(msg);
+}
+
+static enum ws_opcode data_opcode(const struct conn *c, bool utf8)
+{
+    switch (c->broker->cfg.outbound_frames) {
+    case OUTBOUND_FRAMES_TEXT:
+        return WS_OP_TEXT;
+    case OUTBOUND_FRAMES_BINARY:
+        return WS_OP_BINARY;
+    default:
+        return utf8 ? WS_OP_TEXT : WS_OP_BINARY;
+    }
+}
+
+static void send_ws_header(struct conn *c, enum ws_opcode op, uint64_t len)
+{
+    uint8_t header[WS_FRAME_HEADER_MAX];
+    size_t n = ws_frame_header_encode(header, op, true, len, NULL);
+    evbuffer_add(bufferevent_get_output(c->bev), header, n);
+}
+
+void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
+                     const char *body, size_t body_len, bool utf8)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->transport == CONN_WS)
+        send_ws_header(c, data_opcode(c, utf8),
+                       head_len + (msg != NULL ? msg->body_len : body_len) + 1);
+    evbuffer_add(out, head, head_len);
+    if (msg != NULL) {
+        /* msg->body is followed by a NUL in the same allocation: it ends the frame too. */
+        evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
+    } else {
+        evbuffer_add(out, body, body_len);
+        evbuffer_add(out, "", 1);
+    }
+    c->last_write_ms = broker_now_ms(c->broker);
+}
+
+void conn_send_heartbeat(struct conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    if (c->transport == CONN_WS)
+        send_ws_header(c, WS_OP_TEXT, 1);
+    evbuffer_add(bufferevent_get_output(c->bev), "\n", 1);
+    c->last_write_ms = broker_now_ms(c->broker);
+}
+
+static void send_ws_control(struct conn *c, enum ws_opcode op, const uint8_t *payload, size_t len)
+{
+    send_ws_header(c, op, len);
+    evbuffer_add(bufferevent_get_output(c->bev), payload, len);
+}
+
+void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason)
+{
+    if (c->state == CONN_CLOSING || c->state == CONN_DEAD)
+        return;
+    if (c->transport == CONN_WS && c->state == CONN_OPEN) {
+        uint8_t payload[WS_CONTROL_PAYLOAD_MAX];
+        size_t n = ws_close_payload_encode(payload, ws_code, reason);
+        send_ws_control(c, WS_OP_CLOSE, payload, n);
+    }
+    c->state = CONN_CLOSING;
+    log_debug(c->id, "closing (%u %s)", ws_code, reason);
+    /* Keep reading (and discarding) so the peer's close and FIN are seen; write_cb finishes. */
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    arm_timer(c, CLOSING_DEADLINE_MS);
+    if (conn_outbound(c) == 0)
+        write_cb(c->bev, c);
+}
+
+/* Answers an HTTP request that will not become a WebSocket, then closes. */
+static void http_reply(struct conn *c, int status, const char *message)
+{
+    char response[1024];
+    int n = ws_http_error_response(response, sizeof(response), status, message);
+    if (n > 0)
+        evbuffer_add(bufferevent_get_output(c->bev), response, (size_t)n);
+    log_info(c->id, "http %d from %s: %s", status, c->peer, message);
+    conn_close_gracefully(c, 0, message);
+}
+
+static bool path_is(const struct ws_slice *path, const char *want)
+{
+    return path->len == strlen(want) && memcmp(path->ptr, want, path->len) == 0;
+}
+
+static int version_of_subprotocol(enum ws_subprotocol p)
+{
+    switch (p) {
+    case WS_SUBPROTOCOL_V12_STOMP: return 12;
+    case WS_SUBPROTOCOL_V11_STOMP: return 11;
+    case WS_SUBPROTOCOL_V10_STOMP: return 10;
+    default: return 0;
+    }
+}
+
+static void upgrade(struct conn *c, const struct ws_http_request *req)
+{
+    struct ws_upgrade up;
+    if (ws_upgrade_check(req, &up) != 0) {
+        http_reply(c, up.status, up.message);
+        return;
+    }
+    char response[512];
+    int n = ws_upgrade_response(response, sizeof(response), &up);
+    if (n < 0) {
+        http_reply(c, 500, "cannot build the upgrade response");
+        return;
+    }
+    evbuffer_add(bufferevent_get_output(c->bev), response, (size_t)n);
+    c->subprotocol = up.subprotocol;
+    c->state = CONN_OPEN;
+    evtimer_del(c->timer);
+    c->session = session_new(c, version_of_subprotocol(up.subprotocol));
+    if (c->session == NULL) {
+        conn_close(c);
+        return;
+    }
+    log_debug(c->id, "websocket open, subprotocol %s", ws_subprotocol_name(up.subprotocol));
+}
+
+/* Returns the bytes of the request head consumed, 0 when more are needed. */
+static size_t handle_http(struct conn *c, struct evbuffer *in)
+{
+    size_t len = evbuffer_get_length(in);
+    size_t limit = c->broker->cfg.max_http_header_bytes;
+    size_t look = len < limit + 1 ? len : limit + 1;
+    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+    struct ws_http_request req;
+    int rc = ws_http_parse(&req, data, look, limit);
+    if (rc == WS_HTTP_INCOMPLETE)
+        return 0;
+    if (rc == WS_HTTP_ERR_TOO_LARGE) {
+        http_reply(c, 431, "request header exceeds max_http_header_bytes");
+        return 0;
+    }
+    if (rc < 0) {
+        http_reply(c, 400, "malformed HTTP request");
+        return 0;
+    }
+    if (!path_is(&req.path, c->broker->cfg.ws_path)) {
+        http_reply(c, 404, "not found");
+        return 0;
+    }
+    upgrade(c, &req);
+    return (size_t)rc;
+}
+
+static void protocol_failure(struct conn *c, int err)
+{
+    log_info(c->id, "websocket protocol error from %s: %s", c->peer, ws_error_message(err));
+    conn_close_gracefully(c, ws_error_close_code(err), ws_error_message(err));
+}
+
+static void handle_ws_event(struct conn *c, const struct ws_event *ev)
+{
+    switch (ev->type) {
+    case WS_EVENT_DATA:
+        if (ev->len > 0)
+            session_feed(c->session, (const char *)ev->data, ev->len);
+        break;
+    case WS_EVENT_PING:
+        send_ws_control(c, WS_OP_PONG, ev->data, ev->len);
+        break;
+    case WS_EVENT_CLOSE: {
+        uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
+        log_debug(c->id, "peer sent close %u", ev->close_code);
+        conn_close_gracefully(c, code, "");
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Decodes WebSocket frames from the input, chunk by chunk, unmasking in place. */
+static void handle_ws(struct conn *c, struct evbuffer *in)
+{
+    while (c->state == CONN_OPEN && evbuffer_get_length(in) > 0) {
+        size_t chunk = evbuffer_get_contiguous_space(in);
+        uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)chunk);
+        size_t used = 0;
+        while (c->state == CONN_OPEN && used < chunk) {
+            struct ws_event ev;
+            ssize_t n = ws_decoder_decode(&c->ws, data + used, chunk - used, &ev);
+            if (n < 0) {
+                protocol_failure(c, (int)n);
+                break;
+            }
+            used += (size_t)n;
+            handle_ws_event(c, &ev);
+            if (n == 0 && ev.type == WS_EVENT_NONE)
+                break;
+        }
+        evbuffer_drain(in, used);
+        if (used < chunk && c->state == CONN_OPEN)
+            break;
+    }
+}
+
+static void handle_tcp(struct conn *c, struct evbuffer *in)
+{
+    while (c->state == CONN_OPEN && evbuffer_get_length(in) > 0) {
+        size_t chunk = evbuffer_get_contiguous_space(in);
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)chunk);
+        session_feed(c->session, data, chunk);
+        evbuffer_drain(in, chunk);
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    c->last_read_ms = broker_now_ms(c->broker);
+    if (c->state == CONN_HTTP) {
+        size_t used = handle_http(c, in);
+        if (used == 0)
+            return;
+        evbuffer_drain(in, used);
+    }
+    if (c->state != CONN_OPEN) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* closing: input is no longer read */
+        return;
+    }
+    if (c->transport == CONN_WS)
+        handle_ws(c, in);
+    else
+        handle_tcp(c, in);
+    if (c->state != CONN_OPEN)
+        evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state == CONN_OPEN) {
+        if (c->session != NULL)
+            session_drained(c->session);
+        return;
+    }
+    if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        /* Everything is out: send FIN and wait (bounded by the timer) for the peer's. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (c->state == CONN_OPEN || c->state == CONN_HTTP)
+            log_debug(c->id, "peer %s %s", c->peer,
+                      (what & BEV_EVENT_EOF) ? "closed the connection" : "connection error");
+        conn_close(c);
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    switch (c->state) {
+    case CONN_HTTP:
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+            http_reply(c, 408, "handshake not completed within handshake_timeout_ms");
+        } else {
+            log_info(c->id, "no handshake from %s within handshake_timeout_ms", c->peer);
+            conn_close(c);
+        }
+        break;
+    case CONN_CLOSING:
+        conn_close(c);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,87 @@
+/*
+ * conn.h - one client connection: bytes in and out, and the transport around STOMP.
+ *
+ * A WebSocket connection goes HTTP (upgrade request) -> WebSocket (frames) -> STOMP session; a
+ * TCP connection carries STOMP directly. conn owns the socket (bufferevent), the WebSocket
+ * decoder and the session; it wraps each outbound STOMP frame in one WebSocket message, handles
+ * control frames, timeouts for the handshake, and the orderly close. A conn is never freed inside
+ * its own callbacks: conn_close() marks it and the broker frees it before the loop sleeps.
+ */
+#ifndef STOMPWS_CONN_H
+#define STOMPWS_CONN_H
+
+#include <event2/bufferevent.h>
+#include <event2/util.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+
+enum conn_transport { CONN_WS, CONN_TCP };
+
+enum conn_state {
+    CONN_HTTP,    /* WebSocket: waiting for the upgrade request */
+    CONN_OPEN,    /* frames flow */
+    CONN_CLOSING, /* goodbye queued: flushing, then the socket is shut */
+    CONN_DEAD,    /* waiting to be freed by the broker */
+};
+
+struct session;
+struct message;
+
+struct conn {
+    uint64_t id;
+    struct broker *broker;   /* borrowed */
+    struct bufferevent *bev; /* owned (closes the socket) */
+    enum conn_transport transport;
+    enum conn_state state;
+    char peer[64];           /* "address:port" for logs */
+    struct ws_decoder ws;    /* CONN_WS: inbound frame state */
+    enum ws_subprotocol subprotocol;
+    struct session *session; /* owned: created once STOMP bytes may flow */
+    struct event *timer;     /* owned: handshake / CONNECT / closing deadline */
+    uint64_t last_write_ms;  /* for heart-beats: when we last queued bytes */
+    uint64_t last_read_ms;   /* for heart-beats: when bytes last arrived */
+    struct conn *prev, *next; /* broker's list of connections */
+    struct conn *reap_next;   /* broker's reap list */
+};
+
+/* Takes ownership of fd (accepted socket). NULL when out of memory (fd closed). */
+struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *addr,
+                      enum conn_transport transport);
+
+/* Frees everything; only the broker calls this, from its reap step. */
+void conn_free(struct conn *c);
+
+/*
+ * Queues one STOMP frame: head (command line, headers, blank line), then the body and the frame's
+ * closing NUL. With msg, the body is msg's (shared by reference, never copied); otherwise body is
+ * copied. utf8 says whether head and body are valid UTF-8 (picks text or binary WebSocket
+ * frames in auto mode).
+ */
+void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
+                     const char *body, size_t body_len, bool utf8);
+
+/* Queues a heart-beat (an EOL; a one-byte text message on WebSocket). */
+void conn_send_heartbeat(struct conn *c);
+
+/* Bytes queued for the peer and not yet written to the socket. */
+size_t conn_outbound(const struct conn *c);
+
+/*
+ * Ends the connection politely: for WebSocket a close frame with ws_code and reason, then flush
+ * and shut the socket (the frames queued before go out first).
+ */
+void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason);
+
+/* Drops the connection now (peer gone, or nothing more worth sending). */
+void conn_close(struct conn *c);
+
+static inline bool conn_is_open(const struct conn *c)
+{
+    return c->state == CONN_OPEN;
+}
+
+#endif

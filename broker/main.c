@@ -1,0 +1,129 @@
+/*
+ * main.c - the stompws command line: flags and config file -> struct config -> broker.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/config.h"
+#include "broker/log.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: stompws [options]\n"
+            "\n"
+            "A STOMP 1.0/1.1/1.2 message broker for browsers (WebSocket) and backends (TCP).\n"
+            "\n"
+            "  --ws HOST:PORT        WebSocket listener (default 127.0.0.1:15674; off to disable)\n"
+            "  --ws-path PATH        WebSocket path (default /ws; other paths get 404)\n"
+            "  --tcp HOST:PORT       plain STOMP over TCP (default 127.0.0.1:61613; off to disable)\n"
+            "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
+            "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
+            "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+            "  --version             print the version and exit\n"
+            "  --help                this text\n"
+            "\n"
+            "Port 0 picks a free port; the broker prints 'listening ws HOST:PORT' for each\n"
+            "listener at start-up. SIGINT/SIGTERM: clients are told and the broker exits.\n");
+}
+
+enum { OPT_WS = 256, OPT_WS_PATH, OPT_TCP, OPT_CONFIG, OPT_SET, OPT_LOG_LEVEL, OPT_VERSION };
+
+static const struct option options[] = {
+    {"ws", required_argument, NULL, OPT_WS},
+    {"ws-path", required_argument, NULL, OPT_WS_PATH},
+    {"tcp", required_argument, NULL, OPT_TCP},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"set", required_argument, NULL, OPT_SET},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies one flag; returns 0, or -1 with err filled. */
+static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, size_t err_len)
+{
+    switch (opt) {
+    case OPT_WS: return config_set(cfg, "server", "ws", arg, err, err_len);
+    case OPT_WS_PATH: return config_set(cfg, "server", "ws_path", arg, err, err_len);
+    case OPT_TCP: return config_set(cfg, "server", "tcp", arg, err, err_len);
+    case OPT_LOG_LEVEL: return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_SET: {
+        const char *eq = strchr(arg, '=');
+        if (eq == NULL) {
+            snprintf(err, err_len, "--set expects SECTION.KEY=VALUE, got '%s'", arg);
+            return -1;
+        }
+        char key[128];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - arg), arg);
+        return config_set_dotted(cfg, key, eq + 1, err, err_len);
+    }
+    default: return 0;
+    }
+}
+
+/* Defaults, then --config, then the other flags in order. Returns 0, 1 (exit 0), or -1. */
+static int load_config(int argc, char **argv, struct config *cfg)
+{
+    config_defaults(cfg);
+    char err[512];
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (opt == OPT_VERSION) {
+            printf("stompws %s\n", STOMPWS_VERSION);
+            return 1;
+        }
+        if (opt == '?') {
+            usage(stderr);
+            return -1;
+        }
+        if (opt == OPT_CONFIG && config_load_file(cfg, optarg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "stompws: %s\n", err);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "stompws: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (apply_flag(cfg, opt, optarg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "stompws: %s\n", err);
+            return -1;
+        }
+    }
+    if (config_validate(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "stompws: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    int rc = load_config(argc, argv, &cfg);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    log_set_level((enum log_level)cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct broker *b = broker_new(&cfg);
+    if (b == NULL)
+        return 1;
+    log_info(0, "stompws %s ready", STOMPWS_VERSION);
+    int code = broker_run(b);
+    broker_free(b);
+    log_info(0, "stopped");
+    return code;
+}

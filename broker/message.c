@@ -1,0 +1,148 @@
+#include "broker/message.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stomp/encode.h"
+#include "ws/utf8.h"
+
+static uint64_t next_seq = 1;
+
+uint64_t message_count(void)
+{
+    return next_seq - 1;
+}
+
+/* Headers the broker sets itself or that only concern the SEND frame. */
+static bool header_passed_on(const struct stomp_header *h)
+{
+    static const char *const dropped[] = {"destination", "receipt", "transaction",
+                                          "content-length", "message-id", "subscription",
+                                          "ack", "redelivered"};
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        if (h->name_len == strlen(dropped[i]) && memcmp(h->name, dropped[i], h->name_len) == 0)
+            return false;
+    return true;
+}
+
+static bool headers_utf8(const struct stomp_header *headers, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!ws_utf8_valid((const uint8_t *)headers[i].name, headers[i].name_len) ||
+            !ws_utf8_valid((const uint8_t *)headers[i].value, headers[i].value_len))
+            return false;
+    return true;
+}
+
+/* Copies s into the arena at *cursor and returns the copy. */
+static char *arena_copy(char **cursor, const char *s, size_t len)
+{
+    char *copy = *cursor;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    *cursor += len + 1;
+    return copy;
+}
+
+struct message *message_new(const char *destination, size_t destination_len,
+                            const struct stomp_header *headers, size_t header_count,
+                            const char *body, size_t body_len)
+{
+    size_t strings = destination_len + 1 + body_len + 1;
+    for (size_t i = 0; i < header_count; i++)
+        strings += headers[i].name_len + headers[i].value_len + 2;
+    struct message *msg =
+        malloc(sizeof(*msg) + header_count * sizeof(struct stomp_header) + strings);
+    if (msg == NULL)
+        return NULL;
+    memset(msg, 0, sizeof(*msg));
+    msg->refcount = 1;
+    msg->seq = next_seq++;
+    snprintf(msg->id, sizeof(msg->id), "m-%llu", (unsigned long long)msg->seq);
+    msg->headers = (struct stomp_header *)(msg + 1);
+    char *cursor = (char *)(msg->headers + header_count);
+    msg->body = arena_copy(&cursor, body, body_len); /* first: keeps the big copy aligned */
+    msg->body_len = body_len;
+    msg->destination = arena_copy(&cursor, destination, destination_len);
+    msg->destination_len = destination_len;
+    for (size_t i = 0; i < header_count; i++) {
+        struct stomp_header *h = &msg->headers[i];
+        h->name = arena_copy(&cursor, headers[i].name, headers[i].name_len);
+        h->name_len = headers[i].name_len;
+        h->value = arena_copy(&cursor, headers[i].value, headers[i].value_len);
+        h->value_len = headers[i].value_len;
+    }
+    msg->header_count = header_count;
+    msg->utf8 = ws_utf8_valid((const uint8_t *)body, body_len) &&
+                ws_utf8_valid((const uint8_t *)destination, destination_len) &&
+                headers_utf8(msg->headers, header_count);
+    return msg;
+}
+
+struct message *message_from_send(const struct stomp_frame *send, const char *destination,
+                                  size_t destination_len, const char *reply_to)
+{
+    struct stomp_header *kept = malloc((send->header_count + 1) * sizeof(*kept));
+    if (kept == NULL)
+        return NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < send->header_count; i++) {
+        const struct stomp_header *h = &send->headers[i];
+        if (!header_passed_on(h) || stomp_frame_header_n(send, h->name, h->name_len) != h)
+            continue; /* repeated headers: the first wins, later ones are not passed on */
+        kept[count] = *h;
+        if (reply_to != NULL && h->name_len == 8 && memcmp(h->name, "reply-to", 8) == 0) {
+            kept[count].value = reply_to;
+            kept[count].value_len = strlen(reply_to);
+        }
+        count++;
+    }
+    struct message *msg =
+        message_new(destination, destination_len, kept, count, send->body, send->body_len);
+    free(kept);
+    return msg;
+}
+
+struct message *message_ref(struct message *msg)
+{
+    msg->refcount++;
+    return msg;
+}
+
+void message_unref(struct message *msg)
+{
+    if (msg == NULL || --msg->refcount > 0)
+        return;
+    for (int i = 0; i < 3; i++)
+        free(msg->encoded[i]);
+    free(msg);
+}
+
+const char *message_encoded_headers(struct message *msg, enum stomp_version v, size_t *len)
+{
+    int slot = (int)v - (int)STOMP_V1_0;
+    if (msg->encoded[slot] != NULL || msg->header_count == 0) {
+        *len = msg->encoded_len[slot];
+        return msg->encoded[slot] != NULL ? msg->encoded[slot] : "";
+    }
+    size_t need = 0;
+    for (size_t i = 0; i < msg->header_count; i++) {
+        const struct stomp_header *h = &msg->headers[i];
+        need += stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, h->name, h->name_len,
+                                    h->value, h->value_len);
+    }
+    char *out = malloc(need + 1);
+    if (out == NULL)
+        return NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < msg->header_count; i++) {
+        const struct stomp_header *h = &msg->headers[i];
+        used += stomp_encode_header(out + used, need + 1 - used, v, STOMP_CMD_MESSAGE, h->name,
+                                    h->name_len, h->value, h->value_len);
+    }
+    msg->encoded[slot] = out;
+    msg->encoded_len[slot] = used;
+    *len = used;
+    return out;
+}

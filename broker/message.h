@@ -1,0 +1,59 @@
+/*
+ * message.h - one published message, shared by every delivery of it.
+ *
+ * A SEND becomes one message; each subscriber's MESSAGE frame is built from its own small header
+ * block plus a reference to the message's body (and the NUL that ends the STOMP frame), so a
+ * fan-out to many subscribers never copies the body. Messages are the only refcounted objects in
+ * the broker: whoever stores a pointer (a queue, a transaction, an evbuffer reference) holds a ref.
+ */
+#ifndef STOMPWS_MESSAGE_H
+#define STOMPWS_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stomp/frame.h"
+
+#define MESSAGE_ID_MAX 32
+
+struct message {
+    unsigned refcount;
+    uint64_t seq;                 /* broker-wide sequence number behind the message-id */
+    char id[MESSAGE_ID_MAX];      /* message-id header value, NUL-terminated */
+    char *destination;            /* owned (same allocation): NUL-terminated */
+    size_t destination_len;
+    struct stomp_header *headers; /* owned (same allocation): user headers to pass on, unescaped */
+    size_t header_count;
+    char *body;                   /* owned (same allocation): body_len bytes then a NUL */
+    size_t body_len;
+    bool utf8;                    /* destination, headers and body are all valid UTF-8 */
+    char *encoded[3];             /* owned, lazily built: user headers escaped per version
+                                     (1.0, 1.1, 1.2) as "name:value\n" lines */
+    size_t encoded_len[3];
+};
+
+/*
+ * Builds a message from a SEND frame: copies destination, the headers worth passing on (not
+ * receipt, transaction, content-length nor the ones the broker sets) and the body. reply_to, when
+ * not NULL, replaces the frame's reply-to header value (temporary queue rewriting).
+ * Returns NULL when out of memory. The new message has refcount 1, owned by the caller.
+ */
+struct message *message_from_send(const struct stomp_frame *send, const char *destination,
+                                  size_t destination_len, const char *reply_to);
+
+/* A message from raw parts (HTTP publish, tests); headers may be NULL. */
+struct message *message_new(const char *destination, size_t destination_len,
+                            const struct stomp_header *headers, size_t header_count,
+                            const char *body, size_t body_len);
+
+struct message *message_ref(struct message *msg);
+void message_unref(struct message *msg);
+
+/* The user headers escaped for version v, built on first use; NULL when out of memory. */
+const char *message_encoded_headers(struct message *msg, enum stomp_version v, size_t *len);
+
+/* Total messages created (the next seq is this + 1). */
+uint64_t message_count(void);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * router.h - the destination registry: who is subscribed to what, and where a message goes.
+ *
+ * Topics (/topic/...): every matching subscription gets a copy; exact names live in a hash table,
+ * subscriptions with wildcards (`*` one dot-separated segment, `#` zero or more, as RabbitMQ's
+ * topic exchange) in a trie of segments. Queues (/queue/..., and the /reply-queue/... behind
+ * temporary queues): see queue.h. The router never touches a connection: it hands each delivery
+ * to the ops callbacks the broker registered, so it is unit-tested without sockets.
+ */
+#ifndef STOMPWS_ROUTER_H
+#define STOMPWS_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/dict.h"
+#include "broker/message.h"
+
+#define TOPIC_PREFIX       "/topic/"
+#define QUEUE_PREFIX       "/queue/"
+#define TEMP_QUEUE_PREFIX  "/temp-queue/"
+#define REPLY_QUEUE_PREFIX "/reply-queue/"
+
+enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
+
+/* What a subscription is attached to (struct subscription.target_kind). */
+enum sub_target { SUB_TARGET_NONE, SUB_TARGET_TOPIC, SUB_TARGET_WILDCARD, SUB_TARGET_QUEUE };
+
+enum dest_kind { DEST_UNKNOWN, DEST_TOPIC, DEST_QUEUE, DEST_TEMP_QUEUE, DEST_REPLY_QUEUE };
+
+enum router_error {
+    ROUTER_ERR_NOMEM = -1,
+    ROUTER_ERR_QUEUE_FULL = -2, /* limit: queue.max_messages */
+    ROUTER_ERR_NO_QUEUE = -3,   /* a /reply-queue/ whose owner is gone */
+    ROUTER_ERR_BAD_DEST = -4,   /* empty name, or a wildcard where none is allowed */
+};
+
+/* A queue message delivered to a consumer and not yet acknowledged. */
+struct unacked {
+    struct unacked *prev, *next; /* owned by the subscription's list, in delivery order */
+    struct message *msg;         /* holds a reference */
+};
+
+struct subscription {
+    struct session *session; /* borrowed: the owner, passed back to the ops */
+    char *id;                /* owned: the client's subscription id */
+    char *destination;       /* owned: as the client wrote it (shown in MESSAGE frames) */
+    size_t destination_len;
+    enum ack_mode ack;
+    size_t prefetch; /* queue consumers: max unacked messages, 0 = no limit */
+    bool id_utf8;
+    uint64_t serial; /* broker-wide, never reused: identifies a consumer without a pointer */
+
+    /* Set by the router while subscribed. */
+    void *target;                      /* borrowed: struct topic, struct trie_node or struct queue */
+    enum sub_target target_kind;       /* which of the three */
+    struct subscription *prev, *next;  /* links in the target's list (not owned) */
+    uint64_t last_publish;             /* publish generation: one copy per message per sub */
+
+    /* Queue consumers with client acks. */
+    struct unacked *unacked_head, *unacked_tail; /* owned entries */
+    size_t unacked_count;
+};
+
+struct router_ops {
+    /* Writes msg to sub's connection. Returns 0, or -1 when it was not written (dropped). */
+    int (*deliver)(struct subscription *sub, struct message *msg, bool redelivered);
+    /* Queue flow control: may this consumer's connection take one more message now? */
+    bool (*writable)(const struct subscription *sub);
+};
+
+struct router_stats {
+    uint64_t published;  /* router_publish calls that succeeded */
+    uint64_t delivered;  /* MESSAGE frames written */
+    uint64_t dropped;    /* deliveries the connection refused (slow consumer) */
+    uint64_t unroutable; /* messages no subscription or queue took */
+};
+
+struct trie_node;
+
+struct router {
+    struct router_ops ops;
+    struct dict topics;          /* owned: exact destination -> struct topic */
+    struct trie_node *wildcards; /* owned: root of the wildcard trie, NULL when empty */
+    struct dict queues;          /* owned: name -> struct queue */
+    uint64_t publish_gen;
+    size_t queue_max_messages; /* limit per queue (queue.max_messages) */
+    struct router_stats stats;
+};
+
+void router_init(struct router *r, const struct router_ops *ops, size_t queue_max_messages);
+/* Frees every topic, trie node and queue (with their waiting messages). Subscriptions are the
+ * sessions' and must have been unsubscribed already. */
+void router_reset(struct router *r);
+
+enum dest_kind router_dest_kind(const char *dest, size_t len);
+/* True when a /topic/ name has a `*` or `#` segment. */
+bool router_is_wildcard(const char *dest, size_t len);
+
+/* Subscribes sub to `name` (a /topic/ pattern or a resolved queue name). */
+int router_subscribe(struct router *r, struct subscription *sub, const char *name, size_t len);
+/* Removes sub; its unacked queue messages go back to the queue, marked redelivered. */
+void router_unsubscribe(struct router *r, struct subscription *sub);
+
+/*
+ * Routes msg to `name` (a /topic/ name or a resolved queue name). create_queue false: a queue that
+ * does not exist is an error (ROUTER_ERR_NO_QUEUE) instead of being created. The router takes its
+ * own references; the caller keeps its own.
+ */
+int router_publish(struct router *r, struct message *msg, const char *name, size_t len,
+                   bool create_queue);
+
+/* Queues whose consumers became writable again (their connection drained). */
+void router_resume(struct router *r, struct subscription *sub);
+
+#endif

@@ -1,0 +1,1051 @@
+#include "broker/session.h"
+#include "broker/conn.h"
+#include "broker/log.h"
+#include "broker/message.h"
+#include "broker/queue.h"
+#include "broker/txn.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "stomp/encode.h"
+#include "stomp/parser.h"
+#include "ws/utf8.h"
+
+#define ALLOWED_PREFIXES "/topic/, /queue/, /temp-queue/, /reply-queue/"
+
+struct session {
+    struct conn *conn;           /* borrowed: owns this session */
+    struct broker *broker;       /* borrowed */
+    struct stomp_parser *parser; /* owned */
+    int version_hint;            /* fixed by the WebSocket subprotocol, 0 if not */
+    enum stomp_version version;
+    bool connected;
+    char id[48];              /* the CONNECTED session header; also names reply queues */
+    struct dict subs;         /* owned values: subscription id -> struct subscription */
+    struct dict transactions; /* owned values: name -> struct txn */
+    struct dict temp_queues;  /* keys: reply-queue names this session owns (values unused) */
+    unsigned hb_send_ms;      /* 0: we send no heart-beats */
+    unsigned hb_expect_ms;    /* 0: we expect none */
+    struct event *connect_timer;  /* owned */
+    struct event *hb_send_timer;  /* owned */
+    struct event *hb_check_timer; /* owned */
+    size_t consecutive_drops;     /* topic messages dropped since the last one delivered */
+    uint64_t dropped;
+};
+
+/* ---- building outbound frames ------------------------------------------------------------- */
+
+/* A frame head being assembled; grows from a stack buffer to the heap when needed. */
+struct head {
+    char *p;
+    size_t len, cap;
+    bool failed;
+    char stack[1024];
+};
+
+static void head_init(struct head *h)
+{
+    h->p = h->stack;
+    h->len = 0;
+    h->cap = sizeof(h->stack);
+    h->failed = false;
+}
+
+static void head_release(struct head *h)
+{
+    if (h->p != h->stack)
+        free(h->p);
+}
+
+static bool head_reserve(struct head *h, size_t more)
+{
+    if (h->len + more <= h->cap)
+        return true;
+    size_t cap = (h->len + more) * 2;
+    char *p = h->p == h->stack ? malloc(cap) : realloc(h->p, cap);
+    if (p == NULL) {
+        h->failed = true;
+        return false;
+    }
+    if (h->p == h->stack)
+        memcpy(p, h->stack, h->len);
+    h->p = p;
+    h->cap = cap;
+    return true;
+}
+
+static void head_raw(struct head *h, const char *s, size_t len)
+{
+    if (!head_reserve(h, len))
+        return;
+    memcpy(h->p + h->len, s, len);
+    h->len += len;
+}
+
+static void head_header(struct head *h, enum stomp_version v, enum stomp_command cmd,
+                        const char *name, const char *value, size_t value_len)
+{
+    size_t need = stomp_encode_header(NULL, 0, v, cmd, name, strlen(name), value, value_len);
+    if (!head_reserve(h, need + 1))
+        return;
+    h->len += stomp_encode_header(h->p + h->len, h->cap - h->len, v, cmd, name, strlen(name),
+                                  value, value_len);
+}
+
+static void head_header_str(struct head *h, enum stomp_version v, enum stomp_command cmd,
+                            const char *name, const char *value)
+{
+    head_header(h, v, cmd, name, value, strlen(value));
+}
+
+static void head_command(struct head *h, enum stomp_command cmd)
+{
+    const char *name = stomp_command_name(cmd);
+    head_raw(h, name, strlen(name));
+    head_raw(h, "\n", 1);
+}
+
+/* Ends the head (content-length when there is a body, then the blank line) and sends it. */
+static void send_head(struct session *s, struct head *h, enum stomp_command cmd,
+                      const char *body, size_t body_len)
+{
+    if (body_len > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", body_len);
+        head_header_str(h, s->version, cmd, "content-length", n);
+    }
+    head_raw(h, "\n", 1);
+    if (h->failed) {
+        log_error(s->conn->id, "out of memory building a %s frame", stomp_command_name(cmd));
+        conn_close(s->conn);
+    } else {
+        bool utf8 = ws_utf8_valid((const uint8_t *)h->p, h->len) &&
+                    ws_utf8_valid((const uint8_t *)body, body_len);
+        conn_send_frame(s->conn, h->p, h->len, NULL, body, body_len, utf8);
+    }
+    head_release(h);
+}
+
+static const struct stomp_header *find(const struct stomp_frame *f, const char *name)
+{
+    return stomp_frame_header(f, name);
+}
+
+static void send_receipt(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *receipt = find(f, "receipt");
+    if (receipt == NULL)
+        return;
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_RECEIPT);
+    head_header(&h, s->version, STOMP_CMD_RECEIPT, "receipt-id", receipt->value,
+                receipt->value_len);
+    send_head(s, &h, STOMP_CMD_RECEIPT, NULL, 0);
+}
+
+/* Appends "COMMAND\nname:value\n..." of the offending frame to the ERROR body, bounded. */
+static size_t summarize_frame(const struct stomp_frame *f, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "The offending frame:\n-----\n%s\n",
+                                stomp_command_name(f->command));
+    for (size_t i = 0; i < f->header_count && n < cap; i++) {
+        const struct stomp_header *hd = &f->headers[i];
+        int w = snprintf(out + n, cap - n, "%.*s:%.*s\n", (int)(hd->name_len > 200 ? 200 : hd->name_len),
+                         hd->name, (int)(hd->value_len > 200 ? 200 : hd->value_len), hd->value);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+    if (n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "-----\n");
+    return n < cap ? n : cap - 1;
+}
+
+/* ERROR (message, receipt-id when known, body), then a WebSocket close with ws_code. */
+static void send_error(struct session *s, const struct stomp_header *receipt, const char *detail,
+                       size_t detail_len, uint16_t ws_code, const char *message)
+{
+    if (!conn_is_open(s->conn))
+        return;
+    log_info(s->conn->id, "error to %s: %s", s->conn->peer, message);
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_ERROR);
+    head_header_str(&h, s->version, STOMP_CMD_ERROR, "message", message);
+    if (receipt != NULL)
+        head_header(&h, s->version, STOMP_CMD_ERROR, "receipt-id", receipt->value,
+                    receipt->value_len);
+    head_header_str(&h, s->version, STOMP_CMD_ERROR, "content-type", "text/plain");
+    char body[2048];
+    size_t body_len = detail_len < sizeof(body) / 2 ? detail_len : sizeof(body) / 2;
+    memcpy(body, detail, body_len);
+    body_len += (size_t)snprintf(body + body_len, sizeof(body) - body_len, "%s\n", message);
+    if (body_len >= sizeof(body))
+        body_len = sizeof(body) - 1;
+    send_head(s, &h, STOMP_CMD_ERROR, body, body_len);
+    conn_close_gracefully(s->conn, ws_code, message);
+}
+
+/*
+ * The end of a session on a protocol problem with a parsed frame (or none): ERROR with message,
+ * the frame's receipt as receipt-id and a summary of the frame in the body, then the close.
+ */
+static void session_fail(struct session *s, const struct stomp_frame *f, uint16_t ws_code,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void session_fail(struct session *s, const struct stomp_frame *f, uint16_t ws_code,
+                         const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    char summary[1024];
+    size_t summary_len = f != NULL ? summarize_frame(f, summary, sizeof(summary)) : 0;
+    send_error(s, f != NULL ? find(f, "receipt") : NULL, summary, summary_len, ws_code, message);
+}
+
+/*
+ * A frame the parser rejected has no frame value: the ERROR quotes the raw bytes where it went
+ * wrong (printable ASCII, bounded) and finds a receipt header among them when there is one.
+ */
+static void fail_on_bytes(struct session *s, const char *data, size_t len, uint16_t ws_code,
+                          const char *message)
+{
+    size_t shown = len < 256 ? len : 256;
+    char summary[512];
+    size_t n = (size_t)snprintf(summary, sizeof(summary), "The offending bytes:\n-----\n");
+    for (size_t i = 0; i < shown; i++) {
+        unsigned char ch = (unsigned char)data[i];
+        summary[n++] = (ch == '\n' || (ch >= 0x20 && ch < 0x7f)) ? (char)ch : '.';
+    }
+    n += (size_t)snprintf(summary + n, sizeof(summary) - n, "\n-----\n");
+
+    struct stomp_header receipt = {0};
+    const char *end = data + len;
+    const char *at = memmem(data, len, "\nreceipt:", 9);
+    if (at != NULL) {
+        receipt.value = at + 9;
+        const char *eol = memchr(receipt.value, '\n', (size_t)(end - receipt.value));
+        receipt.value_len = (size_t)((eol != NULL ? eol : end) - receipt.value);
+        if (receipt.value_len > 0 && receipt.value[receipt.value_len - 1] == '\r')
+            receipt.value_len--;
+    }
+    send_error(s, at != NULL ? &receipt : NULL, summary, n, ws_code, message);
+}
+
+/* ---- timers --------------------------------------------------------------------------------- */
+
+static void arm(struct event *ev, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    session_fail(s, NULL, WS_CLOSE_POLICY, "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
+                 s->broker->cfg.connect_timeout_ms);
+}
+
+static void hb_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    /* The timer runs at half the interval, so a gap never exceeds the promised one. */
+    if (broker_now_ms(s->broker) - s->conn->last_write_ms >= s->hb_send_ms / 2)
+        conn_send_heartbeat(s->conn);
+}
+
+static void hb_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    uint64_t silent = broker_now_ms(s->broker) - s->conn->last_read_ms;
+    /* Twice the promised interval: background browser tabs throttle their timers. */
+    if (silent <= 2ull * s->hb_expect_ms)
+        return;
+    log_info(s->conn->id, "heart-beat timeout: %s silent for %" PRIu64 " ms (promised %u ms)",
+             s->conn->peer, silent, s->hb_expect_ms);
+    session_fail(s, NULL, WS_CLOSE_POLICY, "heart-beat timeout: nothing received for %" PRIu64 " ms",
+                 silent);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void make_session_id(struct session *s)
+{
+    uint8_t rnd[8] = {0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        memcpy(rnd, &s, sizeof(rnd) < sizeof(s) ? sizeof(rnd) : sizeof(s));
+    int n = snprintf(s->id, sizeof(s->id), "sess-%" PRIu64 "-", s->conn->id);
+    for (size_t i = 0; i < sizeof(rnd) && (size_t)n + 2 < sizeof(s->id); i++)
+        n += snprintf(s->id + n, sizeof(s->id) - (size_t)n, "%02x", rnd[i]);
+}
+
+struct session *session_new(struct conn *c, int version_hint)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->conn = c;
+    s->broker = c->broker;
+    s->version_hint = version_hint;
+    s->version = version_hint != 0 ? (enum stomp_version)version_hint : STOMP_V1_2;
+    const struct config *cfg = &c->broker->cfg;
+    struct stomp_limits limits = {.max_headers = cfg->max_frame_headers,
+                                  .max_header_line = cfg->max_header_line,
+                                  .max_header_bytes = cfg->max_header_bytes,
+                                  .max_body = cfg->max_body};
+    s->parser = stomp_parser_new(&limits);
+    s->connect_timer = evtimer_new(c->broker->base, connect_timeout_cb, s);
+    s->hb_send_timer = event_new(c->broker->base, -1, EV_PERSIST, hb_send_cb, s);
+    s->hb_check_timer = event_new(c->broker->base, -1, EV_PERSIST, hb_check_cb, s);
+    dict_init(&s->subs);
+    dict_init(&s->transactions);
+    dict_init(&s->temp_queues);
+    if (s->parser == NULL || s->connect_timer == NULL || s->hb_send_timer == NULL ||
+        s->hb_check_timer == NULL) {
+        session_free(s);
+        return NULL;
+    }
+    make_session_id(s);
+    arm(s->connect_timer, cfg->connect_timeout_ms);
+    return s;
+}
+
+static void free_subscription(struct subscription *sub)
+{
+    free(sub->id);
+    free(sub->destination);
+    free(sub);
+}
+
+static void free_all_subscriptions(struct session *s)
+{
+    size_t bucket;
+    struct dict_entry *e;
+    while ((e = dict_first(&s->subs, &bucket)) != NULL) {
+        struct subscription *sub = e->value;
+        dict_remove(&s->subs, e->key, e->key_len);
+        router_unsubscribe(&s->broker->router, sub);
+        free_subscription(sub);
+    }
+    dict_reset(&s->subs);
+}
+
+static void free_all_transactions(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->transactions, &bucket); e != NULL;
+         e = dict_next(&s->transactions, &bucket, e)) {
+        txn_free(e->value);
+    }
+    dict_reset(&s->transactions);
+}
+
+static void delete_temp_queues(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->temp_queues, &bucket); e != NULL;
+         e = dict_next(&s->temp_queues, &bucket, e)) {
+        struct queue *q = queue_lookup(&s->broker->router, e->key, e->key_len, false);
+        if (q != NULL && q->consumer_count == 0)
+            queue_delete(&s->broker->router, q);
+    }
+    dict_reset(&s->temp_queues);
+}
+
+void session_free(struct session *s)
+{
+    if (s == NULL)
+        return;
+    free_all_transactions(s); /* aborted: nothing buffered takes effect */
+    free_all_subscriptions(s);
+    delete_temp_queues(s);
+    if (s->connect_timer != NULL)
+        event_free(s->connect_timer);
+    if (s->hb_send_timer != NULL)
+        event_free(s->hb_send_timer);
+    if (s->hb_check_timer != NULL)
+        event_free(s->hb_check_timer);
+    stomp_parser_free(s->parser);
+    free(s);
+}
+
+void session_shutdown(struct session *s, const char *reason)
+{
+    if (s->connected)
+        session_fail(s, NULL, WS_CLOSE_GOING_AWAY, "%s", reason);
+    else
+        conn_close_gracefully(s->conn, WS_CLOSE_GOING_AWAY, reason);
+}
+
+/* ---- destinations --------------------------------------------------------------------------- */
+
+/*
+ * Resolves a destination a client wrote to the router's name for it: /temp-queue/NAME is this
+ * session's private queue /reply-queue/<session-id>.NAME (created on first use). Writes into out
+ * (cap bytes); returns its length, or 0 when it does not fit or the queue cannot be created.
+ */
+static size_t resolve_temp_queue(struct session *s, const char *name, size_t len, char *out,
+                                 size_t cap)
+{
+    size_t skip = strlen(TEMP_QUEUE_PREFIX);
+    int n = snprintf(out, cap, "%s%s.%.*s", REPLY_QUEUE_PREFIX, s->id, (int)(len - skip),
+                     name + skip);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    struct queue *q = queue_lookup(&s->broker->router, out, (size_t)n, true);
+    if (q == NULL)
+        return 0;
+    q->temporary = true;
+    if (dict_get(&s->temp_queues, out, (size_t)n) == NULL &&
+        dict_set(&s->temp_queues, out, (size_t)n, q) != 0)
+        return 0;
+    return (size_t)n;
+}
+
+/* ---- verbs ---------------------------------------------------------------------------------- */
+
+static void start_heartbeats(struct session *s, unsigned cx, unsigned cy)
+{
+    const struct config *cfg = &s->broker->cfg;
+    unsigned send_ms, expect_ms;
+    stomp_heartbeat_negotiate(cx, cy, cfg->heartbeat_send_ms, cfg->heartbeat_receive_ms,
+                              &send_ms, &expect_ms);
+    if (send_ms != 0) {
+        send_ms = send_ms < cfg->heartbeat_min_ms ? cfg->heartbeat_min_ms : send_ms;
+        send_ms = send_ms > cfg->heartbeat_max_ms ? cfg->heartbeat_max_ms : send_ms;
+    }
+    if (expect_ms != 0) {
+        expect_ms = expect_ms < cfg->heartbeat_min_ms ? cfg->heartbeat_min_ms : expect_ms;
+        expect_ms = expect_ms > cfg->heartbeat_max_ms ? cfg->heartbeat_max_ms : expect_ms;
+        expect_ms = expect_ms < cx ? cx : expect_ms; /* a client cannot beat faster than cx */
+    }
+    s->hb_send_ms = send_ms;
+    s->hb_expect_ms = expect_ms;
+    if (send_ms != 0)
+        arm(s->hb_send_timer, send_ms / 2 > 0 ? send_ms / 2 : 1);
+    if (expect_ms != 0)
+        arm(s->hb_check_timer, expect_ms);
+}
+
+/* Settles the version from accept-version and the WebSocket subprotocol; -1 after an ERROR. */
+static int negotiate_version(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *accept = find(f, "accept-version");
+    int v = stomp_negotiate_version(accept ? accept->value : NULL, accept ? accept->value_len : 0,
+                                    STOMP_VERSIONS_ALL);
+    if (s->version_hint != 0) {
+        unsigned bit = STOMP_VERSION_BIT(s->version_hint);
+        if (accept != NULL && stomp_negotiate_version(accept->value, accept->value_len, bit) < 0) {
+            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                         "accept-version does not include %s, fixed by the WebSocket subprotocol",
+                         stomp_version_name((enum stomp_version)s->version_hint));
+            return -1;
+        }
+        return s->version_hint;
+    }
+    if (v < 0) {
+        struct head h;
+        head_init(&h);
+        head_command(&h, STOMP_CMD_ERROR);
+        head_header_str(&h, STOMP_V1_2, STOMP_CMD_ERROR, "message",
+                        "no common STOMP version: supported versions are 1.0,1.1,1.2");
+        head_header_str(&h, STOMP_V1_2, STOMP_CMD_ERROR, "version", "1.0,1.1,1.2");
+        head_header_str(&h, STOMP_V1_2, STOMP_CMD_ERROR, "content-type", "text/plain");
+        const char *body = "Supported protocol versions are 1.0, 1.1 and 1.2\n";
+        send_head(s, &h, STOMP_CMD_ERROR, body, strlen(body));
+        conn_close_gracefully(s->conn, WS_CLOSE_PROTOCOL_ERROR, "no common STOMP version");
+        return -1;
+    }
+    return v;
+}
+
+static void on_connect(struct session *s, const struct stomp_frame *f)
+{
+    if (s->connected) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "already connected");
+        return;
+    }
+    int v = negotiate_version(s, f);
+    if (v < 0)
+        return;
+    s->version = (enum stomp_version)v;
+    unsigned cx = 0, cy = 0;
+    const struct stomp_header *hb = find(f, "heart-beat");
+    if (hb != NULL && s->version >= STOMP_V1_1 &&
+        stomp_heartbeat_parse(hb->value, hb->value_len, &cx, &cy) != 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "malformed heart-beat header: expected \"cx,cy\"");
+        return;
+    }
+    evtimer_del(s->connect_timer);
+    stomp_parser_set_version(s->parser, s->version);
+    s->connected = true;
+    if (s->version >= STOMP_V1_1)
+        start_heartbeats(s, cx, cy);
+
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_CONNECTED);
+    head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "version", stomp_version_name(s->version));
+    head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "server", STOMPWS_SERVER_NAME);
+    head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "session", s->id);
+    if (s->version >= STOMP_V1_1) {
+        char hbv[32];
+        snprintf(hbv, sizeof(hbv), "%u,%u", s->hb_send_ms, s->hb_expect_ms);
+        head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "heart-beat", hbv);
+    }
+    send_head(s, &h, STOMP_CMD_CONNECTED, NULL, 0);
+    log_debug(s->conn->id, "STOMP %s session %s", stomp_version_name(s->version), s->id);
+}
+
+/* Copies a header value into a NUL-terminated string (for names used as C strings). */
+static char *dup_value(const struct stomp_header *h)
+{
+    return strndup(h->value, h->value_len);
+}
+
+/*
+ * Resolves the route for a SEND destination: the router's name in out, whether the queue may be
+ * created. Returns the length, or 0 after sending an ERROR.
+ */
+static size_t send_route(struct session *s, const struct stomp_frame *f,
+                         const struct stomp_header *dest, char *out, size_t cap, bool *create)
+{
+    *create = true;
+    switch (router_dest_kind(dest->value, dest->value_len)) {
+    case DEST_TOPIC:
+        if (router_is_wildcard(dest->value, dest->value_len)) {
+            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                         "cannot SEND to a wildcard destination: %.*s", (int)dest->value_len,
+                         dest->value);
+            return 0;
+        }
+        /* fall through */
+    case DEST_QUEUE:
+    case DEST_REPLY_QUEUE:
+        if (dest->value_len >= cap) {
+            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
+            return 0;
+        }
+        memcpy(out, dest->value, dest->value_len);
+        out[dest->value_len] = '\0';
+        *create = router_dest_kind(dest->value, dest->value_len) != DEST_REPLY_QUEUE;
+        return dest->value_len;
+    case DEST_TEMP_QUEUE: {
+        size_t n = resolve_temp_queue(s, dest->value, dest->value_len, out, cap);
+        if (n == 0)
+            session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
+        return n;
+    }
+    default:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES,
+                     (int)(dest->value_len > 200 ? 200 : dest->value_len), dest->value);
+        return 0;
+    }
+}
+
+/* Publishes; returns 0, or -1 after an ERROR. */
+static int publish(struct session *s, const struct stomp_frame *f, struct message *msg,
+                   const char *route, size_t route_len, bool create)
+{
+    int rc = router_publish(&s->broker->router, msg, route, route_len, create);
+    switch (rc) {
+    case 0:
+        return 0;
+    case ROUTER_ERR_NO_QUEUE:
+        s->broker->stats.reply_queue_drops++;
+        log_debug(s->conn->id, "dropped message to %s: its temporary queue is gone", route);
+        return 0;
+    case ROUTER_ERR_QUEUE_FULL:
+        session_fail(s, f, WS_CLOSE_POLICY, "queue %s is full (queue.max_messages = %zu)", route,
+                     s->broker->cfg.queue_max_messages);
+        return -1;
+    case ROUTER_ERR_BAD_DEST:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "invalid destination %s", route);
+        return -1;
+    default:
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+}
+
+static struct txn *find_tx(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *name = find(f, "transaction");
+    if (name == NULL)
+        return NULL;
+    struct txn *tx = dict_get(&s->transactions, name->value, name->value_len);
+    if (tx == NULL)
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "unknown transaction '%.*s'",
+                     (int)(name->value_len > 200 ? 200 : name->value_len), name->value);
+    return tx;
+}
+
+/* Reports a failed txn_add_*(); returns 0 when rc is. */
+static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
+{
+    if (rc == TXN_ERR_FULL)
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "transaction holds too many frames (limits.max_tx_frames = %zu)",
+                     s->broker->cfg.max_tx_frames);
+    else if (rc != 0)
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+    return rc;
+}
+
+static void on_send(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *dest = find(f, "destination");
+    char route[1024];
+    bool create;
+    size_t route_len = send_route(s, f, dest, route, sizeof(route), &create);
+    if (route_len == 0)
+        return;
+
+    /* reply-to:/temp-queue/NAME becomes the private queue others can answer to. */
+    char reply_route[1024];
+    const char *reply_to = NULL;
+    const struct stomp_header *reply = find(f, "reply-to");
+    if (reply != NULL && router_dest_kind(reply->value, reply->value_len) == DEST_TEMP_QUEUE) {
+        if (resolve_temp_queue(s, reply->value, reply->value_len, reply_route,
+                               sizeof(reply_route)) == 0) {
+            session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
+            return;
+        }
+        reply_to = reply_route;
+    }
+
+    struct txn *tx = NULL;
+    if (find(f, "transaction") != NULL && (tx = find_tx(s, f)) == NULL)
+        return;
+    struct message *msg = message_from_send(f, route, route_len, reply_to);
+    if (msg == NULL) {
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    int rc = tx != NULL ? tx_check(s, f, txn_add_send(tx, msg, route, create))
+                        : publish(s, f, msg, route, route_len, create);
+    message_unref(msg);
+    if (rc == 0)
+        send_receipt(s, f);
+}
+
+static int parse_ack_mode(const struct stomp_header *h, enum ack_mode *mode)
+{
+    *mode = ACK_AUTO;
+    if (h == NULL || stomp_header_is(h, "auto"))
+        return 0;
+    if (stomp_header_is(h, "client")) {
+        *mode = ACK_CLIENT;
+        return 0;
+    }
+    if (stomp_header_is(h, "client-individual")) {
+        *mode = ACK_CLIENT_INDIVIDUAL;
+        return 0;
+    }
+    return -1;
+}
+
+/* prefetch-count header, else the configured default; -1 when malformed. */
+static long parse_prefetch(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *h = find(f, "prefetch-count");
+    if (h == NULL)
+        return (long)s->broker->cfg.queue_prefetch;
+    char text[24];
+    if (h->value_len == 0 || h->value_len >= sizeof(text))
+        return -1;
+    memcpy(text, h->value, h->value_len);
+    text[h->value_len] = '\0';
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0)
+        return -1;
+    return v;
+}
+
+/* The subscription id: the id header, or in 1.0 the destination when there is none. */
+static const struct stomp_header *subscription_id(const struct stomp_frame *f)
+{
+    const struct stomp_header *id = find(f, "id");
+    return id != NULL ? id : find(f, "destination");
+}
+
+static struct subscription *new_subscription(struct session *s, const struct stomp_header *id,
+                                             const struct stomp_header *dest, enum ack_mode ack,
+                                             long prefetch)
+{
+    static uint64_t next_serial = 1;
+    struct subscription *sub = calloc(1, sizeof(*sub));
+    if (sub == NULL)
+        return NULL;
+    sub->session = s;
+    sub->id = dup_value(id);
+    sub->destination = dup_value(dest);
+    sub->destination_len = dest->value_len;
+    sub->ack = ack;
+    sub->prefetch = (size_t)prefetch;
+    sub->serial = next_serial++;
+    sub->id_utf8 = ws_utf8_valid((const uint8_t *)id->value, id->value_len) &&
+                   ws_utf8_valid((const uint8_t *)dest->value, dest->value_len);
+    if (sub->id == NULL || sub->destination == NULL) {
+        free_subscription(sub);
+        return NULL;
+    }
+    return sub;
+}
+
+/* The router name a SUBSCRIBE destination resolves to; 0 after an ERROR. */
+static size_t subscribe_route(struct session *s, const struct stomp_frame *f,
+                              const struct stomp_header *dest, char *out, size_t cap)
+{
+    switch (router_dest_kind(dest->value, dest->value_len)) {
+    case DEST_TOPIC:
+    case DEST_QUEUE:
+        if (dest->value_len >= cap) {
+            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
+            return 0;
+        }
+        memcpy(out, dest->value, dest->value_len);
+        out[dest->value_len] = '\0';
+        return dest->value_len;
+    case DEST_TEMP_QUEUE: {
+        size_t n = resolve_temp_queue(s, dest->value, dest->value_len, out, cap);
+        if (n == 0)
+            session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
+        return n;
+    }
+    case DEST_REPLY_QUEUE:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "cannot SUBSCRIBE to a /reply-queue/ destination: subscribe to /temp-queue/");
+        return 0;
+    default:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES,
+                     (int)(dest->value_len > 200 ? 200 : dest->value_len), dest->value);
+        return 0;
+    }
+}
+
+static void on_subscribe(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *dest = find(f, "destination");
+    const struct stomp_header *id = subscription_id(f);
+    if (dict_get(&s->subs, id->value, id->value_len) != NULL) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "subscription id '%.*s' is already in use",
+                     (int)(id->value_len > 200 ? 200 : id->value_len), id->value);
+        return;
+    }
+    if (s->subs.count >= s->broker->cfg.max_subscriptions) {
+        session_fail(s, f, WS_CLOSE_POLICY, "too many subscriptions (limits.max_subscriptions = %zu)",
+                     s->broker->cfg.max_subscriptions);
+        return;
+    }
+    enum ack_mode ack;
+    if (parse_ack_mode(find(f, "ack"), &ack) != 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "invalid ack header: expected auto, client or client-individual");
+        return;
+    }
+    long prefetch = parse_prefetch(s, f);
+    if (prefetch < 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "invalid prefetch-count header");
+        return;
+    }
+    char route[1024];
+    size_t route_len = subscribe_route(s, f, dest, route, sizeof(route));
+    if (route_len == 0)
+        return;
+    struct subscription *sub = new_subscription(s, id, dest, ack, prefetch);
+    if (sub == NULL || dict_set(&s->subs, id->value, id->value_len, sub) != 0) {
+        if (sub != NULL)
+            free_subscription(sub);
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    /* Receipt first: the subscribe may deliver waiting queue messages at once. */
+    send_receipt(s, f);
+    if (router_subscribe(&s->broker->router, sub, route, route_len) != 0) {
+        dict_remove(&s->subs, id->value, id->value_len);
+        free_subscription(sub);
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot subscribe to %s", route);
+    }
+}
+
+static void on_unsubscribe(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *id = subscription_id(f);
+    struct subscription *sub = dict_remove(&s->subs, id->value, id->value_len);
+    if (sub == NULL) {
+        log_debug(s->conn->id, "UNSUBSCRIBE of unknown id '%.*s' ignored", (int)id->value_len,
+                  id->value);
+    } else {
+        router_unsubscribe(&s->broker->router, sub);
+        free_subscription(sub);
+    }
+    send_receipt(s, f);
+}
+
+/* Applies an ACK/NACK to whichever queue subscription holds the message. */
+static void apply_ack(struct session *s, const char *msg_id, size_t id_len, const char *sub_id,
+                      bool nack)
+{
+    struct router *r = &s->broker->router;
+    if (sub_id != NULL) {
+        struct subscription *sub = dict_get(&s->subs, sub_id, strlen(sub_id));
+        if (sub != NULL && sub->target_kind == SUB_TARGET_QUEUE)
+            queue_ack(r, sub, msg_id, id_len, nack);
+        return;
+    }
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->subs, &bucket); e != NULL;
+         e = dict_next(&s->subs, &bucket, e)) {
+        struct subscription *sub = e->value;
+        if (sub->target_kind == SUB_TARGET_QUEUE && sub->unacked_count > 0 &&
+            queue_ack(r, sub, msg_id, id_len, nack) == 0)
+            return;
+    }
+    /* Unknown ids (topic messages, double acks) are harmless: nothing to do. */
+}
+
+static void on_ack(struct session *s, const struct stomp_frame *f, bool nack)
+{
+    const struct stomp_header *id =
+        s->version >= STOMP_V1_2 ? find(f, "id") : find(f, "message-id");
+    const struct stomp_header *sub = s->version == STOMP_V1_1 ? find(f, "subscription") : NULL;
+    struct txn *tx = NULL;
+    if (find(f, "transaction") != NULL && (tx = find_tx(s, f)) == NULL)
+        return;
+    if (tx != NULL) {
+        int rc = txn_add_ack(tx, id->value, id->value_len, sub ? sub->value : NULL,
+                             sub ? sub->value_len : 0, nack);
+        if (tx_check(s, f, rc) == 0)
+            send_receipt(s, f);
+        return;
+    }
+    char *sub_id = sub != NULL ? dup_value(sub) : NULL;
+    apply_ack(s, id->value, id->value_len, sub_id, nack);
+    free(sub_id);
+    send_receipt(s, f);
+}
+
+static void on_begin(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *name = find(f, "transaction");
+    if (dict_get(&s->transactions, name->value, name->value_len) != NULL) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "transaction '%.*s' already begun",
+                     (int)(name->value_len > 200 ? 200 : name->value_len), name->value);
+        return;
+    }
+    if (s->transactions.count >= s->broker->cfg.max_transactions) {
+        session_fail(s, f, WS_CLOSE_POLICY, "too many open transactions (limits.max_transactions = %zu)",
+                     s->broker->cfg.max_transactions);
+        return;
+    }
+    struct txn *tx = txn_new(s->broker->cfg.max_tx_frames);
+    if (tx == NULL || dict_set(&s->transactions, name->value, name->value_len, tx) != 0) {
+        txn_free(tx);
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    send_receipt(s, f);
+}
+
+static void on_commit_or_abort(struct session *s, const struct stomp_frame *f, bool commit)
+{
+    struct txn *tx = find_tx(s, f);
+    if (tx == NULL)
+        return;
+    const struct stomp_header *name = find(f, "transaction");
+    dict_remove(&s->transactions, name->value, name->value_len);
+    int rc = 0;
+    for (struct txn_op *op = tx->head; commit && op != NULL && rc == 0; op = op->next) {
+        if (op->msg != NULL)
+            rc = publish(s, f, op->msg, op->route, strlen(op->route), op->create_queue);
+        else
+            apply_ack(s, op->ack_id, strlen(op->ack_id), op->sub_id, op->nack);
+    }
+    txn_free(tx);
+    if (rc == 0)
+        send_receipt(s, f);
+}
+
+static void on_disconnect(struct session *s, const struct stomp_frame *f)
+{
+    send_receipt(s, f);
+    conn_close_gracefully(s->conn, WS_CLOSE_NORMAL, "disconnect");
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+static void handle_frame(struct session *s, const struct stomp_frame *f)
+{
+    s->broker->stats.frames_in++;
+    if (f->command == STOMP_CMD_CONNECT || f->command == STOMP_CMD_STOMP) {
+        on_connect(s, f);
+        return;
+    }
+    if (!s->connected) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "expected CONNECT or STOMP, got %s",
+                     stomp_command_name(f->command));
+        return;
+    }
+    const char *problem = NULL;
+    if (stomp_frame_validate(f, s->version, &problem) != 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "%s", problem ? problem : "invalid frame");
+        return;
+    }
+    switch (f->command) {
+    case STOMP_CMD_SEND: on_send(s, f); break;
+    case STOMP_CMD_SUBSCRIBE: on_subscribe(s, f); break;
+    case STOMP_CMD_UNSUBSCRIBE: on_unsubscribe(s, f); break;
+    case STOMP_CMD_ACK: on_ack(s, f, false); break;
+    case STOMP_CMD_NACK: on_ack(s, f, true); break;
+    case STOMP_CMD_BEGIN: on_begin(s, f); break;
+    case STOMP_CMD_COMMIT: on_commit_or_abort(s, f, true); break;
+    case STOMP_CMD_ABORT: on_commit_or_abort(s, f, false); break;
+    case STOMP_CMD_DISCONNECT: on_disconnect(s, f); break;
+    default:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "%s is a server frame",
+                     stomp_command_name(f->command));
+        break;
+    }
+}
+
+static uint16_t close_code_for_parse_error(int err)
+{
+    switch (err) {
+    case STOMP_ERR_TOO_MANY_HEADERS:
+    case STOMP_ERR_HEADER_LINE_TOO_LONG:
+    case STOMP_ERR_HEADERS_TOO_LARGE:
+    case STOMP_ERR_BODY_TOO_LARGE:
+        return WS_CLOSE_TOO_BIG;
+    case STOMP_ERR_NOMEM:
+        return WS_CLOSE_INTERNAL_ERROR;
+    default:
+        return WS_CLOSE_PROTOCOL_ERROR;
+    }
+}
+
+int session_feed(struct session *s, const char *data, size_t len)
+{
+    while (len > 0 && conn_is_open(s->conn)) {
+        struct stomp_frame frame;
+        enum stomp_event ev;
+        ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);
+        if (n < 0) {
+            fail_on_bytes(s, data, len, close_code_for_parse_error((int)n),
+                          stomp_parser_error_message(s->parser));
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+        if (ev == STOMP_EVENT_FRAME)
+            handle_frame(s, &frame);
+        else if (ev == STOMP_EVENT_NONE && n == 0)
+            break;
+    }
+    return conn_is_open(s->conn) ? 0 : -1;
+}
+
+/* ---- delivery ------------------------------------------------------------------------------- */
+
+bool session_writable(const struct subscription *sub)
+{
+    const struct conn *c = sub->session->conn;
+    return conn_is_open(c) && conn_outbound(c) < c->broker->cfg.outbound_high_water;
+}
+
+/* Topic deliveries past the high-water mark are dropped; too many in a row ends the session. */
+static int drop_for_slow_consumer(struct session *s)
+{
+    s->dropped++;
+    s->consecutive_drops++;
+    if (s->consecutive_drops == 1)
+        log_warn(s->conn->id, "slow consumer %s: output over limits.outbound_high_water (%zu "
+                              "bytes), dropping topic messages",
+                 s->conn->peer, s->broker->cfg.outbound_high_water);
+    if (s->consecutive_drops > s->broker->cfg.slow_consumer_max_drops) {
+        s->broker->stats.slow_consumer_disconnects++;
+        session_fail(s, NULL, WS_CLOSE_POLICY,
+                     "slow consumer: %zu messages dropped in a row over "
+                     "limits.outbound_high_water (limits.slow_consumer_max_drops = %zu)",
+                     s->consecutive_drops, s->broker->cfg.slow_consumer_max_drops);
+    }
+    return -1;
+}
+
+int session_deliver(struct subscription *sub, struct message *msg, bool redelivered)
+{
+    struct session *s = sub->session;
+    struct conn *c = s->conn;
+    if (!conn_is_open(c))
+        return -1;
+    bool queue = sub->target_kind == SUB_TARGET_QUEUE;
+    if (!queue && conn_outbound(c) >= s->broker->cfg.outbound_high_water)
+        return drop_for_slow_consumer(s);
+    s->consecutive_drops = 0;
+
+    enum stomp_version v = s->version;
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_MESSAGE);
+    head_header_str(&h, v, STOMP_CMD_MESSAGE, "subscription", sub->id);
+    if (queue)
+        head_header(&h, v, STOMP_CMD_MESSAGE, "destination", sub->destination,
+                    sub->destination_len);
+    else
+        head_header(&h, v, STOMP_CMD_MESSAGE, "destination", msg->destination,
+                    msg->destination_len);
+    head_header_str(&h, v, STOMP_CMD_MESSAGE, "message-id", msg->id);
+    if (v >= STOMP_V1_2 && sub->ack != ACK_AUTO)
+        head_header_str(&h, v, STOMP_CMD_MESSAGE, "ack", msg->id);
+    if (redelivered)
+        head_raw(&h, "redelivered:true\n", 17);
+    size_t user_len;
+    const char *user = message_encoded_headers(msg, v, &user_len);
+    if (user == NULL)
+        h.failed = true;
+    else
+        head_raw(&h, user, user_len);
+    char n[48];
+    int w = snprintf(n, sizeof(n), "content-length:%zu\n\n", msg->body_len);
+    head_raw(&h, n, (size_t)w);
+    if (h.failed) {
+        head_release(&h);
+        return -1;
+    }
+    conn_send_frame(c, h.p, h.len, msg, NULL, 0, msg->utf8 && sub->id_utf8);
+    head_release(&h);
+    return 0;
+}
+
+void session_drained(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->subs, &bucket); e != NULL;
+         e = dict_next(&s->subs, &bucket, e)) {
+        struct subscription *sub = e->value;
+        if (sub->target_kind == SUB_TARGET_QUEUE)
+            router_resume(&s->broker->router, sub);
+    }
+}

@@ -1,0 +1,121 @@
+/* Config: defaults, every value type, flags-style keys, INI files with line-numbered errors. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/config.h"
+
+static char err[512];
+
+START_TEST(test_defaults)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert(cfg.ws.enabled);
+    ck_assert_str_eq(cfg.ws.host, "127.0.0.1");
+    ck_assert_uint_eq(cfg.ws.port, 15674);
+    ck_assert_str_eq(cfg.ws_path, "/ws");
+    ck_assert_uint_eq(cfg.tcp.port, 61613);
+    ck_assert_uint_eq(cfg.max_ws_message, 1024 * 1024);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+}
+END_TEST
+
+START_TEST(test_addresses)
+{
+    struct config_addr a;
+    ck_assert_int_eq(config_parse_addr("0.0.0.0:0", &a), 0);
+    ck_assert(a.enabled);
+    ck_assert_uint_eq(a.port, 0);
+    ck_assert_int_eq(config_parse_addr("[::1]:8080", &a), 0);
+    ck_assert_str_eq(a.host, "::1");
+    ck_assert_uint_eq(a.port, 8080);
+    ck_assert_int_eq(config_parse_addr("off", &a), 0);
+    ck_assert(!a.enabled);
+    ck_assert_int_eq(config_parse_addr("127.0.0.1", &a), -1);
+    ck_assert_int_eq(config_parse_addr("127.0.0.1:65536", &a), -1);
+    ck_assert_int_eq(config_parse_addr("127.0.0.1:x", &a), -1);
+    ck_assert_int_eq(config_parse_addr(":80", &a), -1);
+}
+END_TEST
+
+START_TEST(test_set_values_and_errors)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_set_dotted(&cfg, "limits.max_body", "4m", err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.max_body, 4 * 1024 * 1024);
+    ck_assert_int_eq(config_set_dotted(&cfg, "heartbeat.min_ms", "250", err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.heartbeat_min_ms, 250);
+    ck_assert_int_eq(config_set_dotted(&cfg, "server.outbound_frames", "binary", err,
+                                       sizeof(err)), 0);
+    ck_assert_int_eq(cfg.outbound_frames, OUTBOUND_FRAMES_BINARY);
+
+    ck_assert_int_eq(config_set_dotted(&cfg, "limits.nope", "1", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "unknown key 'limits.nope'"));
+    ck_assert_int_eq(config_set_dotted(&cfg, "limits.max_body", "-1", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "limits.max_body"));
+    ck_assert_int_eq(config_set_dotted(&cfg, "server.ws_path", "ws", err, sizeof(err)), -1);
+    ck_assert_int_eq(config_set_dotted(&cfg, "nodot", "1", err, sizeof(err)), -1);
+
+    config_set_dotted(&cfg, "heartbeat.min_ms", "9000", err, sizeof(err));
+    config_set_dotted(&cfg, "heartbeat.max_ms", "1000", err, sizeof(err));
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "heartbeat.min_ms"));
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_file_and_line_numbers)
+{
+    char path[] = "/tmp/stompws-config-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct config cfg;
+    config_defaults(&cfg);
+    write_file(path, "; comment\n[server]\nws = 127.0.0.1:0\ntcp = off\n[queue]\nprefetch = 7\n");
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.ws.port, 0);
+    ck_assert(!cfg.tcp.enabled);
+    ck_assert_uint_eq(cfg.queue_prefetch, 7);
+
+    write_file(path, "[server]\nws = 127.0.0.1:0\n\n[limits]\nmax_bodyy = 3\n");
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, ":5: unknown key 'limits.max_bodyy'"));
+    unlink(path);
+
+    ck_assert_int_eq(config_load_file(&cfg, "/nonexistent/stompws.conf", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "cannot open"));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_addresses);
+    tcase_add_test(tc, test_set_values_and_errors);
+    tcase_add_test(tc, test_file_and_line_numbers);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

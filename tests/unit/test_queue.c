@@ -1,0 +1,220 @@
+/* Queue semantics: round-robin, waiting, limits, acks, nacks, redelivery, prefetch, flow control. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/queue.h"
+
+struct delivery {
+    struct subscription *sub;
+    char body[32];
+    char id[MESSAGE_ID_MAX];
+    bool redelivered;
+};
+
+static struct delivery deliveries[512];
+static size_t delivery_count;
+static struct subscription *blocked; /* a consumer whose connection is "full" */
+
+static int record(struct subscription *sub, struct message *msg, bool redelivered)
+{
+    ck_assert_uint_lt(delivery_count, 512);
+    struct delivery *d = &deliveries[delivery_count++];
+    d->sub = sub;
+    snprintf(d->body, sizeof(d->body), "%.*s", (int)msg->body_len, msg->body);
+    strcpy(d->id, msg->id);
+    d->redelivered = redelivered;
+    return 0;
+}
+
+static bool writable(const struct subscription *sub)
+{
+    return sub != blocked;
+}
+
+static const struct router_ops ops = {.deliver = record, .writable = writable};
+static struct router router;
+
+static void setup(void)
+{
+    router_init(&router, &ops, 5);
+    delivery_count = 0;
+    blocked = NULL;
+}
+
+static void teardown(void)
+{
+    router_reset(&router);
+}
+
+static struct subscription *consumer(const char *queue, enum ack_mode ack, size_t prefetch)
+{
+    static uint64_t serial = 1;
+    struct subscription *sub = calloc(1, sizeof(*sub));
+    sub->id = strdup("s");
+    sub->destination = strdup(queue);
+    sub->destination_len = strlen(queue);
+    sub->ack = ack;
+    sub->prefetch = prefetch;
+    sub->serial = serial++;
+    ck_assert_int_eq(router_subscribe(&router, sub, queue, strlen(queue)), 0);
+    return sub;
+}
+
+static void consumer_free(struct subscription *sub)
+{
+    router_unsubscribe(&router, sub);
+    free(sub->id);
+    free(sub->destination);
+    free(sub);
+}
+
+static int send_body(const char *queue, const char *body)
+{
+    struct message *msg = message_new(queue, strlen(queue), NULL, 0, body, strlen(body));
+    int rc = router_publish(&router, msg, queue, strlen(queue), true);
+    message_unref(msg);
+    return rc;
+}
+
+START_TEST(test_round_robin)
+{
+    struct subscription *a = consumer("/queue/q", ACK_AUTO, 0);
+    struct subscription *b = consumer("/queue/q", ACK_AUTO, 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(send_body("/queue/q", "m"), 0);
+    ck_assert_uint_eq(delivery_count, 4);
+    ck_assert_ptr_ne(deliveries[0].sub, deliveries[1].sub);
+    ck_assert_ptr_eq(deliveries[0].sub, deliveries[2].sub);
+    ck_assert_ptr_eq(deliveries[1].sub, deliveries[3].sub);
+    consumer_free(a);
+    consumer_free(b);
+}
+END_TEST
+
+START_TEST(test_messages_wait_for_a_consumer_in_order)
+{
+    ck_assert_int_eq(send_body("/queue/w", "1"), 0);
+    ck_assert_int_eq(send_body("/queue/w", "2"), 0);
+    ck_assert_uint_eq(delivery_count, 0);
+    struct subscription *a = consumer("/queue/w", ACK_AUTO, 0);
+    ck_assert_uint_eq(delivery_count, 2);
+    ck_assert_str_eq(deliveries[0].body, "1");
+    ck_assert_str_eq(deliveries[1].body, "2");
+    consumer_free(a);
+    ck_assert_uint_eq(router.queues.count, 0); /* idle queue freed */
+}
+END_TEST
+
+START_TEST(test_queue_full)
+{
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(send_body("/queue/f", "m"), 0);
+    ck_assert_int_eq(send_body("/queue/f", "m"), ROUTER_ERR_QUEUE_FULL);
+}
+END_TEST
+
+START_TEST(test_client_individual_ack_and_prefetch)
+{
+    struct subscription *a = consumer("/queue/p", ACK_CLIENT_INDIVIDUAL, 2);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(send_body("/queue/p", "m"), 0);
+    ck_assert_uint_eq(delivery_count, 2); /* prefetch window */
+    ck_assert_uint_eq(a->unacked_count, 2);
+    /* Ack the second only: one slot frees, the third arrives. */
+    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_uint_eq(delivery_count, 3);
+    ck_assert_uint_eq(a->unacked_count, 2);
+    ck_assert_int_eq(queue_ack(&router, a, "m-nope", 6, false), -1);
+    consumer_free(a);
+}
+END_TEST
+
+START_TEST(test_client_ack_is_cumulative)
+{
+    struct subscription *a = consumer("/queue/c", ACK_CLIENT, 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(send_body("/queue/c", "m"), 0);
+    ck_assert_uint_eq(a->unacked_count, 3);
+    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_uint_eq(a->unacked_count, 1);
+    ck_assert_str_eq(a->unacked_head->msg->id, deliveries[2].id);
+    consumer_free(a);
+}
+END_TEST
+
+START_TEST(test_nack_redelivers_to_another_consumer)
+{
+    struct subscription *a = consumer("/queue/n", ACK_CLIENT_INDIVIDUAL, 1);
+    struct subscription *b = consumer("/queue/n", ACK_CLIENT_INDIVIDUAL, 1);
+    ck_assert_int_eq(send_body("/queue/n", "x"), 0);
+    ck_assert_uint_eq(delivery_count, 1);
+    struct subscription *first = deliveries[0].sub;
+    struct subscription *other = first == a ? b : a;
+    ck_assert_int_eq(queue_ack(&router, first, deliveries[0].id, strlen(deliveries[0].id), true),
+                     0);
+    ck_assert_uint_eq(delivery_count, 2);
+    ck_assert_ptr_eq(deliveries[1].sub, other);
+    ck_assert(deliveries[1].redelivered);
+    ck_assert_str_eq(deliveries[1].id, deliveries[0].id);
+    ck_assert_str_eq(deliveries[1].body, "x");
+    consumer_free(a);
+    consumer_free(b);
+}
+END_TEST
+
+START_TEST(test_disconnect_gives_unacked_back_in_order)
+{
+    struct subscription *a = consumer("/queue/d", ACK_CLIENT_INDIVIDUAL, 0);
+    ck_assert_int_eq(send_body("/queue/d", "1"), 0);
+    ck_assert_int_eq(send_body("/queue/d", "2"), 0);
+    ck_assert_uint_eq(delivery_count, 2);
+    consumer_free(a); /* unacked go back */
+    struct subscription *b = consumer("/queue/d", ACK_AUTO, 0);
+    ck_assert_uint_eq(delivery_count, 4);
+    ck_assert_str_eq(deliveries[2].body, "1");
+    ck_assert_str_eq(deliveries[3].body, "2");
+    ck_assert(deliveries[2].redelivered && deliveries[3].redelivered);
+    consumer_free(b);
+}
+END_TEST
+
+START_TEST(test_blocked_consumer_is_skipped_then_resumed)
+{
+    struct subscription *a = consumer("/queue/b", ACK_AUTO, 0);
+    blocked = a;
+    ck_assert_int_eq(send_body("/queue/b", "1"), 0);
+    ck_assert_uint_eq(delivery_count, 0);
+    blocked = NULL;
+    router_resume(&router, a);
+    ck_assert_uint_eq(delivery_count, 1);
+    consumer_free(a);
+}
+END_TEST
+
+static Suite *queue_suite(void)
+{
+    Suite *s = suite_create("queue");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_round_robin);
+    tcase_add_test(tc, test_messages_wait_for_a_consumer_in_order);
+    tcase_add_test(tc, test_queue_full);
+    tcase_add_test(tc, test_client_individual_ack_and_prefetch);
+    tcase_add_test(tc, test_client_ack_is_cumulative);
+    tcase_add_test(tc, test_nack_redelivers_to_another_consumer);
+    tcase_add_test(tc, test_disconnect_gives_unacked_back_in_order);
+    tcase_add_test(tc, test_blocked_consumer_is_skipped_then_resumed);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(queue_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

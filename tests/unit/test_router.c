@@ -1,0 +1,212 @@
+/* Router: exact and wildcard topic matching, one copy per subscription, unsubscribe cleanup. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/router.h"
+
+/* Deliveries recorded by the fake ops: which subscription got which message. */
+struct delivery {
+    struct subscription *sub;
+    struct message *msg;
+};
+
+static struct delivery deliveries[256];
+static size_t delivery_count;
+
+static int record(struct subscription *sub, struct message *msg, bool redelivered)
+{
+    (void)redelivered;
+    ck_assert_uint_lt(delivery_count, 256);
+    deliveries[delivery_count].sub = sub;
+    deliveries[delivery_count].msg = msg;
+    delivery_count++;
+    return 0;
+}
+
+static bool always_writable(const struct subscription *sub)
+{
+    (void)sub;
+    return true;
+}
+
+static const struct router_ops ops = {.deliver = record, .writable = always_writable};
+static struct router router;
+
+static void setup(void)
+{
+    router_init(&router, &ops, 100);
+    delivery_count = 0;
+}
+
+static void teardown(void)
+{
+    router_reset(&router);
+}
+
+static struct subscription *sub_new(const char *dest)
+{
+    struct subscription *sub = calloc(1, sizeof(*sub));
+    sub->destination = strdup(dest);
+    sub->destination_len = strlen(dest);
+    sub->id = strdup(dest);
+    ck_assert_int_eq(router_subscribe(&router, sub, dest, strlen(dest)), 0);
+    return sub;
+}
+
+static void sub_free(struct subscription *sub)
+{
+    router_unsubscribe(&router, sub);
+    free(sub->destination);
+    free(sub->id);
+    free(sub);
+}
+
+/* Publishes to dest and returns how many deliveries went to sub. */
+static size_t publish_count(const char *dest, struct subscription *sub)
+{
+    struct message *msg = message_new(dest, strlen(dest), NULL, 0, "x", 1);
+    size_t before = delivery_count;
+    ck_assert_int_eq(router_publish(&router, msg, dest, strlen(dest), true), 0);
+    size_t n = 0;
+    for (size_t i = before; i < delivery_count; i++)
+        if (deliveries[i].sub == sub)
+            n++;
+    message_unref(msg);
+    return n;
+}
+
+START_TEST(test_dest_kinds)
+{
+    ck_assert_int_eq(router_dest_kind("/topic/a", 8), DEST_TOPIC);
+    ck_assert_int_eq(router_dest_kind("/queue/a", 8), DEST_QUEUE);
+    ck_assert_int_eq(router_dest_kind("/temp-queue/a", 13), DEST_TEMP_QUEUE);
+    ck_assert_int_eq(router_dest_kind("/reply-queue/a", 14), DEST_REPLY_QUEUE);
+    ck_assert_int_eq(router_dest_kind("/topic/", 7), DEST_UNKNOWN);
+    ck_assert_int_eq(router_dest_kind("/exchange/a", 11), DEST_UNKNOWN);
+    ck_assert_int_eq(router_dest_kind("topic/a", 7), DEST_UNKNOWN);
+    ck_assert(router_is_wildcard("/topic/a.*", 10));
+    ck_assert(router_is_wildcard("/topic/#", 8));
+    ck_assert(!router_is_wildcard("/topic/a*b", 10));
+    ck_assert(!router_is_wildcard("/queue/*", 8));
+}
+END_TEST
+
+/* Table: pattern, name, expected copies. */
+static const struct {
+    const char *pattern;
+    const char *name;
+    size_t copies;
+} match_cases[] = {
+    {"/topic/prices", "/topic/prices", 1},
+    {"/topic/prices", "/topic/prices.ibm", 0},
+    {"/topic/stocks.*.price", "/topic/stocks.ibm.price", 1},
+    {"/topic/stocks.*.price", "/topic/stocks.ibm.bid.price", 0},
+    {"/topic/stocks.*.price", "/topic/stocks.price", 0},
+    {"/topic/stocks.*", "/topic/stocks.ibm", 1},
+    {"/topic/stocks.*", "/topic/stocks", 0},
+    {"/topic/news.#", "/topic/news", 1},
+    {"/topic/news.#", "/topic/news.a", 1},
+    {"/topic/news.#", "/topic/news.a.b.c", 1},
+    {"/topic/news.#", "/topic/newsx", 0},
+    {"/topic/#", "/topic/anything.at.all", 1},
+    {"/topic/#.end", "/topic/end", 1},
+    {"/topic/#.end", "/topic/a.b.end", 1},
+    {"/topic/#.end", "/topic/a.b.endx", 0},
+    {"/topic/a.#.z", "/topic/a.z", 1},
+    {"/topic/a.#.z", "/topic/a.b.c.z", 1},
+    {"/topic/a.#.z", "/topic/a.b.c", 0},
+    {"/topic/*.*", "/topic/a.b", 1},
+    {"/topic/*.*", "/topic/a.b.c", 0},
+    {"/topic/#.#", "/topic/a.b", 1},       /* several paths match: still one copy */
+    {"/topic/*.#.*", "/topic/a.b.c.d", 1}, /* likewise */
+    {"/topic/*.#.*", "/topic/a", 0},
+};
+
+START_TEST(test_wildcard_match)
+{
+    struct subscription *sub = sub_new(match_cases[_i].pattern);
+    ck_assert_msg(publish_count(match_cases[_i].name, sub) == match_cases[_i].copies,
+                  "%s vs %s", match_cases[_i].pattern, match_cases[_i].name);
+    sub_free(sub);
+}
+END_TEST
+
+START_TEST(test_every_subscription_gets_a_copy)
+{
+    struct subscription *a = sub_new("/topic/t");
+    struct subscription *b = sub_new("/topic/t");
+    struct subscription *w = sub_new("/topic/#");
+    struct message *msg = message_new("/topic/t", 8, NULL, 0, "x", 1);
+    ck_assert_int_eq(router_publish(&router, msg, "/topic/t", 8, true), 0);
+    ck_assert_uint_eq(delivery_count, 3);
+    ck_assert_uint_eq(router.stats.delivered, 3);
+    message_unref(msg);
+    sub_free(a);
+    sub_free(b);
+    sub_free(w);
+}
+END_TEST
+
+START_TEST(test_unsubscribe_stops_delivery_and_frees)
+{
+    struct subscription *a = sub_new("/topic/x.*");
+    struct subscription *b = sub_new("/topic/x");
+    sub_free(a);
+    sub_free(b);
+    ck_assert_ptr_null(router.wildcards); /* pruned */
+    ck_assert_uint_eq(router.topics.count, 0);
+    struct message *msg = message_new("/topic/x.y", 10, NULL, 0, "x", 1);
+    ck_assert_int_eq(router_publish(&router, msg, "/topic/x.y", 10, true), 0);
+    ck_assert_uint_eq(delivery_count, 0);
+    ck_assert_uint_eq(router.stats.unroutable, 1);
+    message_unref(msg);
+}
+END_TEST
+
+START_TEST(test_pruning_keeps_siblings)
+{
+    struct subscription *a = sub_new("/topic/a.*.c");
+    struct subscription *b = sub_new("/topic/a.*.d");
+    sub_free(a);
+    ck_assert_uint_eq(publish_count("/topic/a.x.d", b), 1);
+    ck_assert_uint_eq(publish_count("/topic/a.x.c", b), 0);
+    sub_free(b);
+}
+END_TEST
+
+START_TEST(test_publish_errors)
+{
+    struct message *msg = message_new("/topic/a.*", 10, NULL, 0, "x", 1);
+    ck_assert_int_eq(router_publish(&router, msg, "/topic/a.*", 10, true), ROUTER_ERR_BAD_DEST);
+    ck_assert_int_eq(router_publish(&router, msg, "/foo/bar", 8, true), ROUTER_ERR_BAD_DEST);
+    ck_assert_int_eq(router_publish(&router, msg, "/reply-queue/gone", 17, false),
+                     ROUTER_ERR_NO_QUEUE);
+    message_unref(msg);
+}
+END_TEST
+
+static Suite *router_suite(void)
+{
+    Suite *s = suite_create("router");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_dest_kinds);
+    tcase_add_loop_test(tc, test_wildcard_match, 0,
+                        (int)(sizeof(match_cases) / sizeof(match_cases[0])));
+    tcase_add_test(tc, test_every_subscription_gets_a_copy);
+    tcase_add_test(tc, test_unsubscribe_stops_delivery_and_frees);
+    tcase_add_test(tc, test_pruning_keeps_siblings);
+    tcase_add_test(tc, test_publish_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(router_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
