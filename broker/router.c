@@ -1,6 +1,7 @@
 #include "broker/router.h"
 #include "broker/queue.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +146,37 @@ static void list_remove(struct subscription **head, struct subscription *sub)
     sub->prev = sub->next = NULL;
 }
 
+static void notify_interest(struct router *r, const char *name, size_t len, bool pattern,
+                            bool added)
+{
+    if (r->ops.interest != NULL)
+        r->ops.interest(r->ops.ctx, name, len, pattern, added);
+}
+
+/* The normalized pattern a trie node stands for: "/topic/" + segments from the root. */
+static size_t trie_pattern(const struct trie_node *node, char *out, size_t cap)
+{
+    const struct trie_node *path[MAX_SEGMENTS + 1];
+    size_t depth = 0;
+    for (; node != NULL && node->parent != NULL && depth <= MAX_SEGMENTS; node = node->parent)
+        path[depth++] = node;
+    size_t n = (size_t)snprintf(out, cap, "%s", TOPIC_PREFIX);
+    while (depth > 0 && n < cap) {
+        const struct trie_node *seg = path[--depth];
+        n += (size_t)snprintf(out + n, cap - n, "%.*s%s", (int)seg->segment_len, seg->segment,
+                              depth > 0 ? "." : "");
+    }
+    return n < cap ? n : 0;
+}
+
+static void notify_pattern(struct router *r, const struct trie_node *node, bool added)
+{
+    char pattern[2048];
+    size_t len = trie_pattern(node, pattern, sizeof(pattern));
+    if (len > 0)
+        notify_interest(r, pattern, len, true, added);
+}
+
 static struct trie_node *trie_node_new(struct trie_node *parent, const char *seg, size_t len)
 {
     struct trie_node *node = calloc(1, sizeof(*node) + len + 1);
@@ -209,9 +241,12 @@ static int subscribe_wildcard(struct router *r, struct subscription *sub, const 
         }
         node = child;
     }
+    bool first = node->subs == NULL;
     list_push(&node->subs, sub);
     for (struct trie_node *n = node; n != NULL; n = n->parent)
         n->refs++;
+    if (first)
+        notify_pattern(r, node, true);
     sub->target = node;
     sub->target_kind = SUB_TARGET_WILDCARD;
     return 0;
@@ -231,6 +266,7 @@ static int subscribe_topic(struct router *r, struct subscription *sub, const cha
             free(t);
             return ROUTER_ERR_NOMEM;
         }
+        notify_interest(r, name, len, false, true);
     }
     list_push(&t->subs, sub);
     sub->target = t;
@@ -268,6 +304,7 @@ void router_unsubscribe(struct router *r, struct subscription *sub)
         struct topic *t = sub->target;
         list_remove(&t->subs, sub);
         if (t->subs == NULL) {
+            notify_interest(r, t->name, t->name_len, false, false);
             dict_remove(&r->topics, t->name, t->name_len);
             free(t);
         }
@@ -276,6 +313,8 @@ void router_unsubscribe(struct router *r, struct subscription *sub)
     case SUB_TARGET_WILDCARD: {
         struct trie_node *node = sub->target;
         list_remove(&node->subs, sub);
+        if (node->subs == NULL)
+            notify_pattern(r, node, false);
         for (struct trie_node *n = node; n != NULL; n = n->parent)
             n->refs--;
         trie_prune(r, node);
@@ -371,6 +410,53 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
     default:
         return ROUTER_ERR_BAD_DEST;
     }
+}
+
+size_t router_publish_exact(struct router *r, struct message *msg)
+{
+    r->publish_gen++;
+    struct topic *t = dict_get(&r->topics, msg->destination, msg->destination_len);
+    return t != NULL ? deliver_list(r, t->subs, msg) : 0;
+}
+
+/* Does the name (segments from ni) match the pattern (segments from pi)? '#' eats 0 or more. */
+static bool pattern_matches(const struct segments *pat, size_t pi, const struct segments *name,
+                            size_t ni)
+{
+    if (pi == pat->count)
+        return ni == name->count;
+    if (pat->len[pi] == 1 && pat->ptr[pi][0] == '#') {
+        for (size_t j = ni; j <= name->count; j++)
+            if (pattern_matches(pat, pi + 1, name, j))
+                return true;
+        return false;
+    }
+    if (ni == name->count)
+        return false;
+    bool star = pat->len[pi] == 1 && pat->ptr[pi][0] == '*';
+    if (!star && (pat->len[pi] != name->len[ni] ||
+                  memcmp(pat->ptr[pi], name->ptr[ni], name->len[ni]) != 0))
+        return false;
+    return pattern_matches(pat, pi + 1, name, ni + 1);
+}
+
+size_t router_publish_pattern(struct router *r, struct message *msg, const char *pattern,
+                              size_t pattern_len)
+{
+    r->publish_gen++;
+    size_t skip = strlen(TOPIC_PREFIX);
+    struct segments pat, name;
+    if (r->wildcards == NULL || router_dest_kind(pattern, pattern_len) != DEST_TOPIC ||
+        router_dest_kind(msg->destination, msg->destination_len) != DEST_TOPIC ||
+        split_segments(pattern + skip, pattern_len - skip, &pat) != 0 ||
+        split_segments(msg->destination + skip, msg->destination_len - skip, &name) != 0)
+        return 0;
+    struct trie_node *node = r->wildcards;
+    for (size_t i = 0; i < pat.count && node != NULL; i++)
+        node = dict_get(&node->children, pat.ptr[i], pat.len[i]);
+    if (node == NULL || node->subs == NULL || !pattern_matches(&pat, 0, &name, 0))
+        return 0;
+    return deliver_list(r, node->subs, msg);
 }
 
 void router_resume(struct router *r, struct subscription *sub)

@@ -68,6 +68,13 @@ struct router_ops {
     int (*deliver)(struct subscription *sub, struct message *msg, bool redelivered);
     /* Queue flow control: may this consumer's connection take one more message now? */
     bool (*writable)(const struct subscription *sub);
+    /*
+     * Optional (NULL when single node): local interest in an exact topic name, or in a wildcard
+     * pattern (normalized: "#.#" folded to "#"), appeared or vanished. Called on transitions
+     * only: first subscriber in, last one out. The cluster bridge follows it in Redis.
+     */
+    void (*interest)(void *ctx, const char *name, size_t len, bool pattern, bool added);
+    void *ctx;
 };
 
 struct router_stats {
@@ -110,6 +117,16 @@ void router_unsubscribe(struct router *r, struct subscription *sub);
  */
 int router_publish(struct router *r, struct message *msg, const char *name, size_t len,
                    bool create_queue);
+
+/*
+ * Deliveries of a message that arrived from another node: to the exact subscribers of
+ * msg->destination only, or to the subscribers of one normalized wildcard pattern (those whose
+ * pattern really matches msg->destination). Splitting them this way means a node subscribed both
+ * ways in Redis never delivers a message twice. Returns the number of deliveries attempted.
+ */
+size_t router_publish_exact(struct router *r, struct message *msg);
+size_t router_publish_pattern(struct router *r, struct message *msg, const char *pattern,
+                              size_t pattern_len);
 
 /* Queues whose consumers became writable again (their connection drained). */
 void router_resume(struct router *r, struct subscription *sub);

@@ -1,5 +1,6 @@
 /* Router: exact and wildcard topic matching, one copy per subscription, unsubscribe cleanup. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,13 +31,26 @@ static bool always_writable(const struct subscription *sub)
     return true;
 }
 
-static const struct router_ops ops = {.deliver = record, .writable = always_writable};
+/* Interest transitions reported to the (fake) cluster bridge. */
+static char interest_log[1024];
+
+static void record_interest(void *ctx, const char *name, size_t len, bool pattern, bool added)
+{
+    (void)ctx;
+    size_t n = strlen(interest_log);
+    snprintf(interest_log + n, sizeof(interest_log) - n, "%c%s%.*s;", added ? '+' : '-',
+             pattern ? "p:" : "", (int)len, name);
+}
+
+static const struct router_ops ops = {
+    .deliver = record, .writable = always_writable, .interest = record_interest};
 static struct router router;
 
 static void setup(void)
 {
     router_init(&router, &ops, 100);
     delivery_count = 0;
+    interest_log[0] = '\0';
 }
 
 static void teardown(void)
@@ -186,6 +200,42 @@ START_TEST(test_publish_errors)
 }
 END_TEST
 
+START_TEST(test_interest_transitions)
+{
+    struct subscription *a = sub_new("/topic/t");
+    struct subscription *b = sub_new("/topic/t");
+    struct subscription *w = sub_new("/topic/x.#.#");
+    struct subscription *v = sub_new("/topic/x.#");
+    sub_free(a);
+    sub_free(b);
+    sub_free(w);
+    sub_free(v);
+    /* One transition each way per name; "#.#" folds into "#", so both patterns share one. */
+    ck_assert_str_eq(interest_log, "+/topic/t;+p:/topic/x.#;-/topic/t;-p:/topic/x.#;");
+}
+END_TEST
+
+START_TEST(test_remote_deliveries_split_exact_and_pattern)
+{
+    struct subscription *exact = sub_new("/topic/a.b");
+    struct subscription *star = sub_new("/topic/a.*");
+    struct subscription *other = sub_new("/topic/c.*");
+    struct message *msg = message_new("/topic/a.b", 10, NULL, 0, "x", 1);
+    ck_assert_uint_eq(router_publish_exact(&router, msg), 1);
+    ck_assert_ptr_eq(deliveries[0].sub, exact);
+    ck_assert_uint_eq(router_publish_pattern(&router, msg, "/topic/a.*", 10), 1);
+    ck_assert_ptr_eq(deliveries[1].sub, star);
+    /* A pattern that is subscribed but does not match the name (a glob superset in Redis). */
+    ck_assert_uint_eq(router_publish_pattern(&router, msg, "/topic/c.*", 10), 0);
+    ck_assert_uint_eq(router_publish_pattern(&router, msg, "/topic/zz.#", 11), 0);
+    ck_assert_uint_eq(delivery_count, 2);
+    message_unref(msg);
+    sub_free(exact);
+    sub_free(star);
+    sub_free(other);
+}
+END_TEST
+
 static Suite *router_suite(void)
 {
     Suite *s = suite_create("router");
@@ -198,6 +248,8 @@ static Suite *router_suite(void)
     tcase_add_test(tc, test_unsubscribe_stops_delivery_and_frees);
     tcase_add_test(tc, test_pruning_keeps_siblings);
     tcase_add_test(tc, test_publish_errors);
+    tcase_add_test(tc, test_interest_transitions);
+    tcase_add_test(tc, test_remote_deliveries_split_exact_and_pattern);
     suite_add_tcase(s, tc);
     return s;
 }
