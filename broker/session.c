@@ -522,44 +522,46 @@ static char *dup_value(const struct stomp_header *h)
 }
 
 /*
- * Resolves the route for a SEND destination: the router's name in out, whether the queue may be
- * created. Returns the length, or 0 after sending an ERROR.
+ * Resolves the destination of a SEND (subscribing false) or SUBSCRIBE to the router's name for it
+ * in out, and whether a missing queue may be created. Returns the length, or 0 after an ERROR:
+ * nobody SENDs to a wildcard, nobody but the owner reads a /reply-queue/ (through /temp-queue/).
  */
-static size_t send_route(struct session *s, const struct stomp_frame *f,
-                         const struct stomp_header *dest, char *out, size_t cap, bool *create)
+static size_t resolve_route(struct session *s, const struct stomp_frame *f,
+                            const struct stomp_header *dest, bool subscribing, char *out,
+                            size_t cap, bool *create)
 {
-    *create = true;
-    switch (router_dest_kind(dest->value, dest->value_len)) {
-    case DEST_TOPIC:
-        if (router_is_wildcard(dest->value, dest->value_len)) {
-            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
-                         "cannot SEND to a wildcard destination: %.*s", (int)dest->value_len,
-                         dest->value);
-            return 0;
-        }
-        /* fall through */
-    case DEST_QUEUE:
-    case DEST_REPLY_QUEUE:
-        if (dest->value_len >= cap) {
-            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
-            return 0;
-        }
-        memcpy(out, dest->value, dest->value_len);
-        out[dest->value_len] = '\0';
-        *create = router_dest_kind(dest->value, dest->value_len) != DEST_REPLY_QUEUE;
-        return dest->value_len;
-    case DEST_TEMP_QUEUE: {
+    enum dest_kind kind = router_dest_kind(dest->value, dest->value_len);
+    int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
+    *create = kind != DEST_REPLY_QUEUE;
+    if (kind == DEST_TEMP_QUEUE) {
         size_t n = resolve_temp_queue(s, dest->value, dest->value_len, out, cap);
         if (n == 0)
             session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
         return n;
     }
-    default:
+    if (kind == DEST_UNKNOWN) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
-                     "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES,
-                     (int)(dest->value_len > 200 ? 200 : dest->value_len), dest->value);
+                     "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES, shown,
+                     dest->value);
         return 0;
     }
+    if (!subscribing && kind == DEST_TOPIC && router_is_wildcard(dest->value, dest->value_len)) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot SEND to a wildcard destination: %.*s",
+                     shown, dest->value);
+        return 0;
+    }
+    if (subscribing && kind == DEST_REPLY_QUEUE) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "cannot SUBSCRIBE to a /reply-queue/ destination: subscribe to /temp-queue/");
+        return 0;
+    }
+    if (dest->value_len >= cap) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
+        return 0;
+    }
+    memcpy(out, dest->value, dest->value_len);
+    out[dest->value_len] = '\0';
+    return dest->value_len;
 }
 
 /* Publishes; returns 0, or -1 after an ERROR. */
@@ -616,7 +618,7 @@ static void on_send(struct session *s, const struct stomp_frame *f)
     const struct stomp_header *dest = find(f, "destination");
     char route[1024];
     bool create;
-    size_t route_len = send_route(s, f, dest, route, sizeof(route), &create);
+    size_t route_len = resolve_route(s, f, dest, false, route, sizeof(route), &create);
     if (route_len == 0)
         return;
 
@@ -714,38 +716,6 @@ static struct subscription *new_subscription(struct session *s, const struct sto
     return sub;
 }
 
-/* The router name a SUBSCRIBE destination resolves to; 0 after an ERROR. */
-static size_t subscribe_route(struct session *s, const struct stomp_frame *f,
-                              const struct stomp_header *dest, char *out, size_t cap)
-{
-    switch (router_dest_kind(dest->value, dest->value_len)) {
-    case DEST_TOPIC:
-    case DEST_QUEUE:
-        if (dest->value_len >= cap) {
-            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
-            return 0;
-        }
-        memcpy(out, dest->value, dest->value_len);
-        out[dest->value_len] = '\0';
-        return dest->value_len;
-    case DEST_TEMP_QUEUE: {
-        size_t n = resolve_temp_queue(s, dest->value, dest->value_len, out, cap);
-        if (n == 0)
-            session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
-        return n;
-    }
-    case DEST_REPLY_QUEUE:
-        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
-                     "cannot SUBSCRIBE to a /reply-queue/ destination: subscribe to /temp-queue/");
-        return 0;
-    default:
-        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
-                     "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES,
-                     (int)(dest->value_len > 200 ? 200 : dest->value_len), dest->value);
-        return 0;
-    }
-}
-
 static void on_subscribe(struct session *s, const struct stomp_frame *f)
 {
     const struct stomp_header *dest = find(f, "destination");
@@ -772,7 +742,8 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
         return;
     }
     char route[1024];
-    size_t route_len = subscribe_route(s, f, dest, route, sizeof(route));
+    bool create;
+    size_t route_len = resolve_route(s, f, dest, true, route, sizeof(route), &create);
     if (route_len == 0)
         return;
     struct subscription *sub = new_subscription(s, id, dest, ack, prefetch);
