@@ -3,6 +3,7 @@
 #include "broker/listener.h"
 #include "broker/log.h"
 #include "broker/session.h"
+#include "broker/tls.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -37,8 +38,56 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct broker *b = arg;
     (void)what;
+    if (sig == SIGHUP) {
+        log_info(0, "received SIGHUP: reloading TLS certificates");
+        broker_reload_tls(b);
+        return;
+    }
     log_info(0, "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     broker_shutdown(b, "broker shutting down");
+}
+
+/* Builds both TLS contexts; on failure keeps the ones in use and returns -1. */
+static int load_tls(struct broker *b)
+{
+    const struct config *cfg = &b->cfg;
+    if (!cfg->wss.enabled && !cfg->stomp_tls.enabled)
+        return 0;
+    char err[512];
+    SSL_CTX *ctx = tls_context_new(cfg, false, err, sizeof(err));
+    SSL_CTX *client_ctx = NULL;
+    if (ctx != NULL && cfg->tls_client_ca[0] != '\0')
+        client_ctx = tls_context_new(cfg, true, err, sizeof(err));
+    else if (ctx != NULL && SSL_CTX_up_ref(ctx) == 1)
+        client_ctx = ctx; /* stomp-tls shares the wss context */
+    if (ctx == NULL || client_ctx == NULL) {
+        log_error(0, "TLS: %s", err);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    SSL_CTX_free(b->tls_ctx); /* connections still using the old ones hold their own reference */
+    SSL_CTX_free(b->tls_client_ctx);
+    b->tls_ctx = ctx;
+    b->tls_client_ctx = client_ctx;
+    return 0;
+}
+
+void broker_reload_tls(struct broker *b)
+{
+    if (load_tls(b) == 0 && b->tls_ctx != NULL)
+        log_info(0, "TLS certificates reloaded from %s", b->cfg.tls_cert);
+}
+
+static int open_listeners(struct broker *b)
+{
+    const struct config_addr *addrs[LISTENER_COUNT] = {
+        [LISTENER_WS] = &b->cfg.ws, [LISTENER_WSS] = &b->cfg.wss,
+        [LISTENER_TCP] = &b->cfg.tcp, [LISTENER_STOMP_TLS] = &b->cfg.stomp_tls};
+    for (int kind = 0; kind < LISTENER_COUNT; kind++)
+        if (addrs[kind]->enabled &&
+            listener_open(&b->listeners[kind], b, (enum listener_kind)kind, addrs[kind]) != 0)
+            return -1;
+    return 0;
 }
 
 static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -87,11 +136,9 @@ struct broker *broker_new(const struct config *cfg)
     b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     if (b->reap_event == NULL || b->shutdown_timer == NULL || add_signal(b, 0, SIGINT) != 0 ||
-        add_signal(b, 1, SIGTERM) != 0)
+        add_signal(b, 1, SIGTERM) != 0 || add_signal(b, 2, SIGHUP) != 0)
         goto fail;
-    if (cfg->ws.enabled && (b->ws_listener = listener_open(b, &cfg->ws, CONN_WS)) == NULL)
-        goto fail;
-    if (cfg->tcp.enabled && (b->tcp_listener = listener_open(b, &cfg->tcp, CONN_TCP)) == NULL)
+    if (load_tls(b) != 0 || open_listeners(b) != 0)
         goto fail;
     return b;
 fail:
@@ -104,10 +151,9 @@ void broker_shutdown(struct broker *b, const char *reason)
     if (b->shutting_down)
         return;
     b->shutting_down = true;
-    if (b->ws_listener != NULL)
-        evconnlistener_disable(b->ws_listener);
-    if (b->tcp_listener != NULL)
-        evconnlistener_disable(b->tcp_listener);
+    for (int kind = 0; kind < LISTENER_COUNT; kind++)
+        if (b->listeners[kind].evl != NULL)
+            evconnlistener_disable(b->listeners[kind].evl);
     for (struct conn *c = b->conns; c != NULL; c = c->next) {
         if (c->session != NULL && conn_is_open(c))
             session_shutdown(c->session, reason);
@@ -135,10 +181,10 @@ void broker_free(struct broker *b)
         conn_free(b->conns); /* sessions give their queue messages back before the router goes */
     b->reap_list = NULL;
     router_reset(&b->router);
-    if (b->ws_listener != NULL)
-        evconnlistener_free(b->ws_listener);
-    if (b->tcp_listener != NULL)
-        evconnlistener_free(b->tcp_listener);
+    for (int kind = 0; kind < LISTENER_COUNT; kind++)
+        listener_close(&b->listeners[kind]);
+    SSL_CTX_free(b->tls_ctx);
+    SSL_CTX_free(b->tls_client_ctx);
     for (size_t i = 0; i < sizeof(b->signal_events) / sizeof(b->signal_events[0]); i++)
         if (b->signal_events[i] != NULL)
             event_free(b->signal_events[i]);

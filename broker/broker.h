@@ -13,7 +13,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "broker/config.h"
+#include "broker/listener.h"
 #include "broker/router.h"
 
 #define STOMPWS_SERVER_NAME "stompws/" STOMPWS_VERSION
@@ -31,13 +34,15 @@ struct broker {
     struct event_base *base; /* owned */
     struct config cfg;
     struct router router;
-    struct evconnlistener *ws_listener;  /* owned, NULL when off */
-    struct evconnlistener *tcp_listener; /* owned, NULL when off */
+    struct listener listeners[LISTENER_COUNT]; /* owned: ws, wss, tcp, stomp-tls */
+    SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
+    SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
+                                tls.client_ca is set) */
     struct conn *conns;                  /* not owned here: each conn frees itself via reap */
     size_t conn_count;
     struct conn *reap_list;    /* connections to free before the loop sleeps */
     struct event *reap_event;  /* owned: activated when reap_list is non-empty */
-    struct event *signal_events[3]; /* owned: SIGINT, SIGTERM, SIGPIPE (ignored) */
+    struct event *signal_events[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
     struct event *shutdown_timer;   /* owned: bounds the drain at shutdown */
     bool shutting_down;
     int exit_code;
@@ -54,6 +59,9 @@ void broker_free(struct broker *b);
 
 /* Stops accepting, tells every client why, and ends the loop once they are gone (or on timeout). */
 void broker_shutdown(struct broker *b, const char *reason);
+
+/* SIGHUP: rebuilds the TLS contexts from the certificate files; open connections keep theirs. */
+void broker_reload_tls(struct broker *b);
 
 /* Monotonic milliseconds (cached per loop iteration by libevent). */
 uint64_t broker_now_ms(const struct broker *b);

@@ -1,5 +1,6 @@
 #include "broker/config.h"
 #include "broker/log.h"
+#include "broker/tls.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum key_type { KEY_ADDR, KEY_PATH, KEY_LOG_LEVEL, KEY_FRAMES, KEY_MS, KEY_SIZE };
+enum key_type { KEY_ADDR, KEY_PATH, KEY_LOG_LEVEL, KEY_FRAMES, KEY_MS, KEY_SIZE, KEY_STRING };
 
 /* One settable key: where it lives in struct config and how its text is read. */
 struct config_key {
@@ -16,14 +17,18 @@ struct config_key {
     const char *name;
     enum key_type type;
     size_t offset;
+    size_t size; /* KEY_STRING: capacity of the char array */
 };
 
-#define KEY(sec, name, type, field) {sec, name, type, offsetof(struct config, field)}
+#define KEY(sec, name, type, field)                                                               \
+    {sec, name, type, offsetof(struct config, field), sizeof(((struct config *)0)->field)}
 
 static const struct config_key config_keys[] = {
     KEY("server", "ws", KEY_ADDR, ws),
     KEY("server", "ws_path", KEY_PATH, ws_path),
     KEY("server", "tcp", KEY_ADDR, tcp),
+    KEY("server", "wss", KEY_ADDR, wss),
+    KEY("server", "stomp_tls", KEY_ADDR, stomp_tls),
     KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
@@ -46,6 +51,13 @@ static const struct config_key config_keys[] = {
     KEY("heartbeat", "max_ms", KEY_MS, heartbeat_max_ms),
     KEY("queue", "max_messages", KEY_SIZE, queue_max_messages),
     KEY("queue", "prefetch", KEY_SIZE, queue_prefetch),
+    KEY("tls", "cert", KEY_STRING, tls_cert),
+    KEY("tls", "key", KEY_STRING, tls_key),
+    KEY("tls", "client_ca", KEY_STRING, tls_client_ca),
+    KEY("tls", "ciphers", KEY_STRING, tls_ciphers),
+    KEY("cluster", "redis", KEY_STRING, cluster_redis),
+    KEY("cluster", "node_id", KEY_STRING, cluster_node_id),
+    KEY("cluster", "prefix", KEY_STRING, cluster_prefix),
 };
 
 void config_defaults(struct config *cfg)
@@ -54,6 +66,8 @@ void config_defaults(struct config *cfg)
     config_parse_addr("127.0.0.1:15674", &cfg->ws);
     strcpy(cfg->ws_path, "/ws");
     config_parse_addr("127.0.0.1:61613", &cfg->tcp);
+    config_parse_addr("off", &cfg->wss);
+    config_parse_addr("off", &cfg->stomp_tls);
     cfg->log_level = LOG_INFO;
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;
@@ -79,6 +93,9 @@ void config_defaults(struct config *cfg)
 
     cfg->queue_max_messages = 10000;
     cfg->queue_prefetch = 100;
+
+    strcpy(cfg->cluster_prefix, "stompws");
+    strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
 }
 
 int config_parse_addr(const char *text, struct config_addr *out)
@@ -178,6 +195,11 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
             return -1;
         *(size_t *)field = (size_t)n;
         return 0;
+    case KEY_STRING:
+        if (strlen(value) >= k->size)
+            return -1;
+        strcpy(field, value);
+        return 0;
     }
     return -1;
 }
@@ -191,6 +213,7 @@ static const char *type_hint(enum key_type type)
     case KEY_FRAMES: return "auto, text or binary";
     case KEY_MS: return "milliseconds";
     case KEY_SIZE: return "a byte count (k, m, g suffixes allowed)";
+    case KEY_STRING: return "a shorter string";
     }
     return "";
 }
@@ -269,8 +292,13 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
                  cfg->heartbeat_min_ms, cfg->heartbeat_max_ms);
         return -1;
     }
-    if (!cfg->ws.enabled && !cfg->tcp.enabled) {
-        snprintf(err, err_len, "both server.ws and server.tcp are off: nothing to listen on");
+    if (!cfg->ws.enabled && !cfg->tcp.enabled && !cfg->wss.enabled && !cfg->stomp_tls.enabled) {
+        snprintf(err, err_len, "every listener (server.ws, tcp, wss, stomp_tls) is off");
+        return -1;
+    }
+    if ((cfg->wss.enabled || cfg->stomp_tls.enabled) &&
+        (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0')) {
+        snprintf(err, err_len, "server.wss and server.stomp_tls need tls.cert and tls.key");
         return -1;
     }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {

@@ -27,6 +27,8 @@ struct config {
     struct config_addr ws;
     char ws_path[CONFIG_ADDR_MAX];
     struct config_addr tcp;
+    struct config_addr wss;       /* WebSocket over TLS, off by default */
+    struct config_addr stomp_tls; /* STOMP over TLS, off by default */
     int log_level;
     enum config_outbound_frames outbound_frames;
     unsigned shutdown_timeout_ms;
@@ -55,6 +57,17 @@ struct config {
     /* [queue] */
     size_t queue_max_messages;
     size_t queue_prefetch;
+
+    /* [tls] */
+    char tls_cert[CONFIG_ADDR_MAX];      /* PEM certificate chain */
+    char tls_key[CONFIG_ADDR_MAX];       /* PEM private key */
+    char tls_client_ca[CONFIG_ADDR_MAX]; /* "" = no client certificates asked */
+    char tls_ciphers[512];               /* TLS 1.2 cipher list */
+
+    /* [cluster] */
+    char cluster_redis[CONFIG_ADDR_MAX]; /* redis://[:password@]host:port[/db]; "" = single node */
+    char cluster_node_id[64];            /* "" = random at start */
+    char cluster_prefix[64];             /* Redis channel prefix */
 };
 
 void config_defaults(struct config *cfg);

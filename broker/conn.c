@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -51,14 +52,27 @@ static void set_write_watermark(struct conn *c)
     bufferevent_setwatermark(c->bev, EV_WRITE, c->broker->cfg.outbound_high_water / 2, 0);
 }
 
+static struct bufferevent *socket_bufferevent(struct broker *b, evutil_socket_t fd, SSL *ssl)
+{
+    if (ssl == NULL)
+        return bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        b->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev != NULL)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1); /* peers that just close */
+    return bev;
+}
+
 struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *addr,
-                      enum conn_transport transport)
+                      enum conn_transport transport, SSL *ssl)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        SSL_free(ssl);
         evutil_closesocket(fd);
         return NULL;
     }
+    c->tls = ssl != NULL;
     c->broker = b;
     c->id = ++b->next_conn_id;
     c->next = b->conns;
@@ -69,11 +83,13 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     c->transport = transport;
     c->state = transport == CONN_WS ? CONN_HTTP : CONN_OPEN;
     format_peer(addr, c->peer, sizeof(c->peer));
-    c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = socket_bufferevent(b, fd, ssl);
     c->timer = evtimer_new(b->base, timer_cb, c);
     if (c->bev == NULL || c->timer == NULL) {
-        if (c->bev == NULL)
+        if (c->bev == NULL) {
+            SSL_free(ssl);
             evutil_closesocket(fd);
+        }
         conn_free(c);
         return NULL;
     }
@@ -81,7 +97,8 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     set_write_watermark(c);
     b->stats.connections_accepted++;
-    log_debug(c->id, "%s connection from %s", transport == CONN_WS ? "ws" : "tcp", c->peer);
+    log_debug(c->id, "%s%s connection from %s", transport == CONN_WS ? "ws" : "tcp",
+              c->tls ? "+tls" : "", c->peer);
 
     if (transport == CONN_TCP) {
         c->session = session_new(c, 0);
@@ -388,6 +405,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (c->tls) {
+            conn_close(c); /* everything is out; a FIN under TLS would skip close_notify */
+            return;
+        }
         /* Everything is out: send FIN and wait (bounded by the timer) for the peer's. */
         shutdown(bufferevent_getfd(bev), SHUT_WR);
     }

@@ -11,6 +11,7 @@
 #define STOMPWS_CONN_H
 
 #include <event2/bufferevent.h>
+#include <openssl/ssl.h>
 #include <event2/util.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +37,7 @@ struct conn {
     struct broker *broker;   /* borrowed */
     struct bufferevent *bev; /* owned (closes the socket) */
     enum conn_transport transport;
+    bool tls;
     enum conn_state state;
     char peer[64];           /* "address:port" for logs */
     struct ws_decoder ws;    /* CONN_WS: inbound frame state */
@@ -48,9 +50,10 @@ struct conn {
     struct conn *reap_next;   /* broker's reap list */
 };
 
-/* Takes ownership of fd (accepted socket). NULL when out of memory (fd closed). */
+/* Takes ownership of fd (accepted socket) and of ssl (NULL for plain TCP; the TLS handshake
+ * runs before the first read). NULL when out of memory (fd closed, ssl freed). */
 struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *addr,
-                      enum conn_transport transport);
+                      enum conn_transport transport, SSL *ssl);
 
 /* Frees everything; only the broker calls this, from its reap step. */
 void conn_free(struct conn *c);

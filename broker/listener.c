@@ -1,4 +1,6 @@
 #include "broker/listener.h"
+#include "broker/broker.h"
+#include "broker/conn.h"
 #include "broker/log.h"
 
 #include <arpa/inet.h>
@@ -8,14 +10,32 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
+static const char *const kind_names[LISTENER_COUNT] = {"ws", "wss", "tcp", "stomp-tls"};
+
+const char *listener_kind_name(enum listener_kind kind)
+{
+    return kind_names[kind];
+}
+
+static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *addr,
                       int addr_len, void *arg)
 {
-    struct broker *b = arg;
+    struct listener *l = arg;
+    struct broker *b = l->broker;
+    (void)evl;
     (void)addr_len;
-    enum conn_transport transport = listener == b->ws_listener ? CONN_WS : CONN_TCP;
     evutil_make_socket_nonblocking(fd);
-    if (conn_new(b, fd, addr, transport) == NULL)
+    bool ws = l->kind == LISTENER_WS || l->kind == LISTENER_WSS;
+    SSL *ssl = NULL;
+    SSL_CTX *ctx = l->kind == LISTENER_WSS         ? b->tls_ctx
+                   : l->kind == LISTENER_STOMP_TLS ? b->tls_client_ctx
+                                                   : NULL;
+    if (ctx != NULL && (ssl = SSL_new(ctx)) == NULL) {
+        log_error(0, "cannot create a TLS session: out of memory");
+        evutil_closesocket(fd);
+        return;
+    }
+    if (conn_new(b, fd, addr, ws ? CONN_WS : CONN_TCP, ssl) == NULL)
         log_error(0, "out of memory accepting a connection");
 }
 
@@ -67,25 +87,34 @@ static void print_bound(struct evconnlistener *l, const char *kind)
     fflush(stdout);
 }
 
-struct evconnlistener *listener_open(struct broker *b, const struct config_addr *addr,
-                                     enum conn_transport transport)
+int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
+                  const struct config_addr *addr)
 {
-    const char *kind = transport == CONN_WS ? "ws" : "tcp";
+    const char *kind_name = kind_names[kind];
+    l->broker = b;
+    l->kind = kind;
     struct sockaddr_storage ss;
     socklen_t len;
     if (resolve(addr, &ss, &len) != 0) {
-        log_error(0, "%s listener: '%s' is not an IP address", kind, addr->host);
-        return NULL;
+        log_error(0, "%s listener: '%s' is not an IP address", kind_name, addr->host);
+        return -1;
     }
-    struct evconnlistener *l = evconnlistener_new_bind(
-        b->base, accept_cb, b, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+    l->evl = evconnlistener_new_bind(
+        b->base, accept_cb, l, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
         1024, (struct sockaddr *)&ss, (int)len);
-    if (l == NULL) {
-        log_error(0, "%s listener: cannot listen on %s:%u: %s", kind, addr->host, addr->port,
+    if (l->evl == NULL) {
+        log_error(0, "%s listener: cannot listen on %s:%u: %s", kind_name, addr->host, addr->port,
                   strerror(errno));
-        return NULL;
+        return -1;
     }
-    evconnlistener_set_error_cb(l, accept_error_cb);
-    print_bound(l, kind);
-    return l;
+    evconnlistener_set_error_cb(l->evl, accept_error_cb);
+    print_bound(l->evl, kind_name);
+    return 0;
+}
+
+void listener_close(struct listener *l)
+{
+    if (l->evl != NULL)
+        evconnlistener_free(l->evl);
+    l->evl = NULL;
 }

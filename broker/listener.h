@@ -2,16 +2,33 @@
  * listener.h - the listening sockets: one evconnlistener per configured endpoint.
  *
  * Binds, prints "listening KIND HOST:PORT" (the real port when 0 was asked for, so tests and
- * scripts can find it) and hands each accepted socket to a new connection.
+ * scripts can find it) and hands each accepted socket to a new connection, wrapped in TLS for the
+ * wss and stomp-tls kinds.
  */
 #ifndef STOMPWS_LISTENER_H
 #define STOMPWS_LISTENER_H
 
-#include "broker/broker.h"
-#include "broker/conn.h"
+#include <event2/listener.h>
+#include <stdbool.h>
 
-/* Opens the listener for addr; NULL (with an error logged) when it cannot bind. */
-struct evconnlistener *listener_open(struct broker *b, const struct config_addr *addr,
-                                     enum conn_transport transport);
+#include "broker/config.h"
+
+enum listener_kind { LISTENER_WS, LISTENER_WSS, LISTENER_TCP, LISTENER_STOMP_TLS, LISTENER_COUNT };
+
+struct broker;
+
+struct listener {
+    struct evconnlistener *evl; /* owned, NULL when this kind is off */
+    struct broker *broker;      /* borrowed */
+    enum listener_kind kind;
+};
+
+/* "ws", "wss", "tcp", "stomp-tls". */
+const char *listener_kind_name(enum listener_kind kind);
+
+/* Opens the listener for addr; -1 (with an error logged) when it cannot bind. */
+int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
+                  const struct config_addr *addr);
+void listener_close(struct listener *l);
 
 #endif

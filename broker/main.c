@@ -21,6 +21,13 @@ static void usage(FILE *out)
             "  --ws HOST:PORT        WebSocket listener (default 127.0.0.1:15674; off to disable)\n"
             "  --ws-path PATH        WebSocket path (default /ws; other paths get 404)\n"
             "  --tcp HOST:PORT       plain STOMP over TCP (default 127.0.0.1:61613; off to disable)\n"
+            "  --wss HOST:PORT       WebSocket over TLS listener (default off; needs --tls-cert/key)\n"
+            "  --stomp-tls HOST:PORT STOMP over TLS listener (default off)\n"
+            "  --tls-cert FILE       PEM certificate chain for wss and stomp-tls\n"
+            "  --tls-key FILE        PEM private key\n"
+            "  --tls-client-ca FILE  require client certificates signed by this CA on stomp-tls\n"
+            "  --redis URL           join a cluster through Redis: redis://[:password@]host:port[/db]\n"
+            "  --node-id ID          this node's id in the cluster (default: random at start)\n"
             "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
             "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
             "  --log-level LEVEL     debug, info, warn or error (default info)\n"
@@ -31,7 +38,22 @@ static void usage(FILE *out)
             "listener at start-up. SIGINT/SIGTERM: clients are told and the broker exits.\n");
 }
 
-enum { OPT_WS = 256, OPT_WS_PATH, OPT_TCP, OPT_CONFIG, OPT_SET, OPT_LOG_LEVEL, OPT_VERSION };
+enum {
+    OPT_WS = 256,
+    OPT_WS_PATH,
+    OPT_TCP,
+    OPT_CONFIG,
+    OPT_SET,
+    OPT_LOG_LEVEL,
+    OPT_VERSION,
+    OPT_REDIS,
+    OPT_NODE_ID,
+    OPT_WSS,
+    OPT_STOMP_TLS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+};
 
 static const struct option options[] = {
     {"ws", required_argument, NULL, OPT_WS},
@@ -40,6 +62,13 @@ static const struct option options[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"set", required_argument, NULL, OPT_SET},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"node-id", required_argument, NULL, OPT_NODE_ID},
+    {"wss", required_argument, NULL, OPT_WSS},
+    {"stomp-tls", required_argument, NULL, OPT_STOMP_TLS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -53,6 +82,13 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
     case OPT_WS_PATH: return config_set(cfg, "server", "ws_path", arg, err, err_len);
     case OPT_TCP: return config_set(cfg, "server", "tcp", arg, err, err_len);
     case OPT_LOG_LEVEL: return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_REDIS: return config_set(cfg, "cluster", "redis", arg, err, err_len);
+    case OPT_NODE_ID: return config_set(cfg, "cluster", "node_id", arg, err, err_len);
+    case OPT_WSS: return config_set(cfg, "server", "wss", arg, err, err_len);
+    case OPT_STOMP_TLS: return config_set(cfg, "server", "stomp_tls", arg, err, err_len);
+    case OPT_TLS_CERT: return config_set(cfg, "tls", "cert", arg, err, err_len);
+    case OPT_TLS_KEY: return config_set(cfg, "tls", "key", arg, err, err_len);
+    case OPT_TLS_CLIENT_CA: return config_set(cfg, "tls", "client_ca", arg, err, err_len);
     case OPT_SET: {
         const char *eq = strchr(arg, '=');
         if (eq == NULL) {
