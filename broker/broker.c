@@ -14,9 +14,10 @@
 
 uint64_t broker_now_ms(const struct broker *b)
 {
-    struct timeval tv;
-    event_base_gettimeofday_cached(b->base, &tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    (void)b;
+    struct timespec ts; /* monotonic: wall-clock steps must not fire timeouts or fill buckets */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Frees the connections closed during this loop turn; none is ever freed in its own callback. */
@@ -130,6 +131,8 @@ struct broker *broker_new(const struct config *cfg)
     if (b->base == NULL)
         goto fail;
     make_node_token(b);
+    admit_init(&b->admit, (double)cfg->connection_rate, (double)cfg->connection_burst,
+               cfg->max_connections, cfg->max_connections_per_address, broker_now_ms(b));
     static const struct router_ops ops = {.deliver = session_deliver,
                                           .writable = session_writable};
     router_init(&b->router, &ops, cfg->queue_max_messages);
@@ -181,6 +184,7 @@ void broker_free(struct broker *b)
         conn_free(b->conns); /* sessions give their queue messages back before the router goes */
     b->reap_list = NULL;
     router_reset(&b->router);
+    admit_reset(&b->admit);
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
         listener_close(&b->listeners[kind]);
     SSL_CTX_free(b->tls_ctx);

@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include "broker/admit.h"
 #include "broker/config.h"
 #include "broker/listener.h"
 #include "broker/router.h"
@@ -48,6 +49,7 @@ struct broker {
     int exit_code;
     uint64_t next_conn_id;
     char node_token[17];   /* random hex: makes session ids and reply-queue names unguessable */
+    struct admit admit;       /* connection admission limits */
     struct broker_stats stats;
 };
 
@@ -63,7 +65,7 @@ void broker_shutdown(struct broker *b, const char *reason);
 /* SIGHUP: rebuilds the TLS contexts from the certificate files; open connections keep theirs. */
 void broker_reload_tls(struct broker *b);
 
-/* Monotonic milliseconds (cached per loop iteration by libevent). */
+/* Monotonic milliseconds, for timeouts, heart-beats and rate limits. */
 uint64_t broker_now_ms(const struct broker *b);
 
 #endif

@@ -32,6 +32,12 @@ static const struct config_key config_keys[] = {
     KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
+    KEY("limits", "connection_rate", KEY_SIZE, connection_rate),
+    KEY("limits", "connection_burst", KEY_SIZE, connection_burst),
+    KEY("limits", "max_connections", KEY_SIZE, max_connections),
+    KEY("limits", "max_connections_per_address", KEY_SIZE, max_connections_per_address),
+    KEY("limits", "publish_rate", KEY_SIZE, publish_rate),
+    KEY("limits", "publish_burst", KEY_SIZE, publish_burst),
     KEY("limits", "handshake_timeout_ms", KEY_MS, handshake_timeout_ms),
     KEY("limits", "connect_timeout_ms", KEY_MS, connect_timeout_ms),
     KEY("limits", "max_http_header_bytes", KEY_SIZE, max_http_header_bytes),
@@ -72,6 +78,12 @@ void config_defaults(struct config *cfg)
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;
 
+    cfg->connection_rate = 1000;
+    cfg->connection_burst = 2000;
+    cfg->max_connections = 100000;
+    cfg->max_connections_per_address = 1000;
+    cfg->publish_rate = 10000;
+    cfg->publish_burst = 20000;
     cfg->handshake_timeout_ms = 10000;
     cfg->connect_timeout_ms = 10000;
     cfg->max_http_header_bytes = 8192;

@@ -34,6 +34,12 @@ struct config {
     unsigned shutdown_timeout_ms;
 
     /* [limits] */
+    size_t connection_rate;  /* new connections per second (token bucket), 0 = unlimited */
+    size_t connection_burst; /* bucket size */
+    size_t max_connections;
+    size_t max_connections_per_address;
+    size_t publish_rate;  /* SEND frames per second per connection, 0 = unlimited */
+    size_t publish_burst;
     unsigned handshake_timeout_ms;
     unsigned connect_timeout_ms;
     size_t max_http_header_bytes;

@@ -63,15 +63,17 @@ static struct bufferevent *socket_bufferevent(struct broker *b, evutil_socket_t 
     return bev;
 }
 
-struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *addr,
-                      enum conn_transport transport, SSL *ssl)
+struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
+                      const char *addr, enum conn_transport transport, SSL *ssl)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        admit_leave(&b->admit, addr);
         SSL_free(ssl);
         evutil_closesocket(fd);
         return NULL;
     }
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
     c->tls = ssl != NULL;
     c->broker = b;
     c->id = ++b->next_conn_id;
@@ -82,7 +84,7 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     b->conn_count++;
     c->transport = transport;
     c->state = transport == CONN_WS ? CONN_HTTP : CONN_OPEN;
-    format_peer(addr, c->peer, sizeof(c->peer));
+    format_peer(sa, c->peer, sizeof(c->peer));
     c->bev = socket_bufferevent(b, fd, ssl);
     c->timer = evtimer_new(b->base, timer_cb, c);
     if (c->bev == NULL || c->timer == NULL) {
@@ -128,6 +130,7 @@ void conn_free(struct conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     b->conn_count--;
+    admit_leave(&b->admit, c->addr);
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->bev != NULL)

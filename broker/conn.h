@@ -40,6 +40,7 @@ struct conn {
     bool tls;
     enum conn_state state;
     char peer[64];           /* "address:port" for logs */
+    char addr[64];           /* address alone: the key of the per-address connection limit */
     struct ws_decoder ws;    /* CONN_WS: inbound frame state */
     enum ws_subprotocol subprotocol;
     struct session *session; /* owned: created once STOMP bytes may flow */
@@ -50,10 +51,11 @@ struct conn {
     struct conn *reap_next;   /* broker's reap list */
 };
 
-/* Takes ownership of fd (accepted socket) and of ssl (NULL for plain TCP; the TLS handshake
- * runs before the first read). NULL when out of memory (fd closed, ssl freed). */
-struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *addr,
-                      enum conn_transport transport, SSL *ssl);
+/* Takes ownership of fd (accepted socket), of ssl (NULL for plain TCP; the TLS handshake runs
+ * before the first read) and of the admission of `addr` (see admit.h), released when the
+ * connection is freed. NULL when out of memory (fd closed, ssl freed, admission released). */
+struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
+                      const char *addr, enum conn_transport transport, SSL *ssl);
 
 /* Frees everything; only the broker calls this, from its reap step. */
 void conn_free(struct conn *c);

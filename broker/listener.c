@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "ws/handshake.h"
+
 static const char *const kind_names[LISTENER_COUNT] = {"ws", "wss", "tcp", "stomp-tls"};
 
 const char *listener_kind_name(enum listener_kind kind)
@@ -17,13 +19,57 @@ const char *listener_kind_name(enum listener_kind kind)
     return kind_names[kind];
 }
 
-static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *addr,
-                      int addr_len, void *arg)
+/* The address part of a peer, the key of the per-address limit. */
+static void address_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    const void *raw = sa->sa_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (inet_ntop(sa->sa_family, raw, out, (socklen_t)len) == NULL)
+        snprintf(out, len, "unknown");
+}
+
+/*
+ * Answers a connection over a limit straight on the socket, before anything is allocated for it:
+ * HTTP 503/429 on the WebSocket port, a STOMP ERROR on the TCP port. The reply is small enough
+ * for an empty socket buffer; TLS listeners just close (no handshake is worth doing for it).
+ */
+static void refuse(const struct listener *l, evutil_socket_t fd, enum admit_verdict v)
+{
+    char message[160];
+    snprintf(message, sizeof(message), "too many connections: over %s", admit_limit_name(v));
+    char reply[512];
+    int n = -1;
+    if (l->kind == LISTENER_WS) {
+        int status = v == ADMIT_PER_ADDR ? 429 : 503;
+        n = ws_http_response(reply, sizeof(reply), status, "Retry-After: 1\r\n", "text/plain",
+                             message, strlen(message));
+    } else if (l->kind == LISTENER_TCP) {
+        n = snprintf(reply, sizeof(reply), "ERROR\nmessage:%s\n\n%c", message, '\0');
+        n = n > 0 ? n : -1;
+    }
+    if (n > 0 && send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug(0, "refused connection: %s", strerror(errno));
+    evutil_closesocket(fd);
+}
+
+static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                      int sa_len, void *arg)
 {
     struct listener *l = arg;
     struct broker *b = l->broker;
     (void)evl;
-    (void)addr_len;
+    (void)sa_len;
+    char addr[INET6_ADDRSTRLEN];
+    address_text(sa, addr, sizeof(addr));
+    enum admit_verdict v = admit_enter(&b->admit, addr, broker_now_ms(b));
+    if (v != ADMIT_OK) {
+        if (b->admit.rejected[v] == 1 || b->admit.rejected[v] % 1000 == 0)
+            log_warn(0, "refusing connections from %s and others: over %s (%llu so far)", addr,
+                     admit_limit_name(v), (unsigned long long)b->admit.rejected[v]);
+        refuse(l, fd, v);
+        return;
+    }
     evutil_make_socket_nonblocking(fd);
     bool ws = l->kind == LISTENER_WS || l->kind == LISTENER_WSS;
     SSL *ssl = NULL;
@@ -32,10 +78,11 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
                                                    : NULL;
     if (ctx != NULL && (ssl = SSL_new(ctx)) == NULL) {
         log_error(0, "cannot create a TLS session: out of memory");
+        admit_leave(&b->admit, addr);
         evutil_closesocket(fd);
         return;
     }
-    if (conn_new(b, fd, addr, ws ? CONN_WS : CONN_TCP, ssl) == NULL)
+    if (conn_new(b, fd, sa, addr, ws ? CONN_WS : CONN_TCP, ssl) == NULL)
         log_error(0, "out of memory accepting a connection");
 }
 

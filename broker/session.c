@@ -36,6 +36,7 @@ struct session {
     struct event *connect_timer;  /* owned */
     struct event *hb_send_timer;  /* owned */
     struct event *hb_check_timer; /* owned */
+    struct token_bucket publish_tokens; /* limits.publish_rate */
     size_t consecutive_drops;     /* topic messages dropped since the last one delivered */
     uint64_t dropped;
 };
@@ -324,6 +325,8 @@ struct session *session_new(struct conn *c, int version_hint)
         return NULL;
     }
     make_session_id(s);
+    token_bucket_init(&s->publish_tokens, (double)cfg->publish_rate, (double)cfg->publish_burst,
+                      broker_now_ms(c->broker));
     arm(s->connect_timer, cfg->connect_timeout_ms);
     return s;
 }
@@ -615,6 +618,13 @@ static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
 
 static void on_send(struct session *s, const struct stomp_frame *f)
 {
+    if (!token_bucket_take(&s->publish_tokens, broker_now_ms(s->broker))) {
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "publish rate exceeded (limits.publish_rate = %zu per second, "
+                     "limits.publish_burst = %zu)",
+                     s->broker->cfg.publish_rate, s->broker->cfg.publish_burst);
+        return;
+    }
     const struct stomp_header *dest = find(f, "destination");
     char route[1024];
     bool create;

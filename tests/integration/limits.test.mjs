@@ -1,0 +1,75 @@
+// Admission and rate limits: each one, when hit, answers with an error that names it, and the
+// broker keeps serving everyone else.
+import assert from 'node:assert/strict';
+import { brokerTest, sleep } from './lib/broker.mjs';
+import { httpRequest, upgradeRequest } from './lib/rawws.mjs';
+import { tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
+
+// The whole response body: the server closes after it.
+async function body(r) {
+  await r.reader.waitClosed();
+  const start = r.reader.buf.indexOf('\r\n\r\n') + 4;
+  return r.reader.buf.subarray(start).toString('utf8');
+}
+
+brokerTest('connection rate: upgrades over limits.connection_rate get 503 with Retry-After',
+  { set: { 'limits.connection_rate': 1, 'limits.connection_burst': 2 } }, async (broker) => {
+    const first = await httpRequest(broker.wsPort, upgradeRequest().text);
+    const second = await httpRequest(broker.wsPort, upgradeRequest().text);
+    const third = await httpRequest(broker.wsPort, upgradeRequest().text);
+    for (const r of [first, second, third]) broker.track(r.socket);
+    assert.equal(first.status, 101, first.statusLine);
+    assert.equal(second.status, 101, second.statusLine);
+    assert.equal(third.status, 503, third.statusLine);
+    assert.equal(third.headers['retry-after'], '1');
+    assert.match(await body(third), /limits\.connection_rate/);
+    await sleep(1100); // one token back
+    const later = await httpRequest(broker.wsPort, upgradeRequest().text);
+    broker.track(later.socket);
+    assert.equal(later.status, 101, later.statusLine);
+  });
+
+brokerTest('per-address limit: the next connection gets 429 (ws) or an ERROR (tcp)',
+  { set: { 'limits.max_connections_per_address': 2 } }, async (broker) => {
+    const a = await wsStomp(broker, { label: 'a' });
+    await tcpStomp(broker, { label: 'b' });
+    const r = await httpRequest(broker.wsPort, upgradeRequest().text);
+    broker.track(r.socket);
+    assert.equal(r.status, 429, r.statusLine);
+    assert.match(await body(r), /limits\.max_connections_per_address/);
+    const c = broker.track(await tcpClient(broker.tcpPort, 'c'));
+    const err = await c.error();
+    assert.match(err.headers.message, /limits\.max_connections_per_address/);
+    await c.closed();
+    // The admitted clients still work, and a slot frees when one leaves.
+    await a.subscribe('/topic/still', 's');
+    await a.disconnect();
+    await sleep(100);
+    await tcpStomp(broker, { label: 'd' });
+  });
+
+brokerTest('max_connections: over the total -> 503 naming limits.max_connections',
+  { set: { 'limits.max_connections': 1 } }, async (broker) => {
+    await tcpStomp(broker, { label: 'only' });
+    const r = await httpRequest(broker.wsPort, upgradeRequest().text);
+    broker.track(r.socket);
+    assert.equal(r.status, 503, r.statusLine);
+    assert.match(await body(r), /limits\.max_connections/);
+  });
+
+brokerTest('publish rate: SENDs over limits.publish_rate -> ERROR naming it; others unaffected',
+  { set: { 'limits.publish_rate': 5, 'limits.publish_burst': 5 } }, async (broker) => {
+    const sub = await tcpStomp(broker, { label: 'sub' });
+    await sub.subscribe('/topic/rate', 's');
+    const pub = await tcpStomp(broker, { label: 'pub' });
+    for (let i = 0; i < 10; i++) pub.send('SEND', { destination: '/topic/rate' }, `m${i}`);
+    const err = await pub.error();
+    assert.match(err.headers.message, /publish rate exceeded \(limits\.publish_rate = 5/);
+    await pub.closed();
+    const got = await sub.messages(5, 's');
+    assert.deepEqual(got.map((m) => m.body.toString()), ['m0', 'm1', 'm2', 'm3', 'm4']);
+    // Another publisher still gets through.
+    const other = await tcpStomp(broker, { label: 'other' });
+    await other.sendWithReceipt('SEND', { destination: '/topic/rate' }, 'ok');
+    assert.equal((await sub.message('s')).body.toString(), 'ok');
+  });
