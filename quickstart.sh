@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(gcc meson ninja-build pkg-config libevent-dev libssl-dev libhiredis-dev libinih-dev check
+packages=(gcc meson ninja-build pkg-config libevent-dev libssl-dev libhiredis-dev libinih-dev libjansson-dev check
           redis-server python3 python3-stomp openssl)
 
 install_missing() {

@@ -40,8 +40,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct broker *b = arg;
     (void)what;
     if (sig == SIGHUP) {
-        log_info(0, "received SIGHUP: reloading TLS certificates");
-        broker_reload_tls(b);
+        log_info(0, "received SIGHUP: reloading certificates and auth files");
+        broker_reload(b);
         return;
     }
     log_info(0, "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -73,10 +73,15 @@ static int load_tls(struct broker *b)
     return 0;
 }
 
-void broker_reload_tls(struct broker *b)
+void broker_reload(struct broker *b)
 {
     if (load_tls(b) == 0 && b->tls_ctx != NULL)
         log_info(0, "TLS certificates reloaded from %s", b->cfg.tls_cert);
+    char err[512];
+    if (security_load(&b->security, &b->cfg, err, sizeof(err)) != 0)
+        log_error(0, "auth files not reloaded (keeping the previous ones): %s", err);
+    else
+        log_info(0, "auth files reloaded");
 }
 
 static int open_listeners(struct broker *b)
@@ -141,6 +146,11 @@ struct broker *broker_new(const struct config *cfg)
     if (b->reap_event == NULL || b->shutdown_timer == NULL || add_signal(b, 0, SIGINT) != 0 ||
         add_signal(b, 1, SIGTERM) != 0 || add_signal(b, 2, SIGHUP) != 0)
         goto fail;
+    char err[512];
+    if (security_load(&b->security, cfg, err, sizeof(err)) != 0) {
+        log_error(0, "auth: %s", err);
+        goto fail;
+    }
     if (load_tls(b) != 0 || open_listeners(b) != 0)
         goto fail;
     return b;
@@ -185,6 +195,7 @@ void broker_free(struct broker *b)
     b->reap_list = NULL;
     router_reset(&b->router);
     admit_reset(&b->admit);
+    security_reset(&b->security);
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
         listener_close(&b->listeners[kind]);
     SSL_CTX_free(b->tls_ctx);

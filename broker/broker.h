@@ -19,6 +19,7 @@
 #include "broker/config.h"
 #include "broker/listener.h"
 #include "broker/router.h"
+#include "broker/security.h"
 
 #define STOMPWS_SERVER_NAME "stompws/" STOMPWS_VERSION
 
@@ -50,6 +51,7 @@ struct broker {
     uint64_t next_conn_id;
     char node_token[17];   /* random hex: makes session ids and reply-queue names unguessable */
     struct admit admit;       /* connection admission limits */
+    struct security security; /* users, ACL, JWT keys, failed-login throttle */
     struct broker_stats stats;
 };
 
@@ -62,8 +64,9 @@ void broker_free(struct broker *b);
 /* Stops accepting, tells every client why, and ends the loop once they are gone (or on timeout). */
 void broker_shutdown(struct broker *b, const char *reason);
 
-/* SIGHUP: rebuilds the TLS contexts from the certificate files; open connections keep theirs. */
-void broker_reload_tls(struct broker *b);
+/* SIGHUP: rebuilds the TLS contexts from the certificate files (open connections keep theirs)
+ * and reloads the users file, ACL and JWT keys; what fails to load keeps its old version. */
+void broker_reload(struct broker *b);
 
 /* Monotonic milliseconds, for timeouts, heart-beats and rate limits. */
 uint64_t broker_now_ms(const struct broker *b);

@@ -61,6 +61,14 @@ static const struct config_key config_keys[] = {
     KEY("tls", "key", KEY_STRING, tls_key),
     KEY("tls", "client_ca", KEY_STRING, tls_client_ca),
     KEY("tls", "ciphers", KEY_STRING, tls_ciphers),
+    KEY("auth", "users", KEY_STRING, auth_users),
+    KEY("auth", "acl", KEY_STRING, auth_acl),
+    KEY("auth", "jwt_hs256_secret_file", KEY_STRING, auth_jwt_hs256_secret_file),
+    KEY("auth", "jwt_public_key", KEY_STRING, auth_jwt_public_key),
+    KEY("auth", "jwt_audience", KEY_STRING, auth_jwt_audience),
+    KEY("auth", "jwt_issuer", KEY_STRING, auth_jwt_issuer),
+    KEY("auth", "anonymous", KEY_STRING, auth_anonymous),
+    KEY("auth", "allow_origin", KEY_STRING, auth_allow_origin),
     KEY("cluster", "redis", KEY_STRING, cluster_redis),
     KEY("cluster", "node_id", KEY_STRING, cluster_node_id),
     KEY("cluster", "prefix", KEY_STRING, cluster_prefix),
@@ -108,6 +116,7 @@ void config_defaults(struct config *cfg)
 
     strcpy(cfg->cluster_prefix, "stompws");
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
+    strcpy(cfg->auth_anonymous, "auto");
 }
 
 int config_parse_addr(const char *text, struct config_addr *out)
@@ -311,6 +320,11 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     if ((cfg->wss.enabled || cfg->stomp_tls.enabled) &&
         (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0')) {
         snprintf(err, err_len, "server.wss and server.stomp_tls need tls.cert and tls.key");
+        return -1;
+    }
+    if (strcmp(cfg->auth_anonymous, "auto") != 0 && strcmp(cfg->auth_anonymous, "on") != 0 &&
+        strcmp(cfg->auth_anonymous, "off") != 0) {
+        snprintf(err, err_len, "auth.anonymous must be auto, on or off");
         return -1;
     }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {

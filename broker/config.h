@@ -70,6 +70,16 @@ struct config {
     char tls_client_ca[CONFIG_ADDR_MAX]; /* "" = no client certificates asked */
     char tls_ciphers[512];               /* TLS 1.2 cipher list */
 
+    /* [auth] */
+    char auth_users[CONFIG_ADDR_MAX];     /* users file (stompws passwd), "" = none */
+    char auth_acl[CONFIG_ADDR_MAX];       /* per-user destination permissions, "" = all allowed */
+    char auth_jwt_hs256_secret_file[CONFIG_ADDR_MAX];
+    char auth_jwt_public_key[CONFIG_ADDR_MAX]; /* PEM: RS256 or ES256 */
+    char auth_jwt_audience[CONFIG_ADDR_MAX];   /* "" = not checked */
+    char auth_jwt_issuer[CONFIG_ADDR_MAX];     /* "" = not checked */
+    char auth_anonymous[8];                    /* "auto", "on" or "off" */
+    char auth_allow_origin[2048];              /* comma-separated Origins, "" = any */
+
     /* [cluster] */
     char cluster_redis[CONFIG_ADDR_MAX]; /* redis://[:password@]host:port[/db]; "" = single node */
     char cluster_node_id[64];            /* "" = random at start */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* How long a closing connection may take to flush and see the peer's FIN. */
@@ -133,6 +134,7 @@ void conn_free(struct conn *c)
     admit_leave(&b->admit, c->addr);
     if (c->timer != NULL)
         event_free(c->timer);
+    free(c->bearer);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     log_debug(c->id, "connection closed");
@@ -262,6 +264,38 @@ static int version_of_subprotocol(enum ws_subprotocol p)
     }
 }
 
+/* The access_token query parameter's value, or a zero slice. */
+static struct ws_slice query_token(const struct ws_slice *query)
+{
+    static const char key[] = "access_token=";
+    const size_t key_len = sizeof(key) - 1;
+    struct ws_slice none = {NULL, 0};
+    if (query->ptr == NULL)
+        return none;
+    const char *p = query->ptr, *end = query->ptr + query->len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp != NULL ? amp : end;
+        if ((size_t)(stop - p) > key_len && memcmp(p, key, key_len) == 0)
+            return (struct ws_slice){p + key_len, (size_t)(stop - p) - key_len};
+        p = stop + 1;
+    }
+    return none;
+}
+
+/* Keeps a bearer token offered at the handshake for the session's CONNECT. */
+static void keep_bearer(struct conn *c, const struct ws_http_request *req)
+{
+    struct ws_slice token = query_token(&req->query);
+    const struct ws_slice *auth = &req->authorization;
+    if (auth->ptr != NULL && auth->len > 7 && strncasecmp(auth->ptr, "Bearer ", 7) == 0)
+        token = (struct ws_slice){auth->ptr + 7, auth->len - 7};
+    if (token.ptr == NULL || token.len == 0)
+        return;
+    c->bearer = strndup(token.ptr, token.len);
+    c->bearer_len = c->bearer != NULL ? token.len : 0;
+}
+
 static void upgrade(struct conn *c, const struct ws_http_request *req)
 {
     struct ws_upgrade up;
@@ -269,6 +303,13 @@ static void upgrade(struct conn *c, const struct ws_http_request *req)
         http_reply(c, up.status, up.message);
         return;
     }
+    if (!security_origin_allowed(&c->broker->cfg, req->origin.ptr, req->origin.len)) {
+        log_info(c->id, "origin '%.*s' not allowed", (int)(req->origin.len > 200 ? 200 : req->origin.len),
+                 req->origin.ptr);
+        http_reply(c, 403, "origin not allowed (auth.allow_origin)");
+        return;
+    }
+    keep_bearer(c, req);
     char response[512];
     int n = ws_upgrade_response(response, sizeof(response), &up);
     if (n < 0) {

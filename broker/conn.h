@@ -44,6 +44,8 @@ struct conn {
     struct ws_decoder ws;    /* CONN_WS: inbound frame state */
     enum ws_subprotocol subprotocol;
     struct session *session; /* owned: created once STOMP bytes may flow */
+    char *bearer;            /* owned: token from the handshake (Authorization or access_token) */
+    size_t bearer_len;
     struct event *timer;     /* owned: handshake / CONNECT / closing deadline */
     uint64_t last_write_ms;  /* for heart-beats: when we last queued bytes */
     uint64_t last_read_ms;   /* for heart-beats: when bytes last arrived */

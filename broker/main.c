@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/log.h"
@@ -26,6 +29,14 @@ static void usage(FILE *out)
             "  --tls-cert FILE       PEM certificate chain for wss and stomp-tls\n"
             "  --tls-key FILE        PEM private key\n"
             "  --tls-client-ca FILE  require client certificates signed by this CA on stomp-tls\n"
+            "  --users FILE          users file (login/passcode); write entries with\n"
+            "                        'stompws passwd FILE USER' (password read from stdin)\n"
+            "  --acl FILE            per-user read/write permissions on destinations\n"
+            "  --jwt-hs256-secret-file FILE   accept HS256 tokens signed with this secret\n"
+            "  --jwt-public-key FILE accept RS256/ES256 tokens verified with this PEM key\n"
+            "  --allow-origin ORIGIN allowed browser Origin (repeatable; none given = any)\n"
+            "  --anonymous on|off    let clients in without credentials (default: on unless\n"
+            "                        a users file or JWT key is configured)\n"
             "  --redis URL           join a cluster through Redis: redis://[:password@]host:port[/db]\n"
             "  --node-id ID          this node's id in the cluster (default: random at start)\n"
             "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
@@ -53,6 +64,12 @@ enum {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_CLIENT_CA,
+    OPT_USERS,
+    OPT_ACL,
+    OPT_JWT_SECRET,
+    OPT_JWT_KEY,
+    OPT_ALLOW_ORIGIN,
+    OPT_ANONYMOUS,
 };
 
 static const struct option options[] = {
@@ -69,15 +86,42 @@ static const struct option options[] = {
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"users", required_argument, NULL, OPT_USERS},
+    {"acl", required_argument, NULL, OPT_ACL},
+    {"jwt-hs256-secret-file", required_argument, NULL, OPT_JWT_SECRET},
+    {"jwt-public-key", required_argument, NULL, OPT_JWT_KEY},
+    {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
+    {"anonymous", required_argument, NULL, OPT_ANONYMOUS},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
+/* --allow-origin is repeatable: the first one replaces the file's list, later ones add to it. */
+static int add_origin(struct config *cfg, const char *origin, char *err, size_t err_len)
+{
+    static bool seen;
+    char list[sizeof(cfg->auth_allow_origin)];
+    int n = seen ? snprintf(list, sizeof(list), "%s,%s", cfg->auth_allow_origin, origin)
+                 : snprintf(list, sizeof(list), "%s", origin);
+    seen = true;
+    if (n < 0 || (size_t)n >= sizeof(list)) {
+        snprintf(err, err_len, "--allow-origin: too many origins");
+        return -1;
+    }
+    return config_set(cfg, "auth", "allow_origin", list, err, err_len);
+}
+
 /* Applies one flag; returns 0, or -1 with err filled. */
 static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, size_t err_len)
 {
     switch (opt) {
+    case OPT_USERS: return config_set(cfg, "auth", "users", arg, err, err_len);
+    case OPT_ACL: return config_set(cfg, "auth", "acl", arg, err, err_len);
+    case OPT_JWT_SECRET: return config_set(cfg, "auth", "jwt_hs256_secret_file", arg, err, err_len);
+    case OPT_JWT_KEY: return config_set(cfg, "auth", "jwt_public_key", arg, err, err_len);
+    case OPT_ALLOW_ORIGIN: return add_origin(cfg, arg, err, err_len);
+    case OPT_ANONYMOUS: return config_set(cfg, "auth", "anonymous", arg, err, err_len);
     case OPT_WS: return config_set(cfg, "server", "ws", arg, err, err_len);
     case OPT_WS_PATH: return config_set(cfg, "server", "ws_path", arg, err, err_len);
     case OPT_TCP: return config_set(cfg, "server", "tcp", arg, err, err_len);
@@ -145,8 +189,33 @@ static int load_config(int argc, char **argv, struct config *cfg)
     return 0;
 }
 
+/* stompws passwd FILE USER: adds or replaces USER in the users file, password from stdin. */
+static int passwd_command(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: stompws passwd FILE USER   (the password is read from stdin)\n");
+        return 2;
+    }
+    char password[1024];
+    if (fgets(password, sizeof(password), stdin) == NULL) {
+        fprintf(stderr, "stompws passwd: no password on stdin\n");
+        return 2;
+    }
+    password[strcspn(password, "\r\n")] = '\0';
+    char err[512];
+    int rc = auth_passwd_update_file(argv[2], argv[3], password, err, sizeof(err));
+    OPENSSL_cleanse(password, sizeof(password));
+    if (rc != 0) {
+        fprintf(stderr, "stompws passwd: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
+        return passwd_command(argc, argv);
     struct config cfg;
     int rc = load_config(argc, argv, &cfg);
     if (rc != 0)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "stomp/encode.h"
 #include "stomp/parser.h"
@@ -36,6 +37,9 @@ struct session {
     struct event *connect_timer;  /* owned */
     struct event *hb_send_timer;  /* owned */
     struct event *hb_check_timer; /* owned */
+    struct event *auth_timer;     /* owned: a slowed-down login failure, or the token's expiry */
+    struct auth_identity identity; /* who the client is, once connected */
+    bool auth_failed;             /* CONNECT refused: nothing more is read */
     struct token_bucket publish_tokens; /* limits.publish_rate */
     size_t consecutive_drops;     /* topic messages dropped since the last one delivered */
     uint64_t dropped;
@@ -159,8 +163,11 @@ static size_t summarize_frame(const struct stomp_frame *f, char *out, size_t cap
                                 stomp_command_name(f->command));
     for (size_t i = 0; i < f->header_count && n < cap; i++) {
         const struct stomp_header *hd = &f->headers[i];
+        /* Credentials never travel back, not even to their owner (proxies and logs see it). */
+        bool secret = hd->name_len == 8 && memcmp(hd->name, "passcode", 8) == 0;
         int w = snprintf(out + n, cap - n, "%.*s:%.*s\n", (int)(hd->name_len > 200 ? 200 : hd->name_len),
-                         hd->name, (int)(hd->value_len > 200 ? 200 : hd->value_len), hd->value);
+                         hd->name, secret ? 3 : (int)(hd->value_len > 200 ? 200 : hd->value_len),
+                         secret ? "***" : hd->value);
         if (w < 0)
             break;
         n += (size_t)w;
@@ -286,6 +293,17 @@ static void hb_check_cb(evutil_socket_t fd, short what, void *arg)
                  silent);
 }
 
+static void auth_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->auth_failed)
+        session_fail(s, NULL, WS_CLOSE_POLICY, "authentication failed");
+    else
+        session_fail(s, NULL, WS_CLOSE_POLICY, "token expired");
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
 static void make_session_id(struct session *s)
@@ -316,11 +334,12 @@ struct session *session_new(struct conn *c, int version_hint)
     s->connect_timer = evtimer_new(c->broker->base, connect_timeout_cb, s);
     s->hb_send_timer = event_new(c->broker->base, -1, EV_PERSIST, hb_send_cb, s);
     s->hb_check_timer = event_new(c->broker->base, -1, EV_PERSIST, hb_check_cb, s);
+    s->auth_timer = evtimer_new(c->broker->base, auth_timer_cb, s);
     dict_init(&s->subs);
     dict_init(&s->transactions);
     dict_init(&s->temp_queues);
     if (s->parser == NULL || s->connect_timer == NULL || s->hb_send_timer == NULL ||
-        s->hb_check_timer == NULL) {
+        s->hb_check_timer == NULL || s->auth_timer == NULL) {
         session_free(s);
         return NULL;
     }
@@ -386,6 +405,9 @@ void session_free(struct session *s)
         event_free(s->hb_send_timer);
     if (s->hb_check_timer != NULL)
         event_free(s->hb_check_timer);
+    if (s->auth_timer != NULL)
+        event_free(s->auth_timer);
+    auth_identity_reset(&s->identity);
     stomp_parser_free(s->parser);
     free(s);
 }
@@ -480,6 +502,51 @@ static int negotiate_version(struct session *s, const struct stomp_frame *f)
     return v;
 }
 
+/*
+ * Establishes who the client is; -1 when refused. A refusal is logged with its reason, but the
+ * client only learns "authentication failed". An address with repeated failures is slowed down:
+ * its next attempts wait (the connection reads nothing meanwhile) and are refused unchecked
+ * until the delay has passed, so parallel guesses gain nothing.
+ */
+static int authenticate(struct session *s, const struct stomp_frame *f)
+{
+    struct security *sec = &s->broker->security;
+    int64_t now_ms = (int64_t)broker_now_ms(s->broker);
+    int64_t delay = auth_throttle_delay_ms(sec->throttle, s->conn->addr, now_ms);
+    char reason[256] = "unknown";
+    const struct stomp_header *login = find(f, "login");
+    const struct stomp_header *pass = find(f, "passcode");
+    if (delay > 0) {
+        snprintf(reason, sizeof(reason), "too many failed logins from this address: slowed down");
+    } else if (security_authenticate(sec, login ? login->value : NULL,
+                                     login ? login->value_len : 0, pass ? pass->value : NULL,
+                                     pass ? pass->value_len : 0, s->conn->bearer,
+                                     s->conn->bearer_len, (int64_t)time(NULL), &s->identity,
+                                     reason, sizeof(reason)) == 0) {
+        auth_throttle_success(sec->throttle, s->conn->addr);
+        return 0;
+    }
+    log_warn(s->conn->id, "authentication failed for %s: %s", s->conn->peer, reason);
+    auth_throttle_failure(sec->throttle, s->conn->addr, now_ms);
+    s->auth_failed = true;
+    if (delay <= 0) {
+        session_fail(s, f, WS_CLOSE_POLICY, "authentication failed");
+        return -1;
+    }
+    arm(s->auth_timer, delay > UINT32_MAX ? UINT32_MAX : (unsigned)delay);
+    return -1;
+}
+
+/* A token's permissions end with it: the session closes when it expires. */
+static void watch_expiry(struct session *s)
+{
+    int64_t left_s = s->identity.expires_at - (int64_t)time(NULL);
+    if (s->identity.expires_at == 0)
+        return;
+    uint64_t ms = left_s > 0 ? (uint64_t)left_s * 1000 : 0;
+    arm(s->auth_timer, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms);
+}
+
 static void on_connect(struct session *s, const struct stomp_frame *f)
 {
     if (s->connected) {
@@ -498,6 +565,9 @@ static void on_connect(struct session *s, const struct stomp_frame *f)
         return;
     }
     evtimer_del(s->connect_timer);
+    if (authenticate(s, f) != 0)
+        return;
+    watch_expiry(s);
     stomp_parser_set_version(s->parser, s->version);
     s->connected = true;
     if (s->version >= STOMP_V1_1)
@@ -515,7 +585,8 @@ static void on_connect(struct session *s, const struct stomp_frame *f)
         head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "heart-beat", hbv);
     }
     send_head(s, &h, STOMP_CMD_CONNECTED, NULL, 0);
-    log_debug(s->conn->id, "STOMP %s session %s", stomp_version_name(s->version), s->id);
+    log_debug(s->conn->id, "STOMP %s session %s user '%s'", stomp_version_name(s->version), s->id,
+              s->identity.user);
 }
 
 /* Copies a header value into a NUL-terminated string (for names used as C strings). */
@@ -616,6 +687,26 @@ static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
     return rc;
 }
 
+/*
+ * May this client read (SUBSCRIBE) or write (SEND to) dest? Temporary queues are the client's
+ * own, and a /reply-queue/ name is a capability handed out in reply-to: neither is checked.
+ * Sends an ERROR naming the destination and the verb when not.
+ */
+static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_verb verb,
+                      const struct stomp_header *dest)
+{
+    enum dest_kind kind = router_dest_kind(dest->value, dest->value_len);
+    if (kind == DEST_TEMP_QUEUE || kind == DEST_REPLY_QUEUE ||
+        security_allows(&s->broker->security, &s->identity, verb, dest->value, dest->value_len))
+        return true;
+    log_info(s->conn->id, "user '%s' may not %s %.*s", s->identity.user,
+             verb == AUTH_READ ? "read" : "write", (int)dest->value_len, dest->value);
+    session_fail(s, f, WS_CLOSE_POLICY, "permission denied: %s %.*s",
+                 verb == AUTH_READ ? "cannot read (SUBSCRIBE to)" : "cannot write (SEND to)",
+                 (int)(dest->value_len > 200 ? 200 : dest->value_len), dest->value);
+    return false;
+}
+
 static void on_send(struct session *s, const struct stomp_frame *f)
 {
     if (!token_bucket_take(&s->publish_tokens, broker_now_ms(s->broker))) {
@@ -626,6 +717,8 @@ static void on_send(struct session *s, const struct stomp_frame *f)
         return;
     }
     const struct stomp_header *dest = find(f, "destination");
+    if (!permitted(s, f, AUTH_WRITE, dest))
+        return;
     char route[1024];
     bool create;
     size_t route_len = resolve_route(s, f, dest, false, route, sizeof(route), &create);
@@ -730,6 +823,8 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
 {
     const struct stomp_header *dest = find(f, "destination");
     const struct stomp_header *id = subscription_id(f);
+    if (!permitted(s, f, AUTH_READ, dest))
+        return;
     if (dict_get(&s->subs, id->value, id->value_len) != NULL) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "subscription id '%.*s' is already in use",
                      (int)(id->value_len > 200 ? 200 : id->value_len), id->value);
@@ -929,7 +1024,7 @@ static uint16_t close_code_for_parse_error(int err)
 
 int session_feed(struct session *s, const char *data, size_t len)
 {
-    while (len > 0 && conn_is_open(s->conn)) {
+    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed) {
         struct stomp_frame frame;
         enum stomp_event ev;
         ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);

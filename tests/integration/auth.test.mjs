@@ -1,0 +1,199 @@
+// Authentication and authorization end to end: users file written by `stompws passwd`, ACLs with
+// wildcards, JWT (HS256, RS256, ES256) as passcode, Authorization header or access_token query,
+// the Origin allow-list, anonymous access, and the failed-login slow-down. After every refusal
+// the broker still serves other clients.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { brokerTest, sleep, STOMPWS_BIN } from './lib/broker.mjs';
+import { httpRequest, upgradeRequest } from './lib/rawws.mjs';
+import { tcpClient, tcpStomp, WsStomp, withTimeout } from './lib/stomp.mjs';
+
+// Files every test here shares, made once with the real CLI.
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-auth-'));
+process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+const users = path.join(dir, 'users');
+execFileSync(STOMPWS_BIN, ['passwd', users, 'alice'], { input: 'alice-pw\n' });
+execFileSync(STOMPWS_BIN, ['passwd', users, 'bob'], { input: 'bob-pw\n' });
+const acl = path.join(dir, 'acl');
+fs.writeFileSync(acl, [
+  '# user  verbs       pattern',
+  'alice   read        /topic/stocks.*',
+  'alice   read,write  /queue/alice.#',
+  '*       read        /topic/public.#',
+  'bob     write       /topic/stocks.#',
+  '',
+].join('\n'));
+const secretFile = path.join(dir, 'hs256');
+const secret = crypto.randomBytes(32).toString('hex');
+fs.writeFileSync(secretFile, `${secret}\n`);
+const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsaPub = path.join(dir, 'rsa.pem');
+fs.writeFileSync(rsaPub, rsa.publicKey.export({ type: 'spki', format: 'pem' }));
+const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const ecPub = path.join(dir, 'ec.pem');
+fs.writeFileSync(ecPub, ec.publicKey.export({ type: 'spki', format: 'pem' }));
+
+const b64url = (x) => Buffer.from(x).toString('base64url');
+function jwt(alg, claims, { key = null, tamper = false } = {}) {
+  const head = b64url(JSON.stringify({ alg, typ: 'JWT' }));
+  const body = b64url(JSON.stringify(claims));
+  const input = `${head}.${body}`;
+  let sig;
+  if (alg === 'HS256') sig = crypto.createHmac('sha256', key ?? secret).update(input).digest();
+  else if (alg === 'RS256') sig = crypto.sign('sha256', Buffer.from(input), rsa.privateKey);
+  else sig = crypto.sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' });
+  if (tamper) sig[0] ^= 1;
+  return `${input}.${b64url(sig)}`;
+}
+const now = () => Math.floor(Date.now() / 1000);
+const grants = { read: ['/topic/tok.*'], write: ['/topic/tok.#'] };
+
+const usersArgs = { args: ['--users', users, '--acl', acl] };
+
+// Expects CONNECT with these headers to be refused with "authentication failed".
+async function refused(broker, headers) {
+  const c = broker.track(await tcpClient(broker.tcpPort, 'refused'));
+  c.send('CONNECT', { 'accept-version': '1.2', host: 'x', ...headers });
+  const err = await c.error(8000);
+  assert.equal(err.headers.message, 'authentication failed');
+  assert.doesNotMatch(err.body.toString(), /pw|passcode:[^*]/, 'ERROR must not echo the passcode');
+  await c.closed(8000);
+}
+
+async function wsWith(broker, { headers = {}, query = '', origin, connect = {} } = {}) {
+  const ws = new WebSocket(`${broker.url('/ws')}${query}`, ['v12.stomp'], { headers, origin, perMessageDeflate: false });
+  const client = broker.track(new WsStomp(ws, 'ws-auth'));
+  await withTimeout(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), 5000, 'ws open');
+  await client.connect({ 'accept-version': '1.2', host: 'x', ...connect });
+  return client;
+}
+
+brokerTest('users file: good login connects, bad password and unknown user are refused', usersArgs, async (broker) => {
+  const alice = await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' } });
+  await refused(broker, { login: 'alice', passcode: 'wrong' });
+  await refused(broker, { login: 'mallory', passcode: 'alice-pw' });
+  await refused(broker, {}); // anonymous is off once a users file is given
+  await alice.subscribe('/topic/stocks.ibm', 's'); // still served
+  assert.match(broker.stderr, /authentication failed for 127\.0\.0\.1:\d+: bad login or passcode for 'mallory'/);
+});
+
+brokerTest('passwd writes salted PBKDF2 entries, never the password', {}, async () => {
+  const text = fs.readFileSync(users, 'utf8');
+  assert.match(text, /^alice:\$pbkdf2-sha256\$\d+\$[A-Za-z0-9+/_-]+\$[A-Za-z0-9+/_-]+$/m);
+  assert.doesNotMatch(text, /alice-pw|bob-pw/);
+  assert.equal(fs.statSync(users).mode & 0o777, 0o600);
+});
+
+brokerTest('ACL: read and write allowed and denied per user, with wildcards', usersArgs, async (broker) => {
+  const alice = await tcpStomp(broker, { label: 'alice', headers: { login: 'alice', passcode: 'alice-pw' } });
+  await alice.subscribe('/topic/stocks.ibm', 'a1');
+  await alice.subscribe('/topic/public.news.today', 'a2'); // the '*' user line
+  await alice.sendWithReceipt('SEND', { destination: '/queue/alice.inbox.x' }, 'self');
+  const bob = await tcpStomp(broker, { label: 'bob', headers: { login: 'bob', passcode: 'bob-pw' } });
+  await bob.sendWithReceipt('SEND', { destination: '/topic/stocks.ibm' }, '142.10');
+  assert.equal((await alice.message('a1')).body.toString(), '142.10');
+
+  bob.send('SUBSCRIBE', { id: 'b1', destination: '/topic/stocks.ibm', receipt: 'rb' });
+  const denyRead = await bob.error();
+  assert.equal(denyRead.headers.message, 'permission denied: cannot read (SUBSCRIBE to) /topic/stocks.ibm');
+  assert.equal(denyRead.headers['receipt-id'], 'rb');
+  await bob.closed();
+
+  alice.send('SEND', { destination: '/topic/stocks.ibm' }, 'nope');
+  const denyWrite = await alice.error();
+  assert.match(denyWrite.headers.message, /^permission denied: cannot write \(SEND to\) \/topic\/stocks\.ibm$/);
+  await alice.closed();
+
+  // Wildcard subscriptions must be covered by an allowed pattern.
+  const alice2 = await tcpStomp(broker, { label: 'alice2', headers: { login: 'alice', passcode: 'alice-pw' } });
+  alice2.send('SUBSCRIBE', { id: 'w', destination: '/topic/stocks.#' });
+  assert.match((await alice2.error()).headers.message, /permission denied/);
+  const alice3 = await tcpStomp(broker, { label: 'alice3', headers: { login: 'alice', passcode: 'alice-pw' } });
+  await alice3.subscribe('/topic/stocks.*', 'ok');
+});
+
+const jwtArgs = { args: ['--jwt-hs256-secret-file', secretFile, '--set', 'auth.jwt_audience=stompws'] };
+
+brokerTest('JWT HS256 as passcode: valid token with grants; expired, bad signature, wrong audience refused', jwtArgs, async (broker) => {
+  const good = jwt('HS256', { sub: 'carol', aud: 'stompws', exp: now() + 60, stomp: grants });
+  const carol = await tcpStomp(broker, { label: 'carol', headers: { passcode: good } });
+  await carol.subscribe('/topic/tok.a', 's');
+  await carol.sendWithReceipt('SEND', { destination: '/topic/tok.a' }, 'hi');
+  assert.equal((await carol.message('s')).body.toString(), 'hi');
+  await refused(broker, { passcode: jwt('HS256', { sub: 'c', aud: 'stompws', exp: now() - 3600 }) });
+  await refused(broker, { passcode: jwt('HS256', { sub: 'c', aud: 'stompws', exp: now() + 60 }, { tamper: true }) });
+  await refused(broker, { passcode: jwt('HS256', { sub: 'c', aud: 'other', exp: now() + 60 }) });
+  await refused(broker, { login: 'jwt', passcode: jwt('HS256', { sub: 'c', aud: 'stompws', exp: now() + 60 }, { key: 'not-the-secret' }) });
+  // Grants bound what the token may do.
+  carol.send('SUBSCRIBE', { id: 'x', destination: '/topic/other' });
+  assert.match((await carol.error()).headers.message, /permission denied: cannot read/);
+  assert.match(broker.stderr, /token expired/);
+});
+
+brokerTest('JWT at the handshake: Authorization: Bearer and access_token query', jwtArgs, async (broker) => {
+  const token = jwt('HS256', { sub: 'dave', aud: 'stompws', exp: now() + 60, stomp: grants });
+  const viaHeader = await wsWith(broker, { headers: { Authorization: `Bearer ${token}` } });
+  await viaHeader.subscribe('/topic/tok.h', 'h');
+  const viaQuery = await wsWith(broker, { query: `?access_token=${token}` });
+  await viaQuery.sendWithReceipt('SEND', { destination: '/topic/tok.h' }, 'q');
+  assert.equal((await viaHeader.message('h')).body.toString(), 'q');
+});
+
+brokerTest('JWT RS256 and ES256 with a public key; HS256 is not accepted then (alg confusion)',
+  { args: ['--jwt-public-key', rsaPub] }, async (broker) => {
+    const rs = jwt('RS256', { sub: 'erin', exp: now() + 60 });
+    await tcpStomp(broker, { label: 'erin', headers: { passcode: rs } });
+    const pem = fs.readFileSync(rsaPub, 'utf8');
+    await refused(broker, { passcode: jwt('HS256', { sub: 'x', exp: now() + 60 }, { key: pem }) });
+    await refused(broker, { passcode: jwt('RS256', { sub: 'x', exp: now() + 60 }, { tamper: true }) });
+  });
+
+brokerTest('JWT ES256', { args: ['--jwt-public-key', ecPub] }, async (broker) => {
+  await tcpStomp(broker, { label: 'frank', headers: { passcode: jwt('ES256', { sub: 'frank', exp: now() + 60 }) } });
+  await refused(broker, { passcode: jwt('ES256', { sub: 'x', exp: now() + 60 }, { tamper: true }) });
+});
+
+brokerTest('a session ends when its token expires', jwtArgs, async (broker) => {
+  const c = await tcpStomp(broker, { headers: { passcode: jwt('HS256', { sub: 'g', aud: 'stompws', exp: now() + 2 }) } });
+  const err = await c.error(6000);
+  assert.equal(err.headers.message, 'token expired');
+  await c.closed();
+});
+
+brokerTest('Origin allow-list: a listed Origin connects, another gets 403',
+  { args: ['--allow-origin', 'https://app.example', '--allow-origin', 'https://admin.example'] }, async (broker) => {
+    await wsWith(broker, { origin: 'https://admin.example' });
+    const r = await httpRequest(broker.wsPort, upgradeRequest({ extra: ['Origin: https://evil.example'] }).text);
+    broker.track(r.socket);
+    assert.equal(r.status, 403, r.statusLine);
+    await wsWith(broker, { origin: 'https://app.example' }); // still serving
+  });
+
+brokerTest('anonymous off without credentials files refuses everyone; on lets them in',
+  { args: ['--anonymous', 'off'] }, async (broker) => {
+    await refused(broker, {});
+  });
+
+brokerTest('users file with --anonymous on: anonymous clients get the ACL\'s * lines',
+  { args: ['--users', users, '--acl', acl, '--anonymous', 'on'] }, async (broker) => {
+    const anon = await tcpStomp(broker, { label: 'anon' });
+    await anon.subscribe('/topic/public.x', 'p');
+    anon.send('SUBSCRIBE', { id: 'q', destination: '/topic/stocks.ibm' });
+    assert.match((await anon.error()).headers.message, /permission denied/);
+  });
+
+brokerTest('repeated failures from one address are slowed down', { ...usersArgs, timeout: 30000 }, async (broker) => {
+  for (let i = 0; i < 5; i++) await refused(broker, { login: 'alice', passcode: `bad${i}` });
+  const started = Date.now();
+  await refused(broker, { login: 'alice', passcode: 'bad-again' });
+  assert.ok(Date.now() - started >= 900, `the 6th failure was answered after ${Date.now() - started} ms`);
+  assert.match(broker.stderr, /too many failed logins from this address: slowed down/);
+  // Once the delay (now 2 s, it doubles) has passed, a good login works and resets the count.
+  await sleep(2300);
+  await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' } });
+});
