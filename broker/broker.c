@@ -48,21 +48,19 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     broker_shutdown(b, "broker shutting down");
 }
 
-/* Builds both TLS contexts; on failure keeps the ones in use and returns -1. */
-static int load_tls(struct broker *b)
+/* Builds both TLS contexts; on failure keeps the ones in use and returns -1 with err set. */
+static int load_tls(struct broker *b, char *err, size_t err_len)
 {
     const struct config *cfg = &b->cfg;
     if (!cfg->wss.enabled && !cfg->stomp_tls.enabled)
         return 0;
-    char err[512];
-    SSL_CTX *ctx = tls_context_new(cfg, false, err, sizeof(err));
+    SSL_CTX *ctx = tls_context_new(cfg, false, err, err_len);
     SSL_CTX *client_ctx = NULL;
     if (ctx != NULL && cfg->tls_client_ca[0] != '\0')
-        client_ctx = tls_context_new(cfg, true, err, sizeof(err));
+        client_ctx = tls_context_new(cfg, true, err, err_len);
     else if (ctx != NULL && SSL_CTX_up_ref(ctx) == 1)
         client_ctx = ctx; /* stomp-tls shares the wss context */
     if (ctx == NULL || client_ctx == NULL) {
-        log_error(0, "TLS: %s", err);
         SSL_CTX_free(ctx);
         return -1;
     }
@@ -75,9 +73,11 @@ static int load_tls(struct broker *b)
 
 void broker_reload(struct broker *b)
 {
-    if (load_tls(b) == 0 && b->tls_ctx != NULL)
-        log_info(0, "TLS certificates reloaded from %s", b->cfg.tls_cert);
     char err[512];
+    if (load_tls(b, err, sizeof(err)) != 0)
+        log_error(0, "TLS certificates not reloaded (keeping the current ones): %s", err);
+    else if (b->tls_ctx != NULL)
+        log_info(0, "TLS certificates reloaded from %s", b->cfg.tls_cert);
     if (security_load(&b->security, &b->cfg, err, sizeof(err)) != 0)
         log_error(0, "auth files not reloaded (keeping the previous ones): %s", err);
     else
@@ -151,7 +151,11 @@ struct broker *broker_new(const struct config *cfg)
         log_error(0, "auth: %s", err);
         goto fail;
     }
-    if (load_tls(b) != 0 || open_listeners(b) != 0)
+    if (load_tls(b, err, sizeof(err)) != 0) {
+        log_error(0, "TLS: %s", err);
+        goto fail;
+    }
+    if (open_listeners(b) != 0)
         goto fail;
     return b;
 fail:

@@ -224,6 +224,10 @@ void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_DEAD)
         return;
+    if (c->tls && !c->tls_ready) {
+        conn_close(c); /* nothing can be said before the handshake: no point waiting */
+        return;
+    }
     if (c->transport == CONN_WS && c->state == CONN_OPEN) {
         uint8_t payload[WS_CONTROL_PAYLOAD_MAX];
         size_t n = ws_close_payload_encode(payload, ws_code, reason);
@@ -462,6 +466,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED)
+        c->tls_ready = true; /* bufferevent_openssl: the server-side handshake finished */
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (c->state == CONN_OPEN || c->state == CONN_HTTP)
             log_debug(c->id, "peer %s %s", c->peer,

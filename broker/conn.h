@@ -38,6 +38,7 @@ struct conn {
     struct bufferevent *bev; /* owned (closes the socket) */
     enum conn_transport transport;
     bool tls;
+    bool tls_ready; /* the TLS handshake has completed: frames can be written */
     enum conn_state state;
     char peer[64];           /* "address:port" for logs */
     char addr[64];           /* address alone: the key of the per-address connection limit */

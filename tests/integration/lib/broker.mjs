@@ -3,7 +3,8 @@
 // brokerTest(name, options, fn) registers a node:test test that
 //   1. spawns STOMPWS_BIN with --ws 127.0.0.1:0 --tcp 127.0.0.1:0 --log-level debug and the
 //      --set overrides in options.set (plus options.args, options.config as a --config file),
-//   2. waits (at most 10 s) for "listening ws 127.0.0.1:PORT" / "listening tcp 127.0.0.1:PORT",
+//   2. waits (at most 10 s) for "listening ws 127.0.0.1:PORT" / "listening tcp 127.0.0.1:PORT"
+//      (and "listening wss|stomp-tls 127.0.0.1:PORT" when options.args has --wss/--stomp-tls),
 //   3. runs fn(broker) with its own time limit (options.timeout, default 30 s),
 //   4. closes every client the test registered with broker.track(), sends SIGTERM, waits up to
 //      5 s (then SIGKILL), and fails the test if the broker did not exit 0 (graceful shutdown,
@@ -50,6 +51,8 @@ export class Broker {
     this.stderr = '';
     this.wsPort = null;
     this.tcpPort = null;
+    this.wssPort = null; // TLS listeners, when started with --wss / --stomp-tls
+    this.stompTlsPort = null;
     this.exit = null; // { code, signal } once exited
     this.clients = new Set();
     // 'close' (not 'exit'): fires once stdout/stderr are drained, so the log is complete.
@@ -69,6 +72,8 @@ export class Broker {
   get wsUrl() { return `ws://127.0.0.1:${this.wsPort}/ws`; }
 
   url(pathname = '/ws') { return `ws://127.0.0.1:${this.wsPort}${pathname}`; }
+
+  wssUrl(pathname = '/ws', host = '127.0.0.1') { return `wss://${host}:${this.wssPort}${pathname}`; }
 
   // Register anything with close()/destroy()/deactivate() to be closed at teardown.
   track(client) { this.clients.add(client); return client; }
@@ -148,7 +153,8 @@ export function runBroker(args, timeoutMs = 10000) {
       child.kill('SIGKILL');
     }, timeoutMs);
     child.on('error', (e) => { clearTimeout(timer); live.delete(child); reject(e); });
-    child.on('exit', (code, signal) => {
+    // 'close' (not 'exit'): resolves once stdout/stderr are drained, so no message is lost.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       live.delete(child);
       resolve({ code, signal, stdout, stderr, timedOut: signal === 'SIGKILL' });
@@ -157,7 +163,8 @@ export function runBroker(args, timeoutMs = 10000) {
 }
 
 // Spawns the broker and waits for its listening lines. options as brokerArgs, plus
-// waitTcp (default: true unless tcp is 'off' or null).
+// waitTcp (default: true unless tcp is 'off' or null), waitWs (default: true unless ws is 'off'),
+// waitWss / waitStompTls (default: true when options.args contains --wss / --stomp-tls).
 export async function startBroker(options = {}) {
   if (!fs.existsSync(STOMPWS_BIN)) {
     throw new Error(`broker binary not found: ${STOMPWS_BIN} (set STOMPWS_BIN)`);
@@ -169,13 +176,23 @@ export async function startBroker(options = {}) {
   const broker = new Broker(child, dir);
   broker.args = args;
   const wantTcp = options.waitTcp ?? (options.tcp !== 'off' && options.tcp !== null);
+  const wantWs = options.waitWs ?? options.ws !== 'off';
+  const wantWss = options.waitWss ?? (options.args ?? []).includes('--wss');
+  const wantStompTls = options.waitStompTls ?? (options.args ?? []).includes('--stomp-tls');
   const ready = new Promise((resolve, reject) => {
     const check = () => {
       const ws = /^listening ws 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
       const tcp = /^listening tcp 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
+      const wss = /^listening wss 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
+      const stompTls = /^listening stomp-tls 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
       if (ws) broker.wsPort = Number(ws[1]);
       if (tcp) broker.tcpPort = Number(tcp[1]);
-      if (ws && (tcp || !wantTcp)) { cleanup(); resolve(); }
+      if (wss) broker.wssPort = Number(wss[1]);
+      if (stompTls) broker.stompTlsPort = Number(stompTls[1]);
+      if ((ws || !wantWs) && (tcp || !wantTcp) && (wss || !wantWss) && (stompTls || !wantStompTls)) {
+        cleanup();
+        resolve();
+      }
     };
     const onExit = (code, signal) => {
       cleanup();
@@ -193,7 +210,7 @@ export async function startBroker(options = {}) {
     child.on('error', onError);
   });
   try {
-    await withTimeout(ready, 10000, 'the broker\'s "listening ws/tcp" lines');
+    await withTimeout(ready, 10000, 'the broker\'s "listening ..." lines');
   } catch (e) {
     await broker.stop(1000);
     e.message += `\n${broker.logTail()}`;
