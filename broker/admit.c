@@ -26,8 +26,8 @@ bool token_bucket_take(struct token_bucket *tb, uint64_t now_ms)
     return true;
 }
 
-void admit_init(struct admit *a, double rate, double burst, size_t max_total,
-                size_t max_per_addr, uint64_t now_ms)
+void admit_init(struct admit *a, double rate, double burst, size_t max_total, size_t max_per_addr,
+                uint64_t now_ms)
 {
     memset(a, 0, sizeof(*a));
     token_bucket_init(&a->rate, rate, burst, now_ms);
@@ -81,9 +81,13 @@ void admit_leave(struct admit *a, const char *addr)
 const char *admit_limit_name(enum admit_verdict v)
 {
     switch (v) {
-    case ADMIT_RATE: return "limits.connection_rate";
-    case ADMIT_TOTAL: return "limits.max_connections";
-    case ADMIT_PER_ADDR: return "limits.max_connections_per_address";
-    default: return "";
+    case ADMIT_RATE:
+        return "limits.connection_rate";
+    case ADMIT_TOTAL:
+        return "limits.max_connections";
+    case ADMIT_PER_ADDR:
+        return "limits.max_connections_per_address";
+    default:
+        return "";
     }
 }

@@ -43,8 +43,8 @@ struct admit {
     uint64_t rejected[4]; /* by verdict */
 };
 
-void admit_init(struct admit *a, double rate, double burst, size_t max_total,
-                size_t max_per_addr, uint64_t now_ms);
+void admit_init(struct admit *a, double rate, double burst, size_t max_total, size_t max_per_addr,
+                uint64_t now_ms);
 void admit_reset(struct admit *a);
 
 /* Decides on a new connection from addr; on ADMIT_OK it is counted until admit_leave(). */

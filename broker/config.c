@@ -20,8 +20,10 @@ struct config_key {
     size_t size; /* KEY_STRING: capacity of the char array */
 };
 
-#define KEY(sec, name, type, field)                                                               \
-    {sec, name, type, offsetof(struct config, field), sizeof(((struct config *)0)->field)}
+#define KEY(sec, name, type, field)                                                                \
+    {                                                                                              \
+        sec, name, type, offsetof(struct config, field), sizeof(((struct config *)0)->field)       \
+    }
 
 static const struct config_key config_keys[] = {
     KEY("server", "ws", KEY_ADDR, ws),
@@ -165,10 +167,20 @@ static int parse_number(const char *text, bool allow_suffix, uint64_t *out)
     uint64_t mult = 1;
     if (allow_suffix && *end != '\0' && end[1] == '\0') {
         switch (*end) {
-        case 'k': case 'K': mult = 1024; break;
-        case 'm': case 'M': mult = 1024 * 1024; break;
-        case 'g': case 'G': mult = 1024 * 1024 * 1024; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            mult = 1024;
+            break;
+        case 'm':
+        case 'M':
+            mult = 1024 * 1024;
+            break;
+        case 'g':
+        case 'G':
+            mult = 1024 * 1024 * 1024;
+            break;
+        default:
+            return -1;
         }
         end++;
     }
@@ -228,13 +240,20 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
 static const char *type_hint(enum key_type type)
 {
     switch (type) {
-    case KEY_ADDR: return "HOST:PORT or off";
-    case KEY_PATH: return "a path starting with /";
-    case KEY_LOG_LEVEL: return "debug, info, warn or error";
-    case KEY_FRAMES: return "auto, text or binary";
-    case KEY_MS: return "milliseconds";
-    case KEY_SIZE: return "a byte count (k, m, g suffixes allowed)";
-    case KEY_STRING: return "a shorter string";
+    case KEY_ADDR:
+        return "HOST:PORT or off";
+    case KEY_PATH:
+        return "a path starting with /";
+    case KEY_LOG_LEVEL:
+        return "debug, info, warn or error";
+    case KEY_FRAMES:
+        return "auto, text or binary";
+    case KEY_MS:
+        return "milliseconds";
+    case KEY_SIZE:
+        return "a byte count (k, m, g suffixes allowed)";
+    case KEY_STRING:
+        return "a shorter string";
     }
     return "";
 }
@@ -328,8 +347,9 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         return -1;
     }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {
-        snprintf(err, err_len, "limits.max_ws_message must be >= 1024 and limits.max_body, "
-                               "limits.max_frame_headers > 0");
+        snprintf(err, err_len,
+                 "limits.max_ws_message must be >= 1024 and limits.max_body, "
+                 "limits.max_frame_headers > 0");
         return -1;
     }
     return 0;

@@ -38,7 +38,7 @@ struct config {
     size_t connection_burst; /* bucket size */
     size_t max_connections;
     size_t max_connections_per_address;
-    size_t publish_rate;  /* SEND frames per second per connection, 0 = unlimited */
+    size_t publish_rate; /* SEND frames per second per connection, 0 = unlimited */
     size_t publish_burst;
     unsigned handshake_timeout_ms;
     unsigned connect_timeout_ms;
@@ -71,8 +71,8 @@ struct config {
     char tls_ciphers[512];               /* TLS 1.2 cipher list */
 
     /* [auth] */
-    char auth_users[CONFIG_ADDR_MAX];     /* users file (stompws passwd), "" = none */
-    char auth_acl[CONFIG_ADDR_MAX];       /* per-user destination permissions, "" = all allowed */
+    char auth_users[CONFIG_ADDR_MAX]; /* users file (stompws passwd), "" = none */
+    char auth_acl[CONFIG_ADDR_MAX];   /* per-user destination permissions, "" = all allowed */
     char auth_jwt_hs256_secret_file[CONFIG_ADDR_MAX];
     char auth_jwt_public_key[CONFIG_ADDR_MAX]; /* PEM: RS256 or ES256 */
     char auth_jwt_audience[CONFIG_ADDR_MAX];   /* "" = not checked */

@@ -261,10 +261,14 @@ static bool path_is(const struct ws_slice *path, const char *want)
 static int version_of_subprotocol(enum ws_subprotocol p)
 {
     switch (p) {
-    case WS_SUBPROTOCOL_V12_STOMP: return 12;
-    case WS_SUBPROTOCOL_V11_STOMP: return 11;
-    case WS_SUBPROTOCOL_V10_STOMP: return 10;
-    default: return 0;
+    case WS_SUBPROTOCOL_V12_STOMP:
+        return 12;
+    case WS_SUBPROTOCOL_V11_STOMP:
+        return 11;
+    case WS_SUBPROTOCOL_V10_STOMP:
+        return 10;
+    default:
+        return 0;
     }
 }
 
@@ -308,8 +312,8 @@ static void upgrade(struct conn *c, const struct ws_http_request *req)
         return;
     }
     if (!security_origin_allowed(&c->broker->cfg, req->origin.ptr, req->origin.len)) {
-        log_info(c->id, "origin '%.*s' not allowed", (int)(req->origin.len > 200 ? 200 : req->origin.len),
-                 req->origin.ptr);
+        log_info(c->id, "origin '%.*s' not allowed",
+                 (int)(req->origin.len > 200 ? 200 : req->origin.len), req->origin.ptr);
         http_reply(c, 403, "origin not allowed (auth.allow_origin)");
         return;
     }

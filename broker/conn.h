@@ -40,16 +40,16 @@ struct conn {
     bool tls;
     bool tls_ready; /* the TLS handshake has completed: frames can be written */
     enum conn_state state;
-    char peer[64];           /* "address:port" for logs */
-    char addr[64];           /* address alone: the key of the per-address connection limit */
-    struct ws_decoder ws;    /* CONN_WS: inbound frame state */
+    char peer[64];        /* "address:port" for logs */
+    char addr[64];        /* address alone: the key of the per-address connection limit */
+    struct ws_decoder ws; /* CONN_WS: inbound frame state */
     enum ws_subprotocol subprotocol;
     struct session *session; /* owned: created once STOMP bytes may flow */
     char *bearer;            /* owned: token from the handshake (Authorization or access_token) */
     size_t bearer_len;
-    struct event *timer;     /* owned: handshake / CONNECT / closing deadline */
-    uint64_t last_write_ms;  /* for heart-beats: when we last queued bytes */
-    uint64_t last_read_ms;   /* for heart-beats: when bytes last arrived */
+    struct event *timer;      /* owned: handshake / CONNECT / closing deadline */
+    uint64_t last_write_ms;   /* for heart-beats: when we last queued bytes */
+    uint64_t last_read_ms;    /* for heart-beats: when bytes last arrived */
     struct conn *prev, *next; /* broker's list of connections */
     struct conn *reap_next;   /* broker's reap list */
 };

@@ -16,37 +16,38 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: stompws [options]\n"
-            "\n"
-            "A STOMP 1.0/1.1/1.2 message broker for browsers (WebSocket) and backends (TCP).\n"
-            "\n"
-            "  --ws HOST:PORT        WebSocket listener (default 127.0.0.1:15674; off to disable)\n"
-            "  --ws-path PATH        WebSocket path (default /ws; other paths get 404)\n"
-            "  --tcp HOST:PORT       plain STOMP over TCP (default 127.0.0.1:61613; off to disable)\n"
-            "  --wss HOST:PORT       WebSocket over TLS listener (default off; needs --tls-cert/key)\n"
-            "  --stomp-tls HOST:PORT STOMP over TLS listener (default off)\n"
-            "  --tls-cert FILE       PEM certificate chain for wss and stomp-tls\n"
-            "  --tls-key FILE        PEM private key\n"
-            "  --tls-client-ca FILE  require client certificates signed by this CA on stomp-tls\n"
-            "  --users FILE          users file (login/passcode); write entries with\n"
-            "                        'stompws passwd FILE USER' (password read from stdin)\n"
-            "  --acl FILE            per-user read/write permissions on destinations\n"
-            "  --jwt-hs256-secret-file FILE   accept HS256 tokens signed with this secret\n"
-            "  --jwt-public-key FILE accept RS256/ES256 tokens verified with this PEM key\n"
-            "  --allow-origin ORIGIN allowed browser Origin (repeatable; none given = any)\n"
-            "  --anonymous on|off    let clients in without credentials (default: on unless\n"
-            "                        a users file or JWT key is configured)\n"
-            "  --redis URL           join a cluster through Redis: redis://[:password@]host:port[/db]\n"
-            "  --node-id ID          this node's id in the cluster (default: random at start)\n"
-            "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
-            "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
-            "  --log-level LEVEL     debug, info, warn or error (default info)\n"
-            "  --version             print the version and exit\n"
-            "  --help                this text\n"
-            "\n"
-            "Port 0 picks a free port; the broker prints 'listening ws HOST:PORT' for each\n"
-            "listener at start-up. SIGINT/SIGTERM: clients are told and the broker exits.\n");
+    fprintf(
+        out,
+        "usage: stompws [options]\n"
+        "\n"
+        "A STOMP 1.0/1.1/1.2 message broker for browsers (WebSocket) and backends (TCP).\n"
+        "\n"
+        "  --ws HOST:PORT        WebSocket listener (default 127.0.0.1:15674; off to disable)\n"
+        "  --ws-path PATH        WebSocket path (default /ws; other paths get 404)\n"
+        "  --tcp HOST:PORT       plain STOMP over TCP (default 127.0.0.1:61613; off to disable)\n"
+        "  --wss HOST:PORT       WebSocket over TLS listener (default off; needs --tls-cert/key)\n"
+        "  --stomp-tls HOST:PORT STOMP over TLS listener (default off)\n"
+        "  --tls-cert FILE       PEM certificate chain for wss and stomp-tls\n"
+        "  --tls-key FILE        PEM private key\n"
+        "  --tls-client-ca FILE  require client certificates signed by this CA on stomp-tls\n"
+        "  --users FILE          users file (login/passcode); write entries with\n"
+        "                        'stompws passwd FILE USER' (password read from stdin)\n"
+        "  --acl FILE            per-user read/write permissions on destinations\n"
+        "  --jwt-hs256-secret-file FILE   accept HS256 tokens signed with this secret\n"
+        "  --jwt-public-key FILE accept RS256/ES256 tokens verified with this PEM key\n"
+        "  --allow-origin ORIGIN allowed browser Origin (repeatable; none given = any)\n"
+        "  --anonymous on|off    let clients in without credentials (default: on unless\n"
+        "                        a users file or JWT key is configured)\n"
+        "  --redis URL           join a cluster through Redis: redis://[:password@]host:port[/db]\n"
+        "  --node-id ID          this node's id in the cluster (default: random at start)\n"
+        "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
+        "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
+        "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+        "  --version             print the version and exit\n"
+        "  --help                this text\n"
+        "\n"
+        "Port 0 picks a free port; the broker prints 'listening ws HOST:PORT' for each\n"
+        "listener at start-up. SIGINT/SIGTERM: clients are told and the broker exits.\n");
 }
 
 enum {
@@ -116,23 +117,40 @@ static int add_origin(struct config *cfg, const char *origin, char *err, size_t 
 static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, size_t err_len)
 {
     switch (opt) {
-    case OPT_USERS: return config_set(cfg, "auth", "users", arg, err, err_len);
-    case OPT_ACL: return config_set(cfg, "auth", "acl", arg, err, err_len);
-    case OPT_JWT_SECRET: return config_set(cfg, "auth", "jwt_hs256_secret_file", arg, err, err_len);
-    case OPT_JWT_KEY: return config_set(cfg, "auth", "jwt_public_key", arg, err, err_len);
-    case OPT_ALLOW_ORIGIN: return add_origin(cfg, arg, err, err_len);
-    case OPT_ANONYMOUS: return config_set(cfg, "auth", "anonymous", arg, err, err_len);
-    case OPT_WS: return config_set(cfg, "server", "ws", arg, err, err_len);
-    case OPT_WS_PATH: return config_set(cfg, "server", "ws_path", arg, err, err_len);
-    case OPT_TCP: return config_set(cfg, "server", "tcp", arg, err, err_len);
-    case OPT_LOG_LEVEL: return config_set(cfg, "server", "log_level", arg, err, err_len);
-    case OPT_REDIS: return config_set(cfg, "cluster", "redis", arg, err, err_len);
-    case OPT_NODE_ID: return config_set(cfg, "cluster", "node_id", arg, err, err_len);
-    case OPT_WSS: return config_set(cfg, "server", "wss", arg, err, err_len);
-    case OPT_STOMP_TLS: return config_set(cfg, "server", "stomp_tls", arg, err, err_len);
-    case OPT_TLS_CERT: return config_set(cfg, "tls", "cert", arg, err, err_len);
-    case OPT_TLS_KEY: return config_set(cfg, "tls", "key", arg, err, err_len);
-    case OPT_TLS_CLIENT_CA: return config_set(cfg, "tls", "client_ca", arg, err, err_len);
+    case OPT_USERS:
+        return config_set(cfg, "auth", "users", arg, err, err_len);
+    case OPT_ACL:
+        return config_set(cfg, "auth", "acl", arg, err, err_len);
+    case OPT_JWT_SECRET:
+        return config_set(cfg, "auth", "jwt_hs256_secret_file", arg, err, err_len);
+    case OPT_JWT_KEY:
+        return config_set(cfg, "auth", "jwt_public_key", arg, err, err_len);
+    case OPT_ALLOW_ORIGIN:
+        return add_origin(cfg, arg, err, err_len);
+    case OPT_ANONYMOUS:
+        return config_set(cfg, "auth", "anonymous", arg, err, err_len);
+    case OPT_WS:
+        return config_set(cfg, "server", "ws", arg, err, err_len);
+    case OPT_WS_PATH:
+        return config_set(cfg, "server", "ws_path", arg, err, err_len);
+    case OPT_TCP:
+        return config_set(cfg, "server", "tcp", arg, err, err_len);
+    case OPT_LOG_LEVEL:
+        return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_REDIS:
+        return config_set(cfg, "cluster", "redis", arg, err, err_len);
+    case OPT_NODE_ID:
+        return config_set(cfg, "cluster", "node_id", arg, err, err_len);
+    case OPT_WSS:
+        return config_set(cfg, "server", "wss", arg, err, err_len);
+    case OPT_STOMP_TLS:
+        return config_set(cfg, "server", "stomp_tls", arg, err, err_len);
+    case OPT_TLS_CERT:
+        return config_set(cfg, "tls", "cert", arg, err, err_len);
+    case OPT_TLS_KEY:
+        return config_set(cfg, "tls", "key", arg, err, err_len);
+    case OPT_TLS_CLIENT_CA:
+        return config_set(cfg, "tls", "client_ca", arg, err, err_len);
     case OPT_SET: {
         const char *eq = strchr(arg, '=');
         if (eq == NULL) {
@@ -143,7 +161,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         snprintf(key, sizeof(key), "%.*s", (int)(eq - arg), arg);
         return config_set_dotted(cfg, key, eq + 1, err, err_len);
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }
 

@@ -17,9 +17,9 @@ uint64_t message_count(void)
 /* Headers the broker sets itself or that only concern the SEND frame. */
 static bool header_passed_on(const struct stomp_header *h)
 {
-    static const char *const dropped[] = {"destination", "receipt", "transaction",
-                                          "content-length", "message-id", "subscription",
-                                          "ack", "redelivered"};
+    static const char *const dropped[] = {
+        "destination", "receipt",      "transaction", "content-length",
+        "message-id",  "subscription", "ack",         "redelivered"};
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
         if (h->name_len == strlen(dropped[i]) && memcmp(h->name, dropped[i], h->name_len) == 0)
             return false;
@@ -129,8 +129,8 @@ const char *message_encoded_headers(struct message *msg, enum stomp_version v, s
     size_t need = 0;
     for (size_t i = 0; i < msg->header_count; i++) {
         const struct stomp_header *h = &msg->headers[i];
-        need += stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, h->name, h->name_len,
-                                    h->value, h->value_len);
+        need += stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, h->name, h->name_len, h->value,
+                                    h->value_len);
     }
     char *out = malloc(need + 1);
     if (out == NULL)

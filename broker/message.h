@@ -19,17 +19,17 @@
 
 struct message {
     unsigned refcount;
-    uint64_t seq;                 /* broker-wide sequence number behind the message-id */
-    char id[MESSAGE_ID_MAX];      /* message-id header value, NUL-terminated */
-    char *destination;            /* owned (same allocation): NUL-terminated */
+    uint64_t seq;            /* broker-wide sequence number behind the message-id */
+    char id[MESSAGE_ID_MAX]; /* message-id header value, NUL-terminated */
+    char *destination;       /* owned (same allocation): NUL-terminated */
     size_t destination_len;
     struct stomp_header *headers; /* owned (same allocation): user headers to pass on, unescaped */
     size_t header_count;
-    char *body;                   /* owned (same allocation): body_len bytes then a NUL */
+    char *body; /* owned (same allocation): body_len bytes then a NUL */
     size_t body_len;
-    bool utf8;                    /* destination, headers and body are all valid UTF-8 */
-    char *encoded[3];             /* owned, lazily built: user headers escaped per version
-                                     (1.0, 1.1, 1.2) as "name:value\n" lines */
+    bool utf8;        /* destination, headers and body are all valid UTF-8 */
+    char *encoded[3]; /* owned, lazily built: user headers escaped per version
+                         (1.0, 1.1, 1.2) as "name:value\n" lines */
     size_t encoded_len[3];
 };
 

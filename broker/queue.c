@@ -92,8 +92,7 @@ static bool consumer_ready(const struct router *r, const struct subscription *su
  * Next ready consumer in round-robin order, preferring one that is not `avoid` (the consumer
  * that gave the message back); falls back to it when it is the only one ready.
  */
-static struct subscription *pick_consumer(const struct router *r, struct queue *q,
-                                          uint64_t avoid)
+static struct subscription *pick_consumer(const struct router *r, struct queue *q, uint64_t avoid)
 {
     struct subscription *start = q->cursor != NULL ? q->cursor : q->consumers;
     struct subscription *fallback = NULL;

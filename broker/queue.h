@@ -14,8 +14,8 @@
 
 /* A message waiting in a queue. */
 struct queued {
-    struct queued *next;   /* owned by the queue's list */
-    struct message *msg;   /* holds a reference */
+    struct queued *next; /* owned by the queue's list */
+    struct message *msg; /* holds a reference */
     bool redelivered;
     uint64_t avoid_serial; /* consumer that gave it back (0: none) */
 };
@@ -26,9 +26,9 @@ struct queue {
     struct subscription *consumers; /* not owned: list of consumer subscriptions */
     struct subscription *cursor;    /* next consumer to try (round-robin) */
     size_t consumer_count;
-    bool temporary;  /* backs a temp queue: lives until queue_delete(), even when idle */
+    bool temporary; /* backs a temp queue: lives until queue_delete(), even when idle */
     size_t name_len;
-    char name[];     /* NUL-terminated */
+    char name[]; /* NUL-terminated */
 };
 
 /* The queue called name; created when absent and create is true. NULL if absent/no memory. */

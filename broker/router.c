@@ -55,7 +55,7 @@ static int split_segments(const char *name, size_t len, struct segments *s)
 {
     const char *end = name + len;
     s->count = 0;
-    for (const char *seg = name;; ) {
+    for (const char *seg = name;;) {
         const char *dot = memchr(seg, '.', (size_t)(end - seg));
         if (s->count == MAX_SEGMENTS)
             return -1;
@@ -252,8 +252,7 @@ static int subscribe_wildcard(struct router *r, struct subscription *sub, const 
     return 0;
 }
 
-static int subscribe_topic(struct router *r, struct subscription *sub, const char *name,
-                           size_t len)
+static int subscribe_topic(struct router *r, struct subscription *sub, const char *name, size_t len)
 {
     struct topic *t = dict_get(&r->topics, name, len);
     if (t == NULL) {
@@ -434,8 +433,8 @@ static bool pattern_matches(const struct segments *pat, size_t pi, const struct 
     if (ni == name->count)
         return false;
     bool star = pat->len[pi] == 1 && pat->ptr[pi][0] == '*';
-    if (!star && (pat->len[pi] != name->len[ni] ||
-                  memcmp(pat->ptr[pi], name->ptr[ni], name->len[ni]) != 0))
+    if (!star &&
+        (pat->len[pi] != name->len[ni] || memcmp(pat->ptr[pi], name->ptr[ni], name->len[ni]) != 0))
         return false;
     return pattern_matches(pat, pi + 1, name, ni + 1);
 }

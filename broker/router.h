@@ -53,10 +53,10 @@ struct subscription {
     uint64_t serial; /* broker-wide, never reused: identifies a consumer without a pointer */
 
     /* Set by the router while subscribed. */
-    void *target;                      /* borrowed: struct topic, struct trie_node or struct queue */
-    enum sub_target target_kind;       /* which of the three */
-    struct subscription *prev, *next;  /* links in the target's list (not owned) */
-    uint64_t last_publish;             /* publish generation: one copy per message per sub */
+    void *target;                     /* borrowed: struct topic, struct trie_node or struct queue */
+    enum sub_target target_kind;      /* which of the three */
+    struct subscription *prev, *next; /* links in the target's list (not owned) */
+    uint64_t last_publish;            /* publish generation: one copy per message per sub */
 
     /* Queue consumers with client acks. */
     struct unacked *unacked_head, *unacked_tail; /* owned entries */

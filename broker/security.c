@@ -100,9 +100,8 @@ int security_authenticate(const struct security *sec, const char *login, size_t 
         token_len = passcode_len;
     }
     if (token != NULL && sec->jwt != NULL)
-        return auth_jwt_verify(sec->jwt, token, token_len, now_s, id, reason, reason_len) == 0
-                   ? 0
-                   : -1;
+        return auth_jwt_verify(sec->jwt, token, token_len, now_s, id, reason, reason_len) == 0 ? 0
+                                                                                               : -1;
     if (login != NULL && login_len > 0) {
         if (sec->users != NULL && passcode != NULL &&
             auth_users_verify(sec->users, login, login_len, passcode, passcode_len)) {

@@ -49,8 +49,8 @@ START_TEST(test_set_values_and_errors)
     ck_assert_uint_eq(cfg.max_body, 4 * 1024 * 1024);
     ck_assert_int_eq(config_set_dotted(&cfg, "heartbeat.min_ms", "250", err, sizeof(err)), 0);
     ck_assert_uint_eq(cfg.heartbeat_min_ms, 250);
-    ck_assert_int_eq(config_set_dotted(&cfg, "server.outbound_frames", "binary", err,
-                                       sizeof(err)), 0);
+    ck_assert_int_eq(config_set_dotted(&cfg, "server.outbound_frames", "binary", err, sizeof(err)),
+                     0);
     ck_assert_int_eq(cfg.outbound_frames, OUTBOUND_FRAMES_BINARY);
 
     ck_assert_int_eq(config_set_dotted(&cfg, "limits.nope", "1", err, sizeof(err)), -1);

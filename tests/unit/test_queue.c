@@ -1,4 +1,5 @@
-/* Queue semantics: round-robin, waiting, limits, acks, nacks, redelivery, prefetch, flow control. */
+/* Queue semantics: round-robin, waiting, limits, acks, nacks, redelivery, prefetch, flow control.
+ */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -140,8 +140,8 @@ static const struct {
 START_TEST(test_wildcard_match)
 {
     struct subscription *sub = sub_new(match_cases[_i].pattern);
-    ck_assert_msg(publish_count(match_cases[_i].name, sub) == match_cases[_i].copies,
-                  "%s vs %s", match_cases[_i].pattern, match_cases[_i].name);
+    ck_assert_msg(publish_count(match_cases[_i].name, sub) == match_cases[_i].copies, "%s vs %s",
+                  match_cases[_i].pattern, match_cases[_i].name);
     sub_free(sub);
 }
 END_TEST
