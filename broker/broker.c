@@ -1,4 +1,5 @@
 #include "broker/broker.h"
+#include "cluster/bridge.h"
 #include "broker/conn.h"
 #include "broker/listener.h"
 #include "broker/log.h"
@@ -86,9 +87,10 @@ void broker_reload(struct broker *b)
 
 static int open_listeners(struct broker *b)
 {
-    const struct config_addr *addrs[LISTENER_COUNT] = {
-        [LISTENER_WS] = &b->cfg.ws, [LISTENER_WSS] = &b->cfg.wss,
-        [LISTENER_TCP] = &b->cfg.tcp, [LISTENER_STOMP_TLS] = &b->cfg.stomp_tls};
+    const struct config_addr *addrs[LISTENER_COUNT] = {[LISTENER_WS] = &b->cfg.ws,
+                                                       [LISTENER_WSS] = &b->cfg.wss,
+                                                       [LISTENER_TCP] = &b->cfg.tcp,
+                                                       [LISTENER_STOMP_TLS] = &b->cfg.stomp_tls};
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
         if (addrs[kind]->enabled &&
             listener_open(&b->listeners[kind], b, (enum listener_kind)kind, addrs[kind]) != 0)
@@ -120,6 +122,61 @@ static void make_node_token(struct broker *b)
     dict_seed(seed);
 }
 
+/* The router's interest transitions, followed in Redis by the bridge. */
+static void follow_interest(void *ctx, const char *name, size_t len, bool pattern, bool added)
+{
+    struct broker *b = ctx;
+    if (b->bridge != NULL)
+        bridge_interest(b->bridge, name, len, pattern, added);
+}
+
+/* A message from another node: local subscribers only, never back to Redis. */
+static void deliver_remote(void *ctx, struct message *msg, const char *pattern, size_t len)
+{
+    struct broker *b = ctx;
+    if (pattern == NULL)
+        router_publish_exact(&b->router, msg);
+    else
+        router_publish_pattern(&b->router, msg, pattern, len);
+}
+
+int broker_publish(struct broker *b, struct message *msg, const char *route, size_t len,
+                   bool create_queue)
+{
+    int rc = router_publish(&b->router, msg, route, len, create_queue);
+    if (rc == 0 && b->bridge != NULL && router_dest_kind(route, len) == DEST_TOPIC)
+        bridge_publish(b->bridge, msg);
+    return rc;
+}
+
+/* Joins the cluster when cluster.redis is set; -1 when the settings are unusable. */
+static int start_bridge(struct broker *b)
+{
+    const struct config *cfg = &b->cfg;
+    if (cfg->cluster_redis[0] == '\0')
+        return 0;
+    struct bridge_config bcfg;
+    bridge_config_defaults(&bcfg);
+    char err[256];
+    if (bridge_parse_url(cfg->cluster_redis, &bcfg, err, sizeof(err)) != 0) {
+        log_error(0, "cluster.redis: %s", err);
+        return -1;
+    }
+    snprintf(bcfg.node_id, sizeof(bcfg.node_id), "%s", cfg->cluster_node_id);
+    snprintf(bcfg.prefix, sizeof(bcfg.prefix), "%s", cfg->cluster_prefix);
+    bcfg.max_destination = cfg->max_header_line;
+    bcfg.max_headers = cfg->max_frame_headers;
+    bcfg.max_header_bytes = cfg->max_header_bytes;
+    bcfg.max_body = cfg->max_body;
+    const struct bridge_ops ops = {.ctx = b, .deliver = deliver_remote};
+    b->bridge = bridge_new(b->base, &bcfg, &ops);
+    if (b->bridge == NULL)
+        return -1;
+    log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(b->bridge), bcfg.redis_host,
+             bcfg.redis_port);
+    return 0;
+}
+
 static int add_signal(struct broker *b, int slot, int sig)
 {
     b->signal_events[slot] = evsignal_new(b->base, sig, signal_cb, b);
@@ -138,8 +195,10 @@ struct broker *broker_new(const struct config *cfg)
     make_node_token(b);
     admit_init(&b->admit, (double)cfg->connection_rate, (double)cfg->connection_burst,
                cfg->max_connections, cfg->max_connections_per_address, broker_now_ms(b));
-    static const struct router_ops ops = {.deliver = session_deliver,
-                                          .writable = session_writable};
+    const struct router_ops ops = {.deliver = session_deliver,
+                                   .writable = session_writable,
+                                   .interest = follow_interest,
+                                   .ctx = b};
     router_init(&b->router, &ops, cfg->queue_max_messages);
     b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
@@ -155,7 +214,7 @@ struct broker *broker_new(const struct config *cfg)
         log_error(0, "TLS: %s", err);
         goto fail;
     }
-    if (open_listeners(b) != 0)
+    if (start_bridge(b) != 0 || open_listeners(b) != 0)
         goto fail;
     return b;
 fail:
@@ -200,6 +259,7 @@ void broker_free(struct broker *b)
     router_reset(&b->router);
     admit_reset(&b->admit);
     security_reset(&b->security);
+    bridge_free(b->bridge); /* after the sessions: their unsubscribes still reach it */
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
         listener_close(&b->listeners[kind]);
     SSL_CTX_free(b->tls_ctx);

@@ -24,6 +24,7 @@
 #define STOMPWS_SERVER_NAME "stompws/" STOMPWS_VERSION
 
 struct conn;
+struct bridge;
 
 struct broker_stats {
     uint64_t connections_accepted;
@@ -37,19 +38,20 @@ struct broker {
     struct config cfg;
     struct router router;
     struct listener listeners[LISTENER_COUNT]; /* owned: ws, wss, tcp, stomp-tls */
+    struct bridge *bridge;                     /* owned: the cluster link, NULL for a single node */
     SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
     SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
                                 tls.client_ca is set) */
-    struct conn *conns;                  /* not owned here: each conn frees itself via reap */
+    struct conn *conns;      /* not owned here: each conn frees itself via reap */
     size_t conn_count;
-    struct conn *reap_list;    /* connections to free before the loop sleeps */
-    struct event *reap_event;  /* owned: activated when reap_list is non-empty */
+    struct conn *reap_list;         /* connections to free before the loop sleeps */
+    struct event *reap_event;       /* owned: activated when reap_list is non-empty */
     struct event *signal_events[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
     struct event *shutdown_timer;   /* owned: bounds the drain at shutdown */
     bool shutting_down;
     int exit_code;
     uint64_t next_conn_id;
-    char node_token[17];   /* random hex: makes session ids and reply-queue names unguessable */
+    char node_token[17];      /* random hex: makes session ids and reply-queue names unguessable */
     struct admit admit;       /* connection admission limits */
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
     struct broker_stats stats;
@@ -63,6 +65,13 @@ void broker_free(struct broker *b);
 
 /* Stops accepting, tells every client why, and ends the loop once they are gone (or on timeout). */
 void broker_shutdown(struct broker *b, const char *reason);
+
+/*
+ * Routes a message published by a local client: to local subscribers through the router and,
+ * for topics on a clustered node, to the other nodes through Redis. Returns the router's result.
+ */
+int broker_publish(struct broker *b, struct message *msg, const char *route, size_t len,
+                   bool create_queue);
 
 /* SIGHUP: rebuilds the TLS contexts from the certificate files (open connections keep theirs)
  * and reloads the users file, ACL and JWT keys; what fails to load keeps its old version. */

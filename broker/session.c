@@ -28,20 +28,20 @@ struct session {
     int version_hint;            /* fixed by the WebSocket subprotocol, 0 if not */
     enum stomp_version version;
     bool connected;
-    char id[48];              /* the CONNECTED session header; also names reply queues */
-    struct dict subs;         /* owned values: subscription id -> struct subscription */
-    struct dict transactions; /* owned values: name -> struct txn */
-    struct dict temp_queues;  /* keys: reply-queue names this session owns (values unused) */
-    unsigned hb_send_ms;      /* 0: we send no heart-beats */
-    unsigned hb_expect_ms;    /* 0: we expect none */
-    struct event *connect_timer;  /* owned */
-    struct event *hb_send_timer;  /* owned */
-    struct event *hb_check_timer; /* owned */
-    struct event *auth_timer;     /* owned: a slowed-down login failure, or the token's expiry */
+    char id[48];                   /* the CONNECTED session header; also names reply queues */
+    struct dict subs;              /* owned values: subscription id -> struct subscription */
+    struct dict transactions;      /* owned values: name -> struct txn */
+    struct dict temp_queues;       /* keys: reply-queue names this session owns (values unused) */
+    unsigned hb_send_ms;           /* 0: we send no heart-beats */
+    unsigned hb_expect_ms;         /* 0: we expect none */
+    struct event *connect_timer;   /* owned */
+    struct event *hb_send_timer;   /* owned */
+    struct event *hb_check_timer;  /* owned */
+    struct event *auth_timer;      /* owned: a slowed-down login failure, or the token's expiry */
     struct auth_identity identity; /* who the client is, once connected */
-    bool auth_failed;             /* CONNECT refused: nothing more is read */
+    bool auth_failed;              /* CONNECT refused: nothing more is read */
     struct token_bucket publish_tokens; /* limits.publish_rate */
-    size_t consecutive_drops;     /* topic messages dropped since the last one delivered */
+    size_t consecutive_drops;           /* topic messages dropped since the last one delivered */
     uint64_t dropped;
 };
 
@@ -100,8 +100,8 @@ static void head_header(struct head *h, enum stomp_version v, enum stomp_command
     size_t need = stomp_encode_header(NULL, 0, v, cmd, name, strlen(name), value, value_len);
     if (!head_reserve(h, need + 1))
         return;
-    h->len += stomp_encode_header(h->p + h->len, h->cap - h->len, v, cmd, name, strlen(name),
-                                  value, value_len);
+    h->len += stomp_encode_header(h->p + h->len, h->cap - h->len, v, cmd, name, strlen(name), value,
+                                  value_len);
 }
 
 static void head_header_str(struct head *h, enum stomp_version v, enum stomp_command cmd,
@@ -118,8 +118,8 @@ static void head_command(struct head *h, enum stomp_command cmd)
 }
 
 /* Ends the head (content-length when there is a body, then the blank line) and sends it. */
-static void send_head(struct session *s, struct head *h, enum stomp_command cmd,
-                      const char *body, size_t body_len)
+static void send_head(struct session *s, struct head *h, enum stomp_command cmd, const char *body,
+                      size_t body_len)
 {
     if (body_len > 0) {
         char n[24];
@@ -165,8 +165,9 @@ static size_t summarize_frame(const struct stomp_frame *f, char *out, size_t cap
         const struct stomp_header *hd = &f->headers[i];
         /* Credentials never travel back, not even to their owner (proxies and logs see it). */
         bool secret = hd->name_len == 8 && memcmp(hd->name, "passcode", 8) == 0;
-        int w = snprintf(out + n, cap - n, "%.*s:%.*s\n", (int)(hd->name_len > 200 ? 200 : hd->name_len),
-                         hd->name, secret ? 3 : (int)(hd->value_len > 200 ? 200 : hd->value_len),
+        int w = snprintf(out + n, cap - n, "%.*s:%.*s\n",
+                         (int)(hd->name_len > 200 ? 200 : hd->name_len), hd->name,
+                         secret ? 3 : (int)(hd->value_len > 200 ? 200 : hd->value_len),
                          secret ? "***" : hd->value);
         if (w < 0)
             break;
@@ -264,7 +265,8 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct session *s = arg;
     (void)fd;
     (void)what;
-    session_fail(s, NULL, WS_CLOSE_POLICY, "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
+    session_fail(s, NULL, WS_CLOSE_POLICY,
+                 "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
                  s->broker->cfg.connect_timeout_ms);
 }
 
@@ -289,8 +291,8 @@ static void hb_check_cb(evutil_socket_t fd, short what, void *arg)
         return;
     log_info(s->conn->id, "heart-beat timeout: %s silent for %" PRIu64 " ms (promised %u ms)",
              s->conn->peer, silent, s->hb_expect_ms);
-    session_fail(s, NULL, WS_CLOSE_POLICY, "heart-beat timeout: nothing received for %" PRIu64 " ms",
-                 silent);
+    session_fail(s, NULL, WS_CLOSE_POLICY,
+                 "heart-beat timeout: nothing received for %" PRIu64 " ms", silent);
 }
 
 static void auth_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -431,8 +433,8 @@ static size_t resolve_temp_queue(struct session *s, const char *name, size_t len
                                  size_t cap)
 {
     size_t skip = strlen(TEMP_QUEUE_PREFIX);
-    int n = snprintf(out, cap, "%s%s.%.*s", REPLY_QUEUE_PREFIX, s->id, (int)(len - skip),
-                     name + skip);
+    int n =
+        snprintf(out, cap, "%s%s.%.*s", REPLY_QUEUE_PREFIX, s->id, (int)(len - skip), name + skip);
     if (n < 0 || (size_t)n >= cap)
         return 0;
     struct queue *q = queue_lookup(&s->broker->router, out, (size_t)n, true);
@@ -451,8 +453,8 @@ static void start_heartbeats(struct session *s, unsigned cx, unsigned cy)
 {
     const struct config *cfg = &s->broker->cfg;
     unsigned send_ms, expect_ms;
-    stomp_heartbeat_negotiate(cx, cy, cfg->heartbeat_send_ms, cfg->heartbeat_receive_ms,
-                              &send_ms, &expect_ms);
+    stomp_heartbeat_negotiate(cx, cy, cfg->heartbeat_send_ms, cfg->heartbeat_receive_ms, &send_ms,
+                              &expect_ms);
     if (send_ms != 0) {
         send_ms = send_ms < cfg->heartbeat_min_ms ? cfg->heartbeat_min_ms : send_ms;
         send_ms = send_ms > cfg->heartbeat_max_ms ? cfg->heartbeat_max_ms : send_ms;
@@ -518,11 +520,10 @@ static int authenticate(struct session *s, const struct stomp_frame *f)
     const struct stomp_header *pass = find(f, "passcode");
     if (delay > 0) {
         snprintf(reason, sizeof(reason), "too many failed logins from this address: slowed down");
-    } else if (security_authenticate(sec, login ? login->value : NULL,
-                                     login ? login->value_len : 0, pass ? pass->value : NULL,
-                                     pass ? pass->value_len : 0, s->conn->bearer,
-                                     s->conn->bearer_len, (int64_t)time(NULL), &s->identity,
-                                     reason, sizeof(reason)) == 0) {
+    } else if (security_authenticate(sec, login ? login->value : NULL, login ? login->value_len : 0,
+                                     pass ? pass->value : NULL, pass ? pass->value_len : 0,
+                                     s->conn->bearer, s->conn->bearer_len, (int64_t)time(NULL),
+                                     &s->identity, reason, sizeof(reason)) == 0) {
         auth_throttle_success(sec->throttle, s->conn->addr);
         return 0;
     }
@@ -561,7 +562,8 @@ static void on_connect(struct session *s, const struct stomp_frame *f)
     const struct stomp_header *hb = find(f, "heart-beat");
     if (hb != NULL && s->version >= STOMP_V1_1 &&
         stomp_heartbeat_parse(hb->value, hb->value_len, &cx, &cy) != 0) {
-        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "malformed heart-beat header: expected \"cx,cy\"");
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "malformed heart-beat header: expected \"cx,cy\"");
         return;
     }
     evtimer_del(s->connect_timer);
@@ -642,7 +644,7 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
 static int publish(struct session *s, const struct stomp_frame *f, struct message *msg,
                    const char *route, size_t route_len, bool create)
 {
-    int rc = router_publish(&s->broker->router, msg, route, route_len, create);
+    int rc = broker_publish(s->broker, msg, route, route_len, create);
     switch (rc) {
     case 0:
         return 0;
@@ -831,7 +833,8 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
         return;
     }
     if (s->subs.count >= s->broker->cfg.max_subscriptions) {
-        session_fail(s, f, WS_CLOSE_POLICY, "too many subscriptions (limits.max_subscriptions = %zu)",
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "too many subscriptions (limits.max_subscriptions = %zu)",
                      s->broker->cfg.max_subscriptions);
         return;
     }
@@ -933,7 +936,8 @@ static void on_begin(struct session *s, const struct stomp_frame *f)
         return;
     }
     if (s->transactions.count >= s->broker->cfg.max_transactions) {
-        session_fail(s, f, WS_CLOSE_POLICY, "too many open transactions (limits.max_transactions = %zu)",
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "too many open transactions (limits.max_transactions = %zu)",
                      s->broker->cfg.max_transactions);
         return;
     }
@@ -991,15 +995,33 @@ static void handle_frame(struct session *s, const struct stomp_frame *f)
         return;
     }
     switch (f->command) {
-    case STOMP_CMD_SEND: on_send(s, f); break;
-    case STOMP_CMD_SUBSCRIBE: on_subscribe(s, f); break;
-    case STOMP_CMD_UNSUBSCRIBE: on_unsubscribe(s, f); break;
-    case STOMP_CMD_ACK: on_ack(s, f, false); break;
-    case STOMP_CMD_NACK: on_ack(s, f, true); break;
-    case STOMP_CMD_BEGIN: on_begin(s, f); break;
-    case STOMP_CMD_COMMIT: on_commit_or_abort(s, f, true); break;
-    case STOMP_CMD_ABORT: on_commit_or_abort(s, f, false); break;
-    case STOMP_CMD_DISCONNECT: on_disconnect(s, f); break;
+    case STOMP_CMD_SEND:
+        on_send(s, f);
+        break;
+    case STOMP_CMD_SUBSCRIBE:
+        on_subscribe(s, f);
+        break;
+    case STOMP_CMD_UNSUBSCRIBE:
+        on_unsubscribe(s, f);
+        break;
+    case STOMP_CMD_ACK:
+        on_ack(s, f, false);
+        break;
+    case STOMP_CMD_NACK:
+        on_ack(s, f, true);
+        break;
+    case STOMP_CMD_BEGIN:
+        on_begin(s, f);
+        break;
+    case STOMP_CMD_COMMIT:
+        on_commit_or_abort(s, f, true);
+        break;
+    case STOMP_CMD_ABORT:
+        on_commit_or_abort(s, f, false);
+        break;
+    case STOMP_CMD_DISCONNECT:
+        on_disconnect(s, f);
+        break;
     default:
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "%s is a server frame",
                      stomp_command_name(f->command));
@@ -1057,8 +1079,9 @@ static int drop_for_slow_consumer(struct session *s)
     s->dropped++;
     s->consecutive_drops++;
     if (s->consecutive_drops == 1)
-        log_warn(s->conn->id, "slow consumer %s: output over limits.outbound_high_water (%zu "
-                              "bytes), dropping topic messages",
+        log_warn(s->conn->id,
+                 "slow consumer %s: output over limits.outbound_high_water (%zu "
+                 "bytes), dropping topic messages",
                  s->conn->peer, s->broker->cfg.outbound_high_water);
     if (s->consecutive_drops > s->broker->cfg.slow_consumer_max_drops) {
         s->broker->stats.slow_consumer_disconnects++;

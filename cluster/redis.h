@@ -1,0 +1,94 @@
+/*
+ * redis.h - one Redis connection that keeps itself up, on the broker's event loop.
+ *
+ * What it is for: hiredis' async API attached to the broker's libevent base, plus what hiredis
+ * 0.14.1 leaves to the caller: a name resolved without blocking (evdns), a bound on connect and
+ * handshake time, AUTH and SELECT on every (re)connect, a PING that proves the server answers,
+ * and reconnection with capped exponential backoff and jitter. The owner learns of each
+ * transition through two callbacks (up, down) and sends commands only while the link is up.
+ *
+ * What it must not do: block the loop (no synchronous hiredis call, no getaddrinfo on a name),
+ * know about STOMP or the envelope, or free a hiredis context from inside its own callback chain
+ * other than through redisAsyncFree (which hiredis defers until the callback returns).
+ *
+ * Logging: one warn line when a link goes down (or first fails to come up), one info line when
+ * it comes up; retries in between log at debug level only.
+ */
+#ifndef STOMPWS_REDIS_H
+#define STOMPWS_REDIS_H
+
+#include <event2/event.h>
+#include <hiredis/async.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Settings of one link. The strings are borrowed and must outlive the link. */
+struct redis_link_config {
+    const char *name; /* "publish" or "subscribe": names the link in log lines */
+    const char *host; /* IP literal or DNS name (resolved with evdns, never blocking) */
+    unsigned short port;
+    const char *username; /* "" = AUTH password (Redis < 6 style), else AUTH username password */
+    const char *password; /* "" = no AUTH */
+    int db;               /* SELECT db when not 0 */
+    unsigned reconnect_min_ms, reconnect_max_ms; /* backoff bounds */
+    unsigned connect_timeout_ms; /* TCP connect + AUTH/SELECT/PING must finish within this */
+};
+
+struct redis_link;
+
+struct redis_link_ops {
+    void *ctx;
+    /* The handshake finished: commands may be sent from now on (also from inside this call). */
+    void (*up)(void *ctx, struct redis_link *link);
+    /* The link was up and is gone. Every pending reply callback has already run with a NULL
+     * reply. Do not send commands from here; wait for the next up(). */
+    void (*down)(void *ctx, struct redis_link *link);
+};
+
+struct redis_link_stats {
+    uint64_t connects;   /* handshakes that completed (the first up included) */
+    uint64_t reconnects; /* of those, the ones after a lost or failed link */
+    uint64_t restarts;   /* redis_link_restart() calls that dropped a live connection */
+};
+
+/* Starts connecting at once. Returns NULL when out of memory. */
+struct redis_link *redis_link_new(struct event_base *base, const struct redis_link_config *cfg,
+                                  const struct redis_link_ops *ops);
+/* Drops the connection (pending callbacks run with NULL replies; ops.down is not called). */
+void redis_link_free(struct redis_link *link);
+
+bool redis_link_is_up(const struct redis_link *link);
+/* Bytes queued in hiredis' output buffer and not yet written to the socket (0 when down): what a
+ * slow or stalled Redis costs this process in memory. */
+size_t redis_link_unsent_bytes(const struct redis_link *link);
+const struct redis_link_stats *redis_link_stats(const struct redis_link *link);
+
+/*
+ * Queues a command on the connection (hiredis writes it on the next writable event, pipelined
+ * behind the ones before it; nothing waits for a reply). fn(ac, reply, privdata) runs with the
+ * reply, or with NULL when the link is lost first. Returns 0, or -1 when the link is not up or
+ * hiredis refused (fn is then never called).
+ */
+int redis_link_command_argv(struct redis_link *link, redisCallbackFn *fn, void *privdata, int argc,
+                            const char **argv, const size_t *argvlen);
+/* The same for a command already in RESP form (built without an extra copy by the caller). */
+int redis_link_command_resp(struct redis_link *link, redisCallbackFn *fn, void *privdata,
+                            const char *resp, size_t len);
+
+/*
+ * Drops the connection now and reconnects after the minimum backoff: for a link that is
+ * connected but known bad (a subscribe link that no longer delivers). Logged by the caller.
+ */
+void redis_link_restart(struct redis_link *link);
+
+/*
+ * RESP for "PUBLISH channel <payload of payload_len bytes>" minus the payload and its closing
+ * CRLF: writes the prefix to out and returns its length, or 0 when cap is too small. The caller
+ * appends the payload and "\r\n" (REDIS_RESP_TRAILER_LEN bytes).
+ */
+size_t redis_resp_publish_prefix(char *out, size_t cap, const char *channel, size_t channel_len,
+                                 size_t payload_len);
+#define REDIS_RESP_TRAILER_LEN 2
+
+#endif
