@@ -51,6 +51,7 @@ static const struct config_key config_keys[] = {
     KEY("limits", "max_subscriptions", KEY_SIZE, max_subscriptions),
     KEY("limits", "max_transactions", KEY_SIZE, max_transactions),
     KEY("limits", "max_tx_frames", KEY_SIZE, max_tx_frames),
+    KEY("limits", "max_unacked", KEY_SIZE, max_unacked),
     KEY("limits", "outbound_high_water", KEY_SIZE, outbound_high_water),
     KEY("limits", "slow_consumer_max_drops", KEY_SIZE, slow_consumer_max_drops),
     KEY("heartbeat", "send_ms", KEY_MS, heartbeat_send_ms),
@@ -105,6 +106,7 @@ void config_defaults(struct config *cfg)
     cfg->max_subscriptions = 1024;
     cfg->max_transactions = 16;
     cfg->max_tx_frames = 10000;
+    cfg->max_unacked = 10000;
     cfg->outbound_high_water = 1024 * 1024;
     cfg->slow_consumer_max_drops = 10000;
 

@@ -51,6 +51,7 @@ struct config {
     size_t max_subscriptions;
     size_t max_transactions;
     size_t max_tx_frames;
+    size_t max_unacked; /* queue messages delivered and not acked, per connection */
     size_t outbound_high_water;
     size_t slow_consumer_max_drops;
 

@@ -121,6 +121,8 @@ static int track_unacked(struct subscription *sub, struct message *msg)
         sub->unacked_head = u;
     sub->unacked_tail = u;
     sub->unacked_count++;
+    if (sub->session_unacked != NULL)
+        (*sub->session_unacked)++;
     return 0;
 }
 
@@ -146,6 +148,8 @@ void queue_dispatch(struct router *r, struct queue *q)
                 else
                     sub->unacked_head = NULL;
                 sub->unacked_count--;
+                if (sub->session_unacked != NULL)
+                    (*sub->session_unacked)--;
                 message_unref(u->msg);
                 free(u);
             }
@@ -181,6 +185,8 @@ static void unlink_unacked(struct subscription *sub, struct unacked *u)
     else
         sub->unacked_tail = u->prev;
     sub->unacked_count--;
+    if (sub->session_unacked != NULL)
+        (*sub->session_unacked)--;
 }
 
 /*

@@ -61,6 +61,7 @@ struct subscription {
     /* Queue consumers with client acks. */
     struct unacked *unacked_head, *unacked_tail; /* owned entries */
     size_t unacked_count;
+    size_t *session_unacked; /* borrowed, may be NULL: the owner's total over its subscriptions */
 };
 
 struct router_ops {

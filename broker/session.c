@@ -42,6 +42,8 @@ struct session {
     bool auth_failed;              /* CONNECT refused: nothing more is read */
     struct token_bucket publish_tokens; /* limits.publish_rate */
     size_t consecutive_drops;           /* topic messages dropped since the last one delivered */
+    size_t unacked;                     /* queue messages awaiting ACK, all subscriptions */
+    uint64_t unacked_limit_hits;        /* dispatches held back by limits.max_unacked */
     uint64_t dropped;
 };
 
@@ -812,6 +814,7 @@ static struct subscription *new_subscription(struct session *s, const struct sto
     sub->ack = ack;
     sub->prefetch = (size_t)prefetch;
     sub->serial = next_serial++;
+    sub->session_unacked = &s->unacked;
     sub->id_utf8 = ws_utf8_valid((const uint8_t *)id->value, id->value_len) &&
                    ws_utf8_valid((const uint8_t *)dest->value, dest->value_len);
     if (sub->id == NULL || sub->destination == NULL) {
@@ -1067,10 +1070,24 @@ int session_feed(struct session *s, const char *data, size_t len)
 
 /* ---- delivery ------------------------------------------------------------------------------- */
 
+/*
+ * Queue flow control: a consumer takes more only while its connection drains and, for client
+ * acks, while the connection holds fewer than limits.max_unacked messages (past it, dispatch to
+ * the connection waits for ACKs, as a prefetch window over all its subscriptions would).
+ */
 bool session_writable(const struct subscription *sub)
 {
-    const struct conn *c = sub->session->conn;
-    return conn_is_open(c) && conn_outbound(c) < c->broker->cfg.outbound_high_water;
+    struct session *s = sub->session;
+    const struct conn *c = s->conn;
+    if (!conn_is_open(c) || conn_outbound(c) >= c->broker->cfg.outbound_high_water)
+        return false;
+    if (sub->ack != ACK_AUTO && s->unacked >= c->broker->cfg.max_unacked) {
+        if (s->unacked_limit_hits++ == 0)
+            log_info(c->id, "%zu unacked messages: dispatch waits for ACKs (limits.max_unacked)",
+                     s->unacked);
+        return false;
+    }
+    return true;
 }
 
 /* Topic deliveries past the high-water mark are dropped; too many in a row ends the session. */

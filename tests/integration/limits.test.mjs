@@ -73,3 +73,21 @@ brokerTest('publish rate: SENDs over limits.publish_rate -> ERROR naming it; oth
     await other.sendWithReceipt('SEND', { destination: '/topic/rate' }, 'ok');
     assert.equal((await sub.message('s')).body.toString(), 'ok');
   });
+
+brokerTest('max_unacked: a connection holds at most limits.max_unacked queue messages until it ACKs',
+  { set: { 'limits.max_unacked': 3, 'queue.prefetch': 0 } }, async (broker) => {
+    const c = await tcpStomp(broker, { label: 'consumer' });
+    await c.subscribe('/queue/ua', 'a', { ack: 'client-individual' });
+    await c.subscribe('/queue/ub', 'b', { ack: 'client-individual' });
+    const p = await tcpStomp(broker, { label: 'producer' });
+    for (let i = 0; i < 4; i++) {
+      await p.sendWithReceipt('SEND', { destination: '/queue/ua' }, `a${i}`);
+      await p.sendWithReceipt('SEND', { destination: '/queue/ub' }, `b${i}`);
+    }
+    const first = await c.messages(3);
+    assert.equal(await c.inbox.quiet(300, (f) => f.command === 'MESSAGE'), null, 'no fourth before an ACK');
+    c.send('ACK', { id: first[0].headers.ack });
+    const next = await c.message();
+    assert.notEqual(next.headers['message-id'], first[0].headers['message-id']);
+    assert.equal(await c.inbox.quiet(300, (f) => f.command === 'MESSAGE'), null, 'one ACK, one more');
+  });

@@ -132,6 +132,25 @@ START_TEST(test_client_individual_ack_and_prefetch)
 }
 END_TEST
 
+START_TEST(test_session_total_follows_unacked)
+{
+    size_t total = 0;
+    struct subscription *a = consumer("/queue/t", ACK_CLIENT_INDIVIDUAL, 0);
+    struct subscription *b = consumer("/queue/u", ACK_CLIENT, 0);
+    a->session_unacked = &total;
+    b->session_unacked = &total;
+    ck_assert_int_eq(send_body("/queue/t", "1"), 0);
+    ck_assert_int_eq(send_body("/queue/u", "2"), 0);
+    ck_assert_int_eq(send_body("/queue/u", "3"), 0);
+    ck_assert_uint_eq(total, 3);
+    ck_assert_int_eq(queue_ack(&router, b, deliveries[2].id, strlen(deliveries[2].id), false), 0);
+    ck_assert_uint_eq(total, 1); /* cumulative: both of b's */
+    consumer_free(a);            /* gives its one back */
+    ck_assert_uint_eq(total, 0);
+    consumer_free(b);
+}
+END_TEST
+
 START_TEST(test_client_ack_is_cumulative)
 {
     struct subscription *a = consumer("/queue/c", ACK_CLIENT, 0);
@@ -204,6 +223,7 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, test_queue_full);
     tcase_add_test(tc, test_client_individual_ack_and_prefetch);
     tcase_add_test(tc, test_client_ack_is_cumulative);
+    tcase_add_test(tc, test_session_total_follows_unacked);
     tcase_add_test(tc, test_nack_redelivers_to_another_consumer);
     tcase_add_test(tc, test_disconnect_gives_unacked_back_in_order);
     tcase_add_test(tc, test_blocked_consumer_is_skipped_then_resumed);
