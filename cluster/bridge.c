@@ -917,12 +917,16 @@ static void on_sub_up(void *ctx, struct redis_link *link)
         return;
     }
     count_reconnects(b);
+    /* A new connection holds no subscriptions, whatever the old one had been sent. */
+    b->stats.channels = b->stats.patterns = 0;
     struct dict *dicts[2] = {&b->exact_channels, &b->globs};
     for (int i = 0; i < 2; i++) {
         size_t bucket;
         for (struct dict_entry *e = dict_first(dicts[i], &bucket); e != NULL;
-             e = dict_next(dicts[i], &bucket, e))
+             e = dict_next(dicts[i], &bucket, e)) {
+            ((struct channel *)e->value)->in_redis = false;
             mark_dirty(b, e->value);
+        }
     }
     flush_interest(b);
 }

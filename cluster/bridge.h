@@ -37,14 +37,15 @@ struct bridge_config {
     char node_id[BRIDGE_NODE_ID_MAX];            /* unique per node; "" = random at bridge_new */
     char prefix[64];                             /* channel prefix, default "stompws" */
     unsigned reconnect_min_ms, reconnect_max_ms; /* capped exponential backoff with jitter */
-    unsigned unsubscribe_grace_ms; /* an unsubscribe waits this long; a resubscribe cancels it */
+    unsigned unsubscribe_grace_ms; /* an unsubscribe waits this long (0: the next loop turn); a
+                                      resubscribe within it cancels it */
     unsigned probe_interval_ms;    /* PUBLISH a probe to the node's own channel this often; if
                                       none has come back within 2 intervals on a connected
                                       subscribe link, restart that link */
     /* Optional (0 = default): */
     unsigned connect_timeout_ms; /* TCP connect + handshake bound, default 5000 */
-    size_t max_publish_backlog;  /* bytes of PUBLISH not yet answered by Redis before new
-                                    publishes are dropped, default 64 MiB */
+    size_t max_publish_backlog;  /* bytes of PUBLISH queued and not yet written to Redis
+                                    beyond which new publishes are dropped, default 64 MiB */
     size_t max_destination;      /* envelope limits: the broker's limits.max_header_line, */
     size_t max_headers;          /*   limits.max_frame_headers, */
     size_t max_header_bytes;     /*   limits.max_header_bytes */
