@@ -164,6 +164,11 @@ static int start_bridge(struct broker *b)
     }
     snprintf(bcfg.node_id, sizeof(bcfg.node_id), "%s", cfg->cluster_node_id);
     snprintf(bcfg.prefix, sizeof(bcfg.prefix), "%s", cfg->cluster_prefix);
+    bcfg.unsubscribe_grace_ms = cfg->cluster_unsubscribe_grace_ms;
+    bcfg.probe_interval_ms = cfg->cluster_probe_interval_ms;
+    bcfg.reconnect_max_ms = cfg->cluster_reconnect_max_ms;
+    if (bcfg.reconnect_min_ms > bcfg.reconnect_max_ms)
+        bcfg.reconnect_min_ms = bcfg.reconnect_max_ms;
     bcfg.max_destination = cfg->max_header_line;
     bcfg.max_headers = cfg->max_frame_headers;
     bcfg.max_header_bytes = cfg->max_header_bytes;

@@ -30,7 +30,8 @@ struct broker_stats {
     uint64_t connections_accepted;
     uint64_t frames_in;
     uint64_t slow_consumer_disconnects;
-    uint64_t reply_queue_drops; /* SENDs to a /reply-queue/ whose owner had gone */
+    uint64_t slow_consumer_drops; /* topic messages not written to clients over the mark */
+    uint64_t reply_queue_drops;   /* SENDs to a /reply-queue/ whose owner had gone */
 };
 
 struct broker {

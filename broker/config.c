@@ -75,6 +75,9 @@ static const struct config_key config_keys[] = {
     KEY("cluster", "redis", KEY_STRING, cluster_redis),
     KEY("cluster", "node_id", KEY_STRING, cluster_node_id),
     KEY("cluster", "prefix", KEY_STRING, cluster_prefix),
+    KEY("cluster", "unsubscribe_grace_ms", KEY_MS, cluster_unsubscribe_grace_ms),
+    KEY("cluster", "probe_interval_ms", KEY_MS, cluster_probe_interval_ms),
+    KEY("cluster", "reconnect_max_ms", KEY_MS, cluster_reconnect_max_ms),
 };
 
 void config_defaults(struct config *cfg)
@@ -119,6 +122,9 @@ void config_defaults(struct config *cfg)
     cfg->queue_prefetch = 100;
 
     strcpy(cfg->cluster_prefix, "stompws");
+    cfg->cluster_unsubscribe_grace_ms = 1000;
+    cfg->cluster_probe_interval_ms = 5000;
+    cfg->cluster_reconnect_max_ms = 5000;
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
     strcpy(cfg->auth_anonymous, "auto");
 }

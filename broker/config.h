@@ -85,6 +85,10 @@ struct config {
     char cluster_redis[CONFIG_ADDR_MAX]; /* redis://[:password@]host:port[/db]; "" = single node */
     char cluster_node_id[64];            /* "" = random at start */
     char cluster_prefix[64];             /* Redis channel prefix */
+    unsigned cluster_unsubscribe_grace_ms; /* Redis UNSUBSCRIBE waits this long after the last
+                                              local subscriber leaves */
+    unsigned cluster_probe_interval_ms;    /* probe of the node's own channel */
+    unsigned cluster_reconnect_max_ms;     /* cap of the reconnect backoff */
 };
 
 void config_defaults(struct config *cfg);

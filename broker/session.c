@@ -43,6 +43,7 @@ struct session {
     struct token_bucket publish_tokens; /* limits.publish_rate */
     size_t consecutive_drops;           /* topic messages dropped since the last one delivered */
     size_t unacked;                     /* queue messages awaiting ACK, all subscriptions */
+    uint64_t last_drop_log_ms;          /* when a slow-consumer drop was last logged */
     uint64_t unacked_limit_hits;        /* dispatches held back by limits.max_unacked */
     uint64_t dropped;
 };
@@ -1094,12 +1095,17 @@ bool session_writable(const struct subscription *sub)
 static int drop_for_slow_consumer(struct session *s)
 {
     s->dropped++;
+    s->broker->stats.slow_consumer_drops++;
     s->consecutive_drops++;
-    if (s->consecutive_drops == 1)
+    /* A consumer hovering at the mark drops and recovers all the time: one line per 10 s. */
+    uint64_t now = broker_now_ms(s->broker);
+    if (s->last_drop_log_ms == 0 || now - s->last_drop_log_ms >= 10000) {
+        s->last_drop_log_ms = now;
         log_warn(s->conn->id,
-                 "slow consumer %s: output over limits.outbound_high_water (%zu "
-                 "bytes), dropping topic messages",
-                 s->conn->peer, s->broker->cfg.outbound_high_water);
+                 "slow consumer %s: output over limits.outbound_high_water (%zu bytes), dropping "
+                 "topic messages (%" PRIu64 " so far)",
+                 s->conn->peer, s->broker->cfg.outbound_high_water, s->dropped);
+    }
     if (s->consecutive_drops > s->broker->cfg.slow_consumer_max_drops) {
         s->broker->stats.slow_consumer_disconnects++;
         session_fail(s, NULL, WS_CLOSE_POLICY,
