@@ -133,6 +133,30 @@ static bool is_empty_line(struct line l)
     return l.len == 0 || l.start[0] == '#';
 }
 
+/*
+ * Calls add(ctx, line) for each line of a users or ACL file that is not blank or a comment.
+ * Returns 0, or -1 with "PATH:LINE: what add said" in err.
+ */
+static int parse_lines(const char *path, const char *text, size_t len,
+                       int (*add)(void *ctx, struct line l, char *msg, size_t msg_len), void *ctx,
+                       char *err, size_t err_len)
+{
+    size_t pos = 0, line_no = 0;
+    struct line l;
+    char msg[256];
+    while (next_line(text, len, &pos, &l)) {
+        line_no++;
+        l = trim(l);
+        if (is_empty_line(l))
+            continue;
+        if (add(ctx, l, msg, sizeof(msg)) != 0) {
+            fail(err, err_len, AUTH_ERR_INVALID, "%s:%zu: %s", path, line_no, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- base64, unpadded (RFC 4648 section 4 alphabet, or section 5 "url") ---- */
 
 static int b64_value(unsigned char c, bool url)
@@ -302,8 +326,9 @@ void auth_users_free(struct auth_users *users)
 }
 
 /* Adds one entry line to users; "duplicate user" when the name is there already. */
-static int add_user_line(struct auth_users *users, struct line l, char *msg, size_t msg_len)
+static int add_user_line(void *ctx, struct line l, char *msg, size_t msg_len)
 {
+    struct auth_users *users = ctx;
     struct user_entry parsed;
     struct line name = {NULL, 0};
     if (parse_user_line(l, &name, &parsed, msg, msg_len) != 0)
@@ -332,19 +357,9 @@ static struct auth_users *users_parse(const char *path, const char *text, size_t
     }
     dict_init(&users->by_name);
     users->decoy_iterations = AUTH_PBKDF2_DEFAULT_ITERATIONS;
-    size_t pos = 0, line_no = 0;
-    struct line l;
-    char msg[256];
-    while (next_line(text, len, &pos, &l)) {
-        line_no++;
-        l = trim(l);
-        if (is_empty_line(l))
-            continue;
-        if (add_user_line(users, l, msg, sizeof(msg)) != 0) {
-            fail(err, err_len, AUTH_ERR_INVALID, "%s:%zu: %s", path, line_no, msg);
-            auth_users_free(users);
-            return NULL;
-        }
+    if (parse_lines(path, text, len, add_user_line, users, err, err_len) != 0) {
+        auth_users_free(users);
+        return NULL;
     }
     return users;
 }
@@ -870,8 +885,9 @@ static int shown_len(size_t len)
 }
 
 /* Adds one "USER VERBS PATTERN" line; -1 with the reason in msg. */
-static int add_acl_line(struct auth_acl *acl, struct line l, char *msg, size_t msg_len)
+static int add_acl_line(void *ctx, struct line l, char *msg, size_t msg_len)
 {
+    struct auth_acl *acl = ctx;
     struct line f[3];
     if (split_fields(l, f, 3) != 3)
         return fail(msg, msg_len, -1, "expected USER VERBS PATTERN");
@@ -906,20 +922,9 @@ struct auth_acl *auth_acl_load(const char *path, char *err, size_t err_len)
         return NULL;
     }
     dict_init(&acl->users);
-    size_t pos = 0, line_no = 0;
-    struct line l;
-    char msg[256];
-    while (next_line(text, len, &pos, &l)) {
-        line_no++;
-        l = trim(l);
-        if (is_empty_line(l))
-            continue;
-        if (add_acl_line(acl, l, msg, sizeof(msg)) != 0) {
-            fail(err, err_len, AUTH_ERR_INVALID, "%s:%zu: %s", path, line_no, msg);
-            auth_acl_free(acl);
-            acl = NULL;
-            break;
-        }
+    if (parse_lines(path, text, len, add_acl_line, acl, err, err_len) != 0) {
+        auth_acl_free(acl);
+        acl = NULL;
     }
     free(text);
     return acl;
