@@ -13,6 +13,29 @@
 #include <sys/random.h>
 #include <time.h>
 
+const char *limit_name(enum limit_kind kind)
+{
+    static const char *const names[LIMIT_COUNT] = {
+        [LIMIT_CONNECTION_RATE] = "limits.connection_rate",
+        [LIMIT_MAX_CONNECTIONS] = "limits.max_connections",
+        [LIMIT_CONNECTIONS_PER_ADDRESS] = "limits.max_connections_per_address",
+        [LIMIT_HANDSHAKE_TIMEOUT] = "limits.handshake_timeout_ms",
+        [LIMIT_CONNECT_TIMEOUT] = "limits.connect_timeout_ms",
+        [LIMIT_HTTP_HEADER_BYTES] = "limits.max_http_header_bytes",
+        [LIMIT_WS_MESSAGE] = "limits.max_ws_message",
+        [LIMIT_STOMP_FRAME] = "limits.max_frame_headers|max_header_line|max_header_bytes|max_body",
+        [LIMIT_SUBSCRIPTIONS] = "limits.max_subscriptions",
+        [LIMIT_TRANSACTIONS] = "limits.max_transactions",
+        [LIMIT_TX_FRAMES] = "limits.max_tx_frames",
+        [LIMIT_UNACKED] = "limits.max_unacked",
+        [LIMIT_PUBLISH_RATE] = "limits.publish_rate",
+        [LIMIT_QUEUE_MESSAGES] = "queue.max_messages",
+        [LIMIT_SLOW_CONSUMER] = "limits.slow_consumer_max_drops",
+        [LIMIT_HEARTBEAT] = "heartbeat",
+    };
+    return names[kind];
+}
+
 uint64_t broker_now_ms(const struct broker *b)
 {
     (void)b;
@@ -90,7 +113,8 @@ static int open_listeners(struct broker *b)
     const struct config_addr *addrs[LISTENER_COUNT] = {[LISTENER_WS] = &b->cfg.ws,
                                                        [LISTENER_WSS] = &b->cfg.wss,
                                                        [LISTENER_TCP] = &b->cfg.tcp,
-                                                       [LISTENER_STOMP_TLS] = &b->cfg.stomp_tls};
+                                                       [LISTENER_STOMP_TLS] = &b->cfg.stomp_tls,
+                                                       [LISTENER_HTTP] = &b->cfg.http};
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
         if (addrs[kind]->enabled &&
             listener_open(&b->listeners[kind], b, (enum listener_kind)kind, addrs[kind]) != 0)

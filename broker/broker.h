@@ -26,9 +26,39 @@
 struct conn;
 struct bridge;
 
+/* Every limit a client can hit; each hit is counted (and exported on /metrics). */
+enum limit_kind {
+    LIMIT_CONNECTION_RATE,
+    LIMIT_MAX_CONNECTIONS,
+    LIMIT_CONNECTIONS_PER_ADDRESS,
+    LIMIT_HANDSHAKE_TIMEOUT,
+    LIMIT_CONNECT_TIMEOUT,
+    LIMIT_HTTP_HEADER_BYTES,
+    LIMIT_WS_MESSAGE,
+    LIMIT_STOMP_FRAME, /* header count, header line, header bytes or body */
+    LIMIT_SUBSCRIPTIONS,
+    LIMIT_TRANSACTIONS,
+    LIMIT_TX_FRAMES,
+    LIMIT_UNACKED,
+    LIMIT_PUBLISH_RATE,
+    LIMIT_QUEUE_MESSAGES,
+    LIMIT_SLOW_CONSUMER,
+    LIMIT_HEARTBEAT,
+    LIMIT_COUNT
+};
+
+/* The config key that names a limit ("limits.publish_rate", ...). */
+const char *limit_name(enum limit_kind kind);
+
 struct broker_stats {
+    uint64_t limit_hits[LIMIT_COUNT];
     uint64_t connections_accepted;
     uint64_t frames_in;
+    uint64_t messages_in;         /* SEND frames routed */
+    uint64_t bytes_in, bytes_out; /* socket payload bytes (after TLS, before WebSocket framing) */
+    uint64_t auth_failures;
+    uint64_t permission_denials;
+    uint64_t protocol_errors; /* ERROR frames and WebSocket protocol closes */
     uint64_t slow_consumer_disconnects;
     uint64_t slow_consumer_drops; /* topic messages not written to clients over the mark */
     uint64_t reply_queue_drops;   /* SENDs to a /reply-queue/ whose owner had gone */

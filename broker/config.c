@@ -31,6 +31,7 @@ static const struct config_key config_keys[] = {
     KEY("server", "tcp", KEY_ADDR, tcp),
     KEY("server", "wss", KEY_ADDR, wss),
     KEY("server", "stomp_tls", KEY_ADDR, stomp_tls),
+    KEY("server", "http", KEY_ADDR, http),
     KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
@@ -88,6 +89,7 @@ void config_defaults(struct config *cfg)
     config_parse_addr("127.0.0.1:61613", &cfg->tcp);
     config_parse_addr("off", &cfg->wss);
     config_parse_addr("off", &cfg->stomp_tls);
+    config_parse_addr("off", &cfg->http);
     cfg->log_level = LOG_INFO;
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;

@@ -29,6 +29,7 @@ struct config {
     struct config_addr tcp;
     struct config_addr wss;       /* WebSocket over TLS, off by default */
     struct config_addr stomp_tls; /* STOMP over TLS, off by default */
+    struct config_addr http;      /* health and metrics only, off by default */
     int log_level;
     enum config_outbound_frames outbound_frames;
     unsigned shutdown_timeout_ms;

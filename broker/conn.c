@@ -1,4 +1,5 @@
 #include "broker/conn.h"
+#include "broker/http.h"
 #include "broker/log.h"
 #include "broker/message.h"
 #include "broker/session.h"
@@ -47,6 +48,19 @@ static void arm_timer(struct conn *c, unsigned ms)
     evtimer_add(c->timer, &tv);
 }
 
+/* Byte counters for /metrics: what arrives in the input buffer, what leaves the output one. */
+static void count_in(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *broker)
+{
+    (void)buf;
+    ((struct broker *)broker)->stats.bytes_in += info->n_added;
+}
+
+static void count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *broker)
+{
+    (void)buf;
+    ((struct broker *)broker)->stats.bytes_out += info->n_deleted;
+}
+
 static void set_write_watermark(struct conn *c)
 {
     /* write_cb fires once output drains to half the high-water mark: queues resume there. */
@@ -84,7 +98,7 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     b->conns = c;
     b->conn_count++;
     c->transport = transport;
-    c->state = transport == CONN_WS ? CONN_HTTP : CONN_OPEN;
+    c->state = transport == CONN_TCP ? CONN_OPEN : CONN_HTTP;
     format_peer(sa, c->peer, sizeof(c->peer));
     c->bev = socket_bufferevent(b, fd, ssl);
     c->timer = evtimer_new(b->base, timer_cb, c);
@@ -98,10 +112,12 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     }
     c->last_read_ms = c->last_write_ms = broker_now_ms(b);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    evbuffer_add_cb(bufferevent_get_input(c->bev), count_in, b);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), count_out, b);
     set_write_watermark(c);
     b->stats.connections_accepted++;
-    log_debug(c->id, "%s%s connection from %s", transport == CONN_WS ? "ws" : "tcp",
-              c->tls ? "+tls" : "", c->peer);
+    static const char *const names[] = {"ws", "tcp", "http"};
+    log_debug(c->id, "%s%s connection from %s", names[transport], c->tls ? "+tls" : "", c->peer);
 
     if (transport == CONN_TCP) {
         c->session = session_new(c, 0);
@@ -110,6 +126,7 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
             return c;
         }
     } else {
+        /* The decoder is unused on CONN_PLAIN_HTTP, and harmless. */
         struct ws_decoder_config wcfg = {.max_message_size = b->cfg.max_ws_message,
                                          .expect_masked = true};
         ws_decoder_init(&c->ws, &wcfg);
@@ -348,6 +365,7 @@ static size_t handle_http(struct conn *c, struct evbuffer *in)
     if (rc == WS_HTTP_INCOMPLETE)
         return 0;
     if (rc == WS_HTTP_ERR_TOO_LARGE) {
+        c->broker->stats.limit_hits[LIMIT_HTTP_HEADER_BYTES]++;
         http_reply(c, 431, "request header exceeds max_http_header_bytes");
         return 0;
     }
@@ -355,8 +373,8 @@ static size_t handle_http(struct conn *c, struct evbuffer *in)
         http_reply(c, 400, "malformed HTTP request");
         return 0;
     }
-    if (!path_is(&req.path, c->broker->cfg.ws_path)) {
-        http_reply(c, 404, "not found");
+    if (c->transport != CONN_WS || !path_is(&req.path, c->broker->cfg.ws_path)) {
+        http_serve(c, &req);
         return 0;
     }
     upgrade(c, &req);
@@ -365,6 +383,10 @@ static size_t handle_http(struct conn *c, struct evbuffer *in)
 
 static void protocol_failure(struct conn *c, int err)
 {
+    if (err == WS_ERR_TOO_BIG)
+        c->broker->stats.limit_hits[LIMIT_WS_MESSAGE]++;
+    else
+        c->broker->stats.protocol_errors++;
     log_info(c->id, "websocket protocol error from %s: %s", c->peer, ws_error_message(err));
     conn_close_gracefully(c, ws_error_close_code(err), ws_error_message(err));
 }
@@ -487,6 +509,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     switch (c->state) {
     case CONN_HTTP:
+        c->broker->stats.limit_hits[LIMIT_HANDSHAKE_TIMEOUT]++;
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
             http_reply(c, 408, "handshake not completed within handshake_timeout_ms");
         } else {

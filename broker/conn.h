@@ -20,7 +20,8 @@
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
-enum conn_transport { CONN_WS, CONN_TCP };
+/* CONN_PLAIN_HTTP: the --http listener, plain HTTP routes only (never upgraded). */
+enum conn_transport { CONN_WS, CONN_TCP, CONN_PLAIN_HTTP };
 
 enum conn_state {
     CONN_HTTP,    /* WebSocket: waiting for the upgrade request */

@@ -12,7 +12,7 @@
 
 #include "ws/handshake.h"
 
-static const char *const kind_names[LISTENER_COUNT] = {"ws", "wss", "tcp", "stomp-tls"};
+static const char *const kind_names[LISTENER_COUNT] = {"ws", "wss", "tcp", "stomp-tls", "http"};
 
 const char *listener_kind_name(enum listener_kind kind)
 {
@@ -40,7 +40,7 @@ static void refuse(const struct listener *l, evutil_socket_t fd, enum admit_verd
     snprintf(message, sizeof(message), "too many connections: over %s", admit_limit_name(v));
     char reply[512];
     int n = -1;
-    if (l->kind == LISTENER_WS) {
+    if (l->kind == LISTENER_WS || l->kind == LISTENER_HTTP) {
         int status = v == ADMIT_PER_ADDR ? 429 : 503;
         n = ws_http_response(reply, sizeof(reply), status, "Retry-After: 1\r\n", "text/plain",
                              message, strlen(message));
@@ -64,6 +64,10 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     address_text(sa, addr, sizeof(addr));
     enum admit_verdict v = admit_enter(&b->admit, addr, broker_now_ms(b));
     if (v != ADMIT_OK) {
+        static const enum limit_kind kinds[] = {[ADMIT_RATE] = LIMIT_CONNECTION_RATE,
+                                                [ADMIT_TOTAL] = LIMIT_MAX_CONNECTIONS,
+                                                [ADMIT_PER_ADDR] = LIMIT_CONNECTIONS_PER_ADDRESS};
+        b->stats.limit_hits[kinds[v]]++;
         if (b->admit.rejected[v] == 1 || b->admit.rejected[v] % 1000 == 0)
             log_warn(0, "refusing connections from %s and others: over %s (%llu so far)", addr,
                      admit_limit_name(v), (unsigned long long)b->admit.rejected[v]);
@@ -71,7 +75,9 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         return;
     }
     evutil_make_socket_nonblocking(fd);
-    bool ws = l->kind == LISTENER_WS || l->kind == LISTENER_WSS;
+    enum conn_transport transport = l->kind == LISTENER_WS || l->kind == LISTENER_WSS ? CONN_WS
+                                    : l->kind == LISTENER_HTTP ? CONN_PLAIN_HTTP
+                                                               : CONN_TCP;
     SSL *ssl = NULL;
     SSL_CTX *ctx = l->kind == LISTENER_WSS         ? b->tls_ctx
                    : l->kind == LISTENER_STOMP_TLS ? b->tls_client_ctx
@@ -82,7 +88,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         evutil_closesocket(fd);
         return;
     }
-    if (conn_new(b, fd, sa, addr, ws ? CONN_WS : CONN_TCP, ssl) == NULL)
+    if (conn_new(b, fd, sa, addr, transport, ssl) == NULL)
         log_error(0, "out of memory accepting a connection");
 }
 

@@ -13,7 +13,14 @@
 
 #include "broker/config.h"
 
-enum listener_kind { LISTENER_WS, LISTENER_WSS, LISTENER_TCP, LISTENER_STOMP_TLS, LISTENER_COUNT };
+enum listener_kind {
+    LISTENER_WS,
+    LISTENER_WSS,
+    LISTENER_TCP,
+    LISTENER_STOMP_TLS,
+    LISTENER_HTTP, /* /healthz, /readyz, /metrics only */
+    LISTENER_COUNT
+};
 
 struct broker;
 
@@ -23,7 +30,7 @@ struct listener {
     enum listener_kind kind;
 };
 
-/* "ws", "wss", "tcp", "stomp-tls". */
+/* "ws", "wss", "tcp", "stomp-tls", "http". */
 const char *listener_kind_name(enum listener_kind kind);
 
 /* Opens the listener for addr; -1 (with an error logged) when it cannot bind. */

@@ -25,6 +25,8 @@ static void usage(FILE *out)
         "  --ws HOST:PORT        WebSocket listener (default 127.0.0.1:15674; off to disable)\n"
         "  --ws-path PATH        WebSocket path (default /ws; other paths get 404)\n"
         "  --tcp HOST:PORT       plain STOMP over TCP (default 127.0.0.1:61613; off to disable)\n"
+        "  --http HOST:PORT      /healthz, /readyz, /metrics listener (default off; the ws\n"
+        "                        port serves them too on paths other than --ws-path)\n"
         "  --wss HOST:PORT       WebSocket over TLS listener (default off; needs --tls-cert/key)\n"
         "  --stomp-tls HOST:PORT STOMP over TLS listener (default off)\n"
         "  --tls-cert FILE       PEM certificate chain for wss and stomp-tls\n"
@@ -71,6 +73,7 @@ enum {
     OPT_JWT_KEY,
     OPT_ALLOW_ORIGIN,
     OPT_ANONYMOUS,
+    OPT_HTTP,
 };
 
 static const struct option options[] = {
@@ -93,6 +96,7 @@ static const struct option options[] = {
     {"jwt-public-key", required_argument, NULL, OPT_JWT_KEY},
     {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
     {"anonymous", required_argument, NULL, OPT_ANONYMOUS},
+    {"http", required_argument, NULL, OPT_HTTP},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -143,6 +147,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "cluster", "node_id", arg, err, err_len);
     case OPT_WSS:
         return config_set(cfg, "server", "wss", arg, err, err_len);
+    case OPT_HTTP:
+        return config_set(cfg, "server", "http", arg, err, err_len);
     case OPT_STOMP_TLS:
         return config_set(cfg, "server", "stomp_tls", arg, err, err_len);
     case OPT_TLS_CERT:

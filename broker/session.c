@@ -268,6 +268,7 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct session *s = arg;
     (void)fd;
     (void)what;
+    s->broker->stats.limit_hits[LIMIT_CONNECT_TIMEOUT]++;
     session_fail(s, NULL, WS_CLOSE_POLICY,
                  "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
                  s->broker->cfg.connect_timeout_ms);
@@ -292,6 +293,7 @@ static void hb_check_cb(evutil_socket_t fd, short what, void *arg)
     /* Twice the promised interval: background browser tabs throttle their timers. */
     if (silent <= 2ull * s->hb_expect_ms)
         return;
+    s->broker->stats.limit_hits[LIMIT_HEARTBEAT]++;
     log_info(s->conn->id, "heart-beat timeout: %s silent for %" PRIu64 " ms (promised %u ms)",
              s->conn->peer, silent, s->hb_expect_ms);
     session_fail(s, NULL, WS_CLOSE_POLICY,
@@ -530,6 +532,7 @@ static int authenticate(struct session *s, const struct stomp_frame *f)
         auth_throttle_success(sec->throttle, s->conn->addr);
         return 0;
     }
+    s->broker->stats.auth_failures++;
     log_warn(s->conn->id, "authentication failed for %s: %s", s->conn->peer, reason);
     auth_throttle_failure(sec->throttle, s->conn->addr, now_ms);
     s->auth_failed = true;
@@ -650,12 +653,14 @@ static int publish(struct session *s, const struct stomp_frame *f, struct messag
     int rc = broker_publish(s->broker, msg, route, route_len, create);
     switch (rc) {
     case 0:
+        s->broker->stats.messages_in++;
         return 0;
     case ROUTER_ERR_NO_QUEUE:
         s->broker->stats.reply_queue_drops++;
         log_debug(s->conn->id, "dropped message to %s: its temporary queue is gone", route);
         return 0;
     case ROUTER_ERR_QUEUE_FULL:
+        s->broker->stats.limit_hits[LIMIT_QUEUE_MESSAGES]++;
         session_fail(s, f, WS_CLOSE_POLICY, "queue %s is full (queue.max_messages = %zu)", route,
                      s->broker->cfg.queue_max_messages);
         return -1;
@@ -683,11 +688,12 @@ static struct txn *find_tx(struct session *s, const struct stomp_frame *f)
 /* Reports a failed txn_add_*(); returns 0 when rc is. */
 static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
 {
-    if (rc == TXN_ERR_FULL)
+    if (rc == TXN_ERR_FULL) {
+        s->broker->stats.limit_hits[LIMIT_TX_FRAMES]++;
         session_fail(s, f, WS_CLOSE_POLICY,
                      "transaction holds too many frames (limits.max_tx_frames = %zu)",
                      s->broker->cfg.max_tx_frames);
-    else if (rc != 0)
+    } else if (rc != 0)
         session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
     return rc;
 }
@@ -704,6 +710,7 @@ static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_
     if (kind == DEST_TEMP_QUEUE || kind == DEST_REPLY_QUEUE ||
         security_allows(&s->broker->security, &s->identity, verb, dest->value, dest->value_len))
         return true;
+    s->broker->stats.permission_denials++;
     log_info(s->conn->id, "user '%s' may not %s %.*s", s->identity.user,
              verb == AUTH_READ ? "read" : "write", (int)dest->value_len, dest->value);
     session_fail(s, f, WS_CLOSE_POLICY, "permission denied: %s %.*s",
@@ -715,6 +722,7 @@ static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_
 static void on_send(struct session *s, const struct stomp_frame *f)
 {
     if (!token_bucket_take(&s->publish_tokens, broker_now_ms(s->broker))) {
+        s->broker->stats.limit_hits[LIMIT_PUBLISH_RATE]++;
         session_fail(s, f, WS_CLOSE_POLICY,
                      "publish rate exceeded (limits.publish_rate = %zu per second, "
                      "limits.publish_burst = %zu)",
@@ -837,6 +845,7 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
         return;
     }
     if (s->subs.count >= s->broker->cfg.max_subscriptions) {
+        s->broker->stats.limit_hits[LIMIT_SUBSCRIPTIONS]++;
         session_fail(s, f, WS_CLOSE_POLICY,
                      "too many subscriptions (limits.max_subscriptions = %zu)",
                      s->broker->cfg.max_subscriptions);
@@ -940,6 +949,7 @@ static void on_begin(struct session *s, const struct stomp_frame *f)
         return;
     }
     if (s->transactions.count >= s->broker->cfg.max_transactions) {
+        s->broker->stats.limit_hits[LIMIT_TRANSACTIONS]++;
         session_fail(s, f, WS_CLOSE_POLICY,
                      "too many open transactions (limits.max_transactions = %zu)",
                      s->broker->cfg.max_transactions);
@@ -995,6 +1005,7 @@ static void handle_frame(struct session *s, const struct stomp_frame *f)
     }
     const char *problem = NULL;
     if (stomp_frame_validate(f, s->version, &problem) != 0) {
+        s->broker->stats.protocol_errors++;
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "%s", problem ? problem : "invalid frame");
         return;
     }
@@ -1055,8 +1066,12 @@ int session_feed(struct session *s, const char *data, size_t len)
         enum stomp_event ev;
         ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);
         if (n < 0) {
-            fail_on_bytes(s, data, len, close_code_for_parse_error((int)n),
-                          stomp_parser_error_message(s->parser));
+            uint16_t code = close_code_for_parse_error((int)n);
+            if (code == WS_CLOSE_TOO_BIG)
+                s->broker->stats.limit_hits[LIMIT_STOMP_FRAME]++;
+            else
+                s->broker->stats.protocol_errors++;
+            fail_on_bytes(s, data, len, code, stomp_parser_error_message(s->parser));
             return -1;
         }
         data += n;
@@ -1083,9 +1098,11 @@ bool session_writable(const struct subscription *sub)
     if (!conn_is_open(c) || conn_outbound(c) >= c->broker->cfg.outbound_high_water)
         return false;
     if (sub->ack != ACK_AUTO && s->unacked >= c->broker->cfg.max_unacked) {
-        if (s->unacked_limit_hits++ == 0)
+        if (s->unacked_limit_hits++ == 0) {
+            c->broker->stats.limit_hits[LIMIT_UNACKED]++;
             log_info(c->id, "%zu unacked messages: dispatch waits for ACKs (limits.max_unacked)",
                      s->unacked);
+        }
         return false;
     }
     return true;
@@ -1108,6 +1125,7 @@ static int drop_for_slow_consumer(struct session *s)
     }
     if (s->consecutive_drops > s->broker->cfg.slow_consumer_max_drops) {
         s->broker->stats.slow_consumer_disconnects++;
+        s->broker->stats.limit_hits[LIMIT_SLOW_CONSUMER]++;
         session_fail(s, NULL, WS_CLOSE_POLICY,
                      "slow consumer: %zu messages dropped in a row over "
                      "limits.outbound_high_water (limits.slow_consumer_max_drops = %zu)",
@@ -1170,4 +1188,14 @@ void session_drained(struct session *s)
         if (sub->target_kind == SUB_TARGET_QUEUE)
             router_resume(&s->broker->router, sub);
     }
+}
+
+size_t session_subscription_count(const struct session *s)
+{
+    return s->subs.count;
+}
+
+size_t session_unacked(const struct session *s)
+{
+    return s->unacked;
 }

@@ -32,6 +32,10 @@ void session_drained(struct session *s);
 /* Broker shutdown: an ERROR saying why (when connected), then close with 1001. */
 void session_shutdown(struct session *s, const char *reason);
 
+/* For /metrics. */
+size_t session_subscription_count(const struct session *s);
+size_t session_unacked(const struct session *s);
+
 /* The router's delivery callbacks. */
 int session_deliver(struct subscription *sub, struct message *msg, bool redelivered);
 bool session_writable(const struct subscription *sub);

@@ -1,0 +1,196 @@
+#include "broker/http.h"
+#include "broker/log.h"
+#include "broker/queue.h"
+#include "broker/session.h"
+#include "cluster/bridge.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <string.h>
+
+static bool path_is(const struct ws_slice *path, const char *want)
+{
+    return path->len == strlen(want) && memcmp(path->ptr, want, path->len) == 0;
+}
+
+/* Writes the head for a body already in `body`, then the body, then closes. */
+static void respond(struct conn *c, int status, const char *content_type, struct evbuffer *body)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                        status, ws_http_status_text(status), content_type,
+                        evbuffer_get_length(body));
+    evbuffer_add_buffer(out, body);
+    conn_close_gracefully(c, 0, "http response sent");
+}
+
+static void respond_text(struct conn *c, int status, const char *text)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL) {
+        conn_close(c);
+        return;
+    }
+    evbuffer_add_printf(body, "%s\n", text);
+    respond(c, status, "text/plain; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
+/* Ready: accepting, and the cluster link (when configured) carries messages. */
+static const char *not_ready_reason(const struct broker *b)
+{
+    if (b->shutting_down)
+        return "shutting down";
+    if (b->bridge != NULL && !bridge_link_up(b->bridge))
+        return "cluster link to Redis is down";
+    return NULL;
+}
+
+static void metric(struct evbuffer *m, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_connections(struct evbuffer *m, const struct broker *b)
+{
+    uint64_t by_kind[4] = {0}; /* ws, wss, tcp, stomp-tls */
+    for (const struct conn *c = b->conns; c != NULL; c = c->next)
+        if (c->session != NULL) /* clients, not scrapes, probes or unfinished handshakes */
+            by_kind[(c->transport == CONN_TCP ? 2 : 0) + (c->tls ? 1 : 0)]++;
+    static const char *const kinds[4] = {"ws", "wss", "tcp", "stomp-tls"};
+    metric(m, "stompws_connections", "gauge",
+           "Open client connections (past the handshake) by transport.");
+    for (int i = 0; i < 4; i++)
+        evbuffer_add_printf(m, "stompws_connections{transport=\"%s\"} %" PRIu64 "\n", kinds[i],
+                            by_kind[i]);
+    metric(m, "stompws_connections_accepted_total", "counter", "Connections accepted.");
+    evbuffer_add_printf(m, "stompws_connections_accepted_total %" PRIu64 "\n",
+                        b->stats.connections_accepted);
+}
+
+static void render_sessions(struct evbuffer *m, const struct broker *b)
+{
+    uint64_t subs = 0, unacked = 0;
+    for (const struct conn *c = b->conns; c != NULL; c = c->next) {
+        if (c->session != NULL) {
+            subs += session_subscription_count(c->session);
+            unacked += session_unacked(c->session);
+        }
+    }
+    metric(m, "stompws_subscriptions", "gauge", "Active subscriptions.");
+    evbuffer_add_printf(m, "stompws_subscriptions %" PRIu64 "\n", subs);
+    metric(m, "stompws_unacked_messages", "gauge", "Queue messages delivered, awaiting ACK.");
+    evbuffer_add_printf(m, "stompws_unacked_messages %" PRIu64 "\n", unacked);
+}
+
+static void render_queues(struct evbuffer *m, const struct broker *b)
+{
+    uint64_t depth = 0;
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&b->router.queues, &bucket); e != NULL;
+         e = dict_next(&b->router.queues, &bucket, e))
+        depth += ((const struct queue *)e->value)->depth;
+    metric(m, "stompws_queues", "gauge", "Queues (including temporary ones).");
+    evbuffer_add_printf(m, "stompws_queues %zu\n", b->router.queues.count);
+    metric(m, "stompws_queue_depth", "gauge", "Messages waiting in all queues.");
+    evbuffer_add_printf(m, "stompws_queue_depth %" PRIu64 "\n", depth);
+}
+
+static void counter(struct evbuffer *m, const char *name, const char *help, uint64_t value)
+{
+    metric(m, name, "counter", help);
+    evbuffer_add_printf(m, "%s %" PRIu64 "\n", name, value);
+}
+
+static void render_traffic(struct evbuffer *m, const struct broker *b)
+{
+    const struct router_stats *r = &b->router.stats;
+    counter(m, "stompws_frames_in_total", "STOMP frames received.", b->stats.frames_in);
+    counter(m, "stompws_messages_in_total", "SEND frames routed.", b->stats.messages_in);
+    counter(m, "stompws_messages_out_total", "MESSAGE frames written to clients.", r->delivered);
+    counter(m, "stompws_bytes_in_total", "Bytes received from clients.", b->stats.bytes_in);
+    counter(m, "stompws_bytes_out_total", "Bytes written to clients.", b->stats.bytes_out);
+    metric(m, "stompws_messages_dropped_total", "counter", "Messages not delivered, by reason.");
+    evbuffer_add_printf(m, "stompws_messages_dropped_total{reason=\"slow_consumer\"} %" PRIu64 "\n",
+                        r->dropped);
+    evbuffer_add_printf(m, "stompws_messages_dropped_total{reason=\"no_subscriber\"} %" PRIu64 "\n",
+                        r->unroutable);
+    evbuffer_add_printf(m,
+                        "stompws_messages_dropped_total{reason=\"reply_queue_gone\"} %" PRIu64 "\n",
+                        b->stats.reply_queue_drops);
+    if (b->bridge != NULL)
+        evbuffer_add_printf(m,
+                            "stompws_messages_dropped_total{reason=\"cluster_link\"} %" PRIu64 "\n",
+                            bridge_stats(b->bridge)->dropped);
+}
+
+static void render_errors(struct evbuffer *m, const struct broker *b)
+{
+    metric(m, "stompws_limit_hits_total", "counter", "Times a client hit a limit, by config key.");
+    for (int k = 0; k < LIMIT_COUNT; k++)
+        evbuffer_add_printf(m, "stompws_limit_hits_total{limit=\"%s\"} %" PRIu64 "\n",
+                            limit_name((enum limit_kind)k), b->stats.limit_hits[k]);
+    metric(m, "stompws_errors_total", "counter", "Client errors by kind.");
+    evbuffer_add_printf(m, "stompws_errors_total{kind=\"authentication\"} %" PRIu64 "\n",
+                        b->stats.auth_failures);
+    evbuffer_add_printf(m, "stompws_errors_total{kind=\"permission\"} %" PRIu64 "\n",
+                        b->stats.permission_denials);
+    evbuffer_add_printf(m, "stompws_errors_total{kind=\"protocol\"} %" PRIu64 "\n",
+                        b->stats.protocol_errors);
+}
+
+static void render_cluster(struct evbuffer *m, const struct broker *b)
+{
+    if (b->bridge == NULL)
+        return;
+    const struct bridge_stats *st = bridge_stats(b->bridge);
+    metric(m, "stompws_cluster_link_up", "gauge", "1 when both Redis links are up and verified.");
+    evbuffer_add_printf(m, "stompws_cluster_link_up %d\n", bridge_link_up(b->bridge) ? 1 : 0);
+    counter(m, "stompws_cluster_published_total", "Messages sent to Redis.", st->published);
+    counter(m, "stompws_cluster_received_total", "Messages from Redis.", st->received);
+    counter(m, "stompws_cluster_reconnects_total", "Redis links re-established.", st->reconnects);
+}
+
+static void serve_metrics(struct conn *c)
+{
+    struct evbuffer *m = evbuffer_new();
+    if (m == NULL) {
+        conn_close(c);
+        return;
+    }
+    const struct broker *b = c->broker;
+    render_connections(m, b);
+    render_sessions(m, b);
+    render_queues(m, b);
+    render_traffic(m, b);
+    render_errors(m, b);
+    render_cluster(m, b);
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", m);
+    evbuffer_free(m);
+}
+
+void http_serve(struct conn *c, const struct ws_http_request *req)
+{
+    log_debug(c->id, "http %.*s %.*s", (int)req->method.len, req->method.ptr, (int)req->path.len,
+              req->path.ptr);
+    bool known = path_is(&req->path, "/healthz") || path_is(&req->path, "/readyz") ||
+                 path_is(&req->path, "/metrics");
+    if (!known) {
+        respond_text(c, 404, "not found");
+        return;
+    }
+    if (req->method.len != 3 || memcmp(req->method.ptr, "GET", 3) != 0) {
+        respond_text(c, 405, "only GET is served here");
+        return;
+    }
+    if (path_is(&req->path, "/healthz")) {
+        respond_text(c, 200, "ok");
+    } else if (path_is(&req->path, "/readyz")) {
+        const char *reason = not_ready_reason(c->broker);
+        respond_text(c, reason == NULL ? 200 : 503, reason == NULL ? "ready" : reason);
+    } else {
+        serve_metrics(c);
+    }
+}
