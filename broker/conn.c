@@ -15,6 +15,13 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+/*
+ * Bodies at least this long are shared by reference; shorter ones are copied next to their head.
+ * A reference costs an evbuffer chain of its own, and the next head then needs a fresh chain
+ * too (about 1 KiB per delivery), while copying a small body costs less than that bookkeeping.
+ */
+#define SHARED_BODY_MIN 512
+
 /* How long a closing connection may take to flush and see the peer's FIN. */
 #define CLOSING_DEADLINE_MS 2000
 
@@ -211,9 +218,11 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
         send_ws_header(c, data_opcode(c, utf8),
                        head_len + (msg != NULL ? msg->body_len : body_len) + 1);
     evbuffer_add(out, head, head_len);
-    if (msg != NULL) {
+    if (msg != NULL && msg->body_len >= SHARED_BODY_MIN) {
         /* msg->body is followed by a NUL in the same allocation: it ends the frame too. */
         evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
+    } else if (msg != NULL) {
+        evbuffer_add(out, msg->body, msg->body_len + 1);
     } else {
         evbuffer_add(out, body, body_len);
         evbuffer_add(out, "", 1);

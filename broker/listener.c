@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -75,6 +76,10 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         return;
     }
     evutil_make_socket_nonblocking(fd);
+    /* Each frame is written whole at once: Nagle would only hold small MESSAGEs back. */
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        log_debug(0, "TCP_NODELAY: %s", strerror(errno));
     enum conn_transport transport = l->kind == LISTENER_WS || l->kind == LISTENER_WSS ? CONN_WS
                                     : l->kind == LISTENER_HTTP ? CONN_PLAIN_HTTP
                                                                : CONN_TCP;
