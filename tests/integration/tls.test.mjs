@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import WebSocket from 'ws';
-import { brokerTest, STOMPWS_BIN, withTimeout, sleep } from './lib/broker.mjs';
+import { brokerTest, runBroker, STOMPWS_BIN, withTimeout, sleep } from './lib/broker.mjs';
 import { TcpStomp, WsStomp, tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 
@@ -652,25 +652,6 @@ brokerTest('SIGHUP without TLS listeners does not stop the broker', {}, async (b
 
 // ---- shutdown and start-up errors ----
 
-// Like lib's runBroker, but resolves on 'close' (stdout/stderr drained) rather than 'exit', so
-// that a message written just before exit is never missing.
-function runToEnd(args, timeoutMs = 10000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(STOMPWS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut: signal === 'SIGKILL' });
-    });
-  });
-}
 
 brokerTest('SIGTERM with open stomp-tls and wss clients: ERROR (shutdown), clean close, exit 0', {
   args: tlsArgs(),
@@ -709,7 +690,7 @@ test('start-up: a missing or broken key/cert/client CA -> exit non-zero naming t
     ['--wss without --tls-key', ['--wss', '127.0.0.1:0', '--tls-cert', serverA.certFile], ['tls.key']],
     ['--stomp-tls without --tls-cert', ['--stomp-tls', '127.0.0.1:0', '--tls-key', serverA.keyFile], ['tls.cert']],
   ];
-  const results = await Promise.all(cases.map(([, args]) => runToEnd([...base, ...args], 10000)));
+  const results = await Promise.all(cases.map(([, args]) => runBroker([...base, ...args], 10000)));
   for (let i = 0; i < cases.length; i++) {
     const [what, args, mentions] = cases[i];
     const r = results[i];
