@@ -15,6 +15,7 @@ import path from 'node:path';
 import { startBroker, withTimeout, sleep } from './lib/broker.mjs';
 import { wsStomp, tcpStomp, encodeFrame } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
+import { httpRequest } from './lib/rawws.mjs';
 
 const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
 const REDIS_CLI = process.env.REDIS_CLI ?? '/usr/bin/redis-cli';
@@ -233,6 +234,27 @@ function clusterTest(name, options, fn) {
     for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
     throw error;
   });
+}
+
+// GET path on a node's WebSocket port: { status, body } once the broker closes.
+async function httpGet(node, path) {
+  const r = await httpRequest(node.wsPort, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  node.track(r.socket);
+  await r.reader.waitClosed();
+  const start = r.reader.buf.indexOf('\r\n\r\n') + 4;
+  return { status: r.status, body: r.reader.buf.subarray(start).toString('utf8') };
+}
+const readyz = (node) => httpGet(node, '/readyz');
+const metricsText = async (node) => (await httpGet(node, '/metrics')).body;
+
+async function pollReady(node, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await readyz(node);
+    if (r.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`/readyz still ${r.status} (${r.body.trim()}) after ${timeoutMs} ms`);
+    await sleep(200);
+  }
 }
 
 let sharedRedis = null;
@@ -498,8 +520,12 @@ clusterTest('Redis restart mid-stream: local traffic goes on, links come back, l
   assert.deepEqual(bodies(await remote.messages(5, 'r')), ['before0', 'before1', 'before2', 'before3', 'before4']);
   assert.equal(bodies(await local.messages(5, 'l')).length, 5);
 
+  assert.deepEqual(await readyz(a), { status: 200, body: 'ready\n' });
   await redis.kill('SIGKILL');
   await waitLog(a, /redis publish link down/, 5000, 'node A to notice Redis is gone');
+  // Not ready while the cluster link is down (a load balancer stops sending new clients).
+  assert.deepEqual(await readyz(a), { status: 503, body: 'cluster link to Redis is down\n' });
+  assert.match(await metricsText(a), /^stompws_cluster_link_up 0$/m);
   // Lost across nodes (expected), but the local subscriber still gets them.
   for (let i = 0; i < 5; i++) await pub.sendWithReceipt('SEND', { destination: dest }, `lost${i}`);
   assert.deepEqual(bodies(await local.messages(5, 'l')), ['lost0', 'lost1', 'lost2', 'lost3', 'lost4']);
@@ -513,6 +539,8 @@ clusterTest('Redis restart mid-stream: local traffic goes on, links come back, l
     await pub.sendWithReceipt('SEND', { destination: dest }, `poll${i}`);
     back = await remote.inbox.quiet(200, (f) => f.command === 'MESSAGE' && f.text.startsWith('poll'));
   }
+  await pollReady(a, 15000); // ready again once both links are up and the probe came back
+  assert.match(await metricsText(a), /^stompws_cluster_link_up 1$/m);
   await sleep(300); // let in-flight polls land before the real sequence
   remote.inbox.items = remote.inbox.items.filter((f) => !(f.command === 'MESSAGE' && f.text.startsWith('poll')));
   for (let i = 0; i < 20; i++) pub.send('SEND', { destination: dest }, `after${i}`);
