@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Publish a message over STOMP/TCP and wait for the broker's receipt.
 
     examples/pub.py /topic/prices 'IBM 142.10'

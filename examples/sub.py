@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Subscribe to a destination over STOMP/TCP and print each message as it arrives.
 
     examples/sub.py /topic/prices            (Ctrl-C to stop)
