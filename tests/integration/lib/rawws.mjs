@@ -1,10 +1,11 @@
 // Byte-level HTTP and WebSocket (RFC 6455) client over a plain TCP socket, for tests that need
 // to send what a well-behaved library never sends: unmasked frames, invalid UTF-8, odd splits,
 // bad upgrade requests. Every wait is bounded.
-import net from 'node:net';
 import crypto from 'node:crypto';
-import { withTimeout, sleep } from './broker.mjs';
-import { Inbox, StompParser } from './stomp.mjs';
+import { sleep } from './broker.mjs';
+import { Inbox, StompParser, connectTcp } from './stomp.mjs';
+
+export { connectTcp };
 
 export const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 };
 
@@ -12,15 +13,6 @@ export function acceptKey(key) {
   return crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
 }
 
-export async function connectTcp(port, timeout = 5000) {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  socket.setNoDelay(true);
-  await withTimeout(new Promise((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  }), timeout, `TCP connect to 127.0.0.1:${port}`);
-  return socket;
-}
 
 function parseHead(text) {
   const lines = text.split('\r\n');

@@ -319,14 +319,19 @@ export class TcpStomp extends StompClientBase {
   destroy() { this.socket.destroy(); }
 }
 
-export async function tcpClient(port, label = 'tcp-client', timeout = 5000) {
+// A connected loopback TCP socket (Nagle off), or a rejection after timeout ms.
+export async function connectTcp(port, timeout = 5000) {
   const socket = net.connect({ host: '127.0.0.1', port });
   socket.setNoDelay(true);
   await withTimeout(new Promise((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
   }), timeout, `TCP connect to 127.0.0.1:${port}`);
-  return new TcpStomp(socket, label);
+  return socket;
+}
+
+export async function tcpClient(port, label = 'tcp-client', timeout = 5000) {
+  return new TcpStomp(await connectTcp(port, timeout), label);
 }
 
 // Connects over TCP and performs CONNECT. The client is tracked by the broker for teardown.
