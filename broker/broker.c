@@ -1,8 +1,10 @@
 #include "broker/broker.h"
 #include "cluster/bridge.h"
+#include "cluster/streams.h"
 #include "broker/conn.h"
 #include "broker/listener.h"
 #include "broker/log.h"
+#include "broker/queue.h"
 #include "broker/session.h"
 #include "broker/tls.h"
 
@@ -32,6 +34,7 @@ const char *limit_name(enum limit_kind kind)
         [LIMIT_QUEUE_MESSAGES] = "queue.max_messages",
         [LIMIT_SLOW_CONSUMER] = "limits.slow_consumer_max_drops",
         [LIMIT_HEARTBEAT] = "heartbeat",
+        [LIMIT_CLUSTER_QUEUE_BUFFER] = "cluster.queue_buffer_bytes",
     };
     return names[kind];
 }
@@ -42,6 +45,20 @@ uint64_t broker_now_ms(const struct broker *b)
     struct timespec ts; /* monotonic: wall-clock steps must not fire timeouts or fill buckets */
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Shutdown, once the last client is gone: exit when the cluster queue link has confirmed every
+ * message, ack and release it holds (looked at again every 20 ms; shutdown_timer bounds it).
+ */
+static void finish_shutdown(struct broker *b)
+{
+    if (b->streams != NULL && !streams_flushed(b->streams) && streams_link_up(b->streams)) {
+        const struct timeval again = {.tv_sec = 0, .tv_usec = 20000};
+        event_add(b->reap_event, &again);
+        return;
+    }
+    event_base_loopexit(b->base, NULL);
 }
 
 /* Frees the connections closed during this loop turn; none is ever freed in its own callback. */
@@ -56,7 +73,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
     }
     if (b->shutting_down && b->conn_count == 0)
-        event_base_loopexit(b->base, NULL);
+        finish_shutdown(b);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -164,13 +181,93 @@ static void deliver_remote(void *ctx, struct message *msg, const char *pattern, 
         router_publish_pattern(&b->router, msg, pattern, len);
 }
 
-int broker_publish(struct broker *b, struct message *msg, const char *route, size_t len,
-                   bool create_queue)
+static bool goes_to_stream(const struct broker *b, const char *route, size_t len)
 {
+    return b->streams != NULL && router_dest_kind(route, len) == DEST_QUEUE;
+}
+
+int broker_publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
+                           bool create_queue, struct session *waiter)
+{
+    if (goes_to_stream(b, route, len)) {
+        if (streams_append(b->streams, msg, waiter) != 0)
+            return ROUTER_ERR_CLUSTER_FULL;
+        b->router.stats.published++;
+        return waiter != NULL ? BROKER_PUBLISH_PENDING : 0;
+    }
     int rc = router_publish(&b->router, msg, route, len, create_queue);
     if (rc == 0 && b->bridge != NULL && router_dest_kind(route, len) == DEST_TOPIC)
         bridge_publish(b->bridge, msg);
     return rc;
+}
+
+int broker_publish(struct broker *b, struct message *msg, const char *route, size_t len,
+                   bool create_queue)
+{
+    return broker_publish_waiting(b, msg, route, len, create_queue, NULL);
+}
+
+/* ---- queues across nodes ------------------------------------------------------------------- */
+
+/* What the router tells of clustered queues, passed on to the streams. */
+static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
+{
+    struct broker *b = ctx;
+    if (b->streams == NULL)
+        return;
+    switch (ev) {
+    case QUEUE_EV_FOLLOW:
+    case QUEUE_EV_UNFOLLOW:
+        streams_follow(b->streams, q->name, q->name_len, ev == QUEUE_EV_FOLLOW);
+        break;
+    case QUEUE_EV_SETTLED:
+        streams_ack(b->streams, msg);
+        break;
+    case QUEUE_EV_RELEASED:
+        streams_release(b->streams, msg);
+        break;
+    case QUEUE_EV_ROOM:
+        streams_kick(b->streams);
+        break;
+    }
+}
+
+/* A message from a queue's stream: to the local queue, or back when nobody here takes it. */
+static void deliver_from_stream(void *ctx, struct message *msg, bool redelivered)
+{
+    struct broker *b = ctx;
+    struct queue *q = queue_lookup(&b->router, msg->destination, msg->destination_len, false);
+    if (q == NULL || q->consumer_count == 0 || queue_push(&b->router, q, msg, redelivered) != 0)
+        streams_release(b->streams, msg);
+}
+
+static size_t stream_capacity(void *ctx, const char *name, size_t len)
+{
+    struct broker *b = ctx;
+    struct queue *q = queue_lookup(&b->router, name, len, false);
+    return q != NULL ? queue_capacity(&b->router, q) : 0;
+}
+
+static void stream_appended(void *ctx, void *waiter, const char *error)
+{
+    (void)ctx;
+    session_append_done(waiter, error);
+}
+
+static int start_streams(struct broker *b, const struct bridge_config *bcfg)
+{
+    struct bridge_config scfg = *bcfg;
+    snprintf(scfg.node_id, sizeof(scfg.node_id), "%s", bridge_node_id(b->bridge));
+    const struct streams_ops ops = {.ctx = b,
+                                    .deliver = deliver_from_stream,
+                                    .capacity = stream_capacity,
+                                    .appended = stream_appended};
+    b->streams = streams_new(b->base, &scfg, b->cfg.cluster_queue_visibility_ms,
+                             b->cfg.cluster_queue_buffer_bytes, &ops);
+    if (b->streams == NULL)
+        return -1;
+    b->router.cluster_queues = true;
+    return 0;
 }
 
 /* Joins the cluster when cluster.redis is set; -1 when the settings are unusable. */
@@ -199,7 +296,7 @@ static int start_bridge(struct broker *b)
     bcfg.max_body = cfg->max_body;
     const struct bridge_ops ops = {.ctx = b, .deliver = deliver_remote};
     b->bridge = bridge_new(b->base, &bcfg, &ops);
-    if (b->bridge == NULL)
+    if (b->bridge == NULL || start_streams(b, &bcfg) != 0)
         return -1;
     log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(b->bridge), bcfg.redis_host,
              bcfg.redis_port);
@@ -227,8 +324,10 @@ struct broker *broker_new(const struct config *cfg)
     const struct router_ops ops = {.deliver = session_deliver,
                                    .writable = session_writable,
                                    .interest = follow_interest,
+                                   .queue_event = follow_queue,
                                    .ctx = b};
     router_init(&b->router, &ops, cfg->queue_max_messages);
+    b->router.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
     b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     if (b->reap_event == NULL || b->shutdown_timer == NULL || add_signal(b, 0, SIGINT) != 0 ||
@@ -269,7 +368,7 @@ void broker_shutdown(struct broker *b, const char *reason)
                          .tv_usec = (b->cfg.shutdown_timeout_ms % 1000) * 1000};
     evtimer_add(b->shutdown_timer, &tv);
     if (b->conn_count == 0)
-        event_base_loopexit(b->base, NULL);
+        finish_shutdown(b);
 }
 
 int broker_run(struct broker *b)
@@ -288,7 +387,8 @@ void broker_free(struct broker *b)
     router_reset(&b->router);
     admit_reset(&b->admit);
     security_reset(&b->security);
-    bridge_free(b->bridge); /* after the sessions: their unsubscribes still reach it */
+    streams_free(b->streams); /* after the sessions: their releases still reach it */
+    bridge_free(b->bridge);   /* after the sessions: their unsubscribes still reach it */
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
         listener_close(&b->listeners[kind]);
     SSL_CTX_free(b->tls_ctx);

@@ -24,7 +24,9 @@
 #define STOMPWS_SERVER_NAME "stompws/" STOMPWS_VERSION
 
 struct conn;
+struct session;
 struct bridge;
+struct streams;
 
 /* Every limit a client can hit; each hit is counted (and exported on /metrics). */
 enum limit_kind {
@@ -44,6 +46,7 @@ enum limit_kind {
     LIMIT_QUEUE_MESSAGES,
     LIMIT_SLOW_CONSUMER,
     LIMIT_HEARTBEAT,
+    LIMIT_CLUSTER_QUEUE_BUFFER,
     LIMIT_COUNT
 };
 
@@ -70,7 +73,9 @@ struct broker {
     struct router router;
     struct listener listeners[LISTENER_COUNT]; /* owned: ws, wss, tcp, stomp-tls */
     struct bridge *bridge;                     /* owned: the cluster link, NULL for a single node */
-    SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
+    struct streams
+        *streams;     /* owned: queues across nodes (Redis Streams), NULL for a single node */
+    SSL_CTX *tls_ctx; /* owned (a reference): wss, and stomp-tls without client CA */
     SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
                                 tls.client_ca is set) */
     struct conn *conns;      /* not owned here: each conn frees itself via reap */
@@ -99,10 +104,21 @@ void broker_shutdown(struct broker *b, const char *reason);
 
 /*
  * Routes a message published by a local client: to local subscribers through the router and,
- * for topics on a clustered node, to the other nodes through Redis. Returns the router's result.
+ * for topics on a clustered node, to the other nodes through Redis; on a clustered node a
+ * /queue/ message goes to the queue's Redis stream instead. Returns the router's result (0 or
+ * an enum router_error; ROUTER_ERR_CLUSTER_FULL when the cluster buffer is full).
  */
 int broker_publish(struct broker *b, struct message *msg, const char *route, size_t len,
                    bool create_queue);
+
+/*
+ * The same for a publisher that waits for the message to be safely stored: returns
+ * BROKER_PUBLISH_PENDING when it went to a Redis stream, and session_append_done(waiter) is
+ * called once Redis has confirmed (or refused) it.
+ */
+#define BROKER_PUBLISH_PENDING 1
+int broker_publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
+                           bool create_queue, struct session *waiter);
 
 /* SIGHUP: rebuilds the TLS contexts from the certificate files (open connections keep theirs)
  * and reloads the users file, ACL and JWT keys; what fails to load keeps its old version. */

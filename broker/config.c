@@ -79,6 +79,8 @@ static const struct config_key config_keys[] = {
     KEY("cluster", "unsubscribe_grace_ms", KEY_MS, cluster_unsubscribe_grace_ms),
     KEY("cluster", "probe_interval_ms", KEY_MS, cluster_probe_interval_ms),
     KEY("cluster", "reconnect_max_ms", KEY_MS, cluster_reconnect_max_ms),
+    KEY("cluster", "queue_visibility_ms", KEY_MS, cluster_queue_visibility_ms),
+    KEY("cluster", "queue_buffer_bytes", KEY_SIZE, cluster_queue_buffer_bytes),
 };
 
 void config_defaults(struct config *cfg)
@@ -127,6 +129,8 @@ void config_defaults(struct config *cfg)
     cfg->cluster_unsubscribe_grace_ms = 1000;
     cfg->cluster_probe_interval_ms = 5000;
     cfg->cluster_reconnect_max_ms = 5000;
+    cfg->cluster_queue_visibility_ms = 30000;
+    cfg->cluster_queue_buffer_bytes = 64u * 1024 * 1024;
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
     strcpy(cfg->auth_anonymous, "auto");
 }

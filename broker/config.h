@@ -90,6 +90,9 @@ struct config {
                                               local subscriber leaves */
     unsigned cluster_probe_interval_ms;    /* probe of the node's own channel */
     unsigned cluster_reconnect_max_ms;     /* cap of the reconnect backoff */
+    unsigned cluster_queue_visibility_ms;  /* a queue message a node stops renewing is taken
+                                              over by another node after this long */
+    size_t cluster_queue_buffer_bytes;     /* queue messages kept until Redis confirms them */
 };
 
 void config_defaults(struct config *cfg);

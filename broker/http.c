@@ -3,6 +3,7 @@
 #include "broker/queue.h"
 #include "broker/session.h"
 #include "cluster/bridge.h"
+#include "cluster/streams.h"
 
 #include <event2/buffer.h>
 #include <inttypes.h>
@@ -45,6 +46,8 @@ static const char *not_ready_reason(const struct broker *b)
         return "shutting down";
     if (b->bridge != NULL && !bridge_link_up(b->bridge))
         return "cluster link to Redis is down";
+    if (b->streams != NULL && !streams_link_up(b->streams))
+        return "cluster queue link to Redis is down";
     return NULL;
 }
 
@@ -151,6 +154,43 @@ static void render_cluster(struct evbuffer *m, const struct broker *b)
     counter(m, "stompws_cluster_published_total", "Messages sent to Redis.", st->published);
     counter(m, "stompws_cluster_received_total", "Messages from Redis.", st->received);
     counter(m, "stompws_cluster_reconnects_total", "Redis links re-established.", st->reconnects);
+    metric(m, "stompws_cluster_redis_latency_seconds", "gauge",
+           "Round trip of the latest probe: PUBLISH to the node's own channel until it came back.");
+    evbuffer_add_printf(m, "stompws_cluster_redis_latency_seconds %.6f\n",
+                        (double)st->probe_round_trip_us / 1e6);
+}
+
+/* Queues across nodes (Redis Streams). */
+static void render_cluster_queues(struct evbuffer *m, const struct broker *b)
+{
+    if (b->streams == NULL)
+        return;
+    const struct streams_stats *st = streams_stats(b->streams);
+    metric(m, "stompws_cluster_queue_link_up", "gauge", "1 when both Redis queue links are up.");
+    evbuffer_add_printf(m, "stompws_cluster_queue_link_up %d\n",
+                        streams_link_up(b->streams) ? 1 : 0);
+    counter(m, "stompws_cluster_queue_appended_total", "Queue messages Redis stored (XADD).",
+            st->appended);
+    counter(m, "stompws_cluster_queue_append_errors_total",
+            "Queue messages Redis refused (the publisher got an ERROR).", st->append_errors);
+    counter(m, "stompws_cluster_queue_read_total", "Queue messages taken from streams.", st->read);
+    counter(m, "stompws_cluster_queue_claimed_total",
+            "Queue messages taken over from another node or handed back (redelivered).",
+            st->claimed);
+    counter(m, "stompws_cluster_queue_acked_total", "Queue messages acked in Redis.", st->acked);
+    counter(m, "stompws_cluster_queue_released_total",
+            "Queue messages handed back for other nodes (no consumer left here).", st->released);
+    counter(m, "stompws_cluster_queue_resent_total", "Commands sent again after a lost Redis link.",
+            st->resent);
+    counter(m, "stompws_cluster_queue_decode_errors_total",
+            "Stream entries dropped because they could not be decoded.", st->decode_errors);
+    metric(m, "stompws_cluster_queue_buffered_bytes", "gauge",
+           "Bytes of queue commands Redis has not confirmed yet (cluster.queue_buffer_bytes).");
+    evbuffer_add_printf(m, "stompws_cluster_queue_buffered_bytes %" PRIu64 "\n",
+                        st->buffered_bytes);
+    metric(m, "stompws_cluster_queue_held", "gauge",
+           "Stream entries this node holds for its consumers (waiting or unacked).");
+    evbuffer_add_printf(m, "stompws_cluster_queue_held %" PRIu64 "\n", st->held);
 }
 
 static void serve_metrics(struct conn *c)
@@ -167,6 +207,7 @@ static void serve_metrics(struct conn *c)
     render_traffic(m, b);
     render_errors(m, b);
     render_cluster(m, b);
+    render_cluster_queues(m, b);
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", m);
     evbuffer_free(m);
 }

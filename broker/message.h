@@ -16,12 +16,15 @@
 #include "stomp/frame.h"
 
 #define MESSAGE_ID_MAX 32
+#define STREAM_ID_MAX  48 /* a Redis stream entry id "<ms>-<seq>": two u64 in decimal, '-', NUL */
 
 struct message {
     unsigned refcount;
-    uint64_t seq;            /* broker-wide sequence number behind the message-id */
-    char id[MESSAGE_ID_MAX]; /* message-id header value, NUL-terminated */
-    char *destination;       /* owned (same allocation): NUL-terminated */
+    uint64_t seq;                  /* broker-wide sequence number behind the message-id */
+    char id[MESSAGE_ID_MAX];       /* message-id header value, NUL-terminated */
+    char stream_id[STREAM_ID_MAX]; /* clustered queue messages: the entry in the queue's Redis
+                                      stream, NUL-terminated; "" otherwise */
+    char *destination;             /* owned (same allocation): NUL-terminated */
     size_t destination_len;
     struct stomp_header *headers; /* owned (same allocation): user headers to pass on, unescaped */
     size_t header_count;

@@ -13,6 +13,7 @@ struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool 
         return NULL;
     memcpy(q->name, name, len);
     q->name_len = len;
+    q->clustered = r->cluster_queues && router_dest_kind(name, len) == DEST_QUEUE;
     if (dict_set(&r->queues, name, len, q) != 0) {
         free(q);
         return NULL;
@@ -44,6 +45,12 @@ static void free_if_idle(struct router *r, struct queue *q)
         queue_delete(r, q);
 }
 
+static void notify(struct router *r, struct queue *q, enum queue_event ev, struct message *msg)
+{
+    if (q->clustered && r->ops.queue_event != NULL)
+        r->ops.queue_event(r->ops.ctx, q, ev, msg);
+}
+
 static void push_front(struct queue *q, struct queued *item)
 {
     item->next = q->head;
@@ -63,7 +70,7 @@ static struct queued *pop_front(struct queue *q)
     return item;
 }
 
-int queue_push(struct router *r, struct queue *q, struct message *msg)
+int queue_push(struct router *r, struct queue *q, struct message *msg, bool redelivered)
 {
     if (q->depth >= r->queue_max_messages)
         return ROUTER_ERR_QUEUE_FULL;
@@ -71,6 +78,7 @@ int queue_push(struct router *r, struct queue *q, struct message *msg)
     if (item == NULL)
         return ROUTER_ERR_NOMEM;
     item->msg = message_ref(msg);
+    item->redelivered = redelivered;
     if (q->tail != NULL)
         q->tail->next = item;
     else
@@ -86,6 +94,20 @@ static bool consumer_ready(const struct router *r, const struct subscription *su
     if (sub->prefetch != 0 && sub->ack != ACK_AUTO && sub->unacked_count >= sub->prefetch)
         return false;
     return r->ops.writable(sub);
+}
+
+size_t queue_capacity(const struct router *r, const struct queue *q)
+{
+    size_t room = 0;
+    for (const struct subscription *sub = q->consumers; sub != NULL; sub = sub->next) {
+        if (!consumer_ready(r, sub))
+            continue;
+        if (sub->ack == ACK_AUTO || sub->prefetch == 0)
+            room += r->cluster_window;
+        else
+            room += sub->prefetch - sub->unacked_count;
+    }
+    return room > q->depth ? room - q->depth : 0;
 }
 
 /*
@@ -157,6 +179,8 @@ void queue_dispatch(struct router *r, struct queue *q)
             return;
         }
         r->stats.delivered++;
+        if (sub->ack == ACK_AUTO)
+            notify(r, q, QUEUE_EV_SETTLED, item->msg);
         message_unref(item->msg);
         free(item);
     }
@@ -171,7 +195,10 @@ void queue_add_consumer(struct router *r, struct queue *q, struct subscription *
     q->consumers = sub;
     q->consumer_count++;
     sub->target = q;
+    if (q->consumer_count == 1)
+        notify(r, q, QUEUE_EV_FOLLOW, NULL);
     queue_dispatch(r, q);
+    notify(r, q, QUEUE_EV_ROOM, NULL);
 }
 
 static void unlink_unacked(struct subscription *sub, struct unacked *u)
@@ -217,6 +244,19 @@ static void give_back(struct queue *q, struct subscription *sub, struct unacked 
     }
 }
 
+/* The last local consumer of a clustered queue left: its waiting messages go back to the
+ * cluster, where other nodes' consumers can take them. */
+static void release_waiting(struct router *r, struct queue *q)
+{
+    while (q->head != NULL) {
+        struct queued *item = pop_front(q);
+        notify(r, q, QUEUE_EV_RELEASED, item->msg);
+        message_unref(item->msg);
+        free(item);
+    }
+    notify(r, q, QUEUE_EV_UNFOLLOW, NULL);
+}
+
 void queue_remove_consumer(struct router *r, struct queue *q, struct subscription *sub)
 {
     if (q->cursor == sub)
@@ -233,16 +273,20 @@ void queue_remove_consumer(struct router *r, struct queue *q, struct subscriptio
     if (sub->unacked_head != NULL)
         give_back(q, sub, sub->unacked_head, sub->unacked_tail);
     queue_dispatch(r, q);
+    if (q->clustered && q->consumer_count == 0)
+        release_waiting(r, q);
     free_if_idle(r, q);
 }
 
-static void release_acked(struct subscription *sub, struct unacked *first, struct unacked *last)
+static void release_acked(struct router *r, struct subscription *sub, struct unacked *first,
+                          struct unacked *last)
 {
     struct unacked *u = first;
     for (;;) {
         struct unacked *next = u->next;
         bool done = u == last;
         unlink_unacked(sub, u);
+        notify(r, sub->target, QUEUE_EV_SETTLED, u->msg);
         message_unref(u->msg);
         free(u);
         if (done)
@@ -265,7 +309,8 @@ int queue_ack(struct router *r, struct subscription *sub, const char *message_id
     if (nack)
         give_back(q, sub, first, found);
     else
-        release_acked(sub, first, found);
+        release_acked(r, sub, first, found);
     queue_dispatch(r, q);
+    notify(r, q, QUEUE_EV_ROOM, NULL);
     return 0;
 }

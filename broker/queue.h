@@ -6,6 +6,10 @@
  * Client acks: `client` is cumulative, `client-individual` acks one message. A NACK, an
  * unsubscribe or a disconnect puts unacked messages back at the head, marked redelivered, and the
  * next dispatch prefers a consumer other than the one that gave them back.
+ *
+ * A clustered queue (router.cluster_queues, /queue/ names only) holds just the messages this
+ * node took from the queue's Redis stream; the cluster layer learns what happens to them through
+ * router_ops.queue_event, and takes back the waiting ones when the last local consumer leaves.
  */
 #ifndef STOMPWS_QUEUE_H
 #define STOMPWS_QUEUE_H
@@ -27,6 +31,7 @@ struct queue {
     struct subscription *cursor;    /* next consumer to try (round-robin) */
     size_t consumer_count;
     bool temporary; /* backs a temp queue: lives until queue_delete(), even when idle */
+    bool clustered; /* backed by a Redis stream: messages come from and settle in the cluster */
     size_t name_len;
     char name[]; /* NUL-terminated */
 };
@@ -35,7 +40,14 @@ struct queue {
 struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool create);
 
 /* Appends msg (taking a reference) and dispatches. ROUTER_ERR_QUEUE_FULL past the limit. */
-int queue_push(struct router *r, struct queue *q, struct message *msg);
+int queue_push(struct router *r, struct queue *q, struct message *msg, bool redelivered);
+
+/*
+ * Messages the local consumers of q could take now beyond those already waiting: each ready
+ * consumer's free prefetch window (router.cluster_window for auto-ack or unlimited ones). What a
+ * node asks the cluster for, so it never hoards messages other nodes' consumers could take.
+ */
+size_t queue_capacity(const struct router *r, const struct queue *q);
 
 void queue_add_consumer(struct router *r, struct queue *q, struct subscription *sub);
 /* Detaches sub and gives its unacked messages back (redelivered). May free an idle queue. */

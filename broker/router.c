@@ -401,7 +401,7 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
         struct queue *q = queue_lookup(r, name, len, create_queue);
         if (q == NULL)
             return create_queue ? ROUTER_ERR_NOMEM : ROUTER_ERR_NO_QUEUE;
-        int rc = queue_push(r, q, msg);
+        int rc = queue_push(r, q, msg, false);
         if (rc == 0)
             r->stats.published++;
         return rc;
@@ -460,6 +460,10 @@ size_t router_publish_pattern(struct router *r, struct message *msg, const char 
 
 void router_resume(struct router *r, struct subscription *sub)
 {
-    if (sub->target_kind == SUB_TARGET_QUEUE)
-        queue_dispatch(r, sub->target);
+    if (sub->target_kind != SUB_TARGET_QUEUE)
+        return;
+    struct queue *q = sub->target;
+    queue_dispatch(r, q);
+    if (q->clustered && r->ops.queue_event != NULL)
+        r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_ROOM, NULL);
 }

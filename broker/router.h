@@ -27,13 +27,25 @@ enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
 /* What a subscription is attached to (struct subscription.target_kind). */
 enum sub_target { SUB_TARGET_NONE, SUB_TARGET_TOPIC, SUB_TARGET_WILDCARD, SUB_TARGET_QUEUE };
 
+struct queue;
+
+/* What happens to a clustered queue (struct queue.clustered), for router_ops.queue_event. */
+enum queue_event {
+    QUEUE_EV_FOLLOW,   /* the first local consumer arrived: start taking messages */
+    QUEUE_EV_UNFOLLOW, /* the last local consumer left (its waiting messages were released) */
+    QUEUE_EV_SETTLED,  /* msg is done for good: acked, or written to an auto-ack consumer */
+    QUEUE_EV_RELEASED, /* msg was waiting when the last consumer left: hand it back */
+    QUEUE_EV_ROOM,     /* consumers may take more (an ack, a new consumer, a drained socket) */
+};
+
 enum dest_kind { DEST_UNKNOWN, DEST_TOPIC, DEST_QUEUE, DEST_TEMP_QUEUE, DEST_REPLY_QUEUE };
 
 enum router_error {
     ROUTER_ERR_NOMEM = -1,
-    ROUTER_ERR_QUEUE_FULL = -2, /* limit: queue.max_messages */
-    ROUTER_ERR_NO_QUEUE = -3,   /* a /reply-queue/ whose owner is gone */
-    ROUTER_ERR_BAD_DEST = -4,   /* empty name, or a wildcard where none is allowed */
+    ROUTER_ERR_QUEUE_FULL = -2,   /* limit: queue.max_messages */
+    ROUTER_ERR_NO_QUEUE = -3,     /* a /reply-queue/ whose owner is gone */
+    ROUTER_ERR_BAD_DEST = -4,     /* empty name, or a wildcard where none is allowed */
+    ROUTER_ERR_CLUSTER_FULL = -5, /* limit: cluster.queue_buffer_bytes (Redis not confirming) */
 };
 
 /* A queue message delivered to a consumer and not yet acknowledged. */
@@ -75,6 +87,9 @@ struct router_ops {
      * only: first subscriber in, last one out. The cluster bridge follows it in Redis.
      */
     void (*interest)(void *ctx, const char *name, size_t len, bool pattern, bool added);
+    /* Optional (NULL when single node): events of clustered queues; msg for SETTLED and
+     * RELEASED only (borrowed for the call). */
+    void (*queue_event)(void *ctx, struct queue *q, enum queue_event ev, struct message *msg);
     void *ctx;
 };
 
@@ -94,6 +109,8 @@ struct router {
     struct dict queues;          /* owned: name -> struct queue */
     uint64_t publish_gen;
     size_t queue_max_messages; /* limit per queue (queue.max_messages) */
+    bool cluster_queues;       /* /queue/ names are backed by the cluster (set after init) */
+    size_t cluster_window;     /* queue_capacity() per auto-ack or unlimited consumer */
     struct router_stats stats;
 };
 

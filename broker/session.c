@@ -4,6 +4,7 @@
 #include "broker/message.h"
 #include "broker/queue.h"
 #include "broker/txn.h"
+#include "cluster/streams.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -46,6 +47,20 @@ struct session {
     uint64_t last_drop_log_ms;          /* when a slow-consumer drop was last logged */
     uint64_t unacked_limit_hits;        /* dispatches held back by limits.max_unacked */
     uint64_t dropped;
+
+    /* Queue messages sent to a Redis stream (clustered queues) and confirmed so far: a RECEIPT
+     * is only sent once every message published before it is stored. */
+    uint64_t appends_sent, appends_confirmed;
+    struct deferred_receipt *receipts_head, *receipts_tail; /* owned, in order */
+    bool close_after_receipts; /* DISCONNECT seen: close once the receipts are out */
+};
+
+/* A RECEIPT waiting for the queue messages published before its frame to be stored. */
+struct deferred_receipt {
+    struct deferred_receipt *next; /* owned by the session's list */
+    uint64_t after;                /* send once appends_confirmed reaches this */
+    size_t id_len;
+    char id[]; /* receipt-id value, not NUL-terminated */
 };
 
 /* ---- building outbound frames ------------------------------------------------------------- */
@@ -146,17 +161,53 @@ static const struct stomp_header *find(const struct stomp_frame *f, const char *
     return stomp_frame_header(f, name);
 }
 
+static void write_receipt(struct session *s, const char *id, size_t id_len)
+{
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_RECEIPT);
+    head_header(&h, s->version, STOMP_CMD_RECEIPT, "receipt-id", id, id_len);
+    send_head(s, &h, STOMP_CMD_RECEIPT, NULL, 0);
+}
+
+/* Queues a receipt behind the unconfirmed queue messages; false when out of memory. */
+static bool defer_receipt(struct session *s, const struct stomp_header *receipt)
+{
+    struct deferred_receipt *d = malloc(sizeof(*d) + receipt->value_len);
+    if (d == NULL)
+        return false;
+    d->next = NULL;
+    d->after = s->appends_sent;
+    d->id_len = receipt->value_len;
+    memcpy(d->id, receipt->value, receipt->value_len);
+    if (s->receipts_tail != NULL)
+        s->receipts_tail->next = d;
+    else
+        s->receipts_head = d;
+    s->receipts_tail = d;
+    return true;
+}
+
+/* The frame's RECEIPT, at once or, while queue messages published before it are not stored
+ * yet, once they are (receipts keep their order). */
 static void send_receipt(struct session *s, const struct stomp_frame *f)
 {
     const struct stomp_header *receipt = find(f, "receipt");
     if (receipt == NULL)
         return;
-    struct head h;
-    head_init(&h);
-    head_command(&h, STOMP_CMD_RECEIPT);
-    head_header(&h, s->version, STOMP_CMD_RECEIPT, "receipt-id", receipt->value,
-                receipt->value_len);
-    send_head(s, &h, STOMP_CMD_RECEIPT, NULL, 0);
+    bool wait = s->receipts_head != NULL || s->appends_confirmed != s->appends_sent;
+    if (!wait || !defer_receipt(s, receipt)) /* out of memory: now rather than never */
+        write_receipt(s, receipt->value, receipt->value_len);
+}
+
+static void free_deferred_receipts(struct session *s)
+{
+    while (s->receipts_head != NULL) {
+        struct deferred_receipt *d = s->receipts_head;
+        s->receipts_head = d->next;
+        free(d);
+    }
+    s->receipts_tail = NULL;
 }
 
 /* Appends "COMMAND\nname:value\n..." of the offending frame to the ERROR body, bounded. */
@@ -403,6 +454,9 @@ void session_free(struct session *s)
 {
     if (s == NULL)
         return;
+    if (s->appends_confirmed != s->appends_sent)
+        streams_forget(s->broker->streams, s); /* the messages stay; nobody waits for them */
+    free_deferred_receipts(s);
     free_all_transactions(s); /* aborted: nothing buffered takes effect */
     free_all_subscriptions(s);
     delete_temp_queues(s);
@@ -650,11 +704,21 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
 static int publish(struct session *s, const struct stomp_frame *f, struct message *msg,
                    const char *route, size_t route_len, bool create)
 {
-    int rc = broker_publish(s->broker, msg, route, route_len, create);
+    int rc = broker_publish_waiting(s->broker, msg, route, route_len, create, s);
     switch (rc) {
+    case BROKER_PUBLISH_PENDING:
+        s->appends_sent++;
+        /* fall through */
     case 0:
         s->broker->stats.messages_in++;
         return 0;
+    case ROUTER_ERR_CLUSTER_FULL:
+        s->broker->stats.limit_hits[LIMIT_CLUSTER_QUEUE_BUFFER]++;
+        session_fail(s, f, WS_CLOSE_TRY_AGAIN_LATER,
+                     "queue message not accepted: Redis is not confirming queue messages and the "
+                     "buffer is full (cluster.queue_buffer_bytes = %zu)",
+                     s->broker->cfg.cluster_queue_buffer_bytes);
+        return -1;
     case ROUTER_ERR_NO_QUEUE:
         s->broker->stats.reply_queue_drops++;
         log_debug(s->conn->id, "dropped message to %s: its temporary queue is gone", route);
@@ -986,7 +1050,30 @@ static void on_commit_or_abort(struct session *s, const struct stomp_frame *f, b
 static void on_disconnect(struct session *s, const struct stomp_frame *f)
 {
     send_receipt(s, f);
-    conn_close_gracefully(s->conn, WS_CLOSE_NORMAL, "disconnect");
+    if (s->receipts_head != NULL)
+        s->close_after_receipts = true; /* once Redis has stored what the client sent */
+    else
+        conn_close_gracefully(s->conn, WS_CLOSE_NORMAL, "disconnect");
+}
+
+void session_append_done(struct session *s, const char *error)
+{
+    s->appends_confirmed++;
+    if (error != NULL) {
+        session_fail(s, NULL, WS_CLOSE_INTERNAL_ERROR, "a queue message was not stored: Redis: %s",
+                     error);
+        return;
+    }
+    while (s->receipts_head != NULL && s->receipts_head->after <= s->appends_confirmed) {
+        struct deferred_receipt *d = s->receipts_head;
+        s->receipts_head = d->next;
+        if (s->receipts_head == NULL)
+            s->receipts_tail = NULL;
+        write_receipt(s, d->id, d->id_len);
+        free(d);
+    }
+    if (s->close_after_receipts && s->receipts_head == NULL)
+        conn_close_gracefully(s->conn, WS_CLOSE_NORMAL, "disconnect");
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
@@ -994,6 +1081,8 @@ static void on_disconnect(struct session *s, const struct stomp_frame *f)
 static void handle_frame(struct session *s, const struct stomp_frame *f)
 {
     s->broker->stats.frames_in++;
+    if (s->close_after_receipts)
+        return; /* after DISCONNECT: nothing more is read */
     if (f->command == STOMP_CMD_CONNECT || f->command == STOMP_CMD_STOMP) {
         on_connect(s, f);
         return;

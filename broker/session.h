@@ -32,6 +32,10 @@ void session_drained(struct session *s);
 /* Broker shutdown: an ERROR saying why (when connected), then close with 1001. */
 void session_shutdown(struct session *s, const char *reason);
 
+/* A queue message this session published to a Redis stream was stored (error NULL) or refused:
+ * sends the RECEIPTs that waited for it, or an ERROR. */
+void session_append_done(struct session *s, const char *error);
+
 /* For /metrics. */
 size_t session_subscription_count(const struct session *s);
 size_t session_unacked(const struct session *s);

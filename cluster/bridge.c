@@ -8,17 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "broker/dict.h"
 #include "broker/log.h"
 #include "broker/router.h"
+#include "cluster/common.h"
 #include "cluster/envelope.h"
+#include "cluster/payload.h"
 #include "cluster/redis.h"
 
 #define SUBSCRIBE_BATCH    1024                /* channels per (P)SUBSCRIBE / (P)UNSUBSCRIBE */
 #define DEFAULT_BACKLOG    (64u * 1024 * 1024) /* unsent PUBLISH bytes before dropping */
-#define WARN_INTERVAL_MS   10000               /* at most one warn line per kind per 10 s */
 #define PROBE_CHANNEL_PART "_probe:"
 
 /*
@@ -83,7 +83,8 @@ struct bridge {
     bool probe_ok;              /* a probe came back since the subscribe link came up */
     unsigned probes_unanswered; /* probes Redis accepted that have not come back */
     uint64_t probe_seq;
-    uint64_t seq; /* envelope sequence number of the last local publish */
+    uint64_t probe_sent_us; /* when probe probe_seq was queued */
+    uint64_t seq;           /* envelope sequence number of the last local publish */
 
     char *scratch; /* owned: RESP PUBLISH being built */
     size_t scratch_cap;
@@ -97,38 +98,6 @@ struct bridge {
 };
 
 static void send_probe(struct bridge *b);
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* True at most once per WARN_INTERVAL_MS for the given clock: keeps floods out of the log. */
-static bool warn_due(uint64_t *last)
-{
-    uint64_t now = now_ms();
-    if (*last != 0 && now - *last < WARN_INTERVAL_MS)
-        return false;
-    *last = now;
-    return true;
-}
-
-static int grow(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap > 0 ? *cap : 4096;
-    while (n < need)
-        n = n > SIZE_MAX / 2 ? need : n * 2;
-    char *p = realloc(*buf, n);
-    if (p == NULL)
-        return -1;
-    *buf = p;
-    *cap = n;
-    return 0;
-}
 
 /* ---- configuration --------------------------------------------------------------------------- */
 
@@ -360,7 +329,7 @@ char *bridge_pattern_glob(const char *prefix, const char *pattern, size_t len, s
 static const char *channel_name(struct bridge *b, const char *dest, size_t len, size_t *out_len)
 {
     size_t prefix_len = strlen(b->cfg.prefix);
-    if (grow(&b->channel_buf, &b->channel_buf_cap, prefix_len + 1 + len + 1) != 0)
+    if (cluster_grow(&b->channel_buf, &b->channel_buf_cap, prefix_len + 1 + len + 1) != 0)
         return NULL;
     memcpy(b->channel_buf, b->cfg.prefix, prefix_len);
     b->channel_buf[prefix_len] = ':';
@@ -464,7 +433,7 @@ static void grace_arm(struct bridge *b)
         evtimer_del(b->grace_timer);
         return;
     }
-    uint64_t now = now_ms(), at = b->grace_head->grace_deadline_ms;
+    uint64_t now = cluster_now_ms(), at = b->grace_head->grace_deadline_ms;
     uint64_t wait = at > now ? at - now : 0;
     struct timeval tv = {.tv_sec = (time_t)(wait / 1000),
                          .tv_usec = (suseconds_t)(wait % 1000) * 1000};
@@ -474,7 +443,7 @@ static void grace_arm(struct bridge *b)
 /* Deadlines only grow (one grace for all), so the list stays sorted by appending. */
 static void grace_append(struct bridge *b, struct interest *in)
 {
-    in->grace_deadline_ms = now_ms() + b->cfg.unsubscribe_grace_ms;
+    in->grace_deadline_ms = cluster_now_ms() + b->cfg.unsubscribe_grace_ms;
     in->in_grace = true;
     in->grace_prev = b->grace_tail;
     in->grace_next = NULL;
@@ -493,7 +462,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct bridge *b = arg;
-    uint64_t now = now_ms();
+    uint64_t now = cluster_now_ms();
     while (b->grace_head != NULL && b->grace_head->grace_deadline_ms <= now) {
         struct interest *in = b->grace_head;
         grace_unlink(b, in);
@@ -613,7 +582,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 static void decode_error(struct bridge *b, const char *channel, size_t len, const char *why)
 {
     b->stats.decode_errors++;
-    if (warn_due(&b->last_decode_warn_ms))
+    if (cluster_warn_due(&b->last_decode_warn_ms))
         log_warn(0, "cluster: dropped a message on Redis channel %.*s: %s (%llu so far)",
                  (int)(len > 200 ? 200 : len), channel, why,
                  (unsigned long long)b->stats.decode_errors);
@@ -626,7 +595,7 @@ static void probe_received(struct bridge *b, const char *payload, size_t len)
         envelope_decode(payload, len, &b->limits, b->decoded_headers, b->limits.max_headers, &env);
     if (rc != 0 || env.body_len != strlen(b->instance) ||
         memcmp(env.body, b->instance, env.body_len) != 0) {
-        if (warn_due(&b->last_dup_warn_ms))
+        if (cluster_warn_due(&b->last_dup_warn_ms))
             log_error(0,
                       "cluster: a probe for node id \"%s\" came from another process: node "
                       "ids must be unique (nodes sharing one drop each other's messages)",
@@ -637,6 +606,8 @@ static void probe_received(struct bridge *b, const char *payload, size_t len)
         log_debug(0, "cluster: subscribe link verified by probe %llu", (unsigned long long)env.seq);
     b->probe_ok = true;
     b->probes_unanswered = 0;
+    if (env.seq == b->probe_seq)
+        b->stats.probe_round_trip_us = cluster_now_us() - b->probe_sent_us;
 }
 
 /* Builds the message a payload stands for, or NULL (counted) when it is dropped. */
@@ -644,33 +615,28 @@ static struct message *payload_message(struct bridge *b, const char *channel, si
                                        const char *dest, size_t dest_len, const char *payload,
                                        size_t len)
 {
-    if (!envelope_has_magic(payload, len)) {
-        /* A raw publish from a backend: the body as is, the destination from the channel. */
-        if (len > b->limits.max_body) {
-            decode_error(b, channel, channel_len, "raw payload over limits.max_body");
-            return NULL;
-        }
+    const struct payload_source src = {.destination = dest,
+                                       .destination_len = dest_len,
+                                       .own_origin = b->cfg.node_id,
+                                       .limits = &b->limits,
+                                       .headers = b->decoded_headers};
+    struct message *msg;
+    const char *error;
+    switch (payload_decode(&src, payload, len, &msg, &error)) {
+    case PAYLOAD_RAW:
         b->stats.received_raw++;
-        return message_new(dest, dest_len, NULL, 0, payload, len);
-    }
-    struct envelope env;
-    int rc =
-        envelope_decode(payload, len, &b->limits, b->decoded_headers, b->limits.max_headers, &env);
-    if (rc != 0) {
-        decode_error(b, channel, channel_len, envelope_strerror(rc));
-        return NULL;
-    }
-    if (env.origin_len == strlen(b->cfg.node_id) &&
-        memcmp(env.origin, b->cfg.node_id, env.origin_len) == 0) {
+        return msg;
+    case PAYLOAD_ENVELOPE:
+        return msg;
+    case PAYLOAD_OWN:
         b->stats.ignored_own++; /* the router delivered it locally already */
         return NULL;
-    }
-    if (env.destination_len != dest_len || memcmp(env.destination, dest, dest_len) != 0) {
-        decode_error(b, channel, channel_len, "envelope destination differs from the channel");
+    case PAYLOAD_REFUSED:
+        decode_error(b, channel, channel_len, error);
         return NULL;
+    default:
+        return NULL; /* out of memory */
     }
-    return message_new(env.destination, env.destination_len, env.headers, env.header_count,
-                       env.body, env.body_len);
 }
 
 /*
@@ -760,7 +726,7 @@ static void on_published(redisAsyncContext *ac, void *r, void *privdata)
         b->stats.dropped++; /* in flight when the link broke: it may or may not have arrived */
     } else if (reply->type == REDIS_REPLY_ERROR) {
         b->stats.publish_errors++;
-        if (warn_due(&b->last_drop_warn_ms))
+        if (cluster_warn_due(&b->last_drop_warn_ms))
             log_warn(0, "cluster: Redis refused a PUBLISH: %.*s", (int)reply->len, reply->str);
     }
 }
@@ -775,7 +741,8 @@ static int publish_envelope(struct bridge *b, const char *channel, size_t channe
     size_t payload_len = envelope_size(env);
     size_t room = channel_len + 64; /* RESP framing around channel and payload */
     if (payload_len == 0 || payload_len > SIZE_MAX - room - REDIS_RESP_TRAILER_LEN ||
-        grow(&b->scratch, &b->scratch_cap, room + payload_len + REDIS_RESP_TRAILER_LEN) != 0)
+        cluster_grow(&b->scratch, &b->scratch_cap, room + payload_len + REDIS_RESP_TRAILER_LEN) !=
+            0)
         return -1;
     size_t n = redis_resp_publish_prefix(b->scratch, room, channel, channel_len, payload_len);
     if (n == 0 || envelope_encode(env, b->scratch + n, payload_len) != payload_len)
@@ -789,7 +756,7 @@ static int publish_envelope(struct bridge *b, const char *channel, size_t channe
 static void drop_publish(struct bridge *b, const struct message *msg, const char *why)
 {
     b->stats.dropped++;
-    if (warn_due(&b->last_drop_warn_ms))
+    if (cluster_warn_due(&b->last_drop_warn_ms))
         log_warn(0,
                  "cluster: a message to %s was not sent to other nodes: %s (%llu dropped so "
                  "far)",
@@ -854,6 +821,7 @@ static void send_probe(struct bridge *b)
         .body = b->instance,
         .body_len = strlen(b->instance),
     };
+    b->probe_sent_us = cluster_now_us();
     if (publish_envelope(b, b->probe_channel, b->probe_channel_len, &env, on_probe_published) != 0)
         log_debug(0, "cluster: could not queue a probe");
 }
@@ -986,15 +954,13 @@ static void apply_defaults(struct bridge_config *cfg)
         cfg->reconnect_max_ms = def.reconnect_max_ms;
     if (cfg->probe_interval_ms == 0)
         cfg->probe_interval_ms = def.probe_interval_ms;
-    if (cfg->connect_timeout_ms == 0)
-        cfg->connect_timeout_ms = 5000;
     if (cfg->max_publish_backlog == 0)
         cfg->max_publish_backlog = DEFAULT_BACKLOG;
     if (cfg->node_id[0] == '\0')
         random_hex(cfg->node_id, 8);
 }
 
-static void limits_from_config(struct envelope_limits *lim, const struct bridge_config *cfg)
+void bridge_envelope_limits(const struct bridge_config *cfg, struct envelope_limits *lim)
 {
     envelope_limits_default(lim);
     if (cfg->max_destination != 0)
@@ -1007,21 +973,28 @@ static void limits_from_config(struct envelope_limits *lim, const struct bridge_
         lim->max_body = cfg->max_body;
 }
 
+void bridge_link_config(const struct bridge_config *cfg, const char *name, int db,
+                        struct redis_link_config *out)
+{
+    *out = (struct redis_link_config){
+        .name = name,
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .username = cfg->redis_username,
+        .password = cfg->redis_password,
+        .db = db,
+        .reconnect_min_ms = cfg->reconnect_min_ms,
+        .reconnect_max_ms = cfg->reconnect_max_ms,
+        .connect_timeout_ms = cfg->connect_timeout_ms != 0 ? cfg->connect_timeout_ms : 5000,
+    };
+}
+
 static struct redis_link *link_new(struct bridge *b, const char *name, int db,
                                    void (*up)(void *, struct redis_link *),
                                    void (*down)(void *, struct redis_link *))
 {
-    struct redis_link_config lc = {
-        .name = name,
-        .host = b->cfg.redis_host,
-        .port = b->cfg.redis_port,
-        .username = b->cfg.redis_username,
-        .password = b->cfg.redis_password,
-        .db = db,
-        .reconnect_min_ms = b->cfg.reconnect_min_ms,
-        .reconnect_max_ms = b->cfg.reconnect_max_ms,
-        .connect_timeout_ms = b->cfg.connect_timeout_ms,
-    };
+    struct redis_link_config lc;
+    bridge_link_config(&b->cfg, name, db, &lc);
     struct redis_link_ops ops = {.ctx = b, .up = up, .down = down};
     return redis_link_new(b->base, &lc, &ops);
 }
@@ -1068,7 +1041,7 @@ struct bridge *bridge_new(struct event_base *base, const struct bridge_config *c
         free(b);
         return NULL;
     }
-    limits_from_config(&b->limits, &b->cfg);
+    bridge_envelope_limits(&b->cfg, &b->limits);
     random_hex(b->instance, 8);
     b->probe_channel_len = (size_t)snprintf(b->probe_channel, sizeof(b->probe_channel), "%s:%s%s",
                                             b->cfg.prefix, PROBE_CHANNEL_PART, b->cfg.node_id);

@@ -71,6 +71,15 @@ int bridge_parse_url(const char *url, struct bridge_config *cfg, char *err, size
  */
 char *bridge_pattern_glob(const char *prefix, const char *pattern, size_t len, size_t *out_len);
 
+struct redis_link_config;
+struct envelope_limits;
+
+/* The settings of a Redis link named `name` to cfg's server (strings borrowed from cfg). */
+void bridge_link_config(const struct bridge_config *cfg, const char *name, int db,
+                        struct redis_link_config *out);
+/* The envelope decoder limits cfg implies (its max_* fields, else the broker's defaults). */
+void bridge_envelope_limits(const struct bridge_config *cfg, struct envelope_limits *lim);
+
 struct bridge_ops {
     void *ctx;
     /*
@@ -123,6 +132,8 @@ struct bridge_stats {
     uint64_t publish_errors;          /* error replies to PUBLISH */
     uint64_t channels;                /* gauge: exact channels subscribed in Redis now */
     uint64_t patterns;                /* gauge: glob patterns subscribed in Redis now */
+    uint64_t probe_round_trip_us;     /* gauge: the latest probe's PUBLISH -> message time, the
+                                         Redis latency this node sees (0 before the first) */
 };
 const struct bridge_stats *bridge_stats(const struct bridge *b);
 

@@ -40,6 +40,7 @@ enum ws_opcode {
 #define WS_CLOSE_POLICY         1008
 #define WS_CLOSE_TOO_BIG        1009
 #define WS_CLOSE_INTERNAL_ERROR 1011
+#define WS_CLOSE_TRY_AGAIN_LATER 1013 /* IANA registry: a temporary condition, e.g. a full buffer */
 
 #define WS_FRAME_HEADER_MAX    14 /* 2 + 8 (64-bit length) + 4 (mask key) */
 #define WS_CONTROL_PAYLOAD_MAX 125

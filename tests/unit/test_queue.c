@@ -213,6 +213,137 @@ START_TEST(test_blocked_consumer_is_skipped_then_resumed)
 }
 END_TEST
 
+/* ---- clustered queues: what the cluster layer is told ------------------------------------- */
+
+struct event_record {
+    enum queue_event ev;
+    char body[32];
+};
+
+static struct event_record events[64];
+static size_t event_count;
+
+static void record_event(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
+{
+    (void)ctx;
+    ck_assert(q->clustered);
+    ck_assert_uint_lt(event_count, 64);
+    struct event_record *e = &events[event_count++];
+    e->ev = ev;
+    e->body[0] = '\0';
+    if (msg != NULL)
+        snprintf(e->body, sizeof(e->body), "%.*s", (int)msg->body_len, msg->body);
+}
+
+static const struct router_ops cluster_ops = {
+    .deliver = record, .writable = writable, .queue_event = record_event};
+
+static void setup_clustered(void)
+{
+    router_init(&router, &cluster_ops, 5);
+    router.cluster_queues = true;
+    router.cluster_window = 3;
+    delivery_count = 0;
+    event_count = 0;
+    blocked = NULL;
+}
+
+/* The events recorded since the last call, as "FOLLOW ROOM SETTLED:a ..." */
+static const char *take_events(void)
+{
+    static const char *const names[] = {"FOLLOW", "UNFOLLOW", "SETTLED", "RELEASED", "ROOM"};
+    static char out[512];
+    out[0] = '\0';
+    for (size_t i = 0; i < event_count; i++) {
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof(out) - n, "%s%s%s%s", i ? " " : "", names[events[i].ev],
+                 events[i].body[0] ? ":" : "", events[i].body);
+    }
+    event_count = 0;
+    return out;
+}
+
+/* A message taken from the queue's stream (what broker.c does with streams' deliveries). */
+static void push_from_stream(const char *queue, const char *body, bool redelivered)
+{
+    struct queue *q = queue_lookup(&router, queue, strlen(queue), false);
+    ck_assert_ptr_nonnull(q);
+    struct message *msg = message_new(queue, strlen(queue), NULL, 0, body, strlen(body));
+    ck_assert_int_eq(queue_push(&router, q, msg, redelivered), 0);
+    message_unref(msg);
+}
+
+START_TEST(test_cluster_auto_ack_settles_on_delivery)
+{
+    struct subscription *a = consumer("/queue/c", ACK_AUTO, 0);
+    ck_assert_str_eq(take_events(), "FOLLOW ROOM");
+    push_from_stream("/queue/c", "m1", true);
+    ck_assert_uint_eq(delivery_count, 1);
+    ck_assert(deliveries[0].redelivered);
+    ck_assert_str_eq(take_events(), "SETTLED:m1");
+    consumer_free(a);
+    ck_assert_str_eq(take_events(), "UNFOLLOW");
+    ck_assert_ptr_null(queue_lookup(&router, "/queue/c", 8, false));
+}
+END_TEST
+
+START_TEST(test_cluster_ack_settles_and_makes_room)
+{
+    struct subscription *a = consumer("/queue/c", ACK_CLIENT_INDIVIDUAL, 2);
+    struct queue *q = queue_lookup(&router, "/queue/c", 8, false);
+    ck_assert_uint_eq(queue_capacity(&router, q), 2);
+    push_from_stream("/queue/c", "m1", false);
+    push_from_stream("/queue/c", "m2", false);
+    ck_assert_uint_eq(queue_capacity(&router, q), 0);
+    take_events();
+    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_str_eq(take_events(), "SETTLED:m2 ROOM");
+    ck_assert_uint_eq(queue_capacity(&router, q), 1);
+    consumer_free(a);
+    ck_assert_str_eq(take_events(), "RELEASED:m1 UNFOLLOW"); /* m1 was never acked */
+}
+END_TEST
+
+START_TEST(test_cluster_last_consumer_releases_waiting_in_order)
+{
+    struct subscription *a = consumer("/queue/c", ACK_CLIENT, 1);
+    push_from_stream("/queue/c", "m1", false); /* delivered, unacked */
+    push_from_stream("/queue/c", "m2", false); /* waiting: the prefetch window is full */
+    push_from_stream("/queue/c", "m3", false);
+    ck_assert_uint_eq(delivery_count, 1);
+    take_events();
+    consumer_free(a);
+    ck_assert_str_eq(take_events(), "RELEASED:m1 RELEASED:m2 RELEASED:m3 UNFOLLOW");
+    ck_assert_ptr_null(queue_lookup(&router, "/queue/c", 8, false));
+}
+END_TEST
+
+START_TEST(test_cluster_capacity_counts_ready_consumers_only)
+{
+    struct subscription *a = consumer("/queue/c", ACK_AUTO, 0);
+    struct subscription *b = consumer("/queue/c", ACK_CLIENT, 10);
+    struct queue *q = queue_lookup(&router, "/queue/c", 8, false);
+    ck_assert_uint_eq(queue_capacity(&router, q), 3 + 10); /* cluster_window for auto-ack */
+    blocked = b;
+    ck_assert_uint_eq(queue_capacity(&router, q), 3);
+    blocked = a;
+    ck_assert_uint_eq(queue_capacity(&router, q), 10);
+    blocked = NULL;
+    consumer_free(a);
+    consumer_free(b);
+}
+END_TEST
+
+START_TEST(test_cluster_reply_queues_stay_local)
+{
+    struct subscription *a = consumer("/reply-queue/s1.x", ACK_AUTO, 0);
+    struct queue *q = queue_lookup(&router, "/reply-queue/s1.x", 17, false);
+    ck_assert(!q->clustered);
+    ck_assert_uint_eq(event_count, 0);
+    consumer_free(a);
+}
+END_TEST
+
 static Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -228,6 +359,14 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, test_disconnect_gives_unacked_back_in_order);
     tcase_add_test(tc, test_blocked_consumer_is_skipped_then_resumed);
     suite_add_tcase(s, tc);
+    TCase *cluster = tcase_create("clustered");
+    tcase_add_checked_fixture(cluster, setup_clustered, teardown);
+    tcase_add_test(cluster, test_cluster_auto_ack_settles_on_delivery);
+    tcase_add_test(cluster, test_cluster_ack_settles_and_makes_room);
+    tcase_add_test(cluster, test_cluster_last_consumer_releases_waiting_in_order);
+    tcase_add_test(cluster, test_cluster_capacity_counts_ready_consumers_only);
+    tcase_add_test(cluster, test_cluster_reply_queues_stay_local);
+    suite_add_tcase(s, cluster);
     return s;
 }
 

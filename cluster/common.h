@@ -1,0 +1,24 @@
+/*
+ * common.h - small helpers the cluster modules (bridge.c, streams.c) share.
+ */
+#ifndef STOMPWS_CLUSTER_COMMON_H
+#define STOMPWS_CLUSTER_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLUSTER_WARN_INTERVAL_MS 10000 /* at most one warn line per kind per 10 s */
+
+/* Monotonic microseconds, and milliseconds. */
+uint64_t cluster_now_us(void);
+uint64_t cluster_now_ms(void);
+
+/* True at most once per CLUSTER_WARN_INTERVAL_MS for the given clock: keeps floods out of the
+ * log. */
+bool cluster_warn_due(uint64_t *last);
+
+/* Grows *buf (realloc, doubling from 4 KiB) to hold at least need bytes; -1 when out of memory. */
+int cluster_grow(char **buf, size_t *cap, size_t need);
+
+#endif
