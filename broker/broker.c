@@ -39,6 +39,16 @@ const char *limit_name(enum limit_kind kind)
     return names[kind];
 }
 
+const uint64_t broker_lag_bucket_us[BROKER_LAG_BUCKETS] = {
+    1000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 uint64_t broker_now_ms(const struct broker *b)
 {
     (void)b;
@@ -81,12 +91,31 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct broker *b = arg;
     (void)what;
     if (sig == SIGHUP) {
-        log_info(0, "received SIGHUP: reloading certificates and auth files");
+        log_info(0, "received SIGHUP: reopening the log file, reloading certificates and auth "
+                    "files");
         broker_reload(b);
         return;
     }
     log_info(0, "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     broker_shutdown(b, "broker shutting down");
+}
+
+/* Both TLS contexts from cfg's files; -1 with err set (and nothing to free) on failure. */
+static int tls_contexts_new(const struct config *cfg, SSL_CTX **ctx, SSL_CTX **client_ctx,
+                            char *err, size_t err_len)
+{
+    *ctx = tls_context_new(cfg, false, err, err_len);
+    *client_ctx = NULL;
+    if (*ctx != NULL && cfg->tls_client_ca[0] != '\0')
+        *client_ctx = tls_context_new(cfg, true, err, err_len);
+    else if (*ctx != NULL && SSL_CTX_up_ref(*ctx) == 1)
+        *client_ctx = *ctx; /* stomp-tls shares the wss context */
+    if (*ctx == NULL || *client_ctx == NULL) {
+        SSL_CTX_free(*ctx);
+        *ctx = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 /* Builds both TLS contexts; on failure keeps the ones in use and returns -1 with err set. */
@@ -95,16 +124,9 @@ static int load_tls(struct broker *b, char *err, size_t err_len)
     const struct config *cfg = &b->cfg;
     if (!cfg->wss.enabled && !cfg->stomp_tls.enabled)
         return 0;
-    SSL_CTX *ctx = tls_context_new(cfg, false, err, err_len);
-    SSL_CTX *client_ctx = NULL;
-    if (ctx != NULL && cfg->tls_client_ca[0] != '\0')
-        client_ctx = tls_context_new(cfg, true, err, err_len);
-    else if (ctx != NULL && SSL_CTX_up_ref(ctx) == 1)
-        client_ctx = ctx; /* stomp-tls shares the wss context */
-    if (ctx == NULL || client_ctx == NULL) {
-        SSL_CTX_free(ctx);
+    SSL_CTX *ctx, *client_ctx;
+    if (tls_contexts_new(cfg, &ctx, &client_ctx, err, err_len) != 0)
         return -1;
-    }
     SSL_CTX_free(b->tls_ctx); /* connections still using the old ones hold their own reference */
     SSL_CTX_free(b->tls_client_ctx);
     b->tls_ctx = ctx;
@@ -115,6 +137,11 @@ static int load_tls(struct broker *b, char *err, size_t err_len)
 void broker_reload(struct broker *b)
 {
     char err[512];
+    /* First, so the outcome of the rest lands in the new file. */
+    if (log_reopen(err, sizeof(err)) != 0)
+        log_error(0, "log file not reopened (still writing to the old one): %s", err);
+    else if (log_file_path() != NULL)
+        log_info(0, "log file %s reopened", log_file_path());
     if (load_tls(b, err, sizeof(err)) != 0)
         log_error(0, "TLS certificates not reloaded (keeping the current ones): %s", err);
     else if (b->tls_ctx != NULL)
@@ -303,6 +330,65 @@ static int start_bridge(struct broker *b)
     return 0;
 }
 
+/* Due again BROKER_LAG_TICK_MS from now; libevent's cached time is refreshed so that its
+ * deadline and due_us count from the same instant. */
+static void arm_lag_tick(struct broker *b, uint64_t now_us)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = BROKER_LAG_TICK_MS * 1000};
+    b->loop_lag.due_us = now_us + BROKER_LAG_TICK_MS * 1000;
+    event_base_update_cache_time(b->base);
+    evtimer_add(b->loop_lag.timer, &tv);
+}
+
+/* How late this tick runs is how long the loop was busy elsewhere (or the process starved). */
+static void lag_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct broker *b = arg;
+    struct broker_loop_lag *lag = &b->loop_lag;
+    (void)fd;
+    (void)what;
+    uint64_t now = monotonic_us();
+    /* libevent may wake a little early by the finer clock: that is no lag. */
+    uint64_t late = now > lag->due_us ? now - lag->due_us : 0;
+    lag->last_us = late;
+    lag->sum_us += late;
+    lag->count++;
+    size_t bucket = 0;
+    while (bucket < BROKER_LAG_BUCKETS && late > broker_lag_bucket_us[bucket])
+        bucket++;
+    lag->buckets[bucket]++;
+    arm_lag_tick(b, now);
+}
+
+int broker_check_config(const struct config *cfg, char *err, size_t err_len)
+{
+    char why[400];
+    struct security sec = {0};
+    int rc = security_load(&sec, cfg, why, sizeof(why));
+    security_reset(&sec);
+    if (rc != 0) {
+        snprintf(err, err_len, "auth: %s", why);
+        return -1;
+    }
+    SSL_CTX *ctx, *client_ctx;
+    if (cfg->wss.enabled || cfg->stomp_tls.enabled) {
+        if (tls_contexts_new(cfg, &ctx, &client_ctx, why, sizeof(why)) != 0) {
+            snprintf(err, err_len, "TLS: %s", why);
+            return -1;
+        }
+        SSL_CTX_free(ctx);
+        SSL_CTX_free(client_ctx);
+    }
+    struct bridge_config bcfg;
+    bridge_config_defaults(&bcfg);
+    if (cfg->cluster_redis[0] != '\0' &&
+        bridge_parse_url(cfg->cluster_redis, &bcfg, why, sizeof(why)) != 0) {
+        snprintf(err, err_len, "cluster.redis: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
 static int add_signal(struct broker *b, int slot, int sig)
 {
     b->signal_events[slot] = evsignal_new(b->base, sig, signal_cb, b);
@@ -330,9 +416,12 @@ struct broker *broker_new(const struct config *cfg)
     b->router.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
     b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
-    if (b->reap_event == NULL || b->shutdown_timer == NULL || add_signal(b, 0, SIGINT) != 0 ||
-        add_signal(b, 1, SIGTERM) != 0 || add_signal(b, 2, SIGHUP) != 0)
+    b->loop_lag.timer = evtimer_new(b->base, lag_tick_cb, b);
+    if (b->reap_event == NULL || b->shutdown_timer == NULL || b->loop_lag.timer == NULL ||
+        add_signal(b, 0, SIGINT) != 0 || add_signal(b, 1, SIGTERM) != 0 ||
+        add_signal(b, 2, SIGHUP) != 0)
         goto fail;
+    arm_lag_tick(b, monotonic_us());
     char err[512];
     if (security_load(&b->security, cfg, err, sizeof(err)) != 0) {
         log_error(0, "auth: %s", err);
@@ -400,6 +489,8 @@ void broker_free(struct broker *b)
         event_free(b->reap_event);
     if (b->shutdown_timer != NULL)
         event_free(b->shutdown_timer);
+    if (b->loop_lag.timer != NULL)
+        event_free(b->loop_lag.timer);
     if (b->base != NULL)
         event_base_free(b->base);
     free(b);

@@ -67,6 +67,25 @@ struct broker_stats {
     uint64_t reply_queue_drops;   /* SENDs to a /reply-queue/ whose owner had gone */
 };
 
+/*
+ * Event-loop lag: a timer due every BROKER_LAG_TICK_MS measures how late it runs. A callback that
+ * holds the loop (or a host that starves the process) shows here before clients notice.
+ */
+#define BROKER_LAG_TICK_MS 250
+#define BROKER_LAG_BUCKETS 10
+
+/* Upper bounds of the lag histogram's buckets in microseconds; one more bucket holds the rest. */
+extern const uint64_t broker_lag_bucket_us[BROKER_LAG_BUCKETS];
+
+struct broker_loop_lag {
+    struct event *timer; /* owned: armed again by each tick */
+    uint64_t due_us;     /* monotonic time the next tick is due */
+    uint64_t last_us;    /* lag of the latest tick */
+    uint64_t sum_us;
+    uint64_t count;
+    uint64_t buckets[BROKER_LAG_BUCKETS + 1]; /* ticks per bucket (not cumulative); last: over */
+};
+
 struct broker {
     struct event_base *base; /* owned */
     struct config cfg;
@@ -91,6 +110,7 @@ struct broker {
     struct admit admit;       /* connection admission limits */
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
     struct broker_stats stats;
+    struct broker_loop_lag loop_lag;
 };
 
 /* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */
@@ -123,6 +143,13 @@ int broker_publish_waiting(struct broker *b, struct message *msg, const char *ro
 /* SIGHUP: rebuilds the TLS contexts from the certificate files (open connections keep theirs)
  * and reloads the users file, ACL and JWT keys; what fails to load keeps its old version. */
 void broker_reload(struct broker *b);
+
+/*
+ * --check-config: loads what broker_new() would load from cfg (users file, ACL, JWT keys, TLS
+ * certificates and keys, the Redis URL) and frees it again, without binding or connecting.
+ * Returns 0, or -1 with err naming what failed.
+ */
+int broker_check_config(const struct config *cfg, char *err, size_t err_len);
 
 /* Monotonic milliseconds, for timeouts, heart-beats and rate limits. */
 uint64_t broker_now_ms(const struct broker *b);

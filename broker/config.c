@@ -9,7 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum key_type { KEY_ADDR, KEY_PATH, KEY_LOG_LEVEL, KEY_FRAMES, KEY_MS, KEY_SIZE, KEY_STRING };
+enum key_type {
+    KEY_ADDR,
+    KEY_PATH,
+    KEY_LOG_LEVEL,
+    KEY_LOG_FORMAT,
+    KEY_FRAMES,
+    KEY_MS,
+    KEY_SIZE,
+    KEY_STRING
+};
 
 /* One settable key: where it lives in struct config and how its text is read. */
 struct config_key {
@@ -33,6 +42,8 @@ static const struct config_key config_keys[] = {
     KEY("server", "stomp_tls", KEY_ADDR, stomp_tls),
     KEY("server", "http", KEY_ADDR, http),
     KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
+    KEY("server", "log_file", KEY_STRING, log_file),
+    KEY("server", "log_format", KEY_LOG_FORMAT, log_format),
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
     KEY("limits", "connection_rate", KEY_SIZE, connection_rate),
@@ -93,6 +104,7 @@ void config_defaults(struct config *cfg)
     config_parse_addr("off", &cfg->stomp_tls);
     config_parse_addr("off", &cfg->http);
     cfg->log_level = LOG_INFO;
+    cfg->log_format = LOG_FORMAT_TEXT;
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;
 
@@ -154,7 +166,8 @@ int config_parse_addr(const char *text, struct config_addr *out)
         host++;
         host_len -= 2;
     }
-    if (host_len >= sizeof(out->host))
+    /* Digits only: strtoul would also take spaces and a sign (" 80", "+80", "-0"). */
+    if (host_len >= sizeof(out->host) || colon[1] < '0' || colon[1] > '9')
         return -1;
     char *end;
     errno = 0;
@@ -173,7 +186,8 @@ static int parse_number(const char *text, bool allow_suffix, uint64_t *out)
 {
     char *end;
     errno = 0;
-    if (text[0] == '-' || text[0] == '\0')
+    /* strtoull would skip spaces and take a sign: " -1" would read as 2^64 - 1. */
+    if (text[0] < '0' || text[0] > '9')
         return -1;
     unsigned long long v = strtoull(text, &end, 10);
     if (errno != 0 || end == text)
@@ -223,6 +237,13 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
         *(int *)field = level;
         return 0;
     }
+    case KEY_LOG_FORMAT: {
+        int format = log_format_parse(value);
+        if (format < 0)
+            return -1;
+        *(int *)field = format;
+        return 0;
+    }
     case KEY_FRAMES: {
         static const char *const names[] = {"auto", "text", "binary"};
         for (int i = 0; i < 3; i++)
@@ -260,6 +281,8 @@ static const char *type_hint(enum key_type type)
         return "a path starting with /";
     case KEY_LOG_LEVEL:
         return "debug, info, warn or error";
+    case KEY_LOG_FORMAT:
+        return "text or json";
     case KEY_FRAMES:
         return "auto, text or binary";
     case KEY_MS:
@@ -322,14 +345,54 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
     return 1;
 }
 
+/*
+ * inih reads through a buffer of INI_MAX_LINE bytes and takes the rest of a longer line for a line
+ * of its own (a cut value, or "rest:of:value" read as a key). This reader notices: the rest of a
+ * long comment is skipped, any other long line stops the load with an error naming the limit.
+ */
+struct line_reader {
+    FILE *file;
+    int line;      /* lines read so far */
+    int long_line; /* the line that was too long, 0 if none */
+};
+
+static char *read_line(char *str, int num, void *stream)
+{
+    struct line_reader *r = stream;
+    if (fgets(str, num, r->file) == NULL)
+        return NULL;
+    r->line++;
+    size_t len = strlen(str);
+    if ((len > 0 && str[len - 1] == '\n') || feof(r->file))
+        return str;
+    int c;
+    while ((c = fgetc(r->file)) != EOF && c != '\n')
+        ;
+    const char *text = str + strspn(str, " \t");
+    if (*text == ';' || *text == '#')
+        return str;
+    r->long_line = r->line;
+    return NULL;
+}
+
 int config_load_file(struct config *cfg, const char *path, char *err, size_t err_len)
 {
-    struct load_state st = {.cfg = cfg, .failed = false};
-    int line = ini_parse(path, on_ini_entry, &st);
-    if (line == 0)
-        return 0;
-    if (line == -1)
+    FILE *file = fopen(path, "r");
+    if (file == NULL) {
         snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct line_reader reader = {.file = file};
+    struct load_state st = {.cfg = cfg, .failed = false};
+    int line = ini_parse_stream(read_line, &reader, on_ini_entry, &st);
+    fclose(file);
+    if (line == 0 && reader.long_line == 0)
+        return 0;
+    if (line == 0)
+        snprintf(err, err_len,
+                 "%s:%d: line longer than %d bytes (give a longer value with --set "
+                 "SECTION.KEY=VALUE)",
+                 path, reader.long_line, INI_MAX_LINE - 2);
     else if (line == -2)
         snprintf(err, err_len, "%s: out of memory", path);
     else if (st.failed)
@@ -367,4 +430,80 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         return -1;
     }
     return 0;
+}
+
+/* cluster.redis with its password as "***": --print-config output ends up in bug reports. */
+static void format_redis_url(char *out, size_t len, const char *url)
+{
+    const char *rest = strstr(url, "://");
+    rest = rest != NULL ? rest + 3 : url;
+    size_t authority_len = strcspn(rest, "/");
+    const char *at = NULL;
+    for (size_t i = 0; i < authority_len; i++)
+        if (rest[i] == '@')
+            at = rest + i;
+    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    if (colon == NULL)
+        snprintf(out, len, "%s", url);
+    else
+        snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
+static void format_value(const struct config *cfg, const struct config_key *k, char *out,
+                         size_t len)
+{
+    const char *field = (const char *)cfg + k->offset;
+    static const char *const frames[] = {"auto", "text", "binary"};
+    switch (k->type) {
+    case KEY_ADDR: {
+        const struct config_addr *a = (const struct config_addr *)field;
+        if (!a->enabled)
+            snprintf(out, len, "off");
+        else
+            snprintf(out, len, strchr(a->host, ':') != NULL ? "[%s]:%u" : "%s:%u", a->host,
+                     a->port);
+        return;
+    }
+    case KEY_LOG_LEVEL: {
+        int level = *(const int *)field;
+        snprintf(out, len, "%s", log_level_name((enum log_level)level));
+        return;
+    }
+    case KEY_LOG_FORMAT: {
+        int format = *(const int *)field;
+        snprintf(out, len, "%s", log_format_name((enum log_format)format));
+        return;
+    }
+    case KEY_FRAMES:
+        snprintf(out, len, "%s", frames[*(const enum config_outbound_frames *)field]);
+        return;
+    case KEY_MS:
+        snprintf(out, len, "%u", *(const unsigned *)field);
+        return;
+    case KEY_SIZE: /* exact: "1k" would read oddly on counts such as max_subscriptions */
+        snprintf(out, len, "%zu", *(const size_t *)field);
+        return;
+    case KEY_PATH:
+    case KEY_STRING:
+        if (field == cfg->cluster_redis)
+            format_redis_url(out, len, field);
+        else
+            snprintf(out, len, "%s", field);
+        return;
+    }
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+    const char *section = NULL;
+    for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+        const struct config_key *k = &config_keys[i];
+        if (section == NULL || strcmp(k->section, section) != 0) {
+            fprintf(out, "%s[%s]\n", section == NULL ? "" : "\n", k->section);
+            section = k->section;
+        }
+        char value[sizeof(cfg->auth_allow_origin) + 64];
+        format_value(cfg, k, value, sizeof(value));
+        fprintf(out, "%s =%s%s\n", k->name, value[0] != '\0' ? " " : "", value);
+    }
 }

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define CONFIG_ADDR_MAX 256
 
@@ -31,6 +32,8 @@ struct config {
     struct config_addr stomp_tls; /* STOMP over TLS, off by default */
     struct config_addr http;      /* health and metrics only, off by default */
     int log_level;
+    char log_file[CONFIG_ADDR_MAX]; /* "" = stderr; reopened by name on SIGHUP */
+    int log_format;                 /* enum log_format: text or json lines */
     enum config_outbound_frames outbound_frames;
     unsigned shutdown_timeout_ms;
 
@@ -114,5 +117,12 @@ int config_parse_addr(const char *text, struct config_addr *out);
 
 /* Cross-key checks after everything is loaded (e.g. min <= max). */
 int config_validate(const struct config *cfg, char *err, size_t err_len);
+
+/*
+ * Writes every key with its value in INI form, section by section (for --print-config). A password
+ * in cluster.redis is written as "***". Lines are not cut: one longer than a config file line may
+ * be (the default tls.ciphers) does not load back from a file.
+ */
+void config_print(const struct config *cfg, FILE *out);
 
 #endif

@@ -107,6 +107,7 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     c->transport = transport;
     c->state = transport == CONN_TCP ? CONN_OPEN : CONN_HTTP;
     format_peer(sa, c->peer, sizeof(c->peer));
+    log_peer_set(c->id, c->peer); /* every log line about this connection names its peer */
     c->bev = socket_bufferevent(b, fd, ssl);
     c->timer = evtimer_new(b->base, timer_cb, c);
     if (c->bev == NULL || c->timer == NULL) {
@@ -162,6 +163,7 @@ void conn_free(struct conn *c)
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     log_debug(c->id, "connection closed");
+    log_peer_clear(c->id);
     free(c);
 }
 

@@ -193,6 +193,29 @@ static void render_cluster_queues(struct evbuffer *m, const struct broker *b)
     evbuffer_add_printf(m, "stompws_cluster_queue_held %" PRIu64 "\n", st->held);
 }
 
+/* The broker itself: event-loop lag (see broker_loop_lag) and log lines lost. */
+static void render_process(struct evbuffer *m, const struct broker *b)
+{
+    const struct broker_loop_lag *lag = &b->loop_lag;
+    metric(m, "stompws_event_loop_lag_seconds", "gauge",
+           "How late the latest event-loop tick ran (ticks are due every 250 ms).");
+    evbuffer_add_printf(m, "stompws_event_loop_lag_seconds %.6f\n", (double)lag->last_us / 1e6);
+    const char *name = "stompws_event_loop_tick_lag_seconds";
+    metric(m, name, "histogram", "How late each event-loop tick ran.");
+    uint64_t ticks = 0;
+    for (int i = 0; i < BROKER_LAG_BUCKETS; i++) {
+        ticks += lag->buckets[i];
+        evbuffer_add_printf(m, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+                            (double)broker_lag_bucket_us[i] / 1e6, ticks);
+    }
+    ticks += lag->buckets[BROKER_LAG_BUCKETS];
+    evbuffer_add_printf(m, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, ticks);
+    evbuffer_add_printf(m, "%s_sum %.6f\n", name, (double)lag->sum_us / 1e6);
+    evbuffer_add_printf(m, "%s_count %" PRIu64 "\n", name, lag->count);
+    counter(m, "stompws_log_lines_dropped_total",
+            "Log lines the log file did not take (disk full, I/O error).", log_lines_dropped());
+}
+
 static void serve_metrics(struct conn *c)
 {
     struct evbuffer *m = evbuffer_new();
@@ -208,6 +231,7 @@ static void serve_metrics(struct conn *c)
     render_errors(m, b);
     render_cluster(m, b);
     render_cluster_queues(m, b);
+    render_process(m, b);
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", m);
     evbuffer_free(m);
 }

@@ -45,6 +45,13 @@ static void usage(FILE *out)
         "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
         "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+        "  --log-file FILE       append log lines to FILE (default: stderr); reopened on SIGHUP\n"
+        "  --log-format FORMAT   text or json (one JSON object per line); default text\n"
+        "  --check-config        check the configuration and load every file it names (TLS,\n"
+        "                        users, ACL, JWT keys) without starting; prints 'configuration\n"
+        "                        ok' (exit 0) or the error (exit 2: a bad setting, 1: a file\n"
+        "                        that does not load or a bad Redis URL)\n"
+        "  --print-config        print the effective configuration (every key) and exit\n"
         "  --version             print the version and exit\n"
         "  --help                this text\n"
         "\n"
@@ -74,6 +81,10 @@ enum {
     OPT_ALLOW_ORIGIN,
     OPT_ANONYMOUS,
     OPT_HTTP,
+    OPT_LOG_FILE,
+    OPT_LOG_FORMAT,
+    OPT_CHECK_CONFIG,
+    OPT_PRINT_CONFIG,
 };
 
 static const struct option options[] = {
@@ -97,6 +108,10 @@ static const struct option options[] = {
     {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
     {"anonymous", required_argument, NULL, OPT_ANONYMOUS},
     {"http", required_argument, NULL, OPT_HTTP},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+    {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -141,6 +156,10 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "tcp", arg, err, err_len);
     case OPT_LOG_LEVEL:
         return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_LOG_FILE:
+        return config_set(cfg, "server", "log_file", arg, err, err_len);
+    case OPT_LOG_FORMAT:
+        return config_set(cfg, "server", "log_format", arg, err, err_len);
     case OPT_REDIS:
         return config_set(cfg, "cluster", "redis", arg, err, err_len);
     case OPT_NODE_ID:
@@ -172,8 +191,14 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
     }
 }
 
+/* What to do once the configuration is loaded: run, or only check and/or print it. */
+struct run_mode {
+    bool check_config;
+    bool print_config;
+};
+
 /* Defaults, then --config, then the other flags in order. Returns 0, 1 (exit 0), or -1. */
-static int load_config(int argc, char **argv, struct config *cfg)
+static int load_config(int argc, char **argv, struct config *cfg, struct run_mode *mode)
 {
     config_defaults(cfg);
     char err[512];
@@ -191,6 +216,10 @@ static int load_config(int argc, char **argv, struct config *cfg)
             usage(stderr);
             return -1;
         }
+        if (opt == OPT_CHECK_CONFIG)
+            mode->check_config = true;
+        if (opt == OPT_PRINT_CONFIG)
+            mode->print_config = true;
         if (opt == OPT_CONFIG && config_load_file(cfg, optarg, err, sizeof(err)) != 0) {
             fprintf(stderr, "stompws: %s\n", err);
             return -1;
@@ -237,23 +266,57 @@ static int passwd_command(int argc, char **argv)
     return 0;
 }
 
+/*
+ * --check-config and --print-config: what start-up would load, without binding a port or
+ * opening the log file. Exits as start-up would: 1 when a file the configuration names does not
+ * load (the settings themselves were checked by load_config, which exits 2).
+ */
+static int check_and_print(const struct config *cfg, const struct run_mode *mode)
+{
+    char err[512];
+    if (mode->check_config) {
+        if ((cfg->log_file[0] != '\0' && log_check_file(cfg->log_file, err, sizeof(err)) != 0) ||
+            broker_check_config(cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "stompws: %s\n", err);
+            return 1;
+        }
+    }
+    if (mode->print_config)
+        config_print(cfg, stdout);
+    if (mode->check_config)
+        printf("configuration ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
         return passwd_command(argc, argv);
     struct config cfg;
-    int rc = load_config(argc, argv, &cfg);
+    struct run_mode mode = {0};
+    int rc = load_config(argc, argv, &cfg, &mode);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
+    if (mode.check_config || mode.print_config)
+        return check_and_print(&cfg, &mode);
     log_set_level((enum log_level)cfg.log_level);
+    log_set_format((enum log_format)cfg.log_format);
+    char err[512];
+    if (log_open(cfg.log_file, err, sizeof(err)) != 0) {
+        fprintf(stderr, "stompws: %s\n", err);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     struct broker *b = broker_new(&cfg);
-    if (b == NULL)
+    if (b == NULL) {
+        log_close();
         return 1;
+    }
     log_info(0, "stompws %s ready", STOMPWS_VERSION);
     int code = broker_run(b);
     broker_free(b);
     log_info(0, "stopped");
+    log_close();
     return code;
 }
