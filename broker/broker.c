@@ -1,7 +1,9 @@
 #include "broker/broker.h"
 #include "cluster/bridge.h"
 #include "cluster/streams.h"
+#include "broker/api.h"
 #include "broker/conn.h"
+#include "broker/http.h"
 #include "broker/listener.h"
 #include "broker/log.h"
 #include "broker/queue.h"
@@ -150,6 +152,7 @@ void broker_reload(struct broker *b)
         log_error(0, "auth files not reloaded (keeping the previous ones): %s", err);
     else
         log_info(0, "auth files reloaded");
+    api_reload(b);
 }
 
 static int open_listeners(struct broker *b)
@@ -431,7 +434,7 @@ struct broker *broker_new(const struct config *cfg)
         log_error(0, "TLS: %s", err);
         goto fail;
     }
-    if (start_bridge(b) != 0 || open_listeners(b) != 0)
+    if (http_start(b) != 0 || start_bridge(b) != 0 || open_listeners(b) != 0)
         goto fail;
     return b;
 fail:
@@ -476,6 +479,7 @@ void broker_free(struct broker *b)
     router_reset(&b->router);
     admit_reset(&b->admit);
     security_reset(&b->security);
+    api_free(b->api);
     streams_free(b->streams); /* after the sessions: their releases still reach it */
     bridge_free(b->bridge);   /* after the sessions: their unsubscribes still reach it */
     for (int kind = 0; kind < LISTENER_COUNT; kind++)

@@ -27,6 +27,7 @@ struct conn;
 struct session;
 struct bridge;
 struct streams;
+struct api;
 
 /* Every limit a client can hit; each hit is counted (and exported on /metrics). */
 enum limit_kind {
@@ -92,9 +93,9 @@ struct broker {
     struct router router;
     struct listener listeners[LISTENER_COUNT]; /* owned: ws, wss, tcp, stomp-tls */
     struct bridge *bridge;                     /* owned: the cluster link, NULL for a single node */
-    struct streams
-        *streams;     /* owned: queues across nodes (Redis Streams), NULL for a single node */
-    SSL_CTX *tls_ctx; /* owned (a reference): wss, and stomp-tls without client CA */
+    struct streams *streams; /* owned: queues across nodes, NULL for a single node */
+    struct api *api;         /* owned: the HTTP publish API's keys, NULL while it is off */
+    SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
     SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
                                 tls.client_ca is set) */
     struct conn *conns;      /* not owned here: each conn frees itself via reap */

@@ -41,6 +41,8 @@ static const struct config_key config_keys[] = {
     KEY("server", "wss", KEY_ADDR, wss),
     KEY("server", "stomp_tls", KEY_ADDR, stomp_tls),
     KEY("server", "http", KEY_ADDR, http),
+    KEY("server", "api_key_file", KEY_STRING, api_key_file),
+    KEY("server", "static_dir", KEY_STRING, static_dir),
     KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
     KEY("server", "log_file", KEY_STRING, log_file),
     KEY("server", "log_format", KEY_LOG_FORMAT, log_format),

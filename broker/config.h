@@ -31,6 +31,9 @@ struct config {
     struct config_addr wss;       /* WebSocket over TLS, off by default */
     struct config_addr stomp_tls; /* STOMP over TLS, off by default */
     struct config_addr http;      /* health and metrics only, off by default */
+    /* The HTTP publish API's bearer keys ("" = API off) and the static files ("" = none). */
+    char api_key_file[CONFIG_ADDR_MAX];
+    char static_dir[CONFIG_ADDR_MAX];
     int log_level;
     char log_file[CONFIG_ADDR_MAX]; /* "" = stderr; reopened by name on SIGHUP */
     int log_format;                 /* enum log_format: text or json lines */

@@ -364,6 +364,43 @@ static void upgrade(struct conn *c, const struct ws_http_request *req)
     log_debug(c->id, "websocket open, subprotocol %s", ws_subprotocol_name(up.subprotocol));
 }
 
+/* "Expect: 100-continue" (curl sends it for larger bodies and waits a second without an answer). */
+static bool expects_continue(const struct ws_http_request *req)
+{
+    const struct ws_http_header *h = ws_http_header_find(req, "expect");
+    return h != NULL && req->minor_version >= 1 && h->value.len == 12 &&
+           strncasecmp(h->value.ptr, "100-continue", 12) == 0;
+}
+
+/*
+ * A request for the plain HTTP routes. One whose route reads the body (the publish API) is
+ * served once the body's Content-Length bytes follow the head, the handshake timer still
+ * running; every other request is answered from its head.
+ */
+static void serve_http(struct conn *c, struct evbuffer *in, struct ws_http_request *req,
+                       size_t head_len)
+{
+    size_t body_len = http_body_wanted(c, req);
+    size_t have = evbuffer_get_length(in);
+    if (body_len == 0) {
+        http_serve(c, req, NULL, 0);
+        return;
+    }
+    if (have < head_len + body_len) {
+        if (have == head_len && expects_continue(req)) /* only the head is here: once */
+            evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        return;
+    }
+    /* Making head and body contiguous may move the head: parse it again where it now lies. */
+    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)(head_len + body_len));
+    if (data == NULL ||
+        ws_http_parse(req, data, head_len, c->broker->cfg.max_http_header_bytes) != (int)head_len) {
+        http_reply(c, 500, "cannot read the request body");
+        return;
+    }
+    http_serve(c, req, data + head_len, body_len);
+}
+
 /* Returns the bytes of the request head consumed, 0 when more are needed. */
 static size_t handle_http(struct conn *c, struct evbuffer *in)
 {
@@ -385,7 +422,7 @@ static size_t handle_http(struct conn *c, struct evbuffer *in)
         return 0;
     }
     if (c->transport != CONN_WS || !path_is(&req.path, c->broker->cfg.ws_path)) {
-        http_serve(c, &req);
+        serve_http(c, in, &req, (size_t)rc);
         return 0;
     }
     upgrade(c, &req);

@@ -1,33 +1,80 @@
 #include "broker/http.h"
+#include "broker/api.h"
 #include "broker/log.h"
 #include "broker/queue.h"
 #include "broker/session.h"
 #include "cluster/bridge.h"
 #include "cluster/streams.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * Static files go out whole in one response (they are small: pages, scripts, icons); a file past
+ * this is refused with a 500 and a log line rather than tying up a connection's output buffer.
+ */
+#define STATIC_FILE_MAX (16 * 1024 * 1024)
 
 static bool path_is(const struct ws_slice *path, const char *want)
 {
     return path->len == strlen(want) && memcmp(path->ptr, want, path->len) == 0;
 }
 
-/* Writes the head for a body already in `body`, then the body, then closes. */
-static void respond(struct conn *c, int status, const char *content_type, struct evbuffer *body)
+/* ws_http_status_text() knows the handshake's codes; the API and static files need these too. */
+static const char *status_text(int status)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add_printf(out,
+    switch (status) {
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 501:
+        return "Not Implemented";
+    default:
+        return ws_http_status_text(status);
+    }
+}
+
+/* Status line and headers up to the empty line, for a body of length bytes. */
+static void write_head(struct conn *c, int status, const char *content_type, size_t length,
+                       const char *extra_headers)
+{
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                        status, ws_http_status_text(status), content_type,
-                        evbuffer_get_length(body));
-    evbuffer_add_buffer(out, body);
+                        "%sConnection: close\r\n\r\n",
+                        status, status_text(status), content_type, length,
+                        extra_headers != NULL ? extra_headers : "");
+}
+
+void http_respond(struct conn *c, int status, const char *extra_headers, const char *content_type,
+                  struct evbuffer *body)
+{
+    char extra[512];
+    snprintf(extra, sizeof(extra), "Cache-Control: no-store\r\n%s",
+             extra_headers != NULL ? extra_headers : "");
+    write_head(c, status, content_type, evbuffer_get_length(body), extra);
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
     conn_close_gracefully(c, 0, "http response sent");
 }
 
-static void respond_text(struct conn *c, int status, const char *text)
+/* Writes the head for a body already in `body`, then the body, then closes. */
+static void respond(struct conn *c, int status, const char *content_type, struct evbuffer *body)
+{
+    http_respond(c, status, NULL, content_type, body);
+}
+
+static void respond_text(struct conn *c, int status, const char *extra_headers, const char *text)
 {
     struct evbuffer *body = evbuffer_new();
     if (body == NULL) {
@@ -35,7 +82,7 @@ static void respond_text(struct conn *c, int status, const char *text)
         return;
     }
     evbuffer_add_printf(body, "%s\n", text);
-    respond(c, status, "text/plain; charset=utf-8", body);
+    http_respond(c, status, extra_headers, "text/plain; charset=utf-8", body);
     evbuffer_free(body);
 }
 
@@ -111,7 +158,8 @@ static void render_traffic(struct evbuffer *m, const struct broker *b)
 {
     const struct router_stats *r = &b->router.stats;
     counter(m, "stompws_frames_in_total", "STOMP frames received.", b->stats.frames_in);
-    counter(m, "stompws_messages_in_total", "SEND frames routed.", b->stats.messages_in);
+    counter(m, "stompws_messages_in_total", "Messages routed: SEND frames and API publishes.",
+            b->stats.messages_in);
     counter(m, "stompws_messages_out_total", "MESSAGE frames written to clients.", r->delivered);
     counter(m, "stompws_bytes_in_total", "Bytes received from clients.", b->stats.bytes_in);
     counter(m, "stompws_bytes_out_total", "Bytes written to clients.", b->stats.bytes_out);
@@ -236,25 +284,202 @@ static void serve_metrics(struct conn *c)
     evbuffer_free(m);
 }
 
-void http_serve(struct conn *c, const struct ws_http_request *req)
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+        return (ch | 0x20) - 'a' + 10;
+    return -1;
+}
+
+ssize_t http_url_decode(const char *src, size_t len, bool plus_is_space, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++, n++) {
+        char ch = src[i];
+        if (n == cap)
+            return -1;
+        if (ch == '%') {
+            int hi = i + 2 < len ? hex_value(src[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(src[i + 2]) : -1;
+            if (lo < 0)
+                return -1;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (ch == '+' && plus_is_space) {
+            ch = ' ';
+        }
+        out[n] = ch;
+    }
+    return (ssize_t)n;
+}
+
+/* ---- static files (server.static_dir) -------------------------------------------------------- */
+
+/* Content-Type by extension; browsers load ES modules only as text/javascript. */
+static const char *static_content_type(const char *file)
+{
+    static const char *const types[][2] = {
+        {"html", "text/html; charset=utf-8"},
+        {"js", "text/javascript; charset=utf-8"},
+        {"mjs", "text/javascript; charset=utf-8"},
+        {"css", "text/css; charset=utf-8"},
+        {"json", "application/json"},
+        {"map", "application/json"},
+        {"png", "image/png"},
+        {"svg", "image/svg+xml"},
+        {"ico", "image/x-icon"},
+        {"txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(file, '.');
+    if (dot != NULL && strchr(dot, '/') == NULL)
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+            if (strcasecmp(dot + 1, types[i][0]) == 0)
+                return types[i][1];
+    return "application/octet-stream";
+}
+
+/* Segments starting with '.' ("..", ".", dotfiles such as .git) are never served. */
+static bool has_dot_segment(const char *path)
+{
+    for (const char *p = strchr(path, '/'); p != NULL; p = strchr(p + 1, '/'))
+        if (p[1] == '.')
+            return true;
+    return false;
+}
+
+/*
+ * The file under root that the request path names, resolved (symlinks followed) into out;
+ * false when there is none, or when it resolves outside root. "/" and "DIR/" mean index.html.
+ */
+static bool static_resolve(const char *root, const struct ws_slice *path, char out[PATH_MAX])
+{
+    static const char index_html[] = "index.html";
+    char decoded[PATH_MAX], real_root[PATH_MAX], joined[PATH_MAX];
+    ssize_t n =
+        http_url_decode(path->ptr, path->len, false, decoded, sizeof(decoded) - sizeof(index_html));
+    if (n <= 0 || decoded[0] != '/' || memchr(decoded, '\0', (size_t)n) != NULL)
+        return false;
+    decoded[n] = '\0';
+    if (decoded[n - 1] == '/')
+        memcpy(decoded + n, index_html, sizeof(index_html));
+    if (has_dot_segment(decoded) || realpath(root, real_root) == NULL)
+        return false;
+    int len = snprintf(joined, sizeof(joined), "%s%s", real_root, decoded);
+    if (len < 0 || (size_t)len >= sizeof(joined) || realpath(joined, out) == NULL)
+        return false;
+    size_t root_len = strlen(real_root);
+    return strncmp(out, real_root, root_len) == 0 && (out[root_len] == '/' || root_len == 1);
+}
+
+static void serve_static(struct conn *c, const struct ws_http_request *req)
+{
+    bool head = path_is(&req->method, "HEAD");
+    if (!head && !path_is(&req->method, "GET")) {
+        respond_text(c, 405, "Allow: GET, HEAD\r\n", "only GET and HEAD are served here");
+        return;
+    }
+    char file[PATH_MAX];
+    struct stat st;
+    int fd = static_resolve(c->broker->cfg.static_dir, &req->path, file)
+                 ? open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                 : -1;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        respond_text(c, 404, NULL, "not found");
+        return;
+    }
+    if (st.st_size > STATIC_FILE_MAX) {
+        close(fd);
+        log_warn(c->id, "not serving %s: %lld bytes, over the %d-byte static file cap", file,
+                 (long long)st.st_size, STATIC_FILE_MAX);
+        respond_text(c, 500, NULL, "file too large to serve");
+        return;
+    }
+    write_head(c, 200, static_content_type(file), (size_t)st.st_size,
+               "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
+    /* The evbuffer owns fd from here, and closes it once the file is written. */
+    if (head || st.st_size == 0 ||
+        evbuffer_add_file(bufferevent_get_output(c->bev), fd, 0, st.st_size) != 0)
+        close(fd);
+    conn_close_gracefully(c, 0, "http response sent");
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
+static bool is_api(const struct ws_http_request *req)
+{
+    size_t n = strlen(API_PATH_PREFIX);
+    return req->path.len >= n && memcmp(req->path.ptr, API_PATH_PREFIX, n) == 0;
+}
+
+int http_check_config(const struct config *cfg, char *err, size_t err_len)
+{
+    struct stat st;
+    const char *dir = cfg->static_dir;
+    if (dir[0] != '\0' && stat(dir, &st) != 0) {
+        snprintf(err, err_len, "server.static_dir: %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (dir[0] != '\0' && !S_ISDIR(st.st_mode)) {
+        snprintf(err, err_len, "server.static_dir: %s: not a directory", dir);
+        return -1;
+    }
+    char why[512];
+    if (api_check_config(cfg, why, sizeof(why)) != 0) {
+        snprintf(err, err_len, "server.api_key_file: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+int http_start(struct broker *b)
+{
+    char err[600];
+    if (http_check_config(&b->cfg, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
+        return -1;
+    }
+    if (b->cfg.static_dir[0] != '\0')
+        log_info(0, "serving static files from %s", b->cfg.static_dir);
+    return api_start(b);
+}
+
+size_t http_body_wanted(struct conn *c, const struct ws_http_request *req)
+{
+    return is_api(req) ? api_body_wanted(c->broker, req) : 0;
+}
+
+void http_serve(struct conn *c, const struct ws_http_request *req, const char *body,
+                size_t body_len)
 {
     log_debug(c->id, "http %.*s %.*s", (int)req->method.len, req->method.ptr, (int)req->path.len,
               req->path.ptr);
-    bool known = path_is(&req->path, "/healthz") || path_is(&req->path, "/readyz") ||
-                 path_is(&req->path, "/metrics");
-    if (!known) {
-        respond_text(c, 404, "not found");
+    if (is_api(req)) {
+        api_serve(c, req, body, body_len);
         return;
     }
-    if (req->method.len != 3 || memcmp(req->method.ptr, "GET", 3) != 0) {
-        respond_text(c, 405, "only GET is served here");
+    bool known = path_is(&req->path, "/healthz") || path_is(&req->path, "/readyz") ||
+                 path_is(&req->path, "/metrics");
+    if (!known && c->broker->cfg.static_dir[0] != '\0') {
+        serve_static(c, req);
+        return;
+    }
+    if (!known) {
+        respond_text(c, 404, NULL, "not found");
+        return;
+    }
+    if (!path_is(&req->method, "GET")) {
+        respond_text(c, 405, "Allow: GET\r\n", "only GET is served here");
         return;
     }
     if (path_is(&req->path, "/healthz")) {
-        respond_text(c, 200, "ok");
+        respond_text(c, 200, NULL, "ok");
     } else if (path_is(&req->path, "/readyz")) {
         const char *reason = not_ready_reason(c->broker);
-        respond_text(c, reason == NULL ? 200 : 503, reason == NULL ? "ready" : reason);
+        respond_text(c, reason == NULL ? 200 : 503, NULL, reason == NULL ? "ready" : reason);
     } else {
         serve_metrics(c);
     }

@@ -12,6 +12,7 @@
 #include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/config.h"
+#include "broker/http.h"
 #include "broker/log.h"
 
 static void usage(FILE *out)
@@ -25,8 +26,13 @@ static void usage(FILE *out)
         "  --ws HOST:PORT        WebSocket listener (default 127.0.0.1:15674; off to disable)\n"
         "  --ws-path PATH        WebSocket path (default /ws; other paths get 404)\n"
         "  --tcp HOST:PORT       plain STOMP over TCP (default 127.0.0.1:61613; off to disable)\n"
-        "  --http HOST:PORT      /healthz, /readyz, /metrics listener (default off; the ws\n"
-        "                        port serves them too on paths other than --ws-path)\n"
+        "  --http HOST:PORT      plain HTTP listener: /healthz, /readyz, /metrics, the API\n"
+        "                        and static files (default off; the ws port serves them\n"
+        "                        too on paths other than --ws-path)\n"
+        "  --api-key-file FILE   turn on the HTTP publish API (POST /api/publish) for the\n"
+        "                        bearer keys in FILE, one per line (see docs/API.md)\n"
+        "  --static DIR          serve the files in DIR over HTTP on paths not taken by\n"
+        "                        the routes above (default off)\n"
         "  --wss HOST:PORT       WebSocket over TLS listener (default off; needs --tls-cert/key)\n"
         "  --stomp-tls HOST:PORT STOMP over TLS listener (default off)\n"
         "  --tls-cert FILE       PEM certificate chain for wss and stomp-tls\n"
@@ -81,6 +87,8 @@ enum {
     OPT_ALLOW_ORIGIN,
     OPT_ANONYMOUS,
     OPT_HTTP,
+    OPT_API_KEY_FILE,
+    OPT_STATIC,
     OPT_LOG_FILE,
     OPT_LOG_FORMAT,
     OPT_CHECK_CONFIG,
@@ -108,6 +116,8 @@ static const struct option options[] = {
     {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
     {"anonymous", required_argument, NULL, OPT_ANONYMOUS},
     {"http", required_argument, NULL, OPT_HTTP},
+    {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+    {"static", required_argument, NULL, OPT_STATIC},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
@@ -168,6 +178,10 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "wss", arg, err, err_len);
     case OPT_HTTP:
         return config_set(cfg, "server", "http", arg, err, err_len);
+    case OPT_API_KEY_FILE:
+        return config_set(cfg, "server", "api_key_file", arg, err, err_len);
+    case OPT_STATIC:
+        return config_set(cfg, "server", "static_dir", arg, err, err_len);
     case OPT_STOMP_TLS:
         return config_set(cfg, "server", "stomp_tls", arg, err, err_len);
     case OPT_TLS_CERT:
@@ -276,7 +290,8 @@ static int check_and_print(const struct config *cfg, const struct run_mode *mode
     char err[512];
     if (mode->check_config) {
         if ((cfg->log_file[0] != '\0' && log_check_file(cfg->log_file, err, sizeof(err)) != 0) ||
-            broker_check_config(cfg, err, sizeof(err)) != 0) {
+            broker_check_config(cfg, err, sizeof(err)) != 0 ||
+            http_check_config(cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "stompws: %s\n", err);
             return 1;
         }
