@@ -90,8 +90,7 @@ struct streams {
     struct streams_stats stats;
 };
 
-/* ---- RESP building ----------------------------------------------------------------------------
- */
+/* ---- RESP building --------------------------------------------------------------------------- */
 
 static void resp_begin(struct streams *s, size_t argc)
 {
@@ -161,8 +160,7 @@ static int batch_add(struct id_batch *ids, const char *id)
     return 0;
 }
 
-/* ---- queues -----------------------------------------------------------------------------------
- */
+/* ---- queues ---------------------------------------------------------------------------------- */
 
 static const char *queue_name(const struct squeue *q)
 {
@@ -220,8 +218,7 @@ static void mark_dirty(struct streams *s, struct squeue *q)
     event_active(s->turn_event, 0, 0);
 }
 
-/* ---- confirmed commands ------------------------------------------------------------------------
- */
+/* ---- confirmed commands ---------------------------------------------------------------------- */
 
 static void pending_unlink(struct streams *s, struct pending *p)
 {
@@ -352,8 +349,7 @@ static void pending_resend(struct streams *s)
         }
 }
 
-/* ---- acks and releases -------------------------------------------------------------------------
- */
+/* ---- acks and releases ----------------------------------------------------------------------- */
 
 /* The queue of an entry this node held, now no longer held; NULL when it was not held here. */
 static struct squeue *held_queue(struct streams *s, const struct message *msg)
@@ -428,8 +424,7 @@ static void flush_releases(struct streams *s, struct squeue *q)
     batch_reset(&q->releases);
 }
 
-/* ---- taking entries ----------------------------------------------------------------------------
- */
+/* ---- taking entries -------------------------------------------------------------------------- */
 
 static const redisReply *entry_payload(const redisReply *fields)
 {
@@ -499,8 +494,7 @@ static void take_entry(struct streams *s, struct squeue *q, const redisReply *en
     message_unref(msg);
 }
 
-/* ---- reading -----------------------------------------------------------------------------------
- */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 static void read_next(struct streams *s);
 
@@ -669,8 +663,7 @@ void streams_kick(struct streams *s)
     event_active(s->turn_event, 0, 0);
 }
 
-/* ---- groups, claims, renewals ------------------------------------------------------------------
- */
+/* ---- groups, claims, renewals ---------------------------------------------------------------- */
 
 static void on_group(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -822,8 +815,7 @@ void streams_follow(struct streams *s, const char *name, size_t len, bool follow
     }
 }
 
-/* ---- links -------------------------------------------------------------------------------------
- */
+/* ---- links ----------------------------------------------------------------------------------- */
 
 static void on_cmd_up(void *ctx, struct redis_link *link)
 {
@@ -869,8 +861,7 @@ static void on_reader_down(void *ctx, struct redis_link *link)
     s->reader_client_id = 0;
 }
 
-/* ---- lifecycle ---------------------------------------------------------------------------------
- */
+/* ---- lifecycle ------------------------------------------------------------------------------- */
 
 static struct redis_link *link_new(struct streams *s, const char *name,
                                    void (*up)(void *, struct redis_link *),
