@@ -332,8 +332,7 @@ static int check_head(struct api_request *r)
     return 0;
 }
 
-/* ---- checking messages as a STOMP SEND would be checked ----------------------------------------
- */
+/* ---- checking messages as a STOMP SEND would be checked ------------------------------------- */
 
 /* Checks a destination as session.c checks a SEND's; where prefixes the error ("messages[2]: "). */
 static int check_destination(struct api_request *r, const char *where, const char *dest, size_t len)
