@@ -35,10 +35,9 @@ struct session {
     struct dict temp_queues;       /* keys: reply-queue names this session owns (values unused) */
     unsigned hb_send_ms;           /* 0: we send no heart-beats */
     unsigned hb_expect_ms;         /* 0: we expect none */
-    struct event *connect_timer;   /* owned */
-    struct event *hb_send_timer;   /* owned */
-    struct event *hb_check_timer;  /* owned */
-    struct event *auth_timer;      /* owned: a slowed-down login failure, or the token's expiry */
+    struct event *deadline;        /* owned: the CONNECT deadline, then a slowed-down login
+                                      failure or the token's expiry (one at a time) */
+    struct event *hb_timer;        /* owned: persistent while heart-beats run: ours and theirs */
     struct auth_identity identity; /* who the client is, once connected */
     bool auth_failed;              /* CONNECT refused: nothing more is read */
     struct token_bucket publish_tokens; /* limits.publish_rate */
@@ -314,35 +313,19 @@ static void arm(struct event *ev, unsigned ms)
     evtimer_add(ev, &tv);
 }
 
-static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+/* One tick serves both directions: it runs at the shorter of the two periods. */
+static void hb_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
     (void)fd;
     (void)what;
-    s->broker->stats.limit_hits[LIMIT_CONNECT_TIMEOUT]++;
-    session_fail(s, NULL, WS_CLOSE_POLICY,
-                 "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
-                 s->broker->cfg.connect_timeout_ms);
-}
-
-static void hb_send_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct session *s = arg;
-    (void)fd;
-    (void)what;
-    /* The timer runs at half the interval, so a gap never exceeds the promised one. */
-    if (broker_now_ms(s->broker) - s->conn->last_write_ms >= s->hb_send_ms / 2)
+    uint64_t now = broker_now_ms(s->broker);
+    /* Ours at half the interval, so a gap never exceeds the promised one. */
+    if (s->hb_send_ms != 0 && now - s->conn->last_write_ms >= s->hb_send_ms / 2)
         conn_send_heartbeat(s->conn);
-}
-
-static void hb_check_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct session *s = arg;
-    (void)fd;
-    (void)what;
-    uint64_t silent = broker_now_ms(s->broker) - s->conn->last_read_ms;
+    uint64_t silent = now - s->conn->last_read_ms;
     /* Twice the promised interval: background browser tabs throttle their timers. */
-    if (silent <= 2ull * s->hb_expect_ms)
+    if (s->hb_expect_ms == 0 || silent <= 2ull * s->hb_expect_ms)
         return;
     s->broker->stats.limit_hits[LIMIT_HEARTBEAT]++;
     log_info(s->conn->id, "heart-beat timeout: %s silent for %" PRIu64 " ms (promised %u ms)",
@@ -351,15 +334,23 @@ static void hb_check_cb(evutil_socket_t fd, short what, void *arg)
                  "heart-beat timeout: nothing received for %" PRIu64 " ms", silent);
 }
 
-static void auth_timer_cb(evutil_socket_t fd, short what, void *arg)
+/* The session's one deadline: no CONNECT in time, a login failure answered late on purpose, or
+ * the end of the token's validity. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
     (void)fd;
     (void)what;
-    if (s->auth_failed)
+    if (s->auth_failed) {
         session_fail(s, NULL, WS_CLOSE_POLICY, "authentication failed");
-    else
+    } else if (!s->connected) {
+        s->broker->stats.limit_hits[LIMIT_CONNECT_TIMEOUT]++;
+        session_fail(s, NULL, WS_CLOSE_POLICY,
+                     "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
+                     s->broker->cfg.connect_timeout_ms);
+    } else {
         session_fail(s, NULL, WS_CLOSE_POLICY, "token expired");
+    }
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -389,22 +380,18 @@ struct session *session_new(struct conn *c, int version_hint)
                                   .max_header_bytes = cfg->max_header_bytes,
                                   .max_body = cfg->max_body};
     s->parser = stomp_parser_new(&limits);
-    s->connect_timer = evtimer_new(c->broker->base, connect_timeout_cb, s);
-    s->hb_send_timer = event_new(c->broker->base, -1, EV_PERSIST, hb_send_cb, s);
-    s->hb_check_timer = event_new(c->broker->base, -1, EV_PERSIST, hb_check_cb, s);
-    s->auth_timer = evtimer_new(c->broker->base, auth_timer_cb, s);
+    s->deadline = evtimer_new(c->broker->base, deadline_cb, s);
     dict_init(&s->subs);
     dict_init(&s->transactions);
     dict_init(&s->temp_queues);
-    if (s->parser == NULL || s->connect_timer == NULL || s->hb_send_timer == NULL ||
-        s->hb_check_timer == NULL || s->auth_timer == NULL) {
+    if (s->parser == NULL || s->deadline == NULL) {
         session_free(s);
         return NULL;
     }
     make_session_id(s);
     token_bucket_init(&s->publish_tokens, (double)cfg->publish_rate, (double)cfg->publish_burst,
                       broker_now_ms(c->broker));
-    arm(s->connect_timer, cfg->connect_timeout_ms);
+    arm(s->deadline, cfg->connect_timeout_ms);
     return s;
 }
 
@@ -460,14 +447,10 @@ void session_free(struct session *s)
     free_all_transactions(s); /* aborted: nothing buffered takes effect */
     free_all_subscriptions(s);
     delete_temp_queues(s);
-    if (s->connect_timer != NULL)
-        event_free(s->connect_timer);
-    if (s->hb_send_timer != NULL)
-        event_free(s->hb_send_timer);
-    if (s->hb_check_timer != NULL)
-        event_free(s->hb_check_timer);
-    if (s->auth_timer != NULL)
-        event_free(s->auth_timer);
+    if (s->deadline != NULL)
+        event_free(s->deadline);
+    if (s->hb_timer != NULL)
+        event_free(s->hb_timer);
     auth_identity_reset(&s->identity);
     stomp_parser_free(s->parser);
     free(s);
@@ -525,10 +508,16 @@ static void start_heartbeats(struct session *s, unsigned cx, unsigned cy)
     }
     s->hb_send_ms = send_ms;
     s->hb_expect_ms = expect_ms;
-    if (send_ms != 0)
-        arm(s->hb_send_timer, send_ms / 2 > 0 ? send_ms / 2 : 1);
-    if (expect_ms != 0)
-        arm(s->hb_check_timer, expect_ms);
+    if (send_ms == 0 && expect_ms == 0)
+        return; /* no timer at all: most idle connections of clients without heart-beats */
+    unsigned tick = send_ms != 0 ? (send_ms / 2 > 0 ? send_ms / 2 : 1) : expect_ms;
+    if (expect_ms != 0 && expect_ms < tick)
+        tick = expect_ms;
+    s->hb_timer = event_new(s->broker->base, -1, EV_PERSIST, hb_cb, s);
+    if (s->hb_timer != NULL)
+        arm(s->hb_timer, tick);
+    else
+        log_error(s->conn->id, "out of memory: heart-beats not started");
 }
 
 /* Settles the version from accept-version and the WebSocket subprotocol; -1 after an ERROR. */
@@ -594,7 +583,7 @@ static int authenticate(struct session *s, const struct stomp_frame *f)
         session_fail(s, f, WS_CLOSE_POLICY, "authentication failed");
         return -1;
     }
-    arm(s->auth_timer, delay > UINT32_MAX ? UINT32_MAX : (unsigned)delay);
+    arm(s->deadline, delay > UINT32_MAX ? UINT32_MAX : (unsigned)delay);
     return -1;
 }
 
@@ -605,7 +594,7 @@ static void watch_expiry(struct session *s)
     if (s->identity.expires_at == 0)
         return;
     uint64_t ms = left_s > 0 ? (uint64_t)left_s * 1000 : 0;
-    arm(s->auth_timer, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms);
+    arm(s->deadline, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms);
 }
 
 static void on_connect(struct session *s, const struct stomp_frame *f)
@@ -626,7 +615,7 @@ static void on_connect(struct session *s, const struct stomp_frame *f)
                      "malformed heart-beat header: expected \"cx,cy\"");
         return;
     }
-    evtimer_del(s->connect_timer);
+    evtimer_del(s->deadline);
     if (authenticate(s, f) != 0)
         return;
     watch_expiry(s);
@@ -1170,6 +1159,8 @@ int session_feed(struct session *s, const char *data, size_t len)
         else if (ev == STOMP_EVENT_NONE && n == 0)
             break;
     }
+    /* Most connections sit idle between frames: they should not hold a frame's buffers. */
+    stomp_parser_shrink(s->parser);
     return conn_is_open(s->conn) ? 0 : -1;
 }
 

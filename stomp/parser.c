@@ -260,6 +260,28 @@ void stomp_parser_reset(struct stomp_parser *p)
     p->error_message[0] = '\0';
 }
 
+static void release(void **buf, size_t *cap, size_t size, size_t *freed)
+{
+    *freed += *cap * size;
+    free(*buf);
+    *buf = NULL;
+    *cap = 0;
+}
+
+size_t stomp_parser_shrink(struct stomp_parser *p)
+{
+    if (p->frame_out)
+        start_next_frame(p); /* as the next feed would: the returned frame is done with */
+    if (p->phase != PHASE_IDLE)
+        return 0; /* a partial frame lives in these buffers */
+    size_t freed = 0;
+    release((void **)&p->own, &p->own_cap, 1, &freed);
+    release((void **)&p->records, &p->record_cap, sizeof *p->records, &freed);
+    release((void **)&p->headers, &p->headers_cap, sizeof *p->headers, &freed);
+    release((void **)&p->scratch, &p->scratch_cap, 1, &freed);
+    return freed;
+}
+
 const char *stomp_parser_error_message(const struct stomp_parser *p)
 {
     return p->error_message;

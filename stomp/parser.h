@@ -109,6 +109,13 @@ const char *stomp_parser_error_message(const struct stomp_parser *parser);
 /* The last error (a negative stomp_error) or 0. */
 int stomp_parser_error(const struct stomp_parser *parser);
 
+/*
+ * Frees the parser's buffers when no partial frame is held (between frames), so an idle
+ * connection costs only the parser itself; they are allocated again by the next frame. Any frame
+ * returned before becomes invalid. Returns the octets freed (0 when a partial frame is held).
+ */
+size_t stomp_parser_shrink(struct stomp_parser *parser);
+
 /* Octets of a partial frame held in the parser's own buffer (for metrics and memory accounting). */
 size_t stomp_parser_buffered(const struct stomp_parser *parser);
 

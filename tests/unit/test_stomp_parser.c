@@ -837,6 +837,34 @@ START_TEST(test_frame_spanning_feeds_is_buffered)
 }
 END_TEST
 
+/* Between frames the parser gives its buffers back; a partial frame keeps them and survives. */
+START_TEST(test_shrink_between_frames_only)
+{
+    static const char wire[] = "SEND\ndestination:/q\nk:a\\cb\n\nhello\0";
+    struct stomp_parser *p = stomp_parser_new(NULL);
+    stomp_parser_set_version(p, STOMP_V1_2);
+    struct stomp_frame f;
+    enum stomp_event ev;
+    ck_assert_int_eq(stomp_parser_feed(p, wire, 12, &f, &ev), 12);
+    ck_assert_uint_eq(stomp_parser_shrink(p), 0); /* 12 octets of a frame are held */
+    char rest[64];
+    memcpy(rest, wire + 12, sizeof wire - 13);
+    ck_assert_int_eq(stomp_parser_feed(p, rest, sizeof wire - 13, &f, &ev), sizeof wire - 13);
+    ck_assert_int_eq(ev, STOMP_EVENT_FRAME);
+    ck_assert(stomp_header_is(stomp_frame_header(&f, "k"), "a:b"));
+    ck_assert_uint_gt(stomp_parser_shrink(p), 0); /* the frame is done with: all freed */
+    ck_assert_uint_eq(stomp_parser_shrink(p), 0);
+    ck_assert_uint_eq(stomp_parser_buffered(p), 0);
+    /* The next frame, again split, parses as if nothing happened. */
+    ck_assert_int_eq(stomp_parser_feed(p, wire, 12, &f, &ev), 12);
+    ck_assert_int_eq(stomp_parser_feed(p, rest, sizeof wire - 13, &f, &ev), sizeof wire - 13);
+    ck_assert_int_eq(ev, STOMP_EVENT_FRAME);
+    ck_assert(stomp_header_is(stomp_frame_header(&f, "k"), "a:b"));
+    ck_assert_uint_eq(f.body_len, 5);
+    stomp_parser_free(p);
+}
+END_TEST
+
 /* 1 MiB bodies fed one octet per call finish in linear time (quadratic would take minutes). */
 static void feed_bytewise(const char *wire, size_t len, size_t body_len)
 {
@@ -902,6 +930,7 @@ static Suite *stomp_parser_suite(void)
     tcase_add_test(tc, test_escape_round_trip_all_octets);
     tcase_add_test(tc, test_zero_copy_when_frame_is_whole);
     tcase_add_test(tc, test_frame_spanning_feeds_is_buffered);
+    tcase_add_test(tc, test_shrink_between_frames_only);
     tcase_add_test(tc, test_large_body_bytewise_is_linear);
     suite_add_tcase(s, tc);
     return s;
