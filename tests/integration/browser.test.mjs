@@ -1,0 +1,243 @@
+// The example pages in a real browser. Debian's chromium, driven by playwright-core, loads
+// examples/dashboard and examples/notifications from the broker's own static route (--static),
+// and the pages speak STOMP over WebSocket to that broker through their vendored
+// @stomp/stompjs. Prices come from examples/dashboard/feeder.py over STOMP/TCP, notifications
+// from examples/notifications/notify.sh through the HTTP publish API: every piece is the one a
+// user runs.
+//
+// Screenshots go to $STOMPWS_TEST_OUTPUT/browser (meson sets it to the build directory) or to a
+// fresh temp dir; each path is printed as a test diagnostic. Without chromium these tests fail
+// and say how to install it: a browser test that silently passes proves nothing.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { brokerTest, startBroker } from './lib/broker.mjs';
+
+const HERE = path.dirname(new URL(import.meta.url).pathname);
+const ROOT = path.resolve(HERE, '../..');
+const DASHBOARD = path.join(ROOT, 'examples/dashboard');
+const NOTIFICATIONS = path.join(ROOT, 'examples/notifications');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PY = '/usr/bin/python3';
+
+const outDir = (() => {
+  if (!process.env.STOMPWS_TEST_OUTPUT) return fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-browser-'));
+  const dir = path.join(process.env.STOMPWS_TEST_OUTPUT, 'browser');
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+})();
+
+async function launchBrowser() {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`chromium not found at ${CHROMIUM}: the browser tests need it. Install it with `
+      + '`apt-get install chromium` (./quickstart.sh test does), or set CHROMIUM to its path.');
+  }
+  // Imported here so that a node_modules from before playwright-core was added fails clearly.
+  const { chromium } = await import('playwright-core').catch((e) => {
+    throw new Error(`playwright-core is not installed: run \`npm ci\` in tests/integration (${e.message})`);
+  });
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu'],
+    timeout: 20000,
+  });
+}
+
+// A page in its own context (own storage, as a separate user would have), with every page error
+// and console error kept so a test can show them when it fails and assert there were none.
+async function openPage(browser, label) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 560 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10000);
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(`${label}: page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') page.problems.push(`${label}: console: ${m.text()}`); });
+  return page;
+}
+
+// Waits (bounded) for the page's connection state to read "live": the broker has confirmed its
+// subscription, so nothing published from now on can be missed.
+async function waitLive(page, timeout = 10000) {
+  try {
+    await page.waitForSelector('#state[data-state="live"]', { timeout });
+  } catch (e) {
+    const state = await page.textContent('#state').catch(() => '(unreadable)');
+    throw new Error(`page never went live (state: "${state}"; ${page.problems.join('; ') || 'no page errors'}): ${e.message}`);
+  }
+}
+
+async function screenshot(t, page, name) {
+  const file = path.join(outDir, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  t.diagnostic(`screenshot: ${file}`);
+  return file;
+}
+
+// Runs a program to completion (killed after timeoutMs); resolves { code, stdout, stderr }.
+function run(file, args, { env = {}, timeoutMs = 20000 } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number' && !err.killed) reject(err);
+        else resolve({ code: err ? (err.killed ? `killed after ${timeoutMs} ms` : err.code) : 0, stdout, stderr });
+      });
+  });
+}
+
+const signed = (n) => (n > 0 ? '+' : '') + n.toFixed(2);
+
+// Runs feeder.py for count updates (fixed seed, no pause) and checks that the dashboard on page
+// shows, for each symbol, the last price and change the feeder printed.
+async function feedAndCheck(page, broker, count, seed = 7) {
+  const before = Number(await page.textContent('#updates'));
+  const feeder = await run(PY, [path.join(DASHBOARD, 'feeder.py'), '--port', String(broker.tcpPort),
+    '--count', String(count), '--rate', '0', '--seed', String(seed)], { env: { PYTHONDONTWRITEBYTECODE: '1' } });
+  assert.equal(feeder.code, 0, `feeder.py failed: ${feeder.stderr}`);
+  const sent = feeder.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  assert.equal(sent.length, count, 'feeder.py prints every message it sends');
+  const last = new Map();
+  for (const tick of sent) last.set(tick.symbol, tick);
+  assert.equal(last.size, 8, 'the feeder covers its 8 symbols');
+
+  // Every update counted first, then the table read: no intermediate price can pass for the last.
+  await page.waitForFunction((n) => document.getElementById('updates').textContent === String(n), before + count,
+    { timeout: 10000 }).catch(async (e) => {
+    throw new Error(`page counted ${Number(await page.textContent('#updates')) - before} of ${count} updates: ${e.message}`);
+  });
+  const rows = await page.$$eval('#quotes tr[data-symbol]', (trs) => trs.map((tr) => ({
+    symbol: tr.dataset.symbol,
+    cells: [...tr.cells].map((td) => td.textContent),
+  })));
+  assert.deepEqual(rows.map((r) => r.symbol), [...last.keys()].sort(), 'one row per symbol, sorted');
+  for (const { symbol, cells } of rows) {
+    const tick = last.get(symbol);
+    assert.equal(cells[0], symbol);
+    assert.equal(cells[1], tick.price.toFixed(2), `${symbol}: last price`);
+    assert.equal(cells[2], signed(tick.change), `${symbol}: change`);
+  }
+}
+
+test('the vendored @stomp/stompjs in each example is the version the tests pin', () => {
+  const pinned = fs.readFileSync(path.join(HERE, 'node_modules/@stomp/stompjs/bundles/stomp.umd.min.js'));
+  for (const dir of [DASHBOARD, NOTIFICATIONS]) {
+    const vendored = fs.readFileSync(path.join(dir, 'vendor/stomp.umd.min.js'));
+    assert.ok(vendored.equals(pinned),
+      `${path.relative(ROOT, dir)}/vendor/stomp.umd.min.js differs from the pinned @stomp/stompjs: `
+      + 'run examples/dashboard/update-stompjs.sh');
+    assert.ok(fs.existsSync(path.join(dir, 'vendor/LICENSE')), `${path.relative(ROOT, dir)}/vendor/LICENSE missing`);
+  }
+});
+
+brokerTest('dashboard: the page served by the broker shows the last price the feeder sent for each symbol',
+  { args: ['--static', DASHBOARD], timeout: 60000 }, async (broker, t) => {
+    const browser = await launchBrowser();
+    try {
+      const page = await openPage(browser, 'dashboard');
+      await page.goto(`http://127.0.0.1:${broker.wsPort}/`);
+      await waitLive(page);
+
+      await feedAndCheck(page, broker, 60);
+      await screenshot(t, page, 'dashboard');
+      assert.equal(await page.textContent('#state'), 'live');
+      assert.deepEqual(page.problems, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+// The page knows only the address it was loaded from, so the second broker takes over the first
+// one's WebSocket port (free again once it has exited; the listener sets SO_REUSEADDR).
+test('dashboard: after a broker restart the page reconnects by itself and shows new prices',
+  { timeout: 90000 }, async (t) => {
+    let broker = await startBroker({ args: ['--static', DASHBOARD] });
+    const dirs = [broker.dir];
+    let browser = null;
+    let error = null;
+    try {
+      browser = await launchBrowser();
+      const page = await openPage(browser, 'dashboard');
+      await page.goto(`http://127.0.0.1:${broker.wsPort}/`);
+      await waitLive(page);
+      await feedAndCheck(page, broker, 16, 1);
+
+      const first = await broker.stop();
+      assert.deepEqual(first, { code: 0, signal: null }, 'the first broker exits 0 on SIGTERM');
+      await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10000 });
+      assert.match(await page.textContent('#state'), /reconnecting$/);
+
+      broker = await startBroker({ ws: `127.0.0.1:${broker.wsPort}`, args: ['--static', DASHBOARD] });
+      dirs.push(broker.dir);
+      // The page backs off 1 s, 2 s, 4 s, ... (at most 15 s) between attempts.
+      await waitLive(page, 30000);
+      await feedAndCheck(page, broker, 24, 2);
+      await screenshot(t, page, 'dashboard-reconnected');
+      // Failed connection attempts while the broker was down are console errors; exceptions are not.
+      assert.deepEqual(page.problems.filter((p) => p.includes('page error')), []);
+    } catch (e) {
+      error = e;
+    }
+    await browser?.close().catch(() => {});
+    const exit = await broker.stop();
+    if (!error && (exit.code !== 0 || exit.signal !== null)) {
+      error = new Error(`broker did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
+    }
+    if (error) {
+      error.message += `\n${broker.logTail()}`;
+      throw error;
+    }
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+const apiKey = crypto.randomBytes(24).toString('hex');
+const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-browser-keys-'));
+const keyFile = path.join(keyDir, 'api-keys');
+fs.writeFileSync(keyFile, `# browser.test.mjs\n${apiKey}\n`, { mode: 0o600 });
+process.on('exit', () => fs.rmSync(keyDir, { recursive: true, force: true }));
+
+brokerTest('notifications: a notification for alice shows on alice\'s page and not on bob\'s',
+  { args: ['--static', NOTIFICATIONS, '--api-key-file', keyFile], timeout: 60000 }, async (broker, t) => {
+    const notify = async (user, message) => {
+      const r = await run(path.join(NOTIFICATIONS, 'notify.sh'), [user, message],
+        { env: { STOMPWS_URL: `http://127.0.0.1:${broker.wsPort}`, STOMPWS_API_KEY: apiKey } });
+      assert.equal(r.code, 0, `notify.sh ${user}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /^\{"id":"[^"]+"\}\s*$/);
+    };
+    const feed = (page) => page.$$eval('#feed li .text', (items) => items.map((i) => i.textContent));
+    const waitFeed = (page, n) => page.waitForFunction((k) => document.querySelectorAll('#feed li').length >= k, n,
+      { timeout: 10000 });
+
+    const browser = await launchBrowser();
+    try {
+      const pages = {};
+      for (const user of ['alice', 'bob']) {
+        const page = await openPage(browser, user);
+        await page.goto(`http://127.0.0.1:${broker.wsPort}/`);
+        await page.fill('#user', user);
+        await Promise.all([page.waitForURL(/\?user=/), page.click('button[type=submit]')]);
+        await waitLive(page);
+        pages[user] = page;
+      }
+
+      const forAlice = 'Your report is ready <b>not markup</b>';
+      await notify('alice', forAlice);
+      await waitFeed(pages.alice, 1);
+      // bob's own notification is routed after alice's, on the same broker: once bob has it,
+      // alice's would already be in bob's list had it been delivered to him.
+      await notify('bob', 'Build #42 passed');
+      await waitFeed(pages.bob, 1);
+      await screenshot(t, pages.alice, 'notifications-alice');
+      await screenshot(t, pages.bob, 'notifications-bob');
+
+      assert.deepEqual(await feed(pages.alice), [forAlice]);
+      assert.deepEqual(await feed(pages.bob), ['Build #42 passed']);
+      assert.equal(await pages.alice.locator('#feed b').count(), 0, 'a notification is shown as text, not HTML');
+      assert.equal(await pages.alice.textContent('#user-name'), 'alice');
+      assert.deepEqual([...pages.alice.problems, ...pages.bob.problems], []);
+    } finally {
+      await browser.close();
+    }
+  });
