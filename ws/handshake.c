@@ -206,7 +206,7 @@ static void note_subprotocols(struct ws_http_request *req, struct ws_slice list)
 }
 
 /* Content-Length: 1*DIGIT; a second, different value is a 400 (RFC 9112 6.3). */
-static bool note_content_length(struct ws_http_request *req, struct ws_slice v)
+static bool note_content_length(int64_t *content_length, struct ws_slice v)
 {
     int64_t n = 0;
     if (v.len == 0 || v.len > 15)
@@ -216,9 +216,9 @@ static bool note_content_length(struct ws_http_request *req, struct ws_slice v)
             return false;
         n = n * 10 + (v.ptr[i] - '0');
     }
-    if (req->content_length != -1 && req->content_length != n)
+    if (*content_length != -1 && *content_length != n)
         return false;
-    req->content_length = n;
+    *content_length = n;
     return true;
 }
 
@@ -248,7 +248,7 @@ static bool note_header(struct ws_http_request *req, struct ws_slice name, struc
     if (slice_ieq(name, "authorization"))
         return note_single(&req->authorization, v);
     if (slice_ieq(name, "content-length"))
-        return note_content_length(req, v);
+        return note_content_length(&req->content_length, v);
     if (slice_ieq(name, "cookie")) {
         note_first(&req->cookie, v);
     } else if (slice_ieq(name, "upgrade")) {
@@ -268,25 +268,34 @@ static bool note_header(struct ws_http_request *req, struct ws_slice name, struc
     return true;
 }
 
-/* name ":" OWS value OWS; returns a ws_http_error or 0. */
-static int parse_header_line(struct ws_http_request *req, const char *p, size_t n)
+/* name ":" OWS value OWS (n > 0) into *h; false for a malformed line, obs-fold included. */
+static bool split_header_line(const char *p, size_t n, struct ws_http_header *h)
 {
     if (is_ows(p[0]))
-        return WS_HTTP_ERR_BAD_REQUEST; /* obs-fold */
+        return false; /* obs-fold */
     size_t i = 0;
     while (i < n && is_tchar((unsigned char)p[i]))
         i++;
     if (i == 0 || i == n || p[i] != ':')
-        return WS_HTTP_ERR_BAD_REQUEST;
-    struct ws_slice name = {p, i};
+        return false;
     for (size_t k = i + 1; k < n; k++)
         if (!is_value_char((unsigned char)p[k]))
-            return WS_HTTP_ERR_BAD_REQUEST;
-    struct ws_slice value = slice_trim((struct ws_slice){p + i + 1, n - i - 1});
+            return false;
+    h->name = (struct ws_slice){p, i};
+    h->value = slice_trim((struct ws_slice){p + i + 1, n - i - 1});
+    return true;
+}
+
+/* One request header line; returns a ws_http_error or 0. */
+static int parse_header_line(struct ws_http_request *req, const char *p, size_t n)
+{
+    struct ws_http_header h;
+    if (!split_header_line(p, n, &h))
+        return WS_HTTP_ERR_BAD_REQUEST;
     if (req->num_headers == WS_HTTP_MAX_HEADERS)
         return WS_HTTP_ERR_TOO_LARGE;
-    req->headers[req->num_headers++] = (struct ws_http_header){name, value};
-    return note_header(req, name, value) ? 0 : WS_HTTP_ERR_BAD_REQUEST;
+    req->headers[req->num_headers++] = h;
+    return note_header(req, h.name, h.value) ? 0 : WS_HTTP_ERR_BAD_REQUEST;
 }
 
 /*
@@ -578,4 +587,187 @@ const char *ws_http_status_text(int status)
     default:
         return "Unknown";
     }
+}
+
+/* ---- client side ---- */
+
+void ws_client_key(const uint8_t nonce[WS_KEY_NONCE_LEN], char key[WS_KEY_LEN + 1])
+{
+    /* 16 bytes always encode to 24 characters plus the NUL EVP_EncodeBlock adds. */
+    EVP_EncodeBlock((unsigned char *)key, nonce, WS_KEY_NONCE_LEN);
+}
+
+/* Host, target and key are copied onto header lines as they are: visible ASCII only. */
+static bool visible_ascii(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7F)
+            return false;
+    return true;
+}
+
+static void put_subprotocols(struct writer *w, unsigned offered)
+{
+    const char *sep = "Sec-WebSocket-Protocol: ";
+    for (unsigned p = WS_SUBPROTOCOL_NONE + 1; p < SUBPROTOCOL_COUNT; p++) {
+        if (!(offered & WS_SUBPROTOCOL_BIT(p)))
+            continue;
+        puts_w(w, sep);
+        puts_w(w, subprotocol_names[p]);
+        sep = ", ";
+    }
+    if (sep[0] == ',')
+        puts_w(w, "\r\n");
+}
+
+int ws_client_request(char *out, size_t cap, const struct ws_client_request *req)
+{
+    if (!visible_ascii(req->host) || !visible_ascii(req->target) || !visible_ascii(req->key))
+        return WS_HTTP_ERR_BAD_REQUEST;
+    struct writer w = {out, cap, 0, false};
+    puts_w(&w, "GET ");
+    puts_w(&w, req->target);
+    puts_w(&w, " HTTP/1.1\r\nHost: ");
+    puts_w(&w, req->host);
+    puts_w(&w, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+    puts_w(&w, req->key);
+    puts_w(&w, "\r\nSec-WebSocket-Version: 13\r\n");
+    put_subprotocols(&w, req->subprotocols);
+    if (req->extra_headers != NULL)
+        puts_w(&w, req->extra_headers);
+    puts_w(&w, "\r\n");
+    return finish(&w);
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* "HTTP/1." DIGIT SP 3DIGIT [SP reason]; a missing SP before an empty reason is tolerated. */
+static bool parse_status_line(struct ws_http_response *resp, const char *p, size_t n)
+{
+    if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !is_digit(p[7]) || p[8] != ' ')
+        return false;
+    if (p[9] < '1' || p[9] > '9' || !is_digit(p[10]) || !is_digit(p[11]))
+        return false;
+    resp->minor_version = p[7] - '0';
+    resp->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (n == 12) {
+        resp->reason = (struct ws_slice){p + 12, 0};
+        return true;
+    }
+    if (p[12] != ' ')
+        return false;
+    for (size_t k = 13; k < n; k++)
+        if (!is_value_char((unsigned char)p[k]))
+            return false;
+    resp->reason = (struct ws_slice){p + 13, n - 13};
+    return true;
+}
+
+/* Records what the client's check needs from one header; false if it makes the head invalid. */
+static bool note_response_header(struct ws_http_response *resp, struct ws_slice name,
+                                 struct ws_slice v)
+{
+    if (slice_ieq(name, "content-length"))
+        return note_content_length(&resp->content_length, v);
+    if (slice_ieq(name, "upgrade")) {
+        resp->upgrade_websocket |= list_has_token(v, "websocket");
+    } else if (slice_ieq(name, "connection")) {
+        resp->connection_upgrade |= list_has_token(v, "upgrade");
+    } else if (slice_ieq(name, "sec-websocket-accept")) {
+        note_first(&resp->sec_websocket_accept, v);
+        resp->sec_websocket_accept_count++;
+    } else if (slice_ieq(name, "sec-websocket-protocol")) {
+        note_first(&resp->sec_websocket_protocol, v);
+        resp->sec_websocket_protocol_count++;
+    } else if (slice_ieq(name, "sec-websocket-extensions")) {
+        resp->sec_websocket_extensions = true;
+    }
+    return true;
+}
+
+static void response_reset(struct ws_http_response *resp)
+{
+    memset(resp, 0, offsetof(struct ws_http_response, headers));
+    resp->content_length = -1;
+    resp->num_headers = 0;
+    resp->header_bytes = 0;
+}
+
+int ws_http_response_parse(struct ws_http_response *resp, const char *buf, size_t len,
+                           size_t max_header_bytes)
+{
+    size_t limit = len < max_header_bytes ? len : max_header_bytes;
+    size_t pos, next, n;
+    response_reset(resp);
+    if ((next = next_line(buf, 0, limit, &n)) == 0)
+        return unfinished(len, limit);
+    if (!parse_status_line(resp, buf, n))
+        return WS_HTTP_ERR_BAD_REQUEST;
+    for (pos = next; (next = next_line(buf, pos, limit, &n)) != 0; pos = next) {
+        if (n == 0) {
+            resp->header_bytes = next;
+            return next > INT_MAX ? WS_HTTP_ERR_TOO_LARGE : (int)next;
+        }
+        struct ws_http_header h;
+        if (!split_header_line(buf + pos, n, &h))
+            return WS_HTTP_ERR_BAD_REQUEST;
+        if (resp->num_headers == WS_HTTP_MAX_HEADERS)
+            return WS_HTTP_ERR_TOO_LARGE;
+        resp->headers[resp->num_headers++] = h;
+        if (!note_response_header(resp, h.name, h.value))
+            return WS_HTTP_ERR_BAD_REQUEST;
+    }
+    return unfinished(len, limit);
+}
+
+static int client_reject(struct ws_client_upgrade *out, const char *message)
+{
+    out->message = message;
+    return WS_HTTP_ERR_REJECTED;
+}
+
+/* The offered subprotocol the server named, or NONE if it named something else. */
+static enum ws_subprotocol offered_subprotocol(struct ws_slice name, unsigned offered)
+{
+    for (unsigned p = WS_SUBPROTOCOL_NONE + 1; p < SUBPROTOCOL_COUNT; p++)
+        if ((offered & WS_SUBPROTOCOL_BIT(p)) && slice_eq(name, subprotocol_names[p]))
+            return (enum ws_subprotocol)p;
+    return WS_SUBPROTOCOL_NONE;
+}
+
+int ws_client_response_check(const struct ws_http_response *resp, const char *key, unsigned offered,
+                             struct ws_client_upgrade *out)
+{
+    char want[WS_ACCEPT_LEN + 1];
+    memset(out, 0, sizeof(*out));
+    if (resp->status != 101)
+        return client_reject(out, "server did not switch protocols (status is not 101)");
+    if (!resp->upgrade_websocket)
+        return client_reject(out, "Upgrade: websocket header missing");
+    if (!resp->connection_upgrade)
+        return client_reject(out, "Connection: Upgrade header missing");
+    if (resp->sec_websocket_accept_count == 0)
+        return client_reject(out, "Sec-WebSocket-Accept header missing");
+    if (resp->sec_websocket_accept_count > 1)
+        return client_reject(out, "Sec-WebSocket-Accept sent more than once");
+    if (ws_accept_key(key, strlen(key), want) != 0)
+        return client_reject(out, "cannot compute Sec-WebSocket-Accept");
+    if (!slice_eq(resp->sec_websocket_accept, want))
+        return client_reject(out, "Sec-WebSocket-Accept does not match the key sent");
+    if (resp->sec_websocket_extensions)
+        return client_reject(out, "server named a WebSocket extension, none was offered");
+    if (resp->sec_websocket_protocol_count > 1)
+        return client_reject(out, "Sec-WebSocket-Protocol sent more than once");
+    if (resp->sec_websocket_protocol_count == 1) {
+        out->subprotocol = offered_subprotocol(resp->sec_websocket_protocol, offered);
+        if (out->subprotocol == WS_SUBPROTOCOL_NONE)
+            return client_reject(out, "server chose a subprotocol that was not offered");
+    }
+    out->message = "ok";
+    return 0;
 }

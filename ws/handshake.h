@@ -8,6 +8,11 @@
  * WebSocket upgrade (and which STOMP subprotocol to speak); the response builders write the 101,
  * or any plain HTTP answer, into a caller buffer.
  *
+ * The client side (stompws-cli) is the mirror image: ws_client_key() and ws_client_request()
+ * build the upgrade request, ws_http_response_parse() reads the answer's head under the same
+ * re-call contract, and ws_client_response_check() decides whether it is a valid 101 for that
+ * request (RFC 6455 section 4.1). The caller supplies the random bytes of the key.
+ *
  * Must not: allocate, copy request bytes (results are slices into the caller's buffer), do I/O,
  * or include libevent/socket headers. Only libcrypto (SHA-1, base64) is used.
  */
@@ -155,5 +160,84 @@ int ws_http_error_response(char *out, size_t cap, int status, const char *messag
 /* Reason phrase for 101, 200, 202, 400, 401, 403, 404, 405, 426, 429, 431, 500, 503; else
  * "Unknown". */
 const char *ws_http_status_text(int status);
+
+/* ---- client side ---- */
+
+/* Sec-WebSocket-Key: base64 of 16 random bytes is 24 characters. */
+#define WS_KEY_NONCE_LEN 16
+#define WS_KEY_LEN       24
+
+/*
+ * Writes the Sec-WebSocket-Key for nonce (NUL-terminated). The nonce must come from a
+ * cryptographic random source (RFC 6455 4.1); it is a parameter so the encoding is testable.
+ */
+void ws_client_key(const uint8_t nonce[WS_KEY_NONCE_LEN], char key[WS_KEY_LEN + 1]);
+
+/* What a client's upgrade request says. Strings are borrowed and NUL-terminated. */
+struct ws_client_request {
+    const char *host;          /* Host header value: "example.com", "[::1]:15674" */
+    const char *target;        /* request-target: "/ws" or "/ws?access_token=..." */
+    const char *key;           /* from ws_client_key() */
+    unsigned subprotocols;     /* WS_SUBPROTOCOL_BIT()s offered (0: no Sec-WebSocket-Protocol) */
+    const char *extra_headers; /* NULL, or lines each ending in CRLF (Authorization, Origin) */
+};
+
+/*
+ * Writes the GET upgrade request head for req, offering its subprotocols in the server's order of
+ * preference (v12.stomp first). Returns its length (a NUL follows, not counted),
+ * WS_HTTP_ERR_NO_SPACE, or WS_HTTP_ERR_BAD_REQUEST when host, target or key is empty or holds
+ * a space or control character (they would break or inject header lines).
+ */
+int ws_client_request(char *out, size_t cap, const struct ws_client_request *req);
+
+/*
+ * One parsed response head. Slices point into the buffer given to ws_http_response_parse(),
+ * which must outlive the struct. Plain value, nothing to free.
+ */
+struct ws_http_response {
+    int minor_version;      /* HTTP/1.<minor_version> */
+    int status;             /* three digits, 100..999 */
+    struct ws_slice reason; /* reason phrase, possibly empty */
+
+    bool upgrade_websocket;                 /* token "websocket" in any Upgrade header */
+    bool connection_upgrade;                /* token "upgrade" in any Connection header */
+    struct ws_slice sec_websocket_accept;   /* the first Sec-WebSocket-Accept */
+    unsigned sec_websocket_accept_count;    /* how many (must be 1) */
+    struct ws_slice sec_websocket_protocol; /* the first Sec-WebSocket-Protocol */
+    unsigned sec_websocket_protocol_count;  /* how many (at most 1) */
+    bool sec_websocket_extensions;          /* the server named an extension */
+    int64_t content_length;                 /* -1 if absent (conflicting values are malformed) */
+
+    struct ws_http_header headers[WS_HTTP_MAX_HEADERS]; /* every header line, in order */
+    size_t num_headers;
+    size_t header_bytes; /* length of the head including the final empty line */
+};
+
+/*
+ * Parses the response head at the start of buf[0..len), with the contract of ws_http_parse():
+ * its length when complete, WS_HTTP_INCOMPLETE, WS_HTTP_ERR_TOO_LARGE past max_header_bytes,
+ * or WS_HTTP_ERR_BAD_REQUEST for a malformed status line ("HTTP/1.x" SP 3DIGIT [SP reason]) or
+ * header line (same rules as requests). Bytes after the head (early frames) are not looked at.
+ */
+int ws_http_response_parse(struct ws_http_response *resp, const char *buf, size_t len,
+                           size_t max_header_bytes);
+
+/* The client's verdict on a response head. Plain value; message is a static string. */
+struct ws_client_upgrade {
+    const char *message;             /* static, short reason ("ok" on success) */
+    enum ws_subprotocol subprotocol; /* chosen by the server; NONE when it sent no header */
+};
+
+/*
+ * Checks a parsed response against the request that sent key and offered the subprotocols mask
+ * (RFC 6455 4.1, the client's duties). Returns 0 when the connection is a WebSocket, or
+ * WS_HTTP_ERR_REJECTED with out->message naming the failure: a status other than 101, no
+ * "Upgrade: websocket" or "Connection: Upgrade", Sec-WebSocket-Accept missing, repeated or not
+ * the one for key, a subprotocol (or several) that was not offered, or any extension (none is
+ * ever offered). A 101 without Sec-WebSocket-Protocol is accepted: the server then speaks no
+ * subprotocol and STOMP negotiates its version in CONNECT.
+ */
+int ws_client_response_check(const struct ws_http_response *resp, const char *key, unsigned offered,
+                             struct ws_client_upgrade *out);
 
 #endif

@@ -55,31 +55,53 @@ static bool slice_is(struct ws_slice s, const char *want)
     return s.ptr != NULL && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
 }
 
-/*
- * Parses every prefix of s[0..len): each must give WS_HTTP_INCOMPLETE or the whole request's
- * answer, and once an answer appears it must not change. A success (the head's length h) must be
- * WS_HTTP_INCOMPLETE for every prefix shorter than h.
- */
-static void check_prefixes(const char *s, size_t len, size_t max)
+/* A head parser's answer for s[0..len) placed against a guard page. */
+typedef int (*parse_rc_fn)(const char *s, size_t len, size_t max);
+
+static int request_rc(const char *s, size_t len, size_t max)
 {
-    struct parsed whole;
-    parse_n(&whole, s, len, max);
+    struct parsed p;
+    parse_n(&p, s, len, max);
+    parsed_free(&p);
+    return p.rc;
+}
+
+static int response_rc(const char *s, size_t len, size_t max)
+{
+    struct ws_http_response resp;
+    struct guard g;
+    char *buf = (char *)guard_copy(&g, s, len);
+    int rc = ws_http_response_parse(&resp, buf, len, max);
+    guard_release(&g);
+    return rc;
+}
+
+/*
+ * Parses every prefix of s[0..len) with rc_of: each must give WS_HTTP_INCOMPLETE or the whole
+ * head's answer, and once an answer appears it must not change. A success (the head's length h)
+ * must be WS_HTTP_INCOMPLETE for every prefix shorter than h.
+ */
+static void check_prefixes_with(parse_rc_fn rc_of, const char *s, size_t len, size_t max)
+{
+    int whole = rc_of(s, len, max);
     bool decided = false;
     for (size_t n = 0; n < len; n++) {
-        struct parsed p;
-        parse_n(&p, s, n, max);
-        if (whole.rc > 0)
-            ck_assert_msg(p.rc == (n < (size_t)whole.rc ? WS_HTTP_INCOMPLETE : whole.rc),
-                          "prefix %zu of %zu: %d, whole %d", n, len, p.rc, whole.rc);
+        int rc = rc_of(s, n, max);
+        if (whole > 0)
+            ck_assert_msg(rc == (n < (size_t)whole ? WS_HTTP_INCOMPLETE : whole),
+                          "prefix %zu of %zu: %d, whole %d", n, len, rc, whole);
         else if (decided)
-            ck_assert_msg(p.rc == whole.rc, "prefix %zu: %d after answer %d", n, p.rc, whole.rc);
+            ck_assert_msg(rc == whole, "prefix %zu: %d after answer %d", n, rc, whole);
         else
-            ck_assert_msg(p.rc == WS_HTTP_INCOMPLETE || p.rc == whole.rc,
-                          "prefix %zu of %zu: %d, whole %d", n, len, p.rc, whole.rc);
-        decided = p.rc != WS_HTTP_INCOMPLETE;
-        parsed_free(&p);
+            ck_assert_msg(rc == WS_HTTP_INCOMPLETE || rc == whole,
+                          "prefix %zu of %zu: %d, whole %d", n, len, rc, whole);
+        decided = rc != WS_HTTP_INCOMPLETE;
     }
-    parsed_free(&whole);
+}
+
+static void check_prefixes(const char *s, size_t len, size_t max)
+{
+    check_prefixes_with(request_rc, s, len, max);
 }
 
 /* ---- RFC 6455 example and responses ---- */
@@ -743,6 +765,287 @@ START_TEST(test_empty_input)
 }
 END_TEST
 
+/* ---- client side: key, request builder, response parser and check ---- */
+
+#define ALL_STOMP                                                                                  \
+    (WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V12_STOMP) | WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V11_STOMP) | \
+     WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V10_STOMP))
+
+/* RFC 6455 section 4.1's example nonce is the 16 bytes "the sample nonce". */
+START_TEST(test_client_key_rfc)
+{
+    char key[WS_KEY_LEN + 1];
+    memset(key, 'x', sizeof(key));
+    ws_client_key((const uint8_t *)"the sample nonce", key);
+    ck_assert_str_eq(key, RFC_KEY);
+    uint8_t zeros[WS_KEY_NONCE_LEN] = {0};
+    ws_client_key(zeros, key);
+    ck_assert_str_eq(key, "AAAAAAAAAAAAAAAAAAAAAA==");
+}
+END_TEST
+
+START_TEST(test_client_request_bytes)
+{
+    struct ws_client_request req = {.host = "[::1]:15674",
+                                    .target = "/ws?access_token=abc",
+                                    .key = RFC_KEY,
+                                    .subprotocols = ALL_STOMP,
+                                    .extra_headers = "Origin: http://a.example\r\n"};
+    static const char want[] = "GET /ws?access_token=abc HTTP/1.1\r\n"
+                               "Host: [::1]:15674\r\n"
+                               "Upgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n"
+                               "Sec-WebSocket-Key: " RFC_KEY "\r\n"
+                               "Sec-WebSocket-Version: 13\r\n"
+                               "Sec-WebSocket-Protocol: v12.stomp, v11.stomp, v10.stomp\r\n"
+                               "Origin: http://a.example\r\n"
+                               "\r\n";
+    char out[512];
+    ck_assert_int_eq(ws_client_request(out, sizeof(out), &req), (int)strlen(want));
+    ck_assert_str_eq(out, want);
+    for (size_t cap = 0; cap <= strlen(want); cap++)
+        ck_assert_int_eq(ws_client_request(out, cap, &req), WS_HTTP_ERR_NO_SPACE);
+    /* no subprotocols, no extra headers: neither line appears */
+    req.subprotocols = 0;
+    req.extra_headers = NULL;
+    ck_assert_int_gt(ws_client_request(out, sizeof(out), &req), 0);
+    ck_assert_ptr_null(strstr(out, "Sec-WebSocket-Protocol"));
+    ck_assert_ptr_null(strstr(out, "Origin"));
+    req.subprotocols = WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V10_STOMP);
+    ck_assert_int_gt(ws_client_request(out, sizeof(out), &req), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\r\nSec-WebSocket-Protocol: v10.stomp\r\n"));
+}
+END_TEST
+
+/* Host, target and key must not be able to end a header line or add one. */
+START_TEST(test_client_request_rejects_unsafe_values)
+{
+    static const char *const bad[] = {"", "a b", "a\r\nX-Evil: 1", "a\tb", "caf\xC3\xA9", "a\x7F"};
+    char out[512];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct ws_client_request host = {.host = bad[i], .target = "/", .key = RFC_KEY};
+        struct ws_client_request target = {.host = "a", .target = bad[i], .key = RFC_KEY};
+        struct ws_client_request key = {.host = "a", .target = "/", .key = bad[i]};
+        ck_assert_int_eq(ws_client_request(out, sizeof(out), &host), WS_HTTP_ERR_BAD_REQUEST);
+        ck_assert_int_eq(ws_client_request(out, sizeof(out), &target), WS_HTTP_ERR_BAD_REQUEST);
+        ck_assert_int_eq(ws_client_request(out, sizeof(out), &key), WS_HTTP_ERR_BAD_REQUEST);
+    }
+    struct ws_client_request null_host = {.host = NULL, .target = "/", .key = RFC_KEY};
+    ck_assert_int_eq(ws_client_request(out, sizeof(out), &null_host), WS_HTTP_ERR_BAD_REQUEST);
+}
+END_TEST
+
+/* Our request through our server side, and the server's 101 back through the client check. */
+START_TEST(test_client_server_roundtrip)
+{
+    static const unsigned offers[] = {0, ALL_STOMP, WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V11_STOMP),
+                                      WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_STOMP)};
+    static const enum ws_subprotocol chosen[] = {WS_SUBPROTOCOL_NONE, WS_SUBPROTOCOL_V12_STOMP,
+                                                 WS_SUBPROTOCOL_V11_STOMP, WS_SUBPROTOCOL_STOMP};
+    for (size_t i = 0; i < sizeof(offers) / sizeof(offers[0]); i++) {
+        char key[WS_KEY_LEN + 1], request[512], response[512];
+        uint8_t nonce[WS_KEY_NONCE_LEN];
+        for (size_t k = 0; k < sizeof(nonce); k++)
+            nonce[k] = (uint8_t)(i * 31 + k * 7);
+        ws_client_key(nonce, key);
+        struct ws_client_request creq = {
+            .host = "h:1", .target = "/ws", .key = key, .subprotocols = offers[i]};
+        int n = ws_client_request(request, sizeof(request), &creq);
+        ck_assert_int_gt(n, 0);
+        struct parsed p;
+        parse_n(&p, request, (size_t)n, WS_DEFAULT_MAX_HEADER_BYTES);
+        ck_assert_int_eq(p.rc, n);
+        struct ws_upgrade up;
+        ck_assert_int_eq(ws_upgrade_check(&p.req, &up), 0);
+        ck_assert_int_eq(up.subprotocol, chosen[i]);
+        parsed_free(&p);
+
+        int m = ws_upgrade_response(response, sizeof(response), &up);
+        ck_assert_int_gt(m, 0);
+        struct ws_http_response resp;
+        struct guard g;
+        char *buf = (char *)guard_copy(&g, response, (size_t)m);
+        ck_assert_int_eq(ws_http_response_parse(&resp, buf, (size_t)m, 8192), m);
+        struct ws_client_upgrade cu;
+        ck_assert_int_eq(ws_client_response_check(&resp, key, offers[i], &cu), 0);
+        ck_assert_str_eq(cu.message, "ok");
+        ck_assert_int_eq(cu.subprotocol, chosen[i]);
+        /* the same 101 does not fit another key */
+        ck_assert_int_eq(ws_client_response_check(&resp, RFC_KEY, offers[i], &cu),
+                         WS_HTTP_ERR_REJECTED);
+        guard_release(&g);
+    }
+}
+END_TEST
+
+struct response_case {
+    const char *name;
+    const char *response;
+    int rc;                          /* parse: WS_HTTP_ERR_... or 1 for "the whole string" */
+    const char *reject;              /* check: substring of the message, NULL when accepted */
+    enum ws_subprotocol subprotocol; /* check: chosen, when accepted */
+};
+
+#define R101        "HTTP/1.1 101 Switching Protocols\r\n"
+#define UPGRADE     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+#define ACCEPT      "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
+#define GOOD(extra) R101 UPGRADE ACCEPT extra "\r\n"
+
+static const struct response_case response_cases[] = {
+    {"101, no protocol", GOOD(""), 1, NULL, WS_SUBPROTOCOL_NONE},
+    {"101, v12", GOOD("Sec-WebSocket-Protocol: v12.stomp\r\n"), 1, NULL, WS_SUBPROTOCOL_V12_STOMP},
+    {"101, v10", GOOD("Sec-WebSocket-Protocol: v10.stomp\r\n"), 1, NULL, WS_SUBPROTOCOL_V10_STOMP},
+    {"header names in any case",
+     "HTTP/1.1 101 Switching Protocols\r\nUPGRADE: WebSocket\r\nconnection: keep-alive, upgrade\r\n"
+     "sec-websocket-accept: " RFC_ACCEPT "\r\n\r\n",
+     1, NULL, WS_SUBPROTOCOL_NONE},
+    {"no reason phrase", "HTTP/1.1 101\r\n" UPGRADE ACCEPT "\r\n", 1, NULL, WS_SUBPROTOCOL_NONE},
+    {"empty reason phrase", "HTTP/1.1 101 \r\n" UPGRADE ACCEPT "\r\n", 1, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"LF line ends",
+     "HTTP/1.1 101 OK\nUpgrade: websocket\nConnection: Upgrade\n"
+     "Sec-WebSocket-Accept: " RFC_ACCEPT "\n\n",
+     1, NULL, WS_SUBPROTOCOL_NONE},
+    {"404 with a body", "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\n",
+     1, "status is not 101", WS_SUBPROTOCOL_NONE},
+    {"200", "HTTP/1.1 200 OK\r\n" UPGRADE ACCEPT "\r\n", 1, "status is not 101",
+     WS_SUBPROTOCOL_NONE},
+    {"no Upgrade", R101 "Connection: Upgrade\r\n" ACCEPT "\r\n", 1, "Upgrade: websocket",
+     WS_SUBPROTOCOL_NONE},
+    {"Upgrade: h2c", R101 "Upgrade: h2c\r\nConnection: Upgrade\r\n" ACCEPT "\r\n", 1,
+     "Upgrade: websocket", WS_SUBPROTOCOL_NONE},
+    {"no Connection", R101 "Upgrade: websocket\r\n" ACCEPT "\r\n", 1, "Connection: Upgrade",
+     WS_SUBPROTOCOL_NONE},
+    {"no accept", R101 UPGRADE "\r\n", 1, "Sec-WebSocket-Accept header missing",
+     WS_SUBPROTOCOL_NONE},
+    {"wrong accept", R101 UPGRADE "Sec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 1,
+     "does not match", WS_SUBPROTOCOL_NONE},
+    {"accept in the wrong case",
+     R101 UPGRADE "Sec-WebSocket-Accept: S3PPLMBITXAQ9KYGZZHZRBK+XOO=\r\n\r\n", 1, "does not match",
+     WS_SUBPROTOCOL_NONE},
+    {"two accepts", GOOD(ACCEPT), 1, "more than once", WS_SUBPROTOCOL_NONE},
+    {"protocol not offered", GOOD("Sec-WebSocket-Protocol: chat\r\n"), 1, "not offered",
+     WS_SUBPROTOCOL_NONE},
+    {"protocol list", GOOD("Sec-WebSocket-Protocol: v12.stomp, v11.stomp\r\n"), 1, "not offered",
+     WS_SUBPROTOCOL_NONE},
+    {"two protocols",
+     GOOD("Sec-WebSocket-Protocol: v12.stomp\r\nSec-WebSocket-Protocol: v12.stomp\r\n"), 1,
+     "more than once", WS_SUBPROTOCOL_NONE},
+    {"extension", GOOD("Sec-WebSocket-Extensions: permessage-deflate\r\n"), 1, "extension",
+     WS_SUBPROTOCOL_NONE},
+    {"bytes after the head are not looked at", GOOD("") "\x81\x05hello", 0, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"HTTP/1.0", "HTTP/1.0 101 Switching Protocols\r\n" UPGRADE ACCEPT "\r\n", 1, NULL,
+     WS_SUBPROTOCOL_NONE},
+    /* malformed heads */
+    {"HTTP/2", "HTTP/2 101\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL, WS_SUBPROTOCOL_NONE},
+    {"lower-case http", "http/1.1 101 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"two-digit status", "HTTP/1.1 99 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"four-digit status", "HTTP/1.1 1010 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"status 099", "HTTP/1.1 099 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL, WS_SUBPROTOCOL_NONE},
+    {"status letters", "HTTP/1.1 1x1 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"two spaces", "HTTP/1.1  101 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL, WS_SUBPROTOCOL_NONE},
+    {"control in reason", "HTTP/1.1 101 O\x01K\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"leading empty line", "\r\nHTTP/1.1 101 OK\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"obs-fold", R101 "Upgrade: websocket\r\n , x\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"missing colon", R101 "Upgrade websocket\r\n\r\n", WS_HTTP_ERR_BAD_REQUEST, NULL,
+     WS_SUBPROTOCOL_NONE},
+    {"Content-Length conflict", "HTTP/1.1 404 NF\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+     WS_HTTP_ERR_BAD_REQUEST, NULL, WS_SUBPROTOCOL_NONE},
+};
+
+static const size_t n_response_cases = sizeof(response_cases) / sizeof(response_cases[0]);
+
+START_TEST(test_response_table)
+{
+    const struct response_case *c = &response_cases[_i];
+    size_t len = strlen(c->response);
+    struct guard g;
+    char *buf = (char *)guard_copy(&g, c->response, len);
+    struct ws_http_response resp;
+    int rc = ws_http_response_parse(&resp, buf, len, WS_DEFAULT_MAX_HEADER_BYTES);
+    if (c->rc == 0) /* a head followed by other bytes: its length is where the blank line ends */
+        ck_assert_msg(rc > 0 && (size_t)rc < len && buf[rc - 1] == '\n', "%s: %d", c->name, rc);
+    else
+        ck_assert_msg(rc == (c->rc == 1 ? (int)len : c->rc), "%s: parse %d", c->name, rc);
+    if (rc > 0) {
+        ck_assert_uint_eq(resp.header_bytes, (size_t)rc);
+        struct ws_client_upgrade cu;
+        int check = ws_client_response_check(&resp, RFC_KEY, ALL_STOMP, &cu);
+        ck_assert_ptr_nonnull(cu.message);
+        if (c->reject == NULL) {
+            ck_assert_msg(check == 0, "%s: rejected: %s", c->name, cu.message);
+            ck_assert_int_eq(cu.subprotocol, c->subprotocol);
+        } else {
+            ck_assert_int_eq(check, WS_HTTP_ERR_REJECTED);
+            ck_assert_msg(strstr(cu.message, c->reject) != NULL, "%s: message '%s'", c->name,
+                          cu.message);
+        }
+    }
+    guard_release(&g);
+}
+END_TEST
+
+START_TEST(test_response_table_prefixes)
+{
+    const struct response_case *c = &response_cases[_i];
+    check_prefixes_with(response_rc, c->response, strlen(c->response), WS_DEFAULT_MAX_HEADER_BYTES);
+}
+END_TEST
+
+START_TEST(test_response_fields)
+{
+    static const char head[] = "HTTP/1.1 403 Forbidden here\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: 22\r\n"
+                               "X-Empty:\r\n"
+                               "\r\n";
+    struct guard g;
+    char *buf = (char *)guard_copy(&g, head, strlen(head));
+    struct ws_http_response resp;
+    ck_assert_int_eq(ws_http_response_parse(&resp, buf, strlen(head), 8192), (int)strlen(head));
+    ck_assert_int_eq(resp.minor_version, 1);
+    ck_assert_int_eq(resp.status, 403);
+    ck_assert(slice_is(resp.reason, "Forbidden here"));
+    ck_assert_int_eq(resp.content_length, 22);
+    ck_assert_uint_eq(resp.num_headers, 3);
+    ck_assert(slice_is(resp.headers[0].name, "Content-Type"));
+    ck_assert(slice_is(resp.headers[0].value, "text/plain"));
+    ck_assert(slice_is(resp.headers[2].value, ""));
+    ck_assert(!resp.upgrade_websocket && !resp.connection_upgrade);
+    ck_assert_uint_eq(resp.sec_websocket_accept_count, 0);
+    guard_release(&g);
+}
+END_TEST
+
+/* The head limit and the header count limit apply to responses as to requests. */
+START_TEST(test_response_limits)
+{
+    char big[600];
+    int n = snprintf(big, sizeof(big), "HTTP/1.1 101 OK\r\nX-Pad: %0400d\r\n\r\n", 0);
+    ck_assert_int_eq(response_rc(big, (size_t)n, (size_t)n), n);
+    ck_assert_int_eq(response_rc(big, (size_t)n, (size_t)n - 1), WS_HTTP_ERR_TOO_LARGE);
+    ck_assert_int_eq(response_rc(big, 20, 19), WS_HTTP_ERR_TOO_LARGE);
+    ck_assert_int_eq(response_rc(big, 19, 19), WS_HTTP_INCOMPLETE);
+    check_prefixes_with(response_rc, big, (size_t)n, (size_t)n - 1);
+
+    static char many[WS_HTTP_MAX_HEADERS * 8 + 64];
+    size_t len = (size_t)snprintf(many, sizeof(many), "HTTP/1.1 101 OK\r\n");
+    for (int i = 0; i <= WS_HTTP_MAX_HEADERS; i++)
+        len += (size_t)snprintf(many + len, sizeof(many) - len, "A: %d\r\n", i % 10);
+    len += (size_t)snprintf(many + len, sizeof(many) - len, "\r\n");
+    ck_assert_int_eq(response_rc(many, len, sizeof(many)), WS_HTTP_ERR_TOO_LARGE);
+    ck_assert_int_eq(response_rc("", 0, 8192), WS_HTTP_INCOMPLETE);
+}
+END_TEST
+
 static Suite *handshake_suite(void)
 {
     Suite *s = suite_create("ws_handshake");
@@ -773,6 +1076,17 @@ static Suite *handshake_suite(void)
     tcase_add_test(parser, test_reparse_resets);
     tcase_add_test(parser, test_empty_input);
     suite_add_tcase(s, parser);
+
+    TCase *client = tcase_create("client");
+    tcase_add_test(client, test_client_key_rfc);
+    tcase_add_test(client, test_client_request_bytes);
+    tcase_add_test(client, test_client_request_rejects_unsafe_values);
+    tcase_add_test(client, test_client_server_roundtrip);
+    tcase_add_loop_test(client, test_response_table, 0, (int)n_response_cases);
+    tcase_add_loop_test(client, test_response_table_prefixes, 0, (int)n_response_cases);
+    tcase_add_test(client, test_response_fields);
+    tcase_add_test(client, test_response_limits);
+    suite_add_tcase(s, client);
     return s;
 }
 
