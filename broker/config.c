@@ -1,4 +1,5 @@
 #include "broker/config.h"
+#include "cluster/bridge.h"
 #include "broker/log.h"
 #include "broker/tls.h"
 
@@ -434,23 +435,6 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     return 0;
 }
 
-/* cluster.redis with its password as "***": --print-config output ends up in bug reports. */
-static void format_redis_url(char *out, size_t len, const char *url)
-{
-    const char *rest = strstr(url, "://");
-    rest = rest != NULL ? rest + 3 : url;
-    size_t authority_len = strcspn(rest, "/");
-    const char *at = NULL;
-    for (size_t i = 0; i < authority_len; i++)
-        if (rest[i] == '@')
-            at = rest + i;
-    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
-    if (colon == NULL)
-        snprintf(out, len, "%s", url);
-    else
-        snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
-}
-
 static void format_value(const struct config *cfg, const struct config_key *k, char *out,
                          size_t len)
 {
@@ -488,7 +472,7 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
     case KEY_PATH:
     case KEY_STRING:
         if (field == cfg->cluster_redis)
-            format_redis_url(out, len, field);
+            bridge_redact_url(out, len, field);
         else
             snprintf(out, len, "%s", field);
         return;

@@ -687,6 +687,29 @@ START_TEST(test_url_invalid)
     bridge_config_defaults(&cfg);
     bridge_parse_url("rediss://h", &cfg, err, sizeof(err));
     ck_assert_ptr_nonnull(strstr(err, "TLS"));
+    /* A refused URL is named without its password: the message goes to logs. */
+    ck_assert_int_eq(bridge_parse_url("redis://:s3cret@host:6379/x", &cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_null(strstr(err, "s3cret"));
+    ck_assert_ptr_nonnull(strstr(err, "redis://:***@host:6379/x"));
+}
+END_TEST
+
+START_TEST(test_redact_url)
+{
+    static const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"redis://:pw@h:1/2", "redis://:***@h:1/2"},
+        {"redis://user:pw@h", "redis://user:***@h"},
+        {"redis://user:p@w@h", "redis://user:***@h"}, /* the last '@' ends the password */
+        {"redis://h:6379", "redis://h:6379"},
+        {"redis://h/a:b@c", "redis://h/a:b@c"}, /* after the authority: not a password */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[128];
+        bridge_redact_url(out, sizeof(out), cases[i].url);
+        ck_assert_str_eq(out, cases[i].shown);
+    }
 }
 END_TEST
 
@@ -837,6 +860,7 @@ static Suite *envelope_suite(void)
     tc = tcase_create("bridge names");
     tcase_add_test(tc, test_url_valid);
     tcase_add_test(tc, test_url_invalid);
+    tcase_add_test(tc, test_redact_url);
     tcase_add_test(tc, test_glob_translation);
     tcase_add_test(tc, test_glob_is_superset);
     suite_add_tcase(s, tc);
