@@ -102,6 +102,8 @@ struct broker {
     size_t conn_count;
     struct conn *reap_list;         /* connections to free before the loop sleeps */
     struct event *reap_event;       /* owned: activated when reap_list is non-empty */
+    struct conn *flush_list;        /* plain connections with output to write this turn */
+    struct event *flush_event;      /* owned: activated when flush_list becomes non-empty */
     struct event *signal_events[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
     struct event *shutdown_timer;   /* owned: bounds the drain at shutdown */
     bool shutting_down;

@@ -26,6 +26,7 @@
 #define CLOSING_DEADLINE_MS 2000
 
 static void read_cb(struct bufferevent *bev, void *arg);
+static void output_drained(struct conn *c);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -62,10 +63,35 @@ static void count_in(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     ((struct broker *)broker)->stats.bytes_in += info->n_added;
 }
 
-static void count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *broker)
+/* Counts what leaves the output, and puts a plain connection that got output on the flush list. */
+static void count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
+    struct conn *c = arg;
+    struct broker *b = c->broker;
     (void)buf;
-    ((struct broker *)broker)->stats.bytes_out += info->n_deleted;
+    b->stats.bytes_out += info->n_deleted;
+    if (info->n_added == 0 || !c->direct_write || c->flush_queued || c->write_armed)
+        return;
+    c->flush_queued = true;
+    c->flush_prev = NULL;
+    c->flush_next = b->flush_list;
+    if (b->flush_list != NULL)
+        b->flush_list->flush_prev = c;
+    b->flush_list = c;
+    event_active(b->flush_event, EV_TIMEOUT, 0);
+}
+
+static void flush_unlink(struct conn *c)
+{
+    if (!c->flush_queued)
+        return;
+    if (c->flush_prev != NULL)
+        c->flush_prev->flush_next = c->flush_next;
+    else
+        c->broker->flush_list = c->flush_next;
+    if (c->flush_next != NULL)
+        c->flush_next->flush_prev = c->flush_prev;
+    c->flush_queued = false;
 }
 
 static void set_write_watermark(struct conn *c)
@@ -121,7 +147,8 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     c->last_read_ms = c->last_write_ms = broker_now_ms(b);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     evbuffer_add_cb(bufferevent_get_input(c->bev), count_in, b);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), count_out, b);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), count_out, c);
+    c->direct_write = ssl == NULL;
     set_write_watermark(c);
     b->stats.connections_accepted++;
     static const char *const names[] = {"ws", "tcp", "http"};
@@ -140,13 +167,18 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
         ws_decoder_init(&c->ws, &wcfg);
         arm_timer(c, b->cfg.handshake_timeout_ms);
     }
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
+    if (c->direct_write)
+        bufferevent_disable(c->bev, EV_WRITE); /* on by default in libevent */
+    else
+        bufferevent_enable(c->bev, EV_WRITE);
     return c;
 }
 
 void conn_free(struct conn *c)
 {
     struct broker *b = c->broker;
+    flush_unlink(c);
     if (c->session != NULL)
         session_free(c->session);
     if (c->prev != NULL)
@@ -210,25 +242,47 @@ static void send_ws_header(struct conn *c, enum ws_opcode op, uint64_t len)
     evbuffer_add(bufferevent_get_output(c->bev), header, n);
 }
 
+/* A whole frame (WebSocket header, STOMP head, small body, NUL) copied into one evbuffer_add: each
+ * add costs the evbuffer's callbacks and a write-event check, so one per delivery, not four. */
+#define FRAME_STACK 2048
+
 void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
                      const char *body, size_t body_len, bool utf8)
 {
     if (c->state != CONN_OPEN)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->transport == CONN_WS)
-        send_ws_header(c, data_opcode(c, utf8),
-                       head_len + (msg != NULL ? msg->body_len : body_len) + 1);
-    evbuffer_add(out, head, head_len);
-    if (msg != NULL && msg->body_len >= SHARED_BODY_MIN) {
-        /* msg->body is followed by a NUL in the same allocation: it ends the frame too. */
-        evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
-    } else if (msg != NULL) {
-        evbuffer_add(out, msg->body, msg->body_len + 1);
-    } else {
-        evbuffer_add(out, body, body_len);
-        evbuffer_add(out, "", 1);
+    if (msg != NULL) {
+        body = msg->body;
+        body_len = msg->body_len;
     }
+    bool shared = msg != NULL && body_len >= SHARED_BODY_MIN;
+    uint8_t frame[FRAME_STACK];
+    size_t n = 0;
+    if (c->transport == CONN_WS)
+        n = ws_frame_header_encode(frame, data_opcode(c, utf8), true, head_len + body_len + 1,
+                                   NULL);
+    if (n + head_len + (shared ? 0 : body_len + 1) <= sizeof(frame)) {
+        memcpy(frame + n, head, head_len);
+        n += head_len;
+        if (!shared) {
+            if (body_len > 0)
+                memcpy(frame + n, body, body_len);
+            frame[n + body_len] = '\0';
+            n += body_len + 1;
+        }
+        evbuffer_add(out, frame, n);
+    } else {
+        evbuffer_add(out, frame, n); /* the WebSocket header alone (n may be 0) */
+        evbuffer_add(out, head, head_len);
+        if (!shared) {
+            evbuffer_add(out, body, body_len);
+            evbuffer_add(out, "", 1);
+        }
+    }
+    /* msg->body is followed by a NUL in the same allocation: it ends the frame too. */
+    if (shared)
+        evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
     c->last_write_ms = broker_now_ms(c->broker);
 }
 
@@ -267,7 +321,7 @@ void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason)
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     arm_timer(c, CLOSING_DEADLINE_MS);
     if (conn_outbound(c) == 0)
-        write_cb(c->bev, c);
+        output_drained(c);
 }
 
 /* Answers an HTTP request that will not become a WebSocket, then closes. */
@@ -518,21 +572,63 @@ static void read_cb(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+/* The output went down to the low-water mark (or empty): resume queues, or finish a close. */
+static void output_drained(struct conn *c)
 {
-    struct conn *c = arg;
     if (c->state == CONN_OPEN) {
         if (c->session != NULL)
             session_drained(c->session);
         return;
     }
-    if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (c->state == CONN_CLOSING && conn_outbound(c) == 0) {
         if (c->tls) {
             conn_close(c); /* everything is out; a FIN under TLS would skip close_notify */
             return;
         }
         /* Everything is out: send FIN and wait (bounded by the timer) for the peer's. */
-        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->write_armed && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        c->write_armed = false; /* all out: back to direct writes */
+        bufferevent_disable(bev, EV_WRITE);
+    }
+    output_drained(c);
+}
+
+/* One writev of what is queued; what the socket does not take is left to libevent's write event. */
+static void flush_one(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
+    if (c->state == CONN_DEAD || before == 0)
+        return;
+    /* bufferevents keep their output's front frozen outside their own write callback */
+    evbuffer_unfreeze(out, 1);
+    int written = evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    size_t after = evbuffer_get_length(out);
+    if (written < 0 || after > 0) {
+        /* EAGAIN, or an error libevent will report through event_cb when it retries */
+        c->write_armed = true;
+        bufferevent_enable(c->bev, EV_WRITE);
+    }
+    /* as libevent's write watermark would: only when crossing it, or done */
+    size_t low = c->state == CONN_OPEN ? c->broker->cfg.outbound_high_water / 2 : 0;
+    if (after <= low && (before > low || c->state != CONN_OPEN))
+        output_drained(c);
+}
+
+void conn_flush_all(struct broker *b)
+{
+    while (b->flush_list != NULL) {
+        struct conn *c = b->flush_list;
+        flush_unlink(c);
+        flush_one(c);
     }
 }
 

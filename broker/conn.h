@@ -53,6 +53,11 @@ struct conn {
     uint64_t last_read_ms;    /* for heart-beats: when bytes last arrived */
     struct conn *prev, *next; /* broker's list of connections */
     struct conn *reap_next;   /* broker's reap list */
+    /* Plain sockets write directly (see conn_flush_all): no write event while all is out. */
+    bool direct_write;                    /* not TLS: the broker's flush writes the output */
+    bool write_armed;                     /* EV_WRITE on: libevent writes the rest (EAGAIN) */
+    struct conn *flush_prev, *flush_next; /* broker's flush list while output waits */
+    bool flush_queued;
 };
 
 /* Takes ownership of fd (accepted socket), of ssl (NULL for plain TCP; the TLS handshake runs
@@ -60,6 +65,14 @@ struct conn {
  * connection is freed. NULL when out of memory (fd closed, ssl freed, admission released). */
 struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
                       const char *addr, enum conn_transport transport, SSL *ssl);
+
+/*
+ * Writes the output of every connection that got some during this loop turn: one writev each,
+ * however many frames were queued, with no write event when the socket takes it all (the common
+ * case: an event per delivery would cost two epoll_ctl calls and a wakeup). Run by the broker's
+ * flush event, after the turn's reads have queued their deliveries.
+ */
+void conn_flush_all(struct broker *b);
 
 /* Frees everything; only the broker calls this, from its reap step. */
 void conn_free(struct conn *c);

@@ -119,30 +119,44 @@ void message_unref(struct message *msg)
     free(msg);
 }
 
-const char *message_encoded_headers(struct message *msg, enum stomp_version v, size_t *len)
+/* Writes the shared header lines into out (when not NULL); returns their length. */
+static size_t encode_head(const struct message *msg, enum stomp_version v, char *out, size_t cap,
+                          size_t *tail)
+{
+    size_t used = stomp_encode_header(out, cap, v, STOMP_CMD_MESSAGE, "destination", 11,
+                                      msg->destination, msg->destination_len);
+    *tail = used;
+    /* message-id is the broker's own ASCII ("m-N"): nothing to escape */
+    char line[MESSAGE_ID_MAX + 48];
+    int n = snprintf(line, sizeof(line), "message-id:%s\n", msg->id);
+    if (out != NULL)
+        memcpy(out + used, line, (size_t)n);
+    used += (size_t)n;
+    for (size_t i = 0; i < msg->header_count; i++) {
+        const struct stomp_header *h = &msg->headers[i];
+        used +=
+            stomp_encode_header(out != NULL ? out + used : NULL, out != NULL ? cap - used : 0, v,
+                                STOMP_CMD_MESSAGE, h->name, h->name_len, h->value, h->value_len);
+    }
+    n = snprintf(line, sizeof(line), "content-length:%zu\n\n", msg->body_len);
+    if (out != NULL)
+        memcpy(out + used, line, (size_t)n);
+    return used + (size_t)n;
+}
+
+const char *message_encoded_head(struct message *msg, enum stomp_version v, size_t *len,
+                                 size_t *tail)
 {
     int slot = (int)v - (int)STOMP_V1_0;
-    if (msg->encoded[slot] != NULL || msg->header_count == 0) {
-        *len = msg->encoded_len[slot];
-        return msg->encoded[slot] != NULL ? msg->encoded[slot] : "";
+    if (msg->encoded[slot] == NULL) {
+        size_t need = encode_head(msg, v, NULL, 0, tail);
+        char *out = malloc(need + 1);
+        if (out == NULL)
+            return NULL;
+        msg->encoded_len[slot] = encode_head(msg, v, out, need + 1, &msg->encoded_tail[slot]);
+        msg->encoded[slot] = out;
     }
-    size_t need = 0;
-    for (size_t i = 0; i < msg->header_count; i++) {
-        const struct stomp_header *h = &msg->headers[i];
-        need += stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, h->name, h->name_len, h->value,
-                                    h->value_len);
-    }
-    char *out = malloc(need + 1);
-    if (out == NULL)
-        return NULL;
-    size_t used = 0;
-    for (size_t i = 0; i < msg->header_count; i++) {
-        const struct stomp_header *h = &msg->headers[i];
-        used += stomp_encode_header(out + used, need + 1 - used, v, STOMP_CMD_MESSAGE, h->name,
-                                    h->name_len, h->value, h->value_len);
-    }
-    msg->encoded[slot] = out;
-    msg->encoded_len[slot] = used;
-    *len = used;
-    return out;
+    *len = msg->encoded_len[slot];
+    *tail = msg->encoded_tail[slot];
+    return msg->encoded[slot];
 }

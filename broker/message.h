@@ -30,10 +30,14 @@ struct message {
     size_t header_count;
     char *body; /* owned (same allocation): body_len bytes then a NUL */
     size_t body_len;
-    bool utf8;        /* destination, headers and body are all valid UTF-8 */
-    char *encoded[3]; /* owned, lazily built: user headers escaped per version
-                         (1.0, 1.1, 1.2) as "name:value\n" lines */
+    bool utf8; /* destination, headers and body are all valid UTF-8 */
+    /* Owned, built on first use per version (1.0, 1.1, 1.2): the MESSAGE header lines every
+     * delivery shares, escaped once: "destination:D\nmessage-id:ID\n", the user headers, then
+     * "content-length:N\n\n". encoded_tail is where "message-id" starts (queue deliveries
+     * show the consumer's own destination instead). */
+    char *encoded[3];
     size_t encoded_len[3];
+    size_t encoded_tail[3];
 };
 
 /*
@@ -53,8 +57,10 @@ struct message *message_new(const char *destination, size_t destination_len,
 struct message *message_ref(struct message *msg);
 void message_unref(struct message *msg);
 
-/* The user headers escaped for version v, built on first use; NULL when out of memory. */
-const char *message_encoded_headers(struct message *msg, enum stomp_version v, size_t *len);
+/* The shared MESSAGE header lines for version v (see encoded[] above) and, in *tail, the
+ * offset after the destination line; NULL when out of memory. */
+const char *message_encoded_head(struct message *msg, enum stomp_version v, size_t *len,
+                                 size_t *tail);
 
 /* Total messages created (the next seq is this + 1). */
 uint64_t message_count(void);

@@ -63,6 +63,10 @@ struct subscription {
     size_t prefetch; /* queue consumers: max unacked messages, 0 = no limit */
     bool id_utf8;
     uint64_t serial; /* broker-wide, never reused: identifies a consumer without a pointer */
+    char *lines;     /* owned: "subscription:ID\ndestination:DEST\n", escaped once for the
+                        session's version: every MESSAGE copies them (queue consumers both,
+                        topic subscribers the first, the message carries the destination) */
+    size_t lines_len, id_line_len;
 
     /* Set by the router while subscribed. */
     void *target;                     /* borrowed: struct topic, struct trie_node or struct queue */

@@ -399,7 +399,27 @@ static void free_subscription(struct subscription *sub)
 {
     free(sub->id);
     free(sub->destination);
+    free(sub->lines);
     free(sub);
+}
+
+/* Escapes the subscription's own MESSAGE header lines once, for every delivery to come. */
+static bool encode_subscription_lines(struct subscription *sub, enum stomp_version v)
+{
+    size_t id_len = strlen(sub->id);
+    sub->id_line_len =
+        stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, "subscription", 12, sub->id, id_len);
+    size_t dest_len = stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, "destination", 11,
+                                          sub->destination, sub->destination_len);
+    sub->lines = malloc(sub->id_line_len + dest_len + 1);
+    if (sub->lines == NULL)
+        return false;
+    sub->lines_len = stomp_encode_header(sub->lines, sub->id_line_len + 1, v, STOMP_CMD_MESSAGE,
+                                         "subscription", 12, sub->id, id_len);
+    sub->lines_len +=
+        stomp_encode_header(sub->lines + sub->lines_len, dest_len + 1, v, STOMP_CMD_MESSAGE,
+                            "destination", 11, sub->destination, sub->destination_len);
+    return true;
 }
 
 static void free_all_subscriptions(struct session *s)
@@ -879,7 +899,8 @@ static struct subscription *new_subscription(struct session *s, const struct sto
     sub->session_unacked = &s->unacked;
     sub->id_utf8 = ws_utf8_valid((const uint8_t *)id->value, id->value_len) &&
                    ws_utf8_valid((const uint8_t *)dest->value, dest->value_len);
-    if (sub->id == NULL || sub->destination == NULL) {
+    if (sub->id == NULL || sub->destination == NULL ||
+        !encode_subscription_lines(sub, s->version)) {
         free_subscription(sub);
         return NULL;
     }
@@ -1225,31 +1246,29 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
         return drop_for_slow_consumer(s);
     s->consecutive_drops = 0;
 
-    enum stomp_version v = s->version;
+    /* Only copies here: the escaped lines were made once per subscription and per message. */
+    size_t shared_len, tail;
+    const char *shared = message_encoded_head(msg, s->version, &shared_len, &tail);
+    if (shared == NULL)
+        return -1;
     struct head h;
     head_init(&h);
-    head_command(&h, STOMP_CMD_MESSAGE);
-    head_header_str(&h, v, STOMP_CMD_MESSAGE, "subscription", sub->id);
-    if (queue)
-        head_header(&h, v, STOMP_CMD_MESSAGE, "destination", sub->destination,
-                    sub->destination_len);
-    else
-        head_header(&h, v, STOMP_CMD_MESSAGE, "destination", msg->destination,
-                    msg->destination_len);
-    head_header_str(&h, v, STOMP_CMD_MESSAGE, "message-id", msg->id);
-    if (v >= STOMP_V1_2 && sub->ack != ACK_AUTO)
-        head_header_str(&h, v, STOMP_CMD_MESSAGE, "ack", msg->id);
+    head_raw(&h, "MESSAGE\n", 8);
+    if (queue) { /* the consumer's destination (a /temp-queue/ name stays as it wrote it) */
+        head_raw(&h, sub->lines, sub->lines_len);
+        shared += tail;
+        shared_len -= tail;
+    } else {
+        head_raw(&h, sub->lines, sub->id_line_len);
+    }
+    if (s->version >= STOMP_V1_2 && sub->ack != ACK_AUTO) {
+        head_raw(&h, "ack:", 4);
+        head_raw(&h, msg->id, strlen(msg->id));
+        head_raw(&h, "\n", 1);
+    }
     if (redelivered)
         head_raw(&h, "redelivered:true\n", 17);
-    size_t user_len;
-    const char *user = message_encoded_headers(msg, v, &user_len);
-    if (user == NULL)
-        h.failed = true;
-    else
-        head_raw(&h, user, user_len);
-    char n[48];
-    int w = snprintf(n, sizeof(n), "content-length:%zu\n\n", msg->body_len);
-    head_raw(&h, n, (size_t)w);
+    head_raw(&h, shared, shared_len);
     if (h.failed) {
         head_release(&h);
         return -1;
