@@ -319,6 +319,10 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
     struct session *s = arg;
     (void)fd;
     (void)what;
+    /* Closing (up to CLOSING_DEADLINE_MS for a peer that never reads): the timeout, if that is
+     * why, was counted and logged once; a silent peer must not be counted again every tick. */
+    if (!conn_is_open(s->conn))
+        return;
     uint64_t now = broker_now_ms(s->broker);
     /* Ours at half the interval, so a gap never exceeds the promised one. */
     if (s->hb_send_ms != 0 && now - s->conn->last_write_ms >= s->hb_send_ms / 2)
@@ -341,6 +345,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     struct session *s = arg;
     (void)fd;
     (void)what;
+    if (!conn_is_open(s->conn))
+        return; /* closing already: whatever ended it was counted once */
     if (s->auth_failed) {
         session_fail(s, NULL, WS_CLOSE_POLICY, "authentication failed");
     } else if (!s->connected) {
