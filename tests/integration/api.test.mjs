@@ -12,6 +12,7 @@ import { brokerTest, runBroker, startBroker, withTimeout, sleep } from './lib/br
 import { httpRequest, connectTcp, ByteReader } from './lib/rawws.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
+import { sample } from './lib/proc.mjs';
 
 // Files every test here shares.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-api-'));
@@ -98,12 +99,6 @@ function assertError(r, status, pattern) {
 }
 
 // The value of one sample in Prometheus text.
-function sample(text, series) {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `no ${series} in /metrics`);
-  return Number(line.slice(series.length + 1));
-}
-
 // The port of a listener startBroker does not wait for (its line may still be on the way).
 async function listenPort(broker, kind, timeout = 5000) {
   const re = new RegExp(`^listening ${kind} 127\\.0\\.0\\.1:(\\d+)$`, 'm');

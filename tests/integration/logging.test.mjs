@@ -10,6 +10,7 @@ import path from 'node:path';
 import { brokerTest, runBroker, sleep } from './lib/broker.mjs';
 import { httpRequest } from './lib/rawws.mjs';
 import { tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
+import { sample } from './lib/proc.mjs';
 
 function tmpDir() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-logging-'));
@@ -41,12 +42,6 @@ async function metrics(broker) {
 }
 
 // The value of one series ("name" or "name{labels}") in Prometheus text.
-function sample(text, series) {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `no ${series} in /metrics:\n${text}`);
-  return Number(line.slice(series.length + 1));
-}
-
 // A STOMP 1.2 UNSUBSCRIBE whose id holds a newline, a quote, a backslash (header escapes) and a
 // byte that is not UTF-8; the broker logs the unknown id (debug) and sends the receipt.
 async function unsubscribeEvil(client) {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { brokerTest } from './lib/broker.mjs';
 import { httpRequest } from './lib/rawws.mjs';
 import { tcpStomp, wsStomp } from './lib/stomp.mjs';
+import { sample } from './lib/proc.mjs';
 
 async function get(broker, port, path, method = 'GET') {
   const r = await httpRequest(port, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
@@ -14,12 +15,6 @@ async function get(broker, port, path, method = 'GET') {
 }
 
 // The value of one sample ("name" or "name{labels}") in Prometheus text.
-function sample(text, series) {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `no ${series} in /metrics`);
-  return Number(line.slice(series.length + 1));
-}
-
 const httpPort = (broker) => Number(/^listening http 127\.0\.0\.1:(\d+)$/m.exec(broker.stdout)[1]);
 
 brokerTest('healthz, readyz and 404/405 on the WebSocket port and the --http listener',
