@@ -7,29 +7,12 @@
 // The broker's own view comes from /proc/PID (open fds, VmRSS) and /metrics; "recovered" means
 // both are back at the baseline taken before the fault. IT_DEBUG=1 prints the measured times.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import { STOMPWS_BIN, brokerTest, sleep } from './lib/broker.mjs';
+import { brokerTest, sleep } from './lib/broker.mjs';
 import { metricsText } from './lib/cluster.mjs';
 import { ByteReader, OP, encodeWsFrame, rawWsConnect, upgradeRequest } from './lib/rawws.mjs';
 import { connectTcp, encodeFrame, tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
-import { fdCount, rssBytes, sample, waitFor } from './lib/proc.mjs';
-
-// RSS bounds hold for the broker's own allocator only: not under AddressSanitizer, which keeps
-// freed memory in quarantine (256 MiB by default) rather than reusing it, nor under valgrind
-// (tests/valgrind/run), whose process it then is. Leaks there are LeakSanitizer's and memcheck's
-// to find, at the broker's exit; these tests skip the RSS checks.
-const SANITIZED = fs.existsSync(STOMPWS_BIN) && fs.readFileSync(STOMPWS_BIN).includes('__asan_init');
-
-function rssComparable(broker) {
-  if (SANITIZED) return false;
-  try {
-    return !/valgrind|memcheck/.test(fs.readlinkSync(`/proc/${broker.child.pid}/exe`));
-  } catch {
-    return false;
-  }
-}
-
+import { fdCount, rssBytes, rssComparable, sample, waitFor } from './lib/proc.mjs';
 
 // The value of one series ("name" or "name{labels}") in Prometheus text; 0 when absent.
 const hits = (text, limit) => sample(text, `stompws_limit_hits_total{limit="${limit}"}`, 0);

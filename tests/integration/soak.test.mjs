@@ -8,12 +8,11 @@
 //   SOAK_CLIENTS  connections open at once in each round (default 2500: half TCP, half WebSocket)
 //   IT_DEBUG=1    print each round's figures as they come
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { STOMPWS_BIN, brokerTest, sleep, withTimeout } from './lib/broker.mjs';
+import { brokerTest, sleep, withTimeout } from './lib/broker.mjs';
 import { metricsText } from './lib/cluster.mjs';
 import { tcpClient, tcpStomp, wsOpen } from './lib/stomp.mjs';
-import { fdCount, rssBytes, sample } from './lib/proc.mjs';
+import { fdCount, rssBytes, rssComparable, sample } from './lib/proc.mjs';
 
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS) || 60;
 const CLIENTS = Number(process.env.SOAK_CLIENTS) || 2500;
@@ -38,22 +37,6 @@ const RSS_TOLERANCE = 4 * MiB;
 // for seconds behind a round's connects and disconnects misses them.
 const PROBE_P99_MS = 1000;
 const PROBE_MAX_MS = 2500;
-
-// RSS bounds hold for the broker's own allocator only: not under AddressSanitizer, which keeps
-// freed memory in quarantine (256 MiB by default) rather than reusing it, nor under valgrind
-// (tests/valgrind/run), whose process it then is. Leaks there are LeakSanitizer's and memcheck's
-// to find, at the broker's exit; these tests skip the RSS checks.
-const SANITIZED = fs.existsSync(STOMPWS_BIN) && fs.readFileSync(STOMPWS_BIN).includes('__asan_init');
-
-function rssComparable(broker) {
-  if (SANITIZED) return false;
-  try {
-    return !/valgrind|memcheck/.test(fs.readlinkSync(`/proc/${broker.child.pid}/exe`));
-  } catch {
-    return false;
-  }
-}
-
 
 // The value of one series ("name" or "name{labels}") in Prometheus text; 0 when absent.
 async function gauges(broker) {
