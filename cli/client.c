@@ -76,14 +76,20 @@ struct client {
 
 /* ---- diagnostics ---- */
 
+static void vsay(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static void vsay(const char *fmt, va_list ap)
+{
+    fputs("stompws-cli: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("stompws-cli: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsay(fmt, ap);
     va_end(ap);
 }
 
@@ -104,9 +110,7 @@ static void fail(struct client *c, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("stompws-cli: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsay(fmt, ap);
     va_end(ap);
     done(c, 1);
 }
