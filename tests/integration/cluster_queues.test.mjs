@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { sleep } from './lib/broker.mjs';
 import {
   PREFIX, RedisServer, clusterTest, freePort, killNode, linksUp, metricsText, useSharedRedis,
+  waitStreamGroup, waitStreamLength,
 } from './lib/cluster.mjs';
 import { wsStomp, tcpStomp, encodeFrame, uniq } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
@@ -20,29 +21,6 @@ useSharedRedis();
 const streamKey = (dest) => `${PREFIX}:${dest}`;
 const bodies = (frames) => frames.map((f) => f.text);
 const FAST = { set: { 'cluster.queue_visibility_ms': '2000' } };
-
-// Waits until the queue's stream holds n entries (XLEN): what Redis still keeps of the queue.
-async function waitXlen(redis, dest, n, timeout = 10000) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = await redis.command('XLEN', streamKey(dest));
-    if (last === n) return;
-    await sleep(50);
-  }
-  throw new Error(`XLEN ${streamKey(dest)}: ${last}, expected ${n} within ${timeout} ms`);
-}
-
-// Waits until the node's consumer group for dest exists (its consumers there are reading).
-async function waitGroup(redis, dest, timeout = 10000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const reply = await redis.command('XINFO', 'GROUPS', streamKey(dest));
-    if (Array.isArray(reply) && reply.length > 0) return;
-    if (Date.now() > deadline) throw new Error(`no consumer group on ${streamKey(dest)} within ${timeout} ms`);
-    await sleep(50);
-  }
-}
 
 // n SENDs in batches without receipts, then one more with a receipt: once it comes back, Redis
 // has stored all of them (receipts wait for every earlier queue message of the session).
@@ -61,7 +39,7 @@ clusterTest('a queue message sent on one node reaches a consumer on another, hea
   const dest = `/queue/${uniq('orders')}`;
   const consumer = await stompjs(b, { label: 'consumer-b' });
   const sub = await consumer.subscribe(dest);
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   const pub = await tcpStomp(a, { label: 'pub-a' });
   for (let i = 0; i < 5; i++) {
     await pub.sendWithReceipt('SEND', { destination: dest, 'content-type': 'application/json', 'x-order': String(i) }, `{"n":${i}}`);
@@ -75,7 +53,7 @@ clusterTest('a queue message sent on one node reaches a consumer on another, hea
     assert.ok(m.headers['message-id'], 'a message-id');
     assert.notEqual(m.headers.redelivered, 'true', 'first delivery is not marked redelivered');
   }
-  await waitXlen(redis, dest, 0); // auto-ack: acked (XACK + XDEL) once written to the consumer
+  await waitStreamLength(redis, dest, 0); // auto-ack: acked (XACK + XDEL) once written to the consumer
   const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
   const [ma, mb] = [await metricsText(a), await metricsText(b)];
   assert.equal(metric(ma, 'stompws_cluster_queue_appended_total'), 5, 'node a stored 5 in Redis');
@@ -105,7 +83,7 @@ clusterTest('competing consumers on 3 nodes share 10,000 messages from 2 publish
       if (k.ack !== 'auto') k.client.send('ACK', { id: frame.headers.ack });
     };
   }
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   const pubA = await tcpStomp(a, { label: 'pub-a' });
   const pubB = await wsStomp(b, { label: 'pub-b' });
   const N = 5000;
@@ -129,7 +107,7 @@ clusterTest('competing consumers on 3 nodes share 10,000 messages from 2 publish
       assert.deepEqual(seq, [...seq].sort((x, y) => x - y), `publisher ${p}'s order kept`);
     }
   }
-  await waitXlen(redis, dest, 0, 20000);
+  await waitStreamLength(redis, dest, 0, 20000);
 });
 
 clusterTest('messages sent before any consumer exists wait in Redis and go to the first consumer on any node', {}, async ({ nodes, redis }) => {
@@ -137,24 +115,24 @@ clusterTest('messages sent before any consumer exists wait in Redis and go to th
   const dest = `/queue/${uniq('backlog')}`;
   const pub = await tcpStomp(a, { label: 'pub-a' });
   for (let i = 0; i < 20; i++) await pub.sendWithReceipt('SEND', { destination: dest }, `early${i}`);
-  await waitXlen(redis, dest, 20);
+  await waitStreamLength(redis, dest, 20);
   const late = await wsStomp(c, { label: 'late-c' });
   await late.subscribe(dest, 's');
   const got = await late.messages(20, 's', 10000);
   assert.deepEqual(bodies(got), Array.from({ length: 20 }, (_, i) => `early${i}`));
-  await waitXlen(redis, dest, 0);
+  await waitStreamLength(redis, dest, 0);
 });
 
 clusterTest('a backend XADDs a raw payload to the stream and a consumer gets it as the body', {}, async ({ nodes, redis }) => {
   const dest = `/queue/${uniq('raw')}`;
   const consumer = await wsStomp(nodes[1], { label: 'consumer' });
   await consumer.subscribe(dest, 's');
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   await redis.command('XADD', streamKey(dest), '*', 'm', 'made by redis-cli');
   const m = await consumer.message('s', 10000);
   assert.equal(m.text, 'made by redis-cli');
   assert.equal(m.headers.destination, dest);
-  await waitXlen(redis, dest, 0);
+  await waitStreamLength(redis, dest, 0);
 });
 
 clusterTest('node SIGKILLed with unacked queue messages: another node redelivers them (redelivered:true)', { broker: FAST }, async ({ nodes, redis }) => {
@@ -162,7 +140,7 @@ clusterTest('node SIGKILLed with unacked queue messages: another node redelivers
   const dest = `/queue/${uniq('crash')}`;
   const doomed = await tcpStomp(b, { label: 'doomed-b' });
   await doomed.subscribe(dest, 'd', { ack: 'client-individual', 'prefetch-count': '100' });
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   const pub = await tcpStomp(a, { label: 'pub-a' });
   for (let i = 0; i < 10; i++) await pub.sendWithReceipt('SEND', { destination: dest }, `job${i}`);
   const held = await doomed.messages(10, 'd', 10000); // delivered, never acked
@@ -176,7 +154,7 @@ clusterTest('node SIGKILLed with unacked queue messages: another node redelivers
   assert.ok(again.every((m) => m.headers.redelivered === 'true'), 'marked redelivered');
   assert.ok(Date.now() - started < 10000, 'within a few visibility timeouts (2 s here)');
   for (const m of again) survivor.send('ACK', { id: m.headers.ack });
-  await waitXlen(redis, dest, 0);
+  await waitStreamLength(redis, dest, 0);
 });
 
 clusterTest('a consumer that leaves without acking hands its messages back: a consumer on another node gets them', { broker: FAST }, async ({ nodes, redis }) => {
@@ -184,7 +162,7 @@ clusterTest('a consumer that leaves without acking hands its messages back: a co
   const dest = `/queue/${uniq('handback')}`;
   const leaver = await wsStomp(b, { label: 'leaver-b' });
   await leaver.subscribe(dest, 'l', { ack: 'client', 'prefetch-count': '100' });
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   const pub = await tcpStomp(a, { label: 'pub-a' });
   for (let i = 0; i < 5; i++) await pub.sendWithReceipt('SEND', { destination: dest }, `h${i}`);
   await leaver.messages(5, 'l', 10000);
@@ -196,7 +174,7 @@ clusterTest('a consumer that leaves without acking hands its messages back: a co
   assert.deepEqual(bodies(got).sort(), ['h0', 'h1', 'h2', 'h3', 'h4']);
   assert.ok(got.every((m) => m.headers.redelivered === 'true'));
   for (const m of got) stayer.send('ACK', { id: m.headers.ack });
-  await waitXlen(redis, dest, 0);
+  await waitStreamLength(redis, dest, 0);
 });
 
 clusterTest('Redis down: a queue SEND waits for its RECEIPT and is delivered once Redis is back', {
@@ -208,7 +186,7 @@ clusterTest('Redis down: a queue SEND waits for its RECEIPT and is delivered onc
   const dest = `/queue/${uniq('outage')}`;
   const consumer = await tcpStomp(b, { label: 'consumer-b' });
   await consumer.subscribe(dest, 's');
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   await redis.kill();
   const pub = await tcpStomp(a, { label: 'pub-a' });
   pub.send('SEND', { destination: dest, receipt: 'while-down' }, 'kept on node a');
@@ -243,7 +221,7 @@ clusterTest('NACK on one node goes to another local consumer; acked messages lea
   const dest = `/queue/${uniq('nack')}`;
   const first = await tcpStomp(b, { label: 'first' });
   await first.subscribe(dest, 'f', { ack: 'client-individual', 'prefetch-count': '1' });
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   const pub = await tcpStomp(a, { label: 'pub' });
   await pub.sendWithReceipt('SEND', { destination: dest }, 'retry me');
   const m1 = await first.message('f', 10000);
@@ -253,9 +231,9 @@ clusterTest('NACK on one node goes to another local consumer; acked messages lea
   const m2 = await second.message('s', 10000);
   assert.equal(m2.text, 'retry me');
   assert.equal(m2.headers.redelivered, 'true');
-  await waitXlen(redis, dest, 1); // still unacked
+  await waitStreamLength(redis, dest, 1); // still unacked
   await second.sendWithReceipt('ACK', { id: m2.headers.ack });
-  await waitXlen(redis, dest, 0);
+  await waitStreamLength(redis, dest, 0);
 });
 
 clusterTest('a node shut down with SIGTERM hands its unacked messages back at once (no visibility wait)', {}, async ({ nodes, redis }) => {
@@ -263,7 +241,7 @@ clusterTest('a node shut down with SIGTERM hands its unacked messages back at on
   const dest = `/queue/${uniq('drain')}`;
   const leaving = await tcpStomp(b, { label: 'leaving-b' });
   await leaving.subscribe(dest, 'l', { ack: 'client-individual', 'prefetch-count': '100' });
-  await waitGroup(redis, dest);
+  await waitStreamGroup(redis, dest);
   const pub = await tcpStomp(a, { label: 'pub-a' });
   for (let i = 0; i < 8; i++) await pub.sendWithReceipt('SEND', { destination: dest }, `d${i}`);
   await leaving.messages(8, 'l', 10000);
@@ -275,5 +253,5 @@ clusterTest('a node shut down with SIGTERM hands its unacked messages back at on
   assert.deepEqual(bodies(got).sort(), Array.from({ length: 8 }, (_, i) => `d${i}`));
   assert.ok(got.every((m) => m.headers.redelivered === 'true'));
   for (const m of got) stayer.send('ACK', { id: m.headers.ack });
-  await waitXlen(redis, dest, 0);
+  await waitStreamLength(redis, dest, 0);
 });

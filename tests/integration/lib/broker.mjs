@@ -28,6 +28,10 @@ process.on('exit', () => {
   }
 });
 
+// Stretches the broker's start-up and shutdown waits (not the tests' own bounds): a broker under
+// valgrind (tests/valgrind/run sets 3) starts and exits many times slower.
+export const TIME_SCALE = Math.max(1, Number(process.env.STOMPWS_TIME_SCALE) || 1);
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Rejects with `what` after ms unless promise settles first; the timer never keeps node alive.
@@ -53,6 +57,7 @@ export class Broker {
     this.tcpPort = null;
     this.wssPort = null; // TLS listeners, when started with --wss / --stomp-tls
     this.stompTlsPort = null;
+    this.httpPort = null; // the --http listener, when started with it
     this.exit = null; // { code, signal } once exited
     this.clients = new Set();
     // 'close' (not 'exit'): fires once stdout/stderr are drained, so the log is complete.
@@ -92,7 +97,7 @@ export class Broker {
   }
 
   // SIGTERM, then SIGKILL after killAfterMs. Resolves to { code, signal }.
-  async stop(killAfterMs = 5000) {
+  async stop(killAfterMs = 5000 * TIME_SCALE) {
     if (this.exit) return this.exit;
     this.child.kill('SIGTERM');
     const timer = setTimeout(() => { try { this.child.kill('SIGKILL'); } catch { /* gone */ } }, killAfterMs);
@@ -135,7 +140,7 @@ export function brokerArgs(options = {}, dir = null) {
 }
 
 // Runs the binary to completion (for CLI tests). Resolves { code, signal, stdout, stderr }.
-export function runBroker(args, timeoutMs = 10000) {
+export function runBroker(args, timeoutMs = 10000 * TIME_SCALE) {
   return new Promise((resolve, reject) => {
     if (!fs.existsSync(STOMPWS_BIN)) {
       reject(new Error(`broker binary not found: ${STOMPWS_BIN} (set STOMPWS_BIN)`));
@@ -164,7 +169,8 @@ export function runBroker(args, timeoutMs = 10000) {
 
 // Spawns the broker and waits for its listening lines. options as brokerArgs, plus
 // waitTcp (default: true unless tcp is 'off' or null), waitWs (default: true unless ws is 'off'),
-// waitWss / waitStompTls (default: true when options.args contains --wss / --stomp-tls).
+// waitWss / waitStompTls / waitHttp (default: true when options.args contains --wss /
+// --stomp-tls / --http).
 export async function startBroker(options = {}) {
   if (!fs.existsSync(STOMPWS_BIN)) {
     throw new Error(`broker binary not found: ${STOMPWS_BIN} (set STOMPWS_BIN)`);
@@ -179,17 +185,21 @@ export async function startBroker(options = {}) {
   const wantWs = options.waitWs ?? options.ws !== 'off';
   const wantWss = options.waitWss ?? (options.args ?? []).includes('--wss');
   const wantStompTls = options.waitStompTls ?? (options.args ?? []).includes('--stomp-tls');
+  const wantHttp = options.waitHttp ?? (options.args ?? []).includes('--http');
   const ready = new Promise((resolve, reject) => {
     const check = () => {
       const ws = /^listening ws 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
       const tcp = /^listening tcp 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
       const wss = /^listening wss 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
       const stompTls = /^listening stomp-tls 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
+      const http = /^listening http 127\.0\.0\.1:(\d+)\s*$/m.exec(broker.stdout);
       if (ws) broker.wsPort = Number(ws[1]);
       if (tcp) broker.tcpPort = Number(tcp[1]);
       if (wss) broker.wssPort = Number(wss[1]);
       if (stompTls) broker.stompTlsPort = Number(stompTls[1]);
-      if ((ws || !wantWs) && (tcp || !wantTcp) && (wss || !wantWss) && (stompTls || !wantStompTls)) {
+      if (http) broker.httpPort = Number(http[1]);
+      if ((ws || !wantWs) && (tcp || !wantTcp) && (wss || !wantWss) && (stompTls || !wantStompTls)
+          && (http || !wantHttp)) {
         cleanup();
         resolve();
       }
@@ -210,7 +220,7 @@ export async function startBroker(options = {}) {
     child.on('error', onError);
   });
   try {
-    await withTimeout(ready, 10000, 'the broker\'s "listening ..." lines');
+    await withTimeout(ready, 10000 * TIME_SCALE, 'the broker\'s "listening ..." lines');
   } catch (e) {
     await broker.stop(1000);
     e.message += `\n${broker.logTail()}`;

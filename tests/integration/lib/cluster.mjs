@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { startBroker, withTimeout, sleep } from './broker.mjs';
+import { TIME_SCALE, startBroker, withTimeout, sleep } from './broker.mjs';
 import { httpRequest } from './rawws.mjs';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
@@ -96,8 +96,10 @@ export function redisCommand(port, args, timeout = 3000) {
 }
 
 export class RedisServer {
-  constructor(port) {
+  // extraArgs go after the defaults and win over them (e.g. --appendonly yes for persistence).
+  constructor(port, extraArgs = []) {
     this.port = port;
+    this.extraArgs = extraArgs;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-redis-'));
     this.child = null;
     this.log = '';
@@ -105,15 +107,15 @@ export class RedisServer {
 
   get url() { return `redis://127.0.0.1:${this.port}`; }
 
-  static async start() {
-    const r = new RedisServer(await freePort());
+  static async start(extraArgs = []) {
+    const r = new RedisServer(await freePort(), extraArgs);
     await r.spawn();
     return r;
   }
 
   async spawn() {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--dir', this.dir, '--loglevel', 'warning'];
+      '--dir', this.dir, '--loglevel', 'warning', ...this.extraArgs];
     const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     liveRedis.add(child);
@@ -185,10 +187,10 @@ export async function waitLog(broker, re, timeout, what) {
 }
 
 export const linksUp = (broker) => Promise.all([
-  waitLog(broker, /redis publish link up/, 10000, 'the Redis publish link'),
-  waitLog(broker, /redis subscribe link up/, 10000, 'the Redis subscribe link'),
-  waitLog(broker, /redis queue link up/, 10000, 'the Redis queue link'),
-  waitLog(broker, /redis queue-reader link up/, 10000, 'the Redis queue-reader link'),
+  waitLog(broker, /redis publish link up/, 10000 * TIME_SCALE, 'the Redis publish link'),
+  waitLog(broker, /redis subscribe link up/, 10000 * TIME_SCALE, 'the Redis subscribe link'),
+  waitLog(broker, /redis queue link up/, 10000 * TIME_SCALE, 'the Redis queue link'),
+  waitLog(broker, /redis queue-reader link up/, 10000 * TIME_SCALE, 'the Redis queue-reader link'),
 ]);
 
 export async function startNode(redis, id, options = {}) {
@@ -202,10 +204,11 @@ export async function startNode(redis, id, options = {}) {
 
 // Registers a test that runs fn({ nodes, redis }) against fresh brokers joined through redis
 // (the shared one unless options.redis gives a function returning another). Every broker must
-// exit 0 on SIGTERM; on failure the tail of each broker's log is attached.
+// exit 0 on SIGTERM; on failure the tail of each broker's log is attached. options.skip: a
+// reason to skip the test (a missing tool or kernel feature).
 export function clusterTest(name, options, fn) {
   const { ids = ['nA', 'nB', 'nC'], timeout = 30000 } = options;
-  const skip = fs.existsSync(REDIS_SERVER) ? false : `${REDIS_SERVER} not found (apt install redis-server)`;
+  const skip = fs.existsSync(REDIS_SERVER) ? (options.skip ?? false) : `${REDIS_SERVER} not found (apt install redis-server)`;
   test(name, { timeout: timeout + 30000, skip }, async () => {
     const redis = options.redis ? await options.redis() : sharedRedis;
     const nodes = [];
@@ -233,6 +236,29 @@ export function clusterTest(name, options, fn) {
     for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
     throw error;
   });
+}
+
+// Waits until the consumer group of queue dest's stream exists: some node's consumers read it.
+export async function waitStreamGroup(redis, dest, timeout = 10000) {
+  const key = `${PREFIX}:${dest}`;
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const reply = await redis.command('XINFO', 'GROUPS', key);
+    if (Array.isArray(reply) && reply.length > 0) return;
+    if (Date.now() > deadline) throw new Error(`no consumer group on ${key} within ${timeout} ms`);
+    await sleep(50);
+  }
+}
+
+// Waits until queue dest's stream holds n entries (XLEN): 0 once everything was acked.
+export async function waitStreamLength(redis, dest, n, timeout = 10000) {
+  const key = `${PREFIX}:${dest}`;
+  const deadline = Date.now() + timeout;
+  let last;
+  while ((last = await redis.command('XLEN', key)) !== n) {
+    if (Date.now() > deadline) throw new Error(`XLEN ${key}: ${last}, expected ${n} within ${timeout} ms`);
+    await sleep(50);
+  }
 }
 
 // SIGKILLs a node (no clean-up of any kind) and waits until it is gone.
