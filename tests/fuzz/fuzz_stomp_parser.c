@@ -1,11 +1,13 @@
 /*
  * fuzz_stomp_parser.c - libFuzzer harness for stomp/parser (with stomp/encode and stomp/frame).
  *
- * Input layout: byte 0 picks the version (unset, 1.0, 1.1, 1.2) and the limits (small, so every
- * limit path is reachable, or default); bytes 1..4 seed the chunk sizes; the rest is the stream.
- * The stream is fed in chunks, each copied into its own heap block of exactly its size so ASan
- * catches any read past it. Every frame is checked for sane fields, re-encoded with the same
- * version, parsed again and compared with the original (modulo the documented lossy cases).
+ * Input layout: byte 0 picks the version (unset, 1.0, 1.1, 1.2), the limits (small, so every
+ * limit path is reachable, or default) and whether the parser is shrunk after each chunk, as
+ * session.c does after each read (stomp_parser_shrink); bytes 1..4 seed the chunk sizes; the rest
+ * is the stream. The stream is fed in chunks, each copied into its own heap block of exactly its
+ * size so ASan catches any read past it (and any use of a buffer the shrink freed). Every frame is
+ * checked for sane fields, re-encoded with the same version, parsed again and compared with the
+ * original (modulo the documented lossy cases).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 
 #include "stomp/encode.h"
 #include "stomp/parser.h"
+#include "tests/fuzz/stomp_expect.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,66 +28,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct stomp_limits small_limits = {
     .max_headers = 8, .max_header_line = 64, .max_header_bytes = 256, .max_body = 512};
-
-/* How the encoder writes header text in this version for this command (mirrors encode.c). */
-enum mode { MODE_RAW, MODE_V11, MODE_V12 };
-
-static enum mode mode_for(int version, enum stomp_command command)
-{
-    if (version == STOMP_V1_0 || command == STOMP_CMD_CONNECT || command == STOMP_CMD_STOMP ||
-        command == STOMP_CMD_CONNECTED)
-        return MODE_RAW;
-    return version == STOMP_V1_1 ? MODE_V11 : MODE_V12;
-}
-
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/*
- * What a parsed name or value becomes after encode + parse: raw mode turns CR/LF into spaces
- * (and ':' in names into '_'), 1.0 then trims values; 1.1 sends CR as is, so a value's trailing
- * CR is read back as part of the EOL. Writes the result into out (capacity len), returns length.
- */
-static size_t expected_text(const char *s, size_t len, enum mode mode, int version, bool is_name,
-                            char *out)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (mode == MODE_RAW && (c == '\r' || c == '\n'))
-            c = ' ';
-        if (mode == MODE_RAW && is_name && c == ':')
-            c = '_';
-        out[n++] = c;
-    }
-    if (is_name)
-        return n;
-    if (mode == MODE_V11 && n > 0 && out[n - 1] == '\r')
-        n--;
-    if (version == STOMP_V1_0) {
-        size_t start = 0;
-        while (start < n && is_space(out[start]))
-            start++;
-        while (n > start && is_space(out[n - 1]))
-            n--;
-        memmove(out, out + start, n - start);
-        n -= start;
-    }
-    return n;
-}
-
-static bool same_text(const char *a, size_t alen, enum mode mode, int version, bool is_name,
-                      const char *b, size_t blen)
-{
-    char *want = malloc(alen + 1);
-    CHECK(want != NULL);
-    size_t wlen = expected_text(a, alen, mode, version, is_name, want);
-    bool same = wlen == blen && (blen == 0 || memcmp(want, b, blen) == 0);
-    free(want);
-    return same;
-}
 
 /* Reads every octet the frame points at (ASan flags dangling pointers) and checks its shape. */
 static void check_frame_sane(const struct stomp_frame *f, const struct stomp_limits *limits)
@@ -185,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         stomp_limits_default(&limits);
     else
         limits = small_limits;
+    bool shrink = (data[0] & 8) != 0;
     const uint8_t *seeds = data + 1;
     const char *stream = (const char *)data + 5;
     size_t len = size - 5;
@@ -224,6 +168,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(buf);
         off += chunk;
+        if (shrink && !failed) {
+            size_t freed = stomp_parser_shrink(p);
+            CHECK(freed == 0 || stomp_parser_buffered(p) == 0);
+        }
     }
     stomp_parser_free(p);
     return 0;

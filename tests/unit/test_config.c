@@ -67,6 +67,37 @@ START_TEST(test_set_values_and_errors)
 }
 END_TEST
 
+/*
+ * Numbers and ports are digits only (found by tests/fuzz/fuzz_config.c): strtoul/strtoull skip
+ * leading spaces and take a sign, so " -1" used to set limits.max_body to 2^64 - 1.
+ */
+START_TEST(test_numbers_digits_only)
+{
+    static const char *const refused[][2] = {
+        {"limits.max_body", " -1"},     {"limits.max_body", "+5"},
+        {"limits.max_body", " 4m"},     {"heartbeat.min_ms", "+50"},
+        {"heartbeat.min_ms", "\t7"},    {"queue.prefetch", "-0"},
+        {"server.ws", "127.0.0.1: 80"}, {"server.ws", "127.0.0.1:+80"},
+        {"server.ws", "127.0.0.1:-0"},  {"server.tcp", "[::1]: 1"},
+    };
+    struct config cfg, before;
+    config_defaults(&cfg);
+    before = cfg;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        ck_assert_msg(config_set_dotted(&cfg, refused[i][0], refused[i][1], err, sizeof(err)) == -1,
+                      "%s='%s' accepted", refused[i][0], refused[i][1]);
+        ck_assert_ptr_nonnull(strstr(err, refused[i][0]));
+    }
+    ck_assert_mem_eq(&cfg, &before, sizeof(cfg));
+    struct config_addr a;
+    ck_assert_int_eq(config_parse_addr("0.0.0.0:+0", &a), -1);
+    ck_assert_int_eq(config_parse_addr("[::1]:080", &a), 0);
+    ck_assert_uint_eq(a.port, 80);
+    ck_assert_int_eq(config_set_dotted(&cfg, "limits.max_body", "0", err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.max_body, 0);
+}
+END_TEST
+
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -106,6 +137,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_addresses);
     tcase_add_test(tc, test_set_values_and_errors);
+    tcase_add_test(tc, test_numbers_digits_only);
     tcase_add_test(tc, test_file_and_line_numbers);
     suite_add_tcase(s, tc);
     return s;
