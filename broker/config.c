@@ -1,5 +1,5 @@
 #include "broker/config.h"
-#include "cluster/bridge.h"
+#include "cluster/common.h"
 #include "broker/log.h"
 #include "broker/tls.h"
 
@@ -472,7 +472,7 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
     case KEY_PATH:
     case KEY_STRING:
         if (field == cfg->cluster_redis)
-            bridge_redact_url(out, len, field);
+            cluster_redact_url(out, len, field);
         else
             snprintf(out, len, "%s", field);
         return;

@@ -143,27 +143,11 @@ static int percent_decode(const char *s, size_t len, char *out, size_t cap)
     return 0;
 }
 
-void bridge_redact_url(char *out, size_t len, const char *url)
-{
-    const char *rest = strstr(url, "://");
-    rest = rest != NULL ? rest + 3 : url;
-    size_t authority_len = strcspn(rest, "/");
-    const char *at = NULL;
-    for (size_t i = 0; i < authority_len; i++)
-        if (rest[i] == '@')
-            at = rest + i; /* the last '@', as bridge_parse_url reads it */
-    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
-    if (colon == NULL)
-        snprintf(out, len, "%s", url);
-    else
-        snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
-}
-
 /* The message names the URL without its password: it goes to logs and terminals. */
 static int url_error(char *err, size_t err_len, const char *url, const char *why)
 {
     char shown[512];
-    bridge_redact_url(shown, sizeof(shown), url);
+    cluster_redact_url(shown, sizeof(shown), url);
     snprintf(err, err_len, "bad Redis URL \"%s\": %s (expected redis://[:password@]host:port[/db])",
              shown, why);
     return -1;

@@ -63,9 +63,6 @@ void bridge_config_defaults(struct bridge_config *cfg);
  */
 int bridge_parse_url(const char *url, struct bridge_config *cfg, char *err, size_t err_len);
 
-/* url with the password of its user:password@ part shown as "***" (for logs, --print-config). */
-void bridge_redact_url(char *out, size_t len, const char *url);
-
 /*
  * The Redis glob a node PSUBSCRIBEs for a normalized STOMP pattern ("/topic/news.#" under prefix
  * "stompws" -> "stompws:/topic/news*"): a superset of the STOMP match (Redis `*` crosses dots;

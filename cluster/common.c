@@ -1,6 +1,8 @@
 #include "cluster/common.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 uint64_t cluster_now_us(void)
@@ -37,4 +39,20 @@ int cluster_grow(char **buf, size_t *cap, size_t need)
     *buf = p;
     *cap = n;
     return 0;
+}
+
+void cluster_redact_url(char *out, size_t len, const char *url)
+{
+    const char *rest = strstr(url, "://");
+    rest = rest != NULL ? rest + 3 : url;
+    size_t authority_len = strcspn(rest, "/");
+    const char *at = NULL;
+    for (size_t i = 0; i < authority_len; i++)
+        if (rest[i] == '@')
+            at = rest + i; /* the last '@', as bridge_parse_url reads it */
+    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    if (colon == NULL)
+        snprintf(out, len, "%s", url);
+    else
+        snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }

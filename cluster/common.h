@@ -1,5 +1,6 @@
 /*
- * common.h - small helpers the cluster modules (bridge.c, streams.c) share.
+ * common.h - small helpers the cluster modules (bridge.c, streams.c) share, and the broker's
+ * config for Redis URLs. No I/O, no dependencies: the config fuzz harness links it alone.
  */
 #ifndef STOMPWS_CLUSTER_COMMON_H
 #define STOMPWS_CLUSTER_COMMON_H
@@ -20,5 +21,9 @@ bool cluster_warn_due(uint64_t *last);
 
 /* Grows *buf (realloc, doubling from 4 KiB) to hold at least need bytes; -1 when out of memory. */
 int cluster_grow(char **buf, size_t *cap, size_t need);
+
+/* url with the password of its user:password@ part shown as "***": Redis URLs end up in logs
+ * and in --print-config output. */
+void cluster_redact_url(char *out, size_t len, const char *url);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cluster/bridge.h"
+#include "cluster/common.h"
 #include "cluster/envelope.h"
 #include "guard.h"
 
@@ -707,7 +708,7 @@ START_TEST(test_redact_url)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[128];
-        bridge_redact_url(out, sizeof(out), cases[i].url);
+        cluster_redact_url(out, sizeof(out), cases[i].url);
         ck_assert_str_eq(out, cases[i].shown);
     }
 }
