@@ -349,10 +349,15 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 }
 
 /*
- * inih reads through a buffer of INI_MAX_LINE bytes and takes the rest of a longer line for a line
+ * inih reads through a buffer of ini_max_line bytes and takes the rest of a longer line for a line
  * of its own (a cut value, or "rest:of:value" read as a key). This reader notices: the rest of a
  * long comment is skipped, any other long line stops the load with an error naming the limit.
+ * Debian's inih makes that buffer a run-time setting (INI_MAX_LINE, 200, is only its default):
+ * config_load_file() asks for CONFIG_LINE_MAX, so a long tls.ciphers or allow_origin fits and
+ * what --print-config writes loads back.
  */
+#define CONFIG_LINE_MAX 4096 /* bytes of a config line, with its line end and a NUL */
+
 struct line_reader {
     FILE *file;
     int line;      /* lines read so far */
@@ -387,6 +392,9 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
     }
     struct line_reader reader = {.file = file};
     struct load_state st = {.cfg = cfg, .failed = false};
+    ini_use_stack = false; /* a heap buffer of ini_initial_alloc bytes, up to ini_max_line */
+    ini_initial_alloc = CONFIG_LINE_MAX;
+    ini_max_line = CONFIG_LINE_MAX;
     int line = ini_parse_stream(read_line, &reader, on_ini_entry, &st);
     fclose(file);
     if (line == 0 && reader.long_line == 0)
@@ -395,7 +403,7 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
         snprintf(err, err_len,
                  "%s:%d: line longer than %d bytes (give a longer value with --set "
                  "SECTION.KEY=VALUE)",
-                 path, reader.long_line, INI_MAX_LINE - 2);
+                 path, reader.long_line, CONFIG_LINE_MAX - 3);
     else if (line == -2)
         snprintf(err, err_len, "%s: out of memory", path);
     else if (st.failed)

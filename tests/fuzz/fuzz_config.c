@@ -37,8 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
     } while (0)
 
-/* The longest line inih reads whole: its buffer holds the line, LF and NUL (and CR). */
-#define PRINTABLE_LINE (INI_MAX_LINE - 2)
+/* The longest line config_load_file() reads whole: CONFIG_LINE_MAX in broker/config.c (4096,
+ * set through Debian inih's ini_max_line) holds the line, LF and NUL (and CR). */
+#define PRINTABLE_LINE (4096 - 3)
 
 static const size_t err_sizes[4] = {512, 48, 1, 16};
 
@@ -128,8 +129,8 @@ static char *without_long_lines(const char *text, size_t *out_len)
 
 /*
  * What config_print() writes loads back into a config that prints the same, line for line (a
- * redis password is printed as "***" and stays so). Lines past inih's buffer are left out of the
- * file and of the comparison: the default tls.ciphers alone is such a line (docs/RELIABILITY.md).
+ * redis password is printed as "***" and stays so). Lines past the reader's buffer (over 4093
+ * bytes, longer than any value a key holds) are left out of the file and of the comparison.
  * Values an INI line cannot carry (surrounding spaces, a ';' comment) are the caller's to rule
  * out.
  */
