@@ -548,9 +548,10 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
     const redisReply *reply = r;
     s->reading = false;
     s->unblock_sent = false;
-    clear_in_read(s);
-    if (reply == NULL)
+    if (reply == NULL) {
+        clear_in_read(s);
         return; /* the reader link is going away */
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
         warn(s, "XREADGROUP", reply);
         if (strncmp(reply->str, "NOGROUP", 7) == 0) {
@@ -561,11 +562,14 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
                     ((struct squeue *)e->value)->group_asked = false;
             ask_groups(s);
         }
+        clear_in_read(s);
         retry_later(s);
         return;
     }
+    /* in_read keeps the queues read (queue_maybe_free) while their entries are handed over */
     if (reply->type == REDIS_REPLY_ARRAY)
         take_read_reply(s, reply);
+    clear_in_read(s);
     read_next(s); /* nil: the block timed out or was cut short by CLIENT UNBLOCK */
 }
 
@@ -712,7 +716,6 @@ static void on_claimed(redisAsyncContext *ac, void *r, void *privdata)
     struct squeue *q = privdata;
     struct streams *s = q->owner;
     const redisReply *reply = r;
-    q->replies_due--;
     q->claiming = false;
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
         warn(s, "XAUTOCLAIM", reply);
@@ -725,6 +728,7 @@ static void on_claimed(redisAsyncContext *ac, void *r, void *privdata)
         for (size_t i = 0; i < reply->element[1]->elements; i++)
             take_entry(s, q, reply->element[1]->element[i], true);
     }
+    q->replies_due--; /* only now: q must outlive the hand-over above */
     queue_maybe_free(s, q);
 }
 
