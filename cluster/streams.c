@@ -40,6 +40,11 @@ struct id_batch {
     size_t count;
 };
 
+/* A stream entry id "<ms>-<seq>" as numbers, for ordering. */
+struct entry_id {
+    uint64_t ms, seq;
+};
+
 /* One queue this node consumes from, or still holds entries of. */
 struct squeue {
     struct streams *owner;     /* borrowed */
@@ -53,8 +58,11 @@ struct squeue {
     bool group_ready;     /* ... and answered OK or BUSYGROUP */
     bool claiming;        /* an XAUTOCLAIM is in flight */
     bool in_read;         /* part of the XREADGROUP in flight */
+    bool recover_due;     /* a read's reply was lost: its entries wait here unseen (recover) */
     unsigned replies_due; /* callbacks that still point here: not freed before they ran */
     char claim_cursor[STREAM_ID_MAX];
+    struct entry_id newest_taken; /* the largest id this node took from the stream */
+    struct entry_id recover_from; /* recovery reads this node's entries after this id */
     size_t name_len;
     size_t key_len;
     char key[]; /* "<prefix>:<name>", NUL-terminated; the name follows the ':' */
@@ -73,6 +81,7 @@ struct streams {
     struct redis_link *reader;  /* owned: the blocking XREADGROUP only */
     long long reader_client_id; /* CLIENT ID of the reader connection, 0 until known */
     bool reading;               /* an XREADGROUP is in flight */
+    bool recovering;            /* ... and it is a recovery read (history, no BLOCK) */
     bool unblock_sent;          /* CLIENT UNBLOCK sent for the read in flight */
 
     struct dict queues; /* owned: queue name -> struct squeue */
@@ -450,6 +459,29 @@ static void drop_entry(struct streams *s, struct squeue *q, const char *id, cons
         mark_dirty(s, q);
 }
 
+static bool entry_id_parse(const char *text, struct entry_id *id)
+{
+    char *end;
+    id->ms = strtoull(text, &end, 10);
+    if (end == text || *end != '-')
+        return false;
+    const char *seq = end + 1;
+    id->seq = strtoull(seq, &end, 10);
+    return end != seq && *end == '\0';
+}
+
+static bool entry_id_less(struct entry_id a, struct entry_id b)
+{
+    return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
+static void note_taken(struct squeue *q, const char *id)
+{
+    struct entry_id taken;
+    if (entry_id_parse(id, &taken) && entry_id_less(q->newest_taken, taken))
+        q->newest_taken = taken;
+}
+
 /* One [id, [field, value, ...]] entry from XREADGROUP or XAUTOCLAIM. */
 static void take_entry(struct streams *s, struct squeue *q, const redisReply *entry,
                        bool redelivered)
@@ -485,6 +517,7 @@ static void take_entry(struct streams *s, struct squeue *q, const redisReply *en
         return; /* out of memory: left pending, claimed again after the visibility timeout */
     }
     memcpy(msg->stream_id, id, id_len + 1);
+    note_taken(q, id);
     s->stats.held++;
     if (redelivered)
         s->stats.claimed++;
@@ -514,8 +547,18 @@ static void clear_in_read(struct streams *s)
 
 static void ask_groups(struct streams *s);
 
+/* A full page of a recovery read: more of this node's entries may follow the last one. */
+static void recover_page_done(struct squeue *q, const redisReply *entries)
+{
+    const redisReply *last = entries->element[entries->elements - 1];
+    if (entries->elements >= READ_COUNT_MAX && last->type == REDIS_REPLY_ARRAY &&
+        last->elements == 2 && last->element[0]->type == REDIS_REPLY_STRING &&
+        entry_id_parse(last->element[0]->str, &q->recover_from))
+        q->recover_due = true;
+}
+
 /* Entries for several streams: [[key, [entry, ...]], ...]. */
-static void take_read_reply(struct streams *s, const redisReply *reply)
+static void take_read_reply(struct streams *s, const redisReply *reply, bool recovering)
 {
     size_t skip = strlen(s->cfg.prefix) + 1;
     for (size_t i = 0; i < reply->elements; i++) {
@@ -532,6 +575,28 @@ static void take_read_reply(struct streams *s, const redisReply *reply)
         const redisReply *entries = stream->element[1];
         for (size_t j = 0; j < entries->elements; j++)
             take_entry(s, q, entries->element[j], false);
+        if (recovering && entries->elements > 0)
+            recover_page_done(q, entries);
+    }
+}
+
+/*
+ * The reader link went down with a read in flight. Redis may have handed that read's entries
+ * to this node (they are in its pending list) and the reply was lost with the link: nobody
+ * would see them until the visibility timeout. Entries a ">" read hands out are newer than
+ * every entry this node took before, so the next read on the link reads this node's pending
+ * entries after the newest it took, instead of waiting.
+ */
+static void note_lost_read(struct streams *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
+         e = dict_next(&s->queues, &bucket, e)) {
+        struct squeue *q = e->value;
+        if (q->in_read && !q->recover_due) {
+            q->recover_due = true;
+            q->recover_from = q->newest_taken;
+        }
     }
 }
 
@@ -546,9 +611,11 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     struct streams *s = privdata;
     const redisReply *reply = r;
-    s->reading = false;
+    bool recovering = s->recovering;
+    s->reading = s->recovering = false;
     s->unblock_sent = false;
     if (reply == NULL) {
+        note_lost_read(s);
         clear_in_read(s);
         return; /* the reader link is going away */
     }
@@ -566,20 +633,37 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
         retry_later(s);
         return;
     }
+    if (recovering) { /* done unless a full page says more may follow */
+        size_t bucket;
+        for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
+             e = dict_next(&s->queues, &bucket, e))
+            if (((struct squeue *)e->value)->in_read)
+                ((struct squeue *)e->value)->recover_due = false;
+    }
     /* in_read keeps the queues read (queue_maybe_free) while their entries are handed over */
     if (reply->type == REDIS_REPLY_ARRAY)
-        take_read_reply(s, reply);
+        take_read_reply(s, reply, recovering);
     clear_in_read(s);
     read_next(s); /* nil: the block timed out or was cut short by CLIENT UNBLOCK */
 }
 
-/* One blocking XREADGROUP over every queue whose consumers here have room. */
-static void read_next(struct streams *s)
+/* Marks the queues to read: those with lost entries to recover first, else those with room. */
+static size_t choose_queues(struct streams *s, bool *recovery, size_t *want)
 {
-    if (s->reading || s->reader_client_id == 0 || !redis_link_is_up(s->reader))
-        return;
-    size_t count = 0, want = 0;
-    size_t bucket;
+    size_t count = 0, bucket;
+    *want = 0;
+    *recovery = false;
+    for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
+         e = dict_next(&s->queues, &bucket, e)) {
+        struct squeue *q = e->value;
+        q->in_read = q->recover_due && q->followed && q->group_ready;
+        count += q->in_read;
+    }
+    if (count > 0) {
+        *recovery = true;
+        *want = READ_COUNT_MAX;
+        return count;
+    }
     for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
          e = dict_next(&s->queues, &bucket, e)) {
         struct squeue *q = e->value;
@@ -589,36 +673,63 @@ static void read_next(struct streams *s)
         q->in_read = room > 0;
         if (room > 0) {
             count++;
-            want = room > want ? room : want;
+            *want = room > *want ? room : *want;
         }
     }
+    return count;
+}
+
+/*
+ * One XREADGROUP over the queues chosen: a blocking read of new entries for every queue whose
+ * consumers here have room, or a recovery read (history, no block) of entries a lost reply held.
+ */
+static void read_next(struct streams *s)
+{
+    if (s->reading || s->reader_client_id == 0 || !redis_link_is_up(s->reader))
+        return;
+    bool recovery;
+    size_t want;
+    size_t count = choose_queues(s, &recovery, &want);
     if (count == 0)
         return;
     char count_text[24], block_text[24];
     snprintf(count_text, sizeof(count_text), "%zu", want < READ_COUNT_MAX ? want : READ_COUNT_MAX);
     snprintf(block_text, sizeof(block_text), "%d", READ_BLOCK_MS);
-    resp_begin(s, 9 + 2 * count);
+    resp_begin(s, (recovery ? 7 : 9) + 2 * count);
     resp_str(s, "XREADGROUP");
     resp_str(s, "GROUP");
     resp_str(s, s->cfg.prefix);
     resp_str(s, s->cfg.node_id);
     resp_str(s, "COUNT");
     resp_str(s, count_text);
-    resp_str(s, "BLOCK");
-    resp_str(s, block_text);
+    if (!recovery) {
+        resp_str(s, "BLOCK");
+        resp_str(s, block_text);
+    }
     resp_str(s, "STREAMS");
+    size_t bucket;
     for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
          e = dict_next(&s->queues, &bucket, e))
         if (((struct squeue *)e->value)->in_read)
             resp_arg(s, ((struct squeue *)e->value)->key, ((struct squeue *)e->value)->key_len);
-    for (size_t i = 0; i < count; i++)
-        resp_str(s, ">");
+    for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
+         e = dict_next(&s->queues, &bucket, e)) {
+        const struct squeue *q = e->value;
+        char from[STREAM_ID_MAX] = "";
+        if (!q->in_read)
+            continue;
+        if (recovery)
+            snprintf(from, sizeof(from), "%" PRIu64 "-%" PRIu64, q->recover_from.ms,
+                     q->recover_from.seq);
+        resp_str(s, recovery ? from : ">");
+    }
     if (s->scratch_failed ||
         redis_link_command_resp(s->reader, on_read, s, s->scratch, s->scratch_len) != 0) {
         clear_in_read(s);
         return;
     }
     s->reading = true;
+    s->recovering = recovery;
 }
 
 /* A queue outside the blocked read has room now: cut the block short to read it too. */

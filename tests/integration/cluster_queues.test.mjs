@@ -6,13 +6,15 @@
 // no loss and no duplicate; messages sent before any consumer exists wait in Redis; a node killed
 // with SIGKILL leaves its unacked messages to another node (redelivered:true); a consumer leaving
 // hands its messages back at once; RECEIPTs wait until Redis has stored the message, so queue
-// messages sent while Redis is down are kept and delivered when it returns; the buffer limit.
+// messages sent while Redis is down are kept and delivered when it returns; the buffer limit; a read
+// whose reply is lost with the link is recovered at once after the reconnect.
 import assert from 'node:assert/strict';
-import { sleep } from './lib/broker.mjs';
+import { sleep, withTimeout } from './lib/broker.mjs';
 import {
-  PREFIX, RedisServer, clusterTest, freePort, killNode, linksUp, metricsText, useSharedRedis,
-  waitStreamGroup, waitStreamLength,
+  PREFIX, RedisServer, clusterTest, freePort, killNode, linksUp, metricsText, startNode,
+  useSharedRedis, waitStreamGroup, waitStreamLength,
 } from './lib/cluster.mjs';
+import { startRelay } from './lib/relay.mjs';
 import { wsStomp, tcpStomp, encodeFrame, uniq } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 
@@ -254,4 +256,43 @@ clusterTest('a node shut down with SIGTERM hands its unacked messages back at on
   assert.ok(got.every((m) => m.headers.redelivered === 'true'));
   for (const m of got) stayer.send('ACK', { id: m.headers.ack });
   await waitStreamLength(redis, dest, 0);
+});
+
+// Redis hands a read's entries to the node when it answers; if the answer is lost with the link
+// (Redis killed between its AOF write and the reply, a broken connection) the entries sit in the
+// node's pending list. The node reads them back after the reconnect instead of leaving them for
+// the visibility timeout (30 s by default).
+clusterTest('a queue read whose reply is lost with the link: its entries arrive right after the reconnect, once', { ids: [] }, async ({ nodes, redis }) => {
+  const relay = await startRelay({ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: redis.port });
+  let node = null;
+  try {
+    node = await startNode({ url: relay.url }, 'nR', { set: { 'cluster.reconnect_max_ms': '300' } });
+    nodes.push(node); // stopped, and its log shown on failure, by clusterTest
+    await linksUp(node);
+    const dest = `/queue/${uniq('lost-reply')}`;
+    const consumer = await tcpStomp(node, { label: 'consumer' });
+    await consumer.subscribe(dest, 's', { ack: 'client-individual' });
+    await waitStreamGroup(redis, dest);
+    const cut = relay.cutReply('XREADGROUP', 'lost with the link');
+    await redis.command('XADD', streamKey(dest), '*', 'm', 'lost with the link');
+    await withTimeout(cut, 10000, 'the read reply carrying the entry');
+    const cutAt = Date.now();
+    const m = await consumer.message('s', 10000);
+    assert.equal(m.text, 'lost with the link');
+    assert.ok(Date.now() - cutAt < 5000, `recovered ${Date.now() - cutAt} ms after the cut, not at the 30 s visibility timeout`);
+    consumer.send('ACK', { id: m.headers.ack });
+    await waitStreamLength(redis, dest, 0);
+    await redis.command('XADD', streamKey(dest), '*', 'm', 'after');
+    const next = await consumer.message('s', 10000);
+    assert.equal(next.text, 'after', 'reading goes on');
+    consumer.send('ACK', { id: next.headers.ack });
+    assert.equal(await consumer.inbox.quiet(500, 'MESSAGE'), null, 'nothing twice');
+    await waitStreamLength(redis, dest, 0);
+  } finally {
+    if (node) { // before the relay goes: its exit code is checked by clusterTest
+      await node.closeClients();
+      await node.stop();
+    }
+    await relay.close();
+  }
 });

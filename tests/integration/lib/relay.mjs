@@ -2,8 +2,8 @@
 //
 // startRelay(listen, target) accepts connections on listen and pipes each one to target (both
 // { host, port } or { path } for a Unix socket), in both directions, order kept. setImpairment()
-// delays every chunk and can hold one back as a lost TCP segment would (below); the relay is
-// otherwise transparent.
+// delays every chunk and can hold one back as a lost TCP segment would (below); cutReply() loses
+// one reply together with its connection; the relay is otherwise transparent.
 //
 // Run as a program it is the part of the relay that lives inside a network namespace:
 //   node relay.mjs through-loopback IN.sock OUT.sock
@@ -64,6 +64,13 @@ export async function startRelay(listen, target) {
     stalls: 0, // chunks held back as lost
     connections: 0,
     setImpairment(i) { this.impairment = { delayMs: 0, stallProbability: 0, stallMs: 0, ...i }; },
+    cut: null,
+    // The next chunk from the server that contains reply, on a connection whose client sent
+    // request, is dropped and the connection closed both ways: a reply lost with its link.
+    // Resolves once that happened.
+    cutReply(request, reply) {
+      return new Promise((resolve) => { this.cut = { request, reply, resolve }; });
+    },
     close() {
       for (const c of conns) c();
       return new Promise((resolve) => server.close(() => resolve()));
@@ -82,8 +89,21 @@ export async function startRelay(listen, target) {
       upstream.destroy();
     };
     conns.add(end);
-    client.on('data', (d) => up.push(d));
-    upstream.on('data', (d) => down.push(d));
+    let sent = '';
+    client.on('data', (d) => {
+      if (relay.cut && !sent.includes(relay.cut.request)) sent = (sent + d.toString('latin1')).slice(-4096);
+      up.push(d);
+    });
+    upstream.on('data', (d) => {
+      const cut = relay.cut;
+      if (cut && sent.includes(cut.request) && d.includes(cut.reply)) {
+        relay.cut = null;
+        end();
+        cut.resolve();
+        return;
+      }
+      down.push(d);
+    });
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
   });
