@@ -2,6 +2,7 @@
 #include "broker/http.h"
 #include "broker/log.h"
 #include "broker/message.h"
+#include "broker/queue.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -698,13 +699,24 @@ static int take_tokens(struct api_request *r, size_t count)
     return 0;
 }
 
+/* A local queue at queue.max_messages: refused here even with queue.overflow = block, since an
+ * HTTP request cannot be paused the way a STOMP connection is. */
+static bool queue_at_limit(const struct api_request *r, const struct message *msg)
+{
+    struct router *router = &r->b->router;
+    const struct queue *q = queue_lookup(router, msg->destination, msg->destination_len, false);
+    return q != NULL && !q->clustered && queue_full(router, q);
+}
+
 /* Publishes each message as a SEND is published, in order; ids gets each one that went out. */
 static int publish_all(struct api_request *r, struct batch *bt, json_t *ids)
 {
     for (size_t i = 0; i < bt->count; i++) {
         struct message *msg = bt->msgs[i];
         bool create = router_dest_kind(msg->destination, msg->destination_len) != DEST_REPLY_QUEUE;
-        int rc = broker_publish(r->b, msg, msg->destination, msg->destination_len, create);
+        int rc = queue_at_limit(r, msg)
+                     ? ROUTER_ERR_QUEUE_FULL
+                     : broker_publish(r->b, msg, msg->destination, msg->destination_len, create);
         if (rc == ROUTER_ERR_QUEUE_FULL) {
             r->limit_hit = LIMIT_QUEUE_MESSAGES;
             r->extra_headers = "Retry-After: 1\r\n";

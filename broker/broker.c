@@ -253,6 +253,10 @@ int broker_publish(struct broker *b, struct message *msg, const char *route, siz
 static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
 {
     struct broker *b = ctx;
+    if (ev == QUEUE_EV_UNBLOCK) {
+        session_queue_unblocked(b, q);
+        return;
+    }
     if (b->streams == NULL)
         return;
     switch (ev) {
@@ -268,6 +272,8 @@ static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct
         break;
     case QUEUE_EV_ROOM:
         streams_kick(b->streams);
+        break;
+    case QUEUE_EV_UNBLOCK:
         break;
     }
 }
@@ -427,6 +433,7 @@ struct broker *broker_new(const struct config *cfg)
                                    .ctx = b};
     router_init(&b->router, &ops, cfg->queue_max_messages);
     b->router.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
+    b->router.queue_block = strcmp(cfg->queue_overflow, "block") == 0;
     b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
     b->flush_event = event_new(b->base, -1, 0, flush_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);

@@ -66,6 +66,7 @@ struct broker_stats {
     uint64_t slow_consumer_disconnects;
     uint64_t slow_consumer_drops; /* topic messages not written to clients over the mark */
     uint64_t reply_queue_drops;   /* SENDs to a /reply-queue/ whose owner had gone */
+    uint64_t publishers_paused;   /* gauge: sessions not read until a full queue drains */
 };
 
 /*
@@ -114,6 +115,7 @@ struct broker {
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
     struct broker_stats stats;
     struct broker_loop_lag loop_lag;
+    struct session *paused_publishers; /* not owned: sessions paused on a full queue (session.c) */
 };
 
 /* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */

@@ -75,6 +75,7 @@ static const struct config_key config_keys[] = {
     KEY("heartbeat", "max_ms", KEY_MS, heartbeat_max_ms),
     KEY("queue", "max_messages", KEY_SIZE, queue_max_messages),
     KEY("queue", "prefetch", KEY_SIZE, queue_prefetch),
+    KEY("queue", "overflow", KEY_STRING, queue_overflow),
     KEY("tls", "cert", KEY_STRING, tls_cert),
     KEY("tls", "key", KEY_STRING, tls_key),
     KEY("tls", "client_ca", KEY_STRING, tls_client_ca),
@@ -148,6 +149,7 @@ void config_defaults(struct config *cfg)
     cfg->cluster_queue_buffer_bytes = 64u * 1024 * 1024;
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
     strcpy(cfg->auth_anonymous, "auto");
+    strcpy(cfg->queue_overflow, "block");
 }
 
 int config_parse_addr(const char *text, struct config_addr *out)
@@ -432,6 +434,10 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     if (strcmp(cfg->auth_anonymous, "auto") != 0 && strcmp(cfg->auth_anonymous, "on") != 0 &&
         strcmp(cfg->auth_anonymous, "off") != 0) {
         snprintf(err, err_len, "auth.anonymous must be auto, on or off");
+        return -1;
+    }
+    if (strcmp(cfg->queue_overflow, "block") != 0 && strcmp(cfg->queue_overflow, "reject") != 0) {
+        snprintf(err, err_len, "queue.overflow must be block or reject");
         return -1;
     }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {

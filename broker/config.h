@@ -71,6 +71,7 @@ struct config {
     /* [queue] */
     size_t queue_max_messages;
     size_t queue_prefetch;
+    char queue_overflow[8]; /* "block" (pause the publisher) or "reject" (ERROR) */
 
     /* [tls] */
     char tls_cert[CONFIG_ADDR_MAX];      /* PEM certificate chain */

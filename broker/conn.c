@@ -517,11 +517,11 @@ static void handle_ws_event(struct conn *c, const struct ws_event *ev)
 /* Decodes WebSocket frames from the input, chunk by chunk, unmasking in place. */
 static void handle_ws(struct conn *c, struct evbuffer *in)
 {
-    while (c->state == CONN_OPEN && evbuffer_get_length(in) > 0) {
+    while (c->state == CONN_OPEN && !c->read_paused && evbuffer_get_length(in) > 0) {
         size_t chunk = evbuffer_get_contiguous_space(in);
         uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)chunk);
         size_t used = 0;
-        while (c->state == CONN_OPEN && used < chunk) {
+        while (c->state == CONN_OPEN && !c->read_paused && used < chunk) {
             struct ws_event ev;
             ssize_t n = ws_decoder_decode(&c->ws, data + used, chunk - used, &ev);
             if (n < 0) {
@@ -534,18 +534,17 @@ static void handle_ws(struct conn *c, struct evbuffer *in)
                 break;
         }
         evbuffer_drain(in, used);
-        if (used < chunk && c->state == CONN_OPEN)
+        if (used < chunk && c->state == CONN_OPEN && !c->read_paused)
             break;
     }
 }
 
 static void handle_tcp(struct conn *c, struct evbuffer *in)
 {
-    while (c->state == CONN_OPEN && evbuffer_get_length(in) > 0) {
+    while (c->state == CONN_OPEN && !c->read_paused && evbuffer_get_length(in) > 0) {
         size_t chunk = evbuffer_get_contiguous_space(in);
         const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)chunk);
-        session_feed(c->session, data, chunk);
-        evbuffer_drain(in, chunk);
+        evbuffer_drain(in, session_feed(c->session, data, chunk));
     }
 }
 
@@ -667,4 +666,21 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     default:
         break;
     }
+}
+
+void conn_pause_reading(struct conn *c)
+{
+    c->read_paused = true;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+void conn_resume_reading(struct conn *c)
+{
+    if (!c->read_paused || c->state != CONN_OPEN)
+        return;
+    c->read_paused = false;
+    c->last_read_ms = broker_now_ms(c->broker); /* its heart-beats were not read meanwhile */
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }

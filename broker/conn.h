@@ -58,6 +58,7 @@ struct conn {
     bool write_armed;                     /* EV_WRITE on: libevent writes the rest (EAGAIN) */
     struct conn *flush_prev, *flush_next; /* broker's flush list while output waits */
     bool flush_queued;
+    bool read_paused; /* producer flow control: input is left unread (conn_pause_reading) */
 };
 
 /* Takes ownership of fd (accepted socket), of ssl (NULL for plain TCP; the TLS handshake runs
@@ -100,6 +101,14 @@ void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason)
 
 /* Drops the connection now (peer gone, or nothing more worth sending). */
 void conn_close(struct conn *c);
+
+/*
+ * Producer flow control: stops reading the peer (input already buffered waits too, from the next
+ * WebSocket message or, on TCP, the next STOMP frame on), and starts again; resuming handles the
+ * buffered input on a later loop turn, never inside the caller's stack.
+ */
+void conn_pause_reading(struct conn *c);
+void conn_resume_reading(struct conn *c);
 
 static inline bool conn_is_open(const struct conn *c)
 {

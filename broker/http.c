@@ -146,6 +146,9 @@ static void render_queues(struct evbuffer *m, const struct broker *b)
     evbuffer_add_printf(m, "stompws_queues %zu\n", b->router.queues.count);
     metric(m, "stompws_queue_depth", "gauge", "Messages waiting in all queues.");
     evbuffer_add_printf(m, "stompws_queue_depth %" PRIu64 "\n", depth);
+    metric(m, "stompws_publishers_paused", "gauge",
+           "Publishers not read until the full queue they sent to drains (queue.overflow).");
+    evbuffer_add_printf(m, "stompws_publishers_paused %" PRIu64 "\n", b->stats.publishers_paused);
 }
 
 static void counter(struct evbuffer *m, const char *name, const char *help, uint64_t value)

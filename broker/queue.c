@@ -31,8 +31,21 @@ static void free_queued_list(struct queued *item)
     }
 }
 
+/*
+ * Publishers paused on a full queue go on once it is down to 90% of the limit (not at the first
+ * free slot: they would pause again after one message each), or when it goes away.
+ */
+static void unblock_publishers(struct router *r, struct queue *q, bool going)
+{
+    if (q->paused_publishers == 0 || r->ops.queue_event == NULL)
+        return;
+    if (going || q->depth < r->queue_max_messages - r->queue_max_messages / 10)
+        r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_UNBLOCK, NULL);
+}
+
 void queue_delete(struct router *r, struct queue *q)
 {
+    unblock_publishers(r, q, true);
     dict_remove(&r->queues, q->name, q->name_len);
     free_queued_list(q->head);
     free(q);
@@ -72,7 +85,7 @@ static struct queued *pop_front(struct queue *q)
 
 int queue_push(struct router *r, struct queue *q, struct message *msg, bool redelivered)
 {
-    if (q->depth >= r->queue_max_messages)
+    if (queue_full(r, q) && !r->queue_block)
         return ROUTER_ERR_QUEUE_FULL;
     struct queued *item = calloc(1, sizeof(*item));
     if (item == NULL)
@@ -87,6 +100,11 @@ int queue_push(struct router *r, struct queue *q, struct message *msg, bool rede
     q->depth++;
     queue_dispatch(r, q);
     return 0;
+}
+
+bool queue_full(const struct router *r, const struct queue *q)
+{
+    return q->depth >= r->queue_max_messages;
 }
 
 static bool consumer_ready(const struct router *r, const struct subscription *sub)
@@ -148,7 +166,7 @@ static int track_unacked(struct subscription *sub, struct message *msg)
     return 0;
 }
 
-void queue_dispatch(struct router *r, struct queue *q)
+static void dispatch_waiting(struct router *r, struct queue *q)
 {
     while (q->head != NULL) {
         struct subscription *sub = pick_consumer(r, q, q->head->avoid_serial);
@@ -184,6 +202,12 @@ void queue_dispatch(struct router *r, struct queue *q)
         message_unref(item->msg);
         free(item);
     }
+}
+
+void queue_dispatch(struct router *r, struct queue *q)
+{
+    dispatch_waiting(r, q);
+    unblock_publishers(r, q, false);
 }
 
 void queue_add_consumer(struct router *r, struct queue *q, struct subscription *sub)

@@ -30,7 +30,8 @@ struct queue {
     struct subscription *consumers; /* not owned: list of consumer subscriptions */
     struct subscription *cursor;    /* next consumer to try (round-robin) */
     size_t consumer_count;
-    bool temporary; /* backs a temp queue: lives until queue_delete(), even when idle */
+    size_t paused_publishers; /* sessions paused until the queue drains (queue.overflow) */
+    bool temporary;           /* backs a temp queue: lives until queue_delete(), even when idle */
     bool clustered; /* backed by a Redis stream: messages come from and settle in the cluster */
     size_t name_len;
     char name[]; /* NUL-terminated */
@@ -39,8 +40,14 @@ struct queue {
 /* The queue called name; created when absent and create is true. NULL if absent/no memory. */
 struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool create);
 
-/* Appends msg (taking a reference) and dispatches. ROUTER_ERR_QUEUE_FULL past the limit. */
+/*
+ * Appends msg (taking a reference) and dispatches. Past queue.max_messages: ROUTER_ERR_QUEUE_FULL,
+ * or, with router.queue_block, the message is taken and queue_full() tells the publisher to pause.
+ */
 int queue_push(struct router *r, struct queue *q, struct message *msg, bool redelivered);
+
+/* At or past queue.max_messages. */
+bool queue_full(const struct router *r, const struct queue *q);
 
 /*
  * Messages the local consumers of q could take now beyond those already waiting: each ready

@@ -36,6 +36,7 @@ enum queue_event {
     QUEUE_EV_SETTLED,  /* msg is done for good: acked, or written to an auto-ack consumer */
     QUEUE_EV_RELEASED, /* msg was waiting when the last consumer left: hand it back */
     QUEUE_EV_ROOM,     /* consumers may take more (an ack, a new consumer, a drained socket) */
+    QUEUE_EV_UNBLOCK,  /* publishers paused on q may go on: it drained (or is going away) */
 };
 
 enum dest_kind { DEST_UNKNOWN, DEST_TOPIC, DEST_QUEUE, DEST_TEMP_QUEUE, DEST_REPLY_QUEUE };
@@ -113,6 +114,7 @@ struct router {
     struct dict queues;          /* owned: name -> struct queue */
     uint64_t publish_gen;
     size_t queue_max_messages; /* limit per queue (queue.max_messages) */
+    bool queue_block;          /* queue.overflow = block: past the limit publishers pause */
     bool cluster_queues;       /* /queue/ names are backed by the cluster (set after init) */
     size_t cluster_window;     /* queue_capacity() per auto-ack or unlimited consumer */
     struct router_stats stats;

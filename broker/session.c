@@ -52,6 +52,10 @@ struct session {
     uint64_t appends_sent, appends_confirmed;
     struct deferred_receipt *receipts_head, *receipts_tail; /* owned, in order */
     bool close_after_receipts; /* DISCONNECT seen: close once the receipts are out */
+
+    /* Queue flow control (queue.overflow = block): not read while the queue it filled drains. */
+    char *paused_on;                           /* owned: that queue's name; NULL while reading */
+    struct session *paused_prev, *paused_next; /* broker.paused_publishers */
 };
 
 /* A RECEIPT waiting for the queue messages published before its frame to be stored. */
@@ -329,7 +333,8 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
         conn_send_heartbeat(s->conn);
     uint64_t silent = now - s->conn->last_read_ms;
     /* Twice the promised interval: background browser tabs throttle their timers. */
-    if (s->hb_expect_ms == 0 || silent <= 2ull * s->hb_expect_ms)
+    /* A publisher paused by flow control is not read: its heart-beats wait in the socket. */
+    if (s->hb_expect_ms == 0 || s->conn->read_paused || silent <= 2ull * s->hb_expect_ms)
         return;
     s->broker->stats.limit_hits[LIMIT_HEARTBEAT]++;
     log_info(s->conn->id, "heart-beat timeout: %s silent for %" PRIu64 " ms (promised %u ms)",
@@ -463,12 +468,75 @@ static void delete_temp_queues(struct session *s)
     dict_reset(&s->temp_queues);
 }
 
+/* ---- queue flow control --------------------------------------------------------------------- */
+
+/*
+ * queue.overflow = block: a SEND that fills a queue is taken, and its publisher's connection is
+ * not read until the queue drains (what it already sent waits in the socket: TCP pushes back),
+ * instead of an ERROR that would make the client drop or resend. The frames of the chunk being
+ * handled still go in, so a queue may pass its limit by at most one read per paused publisher.
+ */
+static void pause_if_full(struct session *s, const char *route, size_t len)
+{
+    struct broker *b = s->broker;
+    if (s->paused_on != NULL || !b->router.queue_block)
+        return;
+    struct queue *q = queue_lookup(&b->router, route, len, false);
+    if (q == NULL || q->clustered || !queue_full(&b->router, q) ||
+        (s->paused_on = strndup(route, len)) == NULL)
+        return;
+    q->paused_publishers++;
+    s->paused_prev = NULL;
+    s->paused_next = b->paused_publishers;
+    if (b->paused_publishers != NULL)
+        b->paused_publishers->paused_prev = s;
+    b->paused_publishers = s;
+    b->stats.limit_hits[LIMIT_QUEUE_MESSAGES]++;
+    b->stats.publishers_paused++;
+    log_debug(s->conn->id,
+              "queue %s is full (queue.max_messages = %zu): not reading until it drains",
+              s->paused_on, b->cfg.queue_max_messages);
+    conn_pause_reading(s->conn);
+}
+
+static void unpause(struct session *s)
+{
+    struct broker *b = s->broker;
+    struct queue *q = queue_lookup(&b->router, s->paused_on, strlen(s->paused_on), false);
+    if (q != NULL)
+        q->paused_publishers--;
+    if (s->paused_prev != NULL)
+        s->paused_prev->paused_next = s->paused_next;
+    else
+        b->paused_publishers = s->paused_next;
+    if (s->paused_next != NULL)
+        s->paused_next->paused_prev = s->paused_prev;
+    b->stats.publishers_paused--;
+    free(s->paused_on);
+    s->paused_on = NULL;
+}
+
+void session_queue_unblocked(struct broker *b, const struct queue *q)
+{
+    struct session *s = b->paused_publishers;
+    while (s != NULL) {
+        struct session *next = s->paused_next;
+        if (strcmp(s->paused_on, q->name) == 0) {
+            unpause(s);
+            conn_resume_reading(s->conn);
+        }
+        s = next;
+    }
+}
+
 void session_free(struct session *s)
 {
     if (s == NULL)
         return;
     if (s->appends_confirmed != s->appends_sent)
         streams_forget(s->broker->streams, s); /* the messages stay; nobody waits for them */
+    if (s->paused_on != NULL)
+        unpause(s);
     free_deferred_receipts(s);
     free_all_transactions(s); /* aborted: nothing buffered takes effect */
     free_all_subscriptions(s);
@@ -726,6 +794,7 @@ static int publish(struct session *s, const struct stomp_frame *f, struct messag
         /* fall through */
     case 0:
         s->broker->stats.messages_in++;
+        pause_if_full(s, route, route_len);
         return 0;
     case ROUTER_ERR_CLUSTER_FULL:
         s->broker->stats.limit_hits[LIMIT_CLUSTER_QUEUE_BUFFER]++;
@@ -1164,9 +1233,12 @@ static uint16_t close_code_for_parse_error(int err)
     }
 }
 
-int session_feed(struct session *s, const char *data, size_t len)
+size_t session_feed(struct session *s, const char *data, size_t len)
 {
-    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed) {
+    size_t total = len;
+    bool may_stop = s->conn->transport == CONN_TCP;
+    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed &&
+           !(may_stop && s->paused_on != NULL)) {
         struct stomp_frame frame;
         enum stomp_event ev;
         ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);
@@ -1177,7 +1249,7 @@ int session_feed(struct session *s, const char *data, size_t len)
             else
                 s->broker->stats.protocol_errors++;
             fail_on_bytes(s, data, len, code, stomp_parser_error_message(s->parser));
-            return -1;
+            return total;
         }
         data += n;
         len -= (size_t)n;
@@ -1188,7 +1260,7 @@ int session_feed(struct session *s, const char *data, size_t len)
     }
     /* Most connections sit idle between frames: they should not hold a frame's buffers. */
     stomp_parser_shrink(s->parser);
-    return conn_is_open(s->conn) ? 0 : -1;
+    return may_stop && s->paused_on != NULL ? total - len : total; /* the rest waits its turn */
 }
 
 /* ---- delivery ------------------------------------------------------------------------------- */

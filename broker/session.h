@@ -14,6 +14,7 @@
 
 #include "broker/router.h"
 
+struct broker;
 struct conn;
 
 /* version_hint: the STOMP version fixed by the WebSocket subprotocol, or 0 when none was. */
@@ -23,8 +24,12 @@ struct session *session_new(struct conn *c, int version_hint);
  * session's temporary queues, frees it. */
 void session_free(struct session *s);
 
-/* Feeds STOMP bytes. Returns 0, or -1 when the session ended the connection. */
-int session_feed(struct session *s, const char *data, size_t len);
+/*
+ * Feeds STOMP bytes; returns how many were taken: all, unless queue flow control paused a TCP
+ * connection, which keeps the frames after the one that filled the queue for later (WebSocket
+ * payloads are taken whole: their frames were already decoded).
+ */
+size_t session_feed(struct session *s, const char *data, size_t len);
 
 /* The connection's output drained below its high-water mark: resume queue dispatch. */
 void session_drained(struct session *s);
@@ -35,6 +40,9 @@ void session_shutdown(struct session *s, const char *reason);
 /* A queue message this session published to a Redis stream was stored (error NULL) or refused:
  * sends the RECEIPTs that waited for it, or an ERROR. */
 void session_append_done(struct session *s, const char *error);
+
+/* Queue flow control: publishers paused on q go on reading (q drained, or is going away). */
+void session_queue_unblocked(struct broker *b, const struct queue *q);
 
 /* For /metrics. */
 size_t session_subscription_count(const struct session *s);

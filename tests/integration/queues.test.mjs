@@ -2,7 +2,9 @@
 // (client cumulative, client-individual), NACK / disconnect redelivery, prefetch;
 // transactions; reply-to with temp queues; per-connection limits.
 import assert from 'node:assert/strict';
-import { brokerTest } from './lib/broker.mjs';
+import { brokerTest, sleep } from './lib/broker.mjs';
+import { metricsText } from './lib/cluster.mjs';
+import { sample, waitFor } from './lib/proc.mjs';
 import { wsStomp, tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 
@@ -57,8 +59,8 @@ brokerTest('queue: messages wait for a consumer and arrive in order when it subs
   for (const m of ms) assert.equal(m.headers.destination, '/queue/wait');
 });
 
-brokerTest('queue.max_messages: SEND past the limit -> ERROR naming the queue and the limit', {
-  set: { 'queue.max_messages': 5 },
+brokerTest('queue.overflow = reject: SEND past queue.max_messages -> ERROR naming the queue and the limit', {
+  set: { 'queue.max_messages': 5, 'queue.overflow': 'reject' },
 }, async (broker) => {
   const pub = await tcpStomp(broker);
   await sendAll(pub, '/queue/full', range(5));
@@ -74,6 +76,53 @@ brokerTest('queue.max_messages: SEND past the limit -> ERROR naming the queue an
   const ms = await c.messages(5);
   assert.deepEqual(ms.map((m) => m.text), range(5), 'the first five were kept');
   assert.equal(await c.inbox.quiet(300, 'MESSAGE'), null, 'the sixth was not queued');
+});
+
+// queue.overflow = block, the default: producer flow control instead of an ERROR.
+brokerTest('queue.overflow = block: a publisher that fills a queue is paused, not refused; it goes on as the queue drains, nothing lost', {
+  set: { 'queue.max_messages': 5, 'heartbeat.min_ms': 100, 'heartbeat.receive_ms': 100 },
+}, async (broker) => {
+  const dest = '/queue/flow';
+  // stompjs over WebSocket, heart-beating every 100 ms: while it is paused the broker does not
+  // read them, and must not take that for silence.
+  const pub = await stompjs(broker, { label: 'pub', heartbeatOutgoing: 100 });
+  let receiptAt = null;
+  pub.client.watchForReceipt('last', () => { receiptAt = Date.now(); });
+  for (let i = 0; i < 40; i++) {
+    pub.client.publish({ destination: dest, body: `m${i}`, headers: i === 39 ? { receipt: 'last' } : {} });
+  }
+  await sleep(1500);
+  assert.equal(receiptAt, null, 'the last SEND is not taken yet: the publisher is paused');
+  assert.deepEqual([pub.errors.length, pub.closes.length], [0, 0], 'no ERROR, no close, no heart-beat timeout');
+  const during = await metricsText(broker);
+  assert.equal(sample(during, 'stompws_publishers_paused'), 1);
+  const depth = sample(during, 'stompws_queue_depth');
+  assert.ok(depth >= 5 && depth < 40, `the queue holds about its limit (5), not everything sent: ${depth}`);
+  assert.ok(sample(during, 'stompws_limit_hits_total{limit="queue.max_messages"}') >= 1);
+
+  const consumer = await tcpStomp(broker, { label: 'consumer' });
+  await consumer.subscribe(dest, 's');
+  const got = await consumer.messages(40, 's', 10000);
+  assert.deepEqual(got.map((m) => m.text), range(40), 'every message, once, in order');
+  await waitFor('the RECEIPT of the last SEND', () => receiptAt !== null, 5000);
+  assert.equal(sample(await metricsText(broker), 'stompws_publishers_paused'), 0);
+  assert.deepEqual([pub.errors.length, pub.closes.length], [0, 0]);
+});
+
+brokerTest('queue.overflow = block: a publisher paused on a full /reply-queue/ goes on when its owner leaves', {
+  set: { 'queue.max_messages': 3 },
+}, async (broker) => {
+  const { a, b } = await requestReplySetup(broker);
+  await a.sendWithReceipt('SEND', { destination: '/queue/requests', 'reply-to': '/temp-queue/foo' }, 'many?');
+  const replyTo = (await b.message()).headers['reply-to'];
+  a.send('UNSUBSCRIBE', { id: 'replies' }); // nobody drains the reply queue now
+  for (let i = 0; i < 10; i++) b.send('SEND', { destination: replyTo }, `r${i}`);
+  b.send('SEND', { destination: '/queue/requests', receipt: 'after' }, 'later');
+  assert.equal(await b.inbox.quiet(800, 'RECEIPT'), null, 'paused on the full reply queue');
+  a.send('DISCONNECT', {});
+  const receipt = await b.inbox.take('RECEIPT', 5000, 'the RECEIPT once the reply queue is gone');
+  assert.equal(receipt.headers['receipt-id'], 'after');
+  assert.equal(await b.inbox.quiet(0, 'ERROR'), null);
 });
 
 // ---- acknowledgements ----

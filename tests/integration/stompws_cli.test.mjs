@@ -257,7 +257,7 @@ brokerTest('-H headers and --content-type travel with each message', async (brok
 });
 
 brokerTest('--receipt: every message is confirmed; a refusal mid-stream exits 1 with the broker\'s reason',
-  { set: { 'queue.max_messages': 3 } }, async (broker) => {
+  { set: { 'queue.max_messages': 3, 'queue.overflow': 'reject' } }, async (broker) => {
     const ok = `/topic/${uniq('rcpt')}`;
     const r = await cli(['pub', '--receipt', '-v', tcpUrl(broker), ok], { input: 'a\nb\nc\n' });
     assertExit(r, 0, 'pub --receipt');

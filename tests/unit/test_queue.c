@@ -116,6 +116,53 @@ START_TEST(test_queue_full)
 }
 END_TEST
 
+static size_t unblocks;
+
+static void count_unblock(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
+{
+    (void)ctx;
+    (void)msg;
+    ck_assert(!q->clustered);
+    if (ev == QUEUE_EV_UNBLOCK)
+        unblocks++;
+}
+
+/* queue.overflow = block: a full queue takes more (the session pauses its publisher); the
+ * publishers paused on it are told to go on once it is below 90% of the limit, or deleted. */
+START_TEST(test_block_mode_takes_past_limit_and_unblocks_below_90_percent)
+{
+    static const struct router_ops block_ops = {
+        .deliver = record, .writable = writable, .queue_event = count_unblock};
+    router_reset(&router);
+    router_init(&router, &block_ops, 10);
+    router.queue_block = true;
+    unblocks = 0;
+    for (int i = 0; i < 11; i++)
+        ck_assert_int_eq(send_body("/queue/b", "m"), 0);
+    struct queue *q = queue_lookup(&router, "/queue/b", 8, false);
+    ck_assert_uint_eq(q->depth, 11);
+    ck_assert(queue_full(&router, q));
+    q->paused_publishers = 1; /* as session.c does when it pauses one */
+    struct subscription *a = consumer("/queue/b", ACK_CLIENT_INDIVIDUAL, 1);
+    ck_assert_uint_eq(q->depth, 10); /* one delivered (prefetch 1): still full */
+    ck_assert_int_eq(queue_ack(&router, a, deliveries[0].id, strlen(deliveries[0].id), false), 0);
+    ck_assert_uint_eq(q->depth, 9); /* 90%: not yet */
+    ck_assert_uint_eq(unblocks, 0);
+    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_uint_eq(q->depth, 8);
+    ck_assert_uint_eq(unblocks, 1);
+    q->paused_publishers = 0; /* resumed: nobody is told again */
+    ck_assert_int_eq(queue_ack(&router, a, deliveries[2].id, strlen(deliveries[2].id), false), 0);
+    ck_assert_uint_eq(unblocks, 1);
+    consumer_free(a); /* its unacked messages go back: the queue stays */
+    q = queue_lookup(&router, "/queue/b", 8, false);
+    ck_assert_ptr_nonnull(q);
+    q->paused_publishers = 1; /* a queue going away frees whoever waits on it */
+    queue_delete(&router, q);
+    ck_assert_uint_eq(unblocks, 2);
+}
+END_TEST
+
 START_TEST(test_client_individual_ack_and_prefetch)
 {
     struct subscription *a = consumer("/queue/p", ACK_CLIENT_INDIVIDUAL, 2);
@@ -352,6 +399,7 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, test_round_robin);
     tcase_add_test(tc, test_messages_wait_for_a_consumer_in_order);
     tcase_add_test(tc, test_queue_full);
+    tcase_add_test(tc, test_block_mode_takes_past_limit_and_unblocks_below_90_percent);
     tcase_add_test(tc, test_client_individual_ack_and_prefetch);
     tcase_add_test(tc, test_client_ack_is_cumulative);
     tcase_add_test(tc, test_session_total_follows_unacked);
