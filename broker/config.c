@@ -49,6 +49,7 @@ static const struct config_key config_keys[] = {
     KEY("server", "log_format", KEY_LOG_FORMAT, log_format),
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
+    KEY("server", "tcp_keepalive_ms", KEY_MS, tcp_keepalive_ms),
     KEY("limits", "connection_rate", KEY_SIZE, connection_rate),
     KEY("limits", "connection_burst", KEY_SIZE, connection_burst),
     KEY("limits", "max_connections", KEY_SIZE, max_connections),
@@ -111,6 +112,7 @@ void config_defaults(struct config *cfg)
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;
+    cfg->tcp_keepalive_ms = 60000;
 
     cfg->connection_rate = 1000;
     cfg->connection_burst = 2000;

@@ -39,6 +39,7 @@ struct config {
     int log_format;                 /* enum log_format: text or json lines */
     enum config_outbound_frames outbound_frames;
     unsigned shutdown_timeout_ms;
+    unsigned tcp_keepalive_ms; /* idle time before TCP keepalive probes; 0: off */
 
     /* [limits] */
     size_t connection_rate;  /* new connections per second (token bucket), 0 = unlimited */

@@ -7,6 +7,7 @@
 // The broker's own view comes from /proc/PID (open fds, VmRSS) and /metrics; "recovered" means
 // both are back at the baseline taken before the fault. IT_DEBUG=1 prints the measured times.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { brokerTest, sleep } from './lib/broker.mjs';
 import { metricsText } from './lib/cluster.mjs';
 import { ByteReader, OP, encodeWsFrame, rawWsConnect, upgradeRequest } from './lib/rawws.mjs';
@@ -229,6 +230,35 @@ brokerTest('fault: half-open peers (silent, not reading, never closing) are clos
     clearInterval(beat);
   }
 });
+
+// A peer whose host vanished sends no FIN, and without heart-beats nothing above TCP notices: the
+// broker arms TCP keepalive on every client socket (server.tcp_keepalive_ms). Loopback cannot lose
+// a host, so this checks what the kernel was told, through ss(8): the broker's end of each client
+// connection carries a keepalive timer due within the configured idle time.
+const brokerSideTimers = (port) => execFileSync('ss', ['-tnoH', 'state', 'established', `( sport = :${port} )`],
+  { encoding: 'utf8' }).split('\n').filter((l) => l.trim());
+
+brokerTest('TCP keepalive is armed on client sockets, WebSocket and TCP (server.tcp_keepalive_ms)',
+  { set: { 'server.tcp_keepalive_ms': 7000 } }, async (broker) => {
+    await tcpStomp(broker, { label: 'tcp' });
+    await wsStomp(broker, { label: 'ws' });
+    for (const port of [broker.tcpPort, broker.wsPort]) {
+      const lines = brokerSideTimers(port);
+      assert.equal(lines.length, 1, `one client on :${port}: ${lines.join(' | ')}`);
+      const m = /timer:\(keepalive,([\d.]+)(ms|sec|min)/.exec(lines[0]);
+      assert.ok(m, `a keepalive timer on the broker's end (:${port}): ${lines[0]}`);
+      const seconds = Number(m[1]) / (m[2] === 'ms' ? 1000 : m[2] === 'min' ? 1 / 60 : 1);
+      assert.ok(seconds > 0 && seconds <= 7, `due within the 7 s idle time: ${lines[0]}`);
+    }
+  });
+
+brokerTest('server.tcp_keepalive_ms = 0 leaves client sockets without keepalive',
+  { set: { 'server.tcp_keepalive_ms': 0 } }, async (broker) => {
+    await tcpStomp(broker, { label: 'tcp' });
+    const lines = brokerSideTimers(broker.tcpPort);
+    assert.equal(lines.length, 1);
+    assert.doesNotMatch(lines[0], /keepalive/);
+  });
 
 const SLOWLORIS = 5;
 
