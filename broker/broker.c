@@ -465,8 +465,10 @@ void broker_shutdown(struct broker *b, const char *reason)
     if (b->shutting_down)
         return;
     b->shutting_down = true;
+    /* The --http listener stays open while clients drain: probes hear /readyz 503 "shutting
+     * down" (and /healthz 200) instead of hanging in the accept queue. */
     for (int kind = 0; kind < LISTENER_COUNT; kind++)
-        if (b->listeners[kind].evl != NULL)
+        if (b->listeners[kind].evl != NULL && kind != LISTENER_HTTP)
             evconnlistener_disable(b->listeners[kind].evl);
     for (struct conn *c = b->conns; c != NULL; c = c->next) {
         if (c->session != NULL && conn_is_open(c))

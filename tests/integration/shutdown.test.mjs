@@ -3,10 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { brokerTest, startBroker, withTimeout } from './lib/broker.mjs';
 import { wsStomp, tcpStomp, wsOpen } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
-import { rawWsConnect } from './lib/rawws.mjs';
+import { waitFor } from './lib/proc.mjs';
+import { httpRequest, rawWsConnect } from './lib/rawws.mjs';
 
 brokerTest('SIGTERM: WS clients get ERROR (shutdown) and close 1001; TCP clients get ERROR and EOF; exit 0', {}, async (broker) => {
   const w1 = await wsStomp(broker, { label: 'w1' });
@@ -65,6 +67,31 @@ brokerTest('SIGTERM: a client that never answers the close does not keep the bro
   assert.equal(code, 0);
   assert.ok(took < 4000, `exited after ${took} ms (shutdown_timeout_ms=1000)`);
   assert.equal(raw.closeFrame?.code, 1001, 'it was sent a 1001 close');
+});
+
+// Orchestrators probe during the drain: the --http listener keeps answering, so a readiness probe
+// sees 503 at once (traffic goes elsewhere) and a liveness probe 200 (no kill mid-drain).
+brokerTest('SIGTERM: while clients drain, the --http listener answers /readyz 503 "shutting down" and /healthz 200', {
+  args: ['--http', '127.0.0.1:0'], set: { 'server.shutdown_timeout_ms': 3000 },
+}, async (broker) => {
+  const httpPort = Number(/^listening http 127\.0\.0\.1:(\d+)$/m.exec(broker.stdout)[1]);
+  const get = async (path) => {
+    const r = await httpRequest(httpPort, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, { timeout: 2000 });
+    r.socket.destroy();
+    return r.status;
+  };
+  assert.equal(await get('/readyz'), 200);
+  // A client that never closes its side (half-open allowed, no FIN back): the drain waits for it.
+  const stubborn = broker.track(net.connect({ host: '127.0.0.1', port: broker.tcpPort, allowHalfOpen: true }));
+  let heard = '';
+  stubborn.on('data', (d) => { heard += d.toString(); });
+  stubborn.write('CONNECT\naccept-version:1.2\nhost:x\n\n\0');
+  await waitFor('CONNECTED', () => heard.startsWith('CONNECTED'), 5000, 10);
+  const exit = broker.stop(8000);
+  await waitFor('the shutdown ERROR', () => heard.includes('ERROR'), 2000, 10);
+  assert.equal(await get('/readyz'), 503);
+  assert.equal(await get('/healthz'), 200);
+  assert.equal((await exit).code, 0);
 });
 
 brokerTest('SIGTERM while a publisher is mid-stream: exit 0', { timeout: 30000 }, async (broker) => {
