@@ -54,24 +54,6 @@ static void refuse(const struct listener *l, evutil_socket_t fd, enum admit_verd
     evutil_closesocket(fd);
 }
 
-/*
- * A client whose host vanished (power loss, a dropped network) sends no FIN; without heart-beats
- * its connection would stay for hours (libevent's listeners turn SO_KEEPALIVE on, with the
- * kernel's 2-hour default). The kernel probes a connection idle for idle_ms and resets it after 3
- * unanswered probes a third of that apart: about twice idle_ms in all. 0: no keepalive at all.
- */
-static void set_keepalive(evutil_socket_t fd, unsigned idle_ms)
-{
-    int on = idle_ms != 0, count = 3;
-    int idle = idle_ms < 1000 ? 1 : (int)(idle_ms / 1000);
-    int interval = idle / 3 > 0 ? idle / 3 : 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
-        (on && (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
-                setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
-                setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0)))
-        log_debug(0, "TCP keepalive: %s", strerror(errno));
-}
-
 static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int sa_len, void *arg)
 {
@@ -93,12 +75,6 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         refuse(l, fd, v);
         return;
     }
-    evutil_make_socket_nonblocking(fd);
-    /* Each frame is written whole at once: Nagle would only hold small MESSAGEs back. */
-    int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-        log_debug(0, "TCP_NODELAY: %s", strerror(errno));
-    set_keepalive(fd, b->cfg.tcp_keepalive_ms);
     enum conn_transport transport = l->kind == LISTENER_WS || l->kind == LISTENER_WSS ? CONN_WS
                                     : l->kind == LISTENER_HTTP ? CONN_PLAIN_HTTP
                                                                : CONN_TCP;
@@ -145,6 +121,29 @@ static int resolve(const struct config_addr *addr, struct sockaddr_storage *ss, 
     return -1;
 }
 
+/*
+ * Options every accepted socket inherits from the listening one (Linux copies them at accept, so
+ * they cost no system call per connection; libevent already accepts non-blocking):
+ * - TCP_NODELAY: each frame is written whole at once; Nagle would only hold small MESSAGEs back.
+ * - TCP keepalive: a client whose host vanished (power loss, a dropped network) sends no FIN and,
+ *   without heart-beats, would stay for hours (libevent turns SO_KEEPALIVE on with the kernel's
+ *   2-hour default). The kernel probes a connection idle for idle_ms and resets it after 3
+ *   unanswered probes a third of that apart: about twice idle_ms in all. 0: no keepalive.
+ */
+static void set_inherited_options(evutil_socket_t fd, unsigned idle_ms)
+{
+    int one = 1, keepalive = idle_ms != 0, count = 3;
+    int idle = idle_ms < 1000 ? 1 : (int)(idle_ms / 1000);
+    int interval = idle / 3 > 0 ? idle / 3 : 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive, sizeof(keepalive)) != 0 ||
+        (keepalive &&
+         (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+          setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
+          setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0)))
+        log_warn(0, "listener socket options (TCP_NODELAY, keepalive): %s", strerror(errno));
+}
+
 static void print_bound(struct evconnlistener *l, const char *kind)
 {
     struct sockaddr_storage ss;
@@ -185,6 +184,7 @@ int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
         return -1;
     }
     evconnlistener_set_error_cb(l->evl, accept_error_cb);
+    set_inherited_options(evconnlistener_get_fd(l->evl), b->cfg.tcp_keepalive_ms);
     print_bound(l->evl, kind_name);
     return 0;
 }
