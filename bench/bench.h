@@ -2,9 +2,10 @@
  * bench/bench.h - what the parts of stompws-bench share: the run's options, one worker's share
  * of it, and the figures a worker reports.
  *
- * One run = one scenario against one broker URL. The parent process parses the options and forks
- * --procs workers; each worker runs its share of the connections on its own libevent loop
- * (scenario.c) and sends back a struct bench_result, which the parent merges and prints
+ * One run = one scenario against one broker URL, or against the nodes of one cluster (one --url
+ * each: connection i goes to URL i modulo their count). The parent process parses the options
+ * and forks --procs workers; each worker runs its share of the connections on its own libevent
+ * loop (scenario.c) and sends back a struct bench_result, which the parent merges and prints
  * (result.c). Worker and parent meet twice through pipes: "my connections are up" and "go at
  * this instant", so every worker's publishers start at the same moment and measure the same
  * window.
@@ -19,11 +20,14 @@
 #include "bench/bench_conn.h"
 #include "bench/hdr.h"
 
+/* --url may be given this many times (cluster nodes). */
+#define BENCH_MAX_URLS 64
+
 enum bench_scenario {
     SCENARIO_FANOUT,        /* P publishers -> S subscribers on one topic */
     SCENARIO_MANY_TO_MANY,  /* N publisher/subscriber pairs on N topics */
     SCENARIO_QUEUE,         /* P producers -> C consumers on one queue */
-    SCENARIO_IDLE,          /* N subscribed connections held open */
+    SCENARIO_IDLE,          /* N subscribed connections held open; optional broadcasts */
     SCENARIO_CONNECT_STORM, /* connect + CONNECT/CONNECTED + DISCONNECT, again and again */
     SCENARIO_LARGE,         /* fanout with large bodies */
 };
@@ -31,29 +35,34 @@ enum bench_scenario {
 /* The whole run, as the command line gave it (defaults filled in). Strings borrow argv. */
 struct bench_options {
     enum bench_scenario scenario;
-    const char *url;            /* as given, for the report */
-    struct bench_target target; /* resolved */
-    unsigned publishers;        /* fanout, large, queue (producers) */
-    unsigned subscribers;       /* fanout, large, queue (consumers) */
-    unsigned pairs;             /* many-to-many */
-    unsigned connections;       /* idle */
-    unsigned topics;            /* idle: subscriptions spread over this many topics */
-    unsigned concurrency;       /* handshakes in flight (setup; connect-storm cycles) */
-    double rate;                /* messages/s per publisher; 0 = saturating */
-    size_t outstanding;         /* bytes a publisher may have queued and unsent */
-    size_t size;                /* body bytes (at least STAMP_LEN) */
-    size_t size_max;            /* bodies are size..size_max bytes, uniformly */
-    const char *ack;            /* queue: auto, client or client-individual */
-    const char *dest;           /* destination (many-to-many and idle append ".N") */
-    double warmup;              /* seconds before the window, excluded from figures */
-    double duration;            /* seconds of the measured window */
-    double drain;               /* at most this long for messages after the window */
-    double setup_timeout;       /* at most this long to set the connections up */
-    double connect_rate;        /* new connections/s during set-up over all workers; 0 = any */
-    unsigned procs;             /* worker processes */
-    unsigned sources;           /* loopback source addresses (0 when not binding) */
-    const char *label;          /* free text for the report ("stompws", "rabbitmq") */
-    bool json_only;             /* print only the JSON line */
+    const char *urls[BENCH_MAX_URLS];            /* as given, for the report */
+    struct bench_target targets[BENCH_MAX_URLS]; /* resolved, one per URL */
+    unsigned url_count;                          /* at least 1 */
+
+    const char *login;      /* NULL for none */
+    const char *passcode;   /* NULL for none */
+    const char *stomp_host; /* CONNECT's host header */
+    unsigned publishers;    /* fanout, large, queue (producers); idle: broadcasters */
+    unsigned subscribers;   /* fanout, large, queue (consumers) */
+    unsigned pairs;         /* many-to-many */
+    unsigned connections;   /* idle */
+    unsigned topics;        /* idle: subscriptions spread over this many topics */
+    unsigned concurrency;   /* handshakes in flight (setup; connect-storm cycles) */
+    double rate;            /* messages/s per publisher; 0 = saturating */
+    size_t outstanding;     /* bytes a publisher may have queued and unsent */
+    size_t size;            /* body bytes (at least STAMP_LEN) */
+    size_t size_max;        /* bodies are size..size_max bytes, uniformly */
+    const char *ack;        /* queue: auto, client or client-individual */
+    const char *dest;       /* destination (many-to-many and idle append ".N") */
+    double warmup;          /* seconds before the window, excluded from figures */
+    double duration;        /* seconds of the measured window */
+    double drain;           /* at most this long for messages after the window */
+    double setup_timeout;   /* at most this long to set the connections up */
+    double connect_rate;    /* new connections/s during set-up over all workers; 0 = any */
+    unsigned procs;         /* worker processes */
+    unsigned sources;       /* loopback source addresses (0 when not binding) */
+    const char *label;      /* free text for the report ("stompws", "rabbitmq") */
+    bool json_only;         /* print only the JSON line */
 };
 
 /* One worker's part of the run: counts and where its ids start. */

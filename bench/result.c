@@ -74,9 +74,11 @@ struct figures {
     const char *latency_of; /* what the histogram holds */
 };
 
-static bool has_messages(enum bench_scenario s)
+/* Whether the run sends messages (idle does only when it broadcasts). */
+static bool has_messages(const struct bench_options *o)
 {
-    return s != SCENARIO_IDLE && s != SCENARIO_CONNECT_STORM;
+    return o->scenario != SCENARIO_CONNECT_STORM &&
+           (o->scenario != SCENARIO_IDLE || o->publishers > 0);
 }
 
 static void derive(const struct bench_options *o, const struct bench_result *r, double share,
@@ -90,10 +92,10 @@ static void derive(const struct bench_options *o, const struct bench_result *r, 
     f->connects_per_s = (double)r->cycles / o->duration;
     f->cpu_s = r->cpu_user_s + r->cpu_sys_s;
     f->saturated = share >= SATURATED_SHARE;
-    f->drain_cut = has_messages(o->scenario) && r->drain_s >= o->drain * 0.98;
-    f->latency_of = o->scenario == SCENARIO_IDLE            ? "connect to subscribed"
-                    : o->scenario == SCENARIO_CONNECT_STORM ? "connect to CONNECTED"
-                                                            : "end to end";
+    f->drain_cut = has_messages(o) && r->drain_s >= o->drain * 0.98;
+    f->latency_of = !has_messages(o) && o->scenario == SCENARIO_IDLE ? "connect to subscribed"
+                    : o->scenario == SCENARIO_CONNECT_STORM          ? "connect to CONNECTED"
+                                                                     : "end to end";
 }
 
 static double ms(uint64_t ns)
@@ -105,7 +107,7 @@ static double ms(uint64_t ns)
 
 static void print_rate_line(const struct bench_options *o)
 {
-    if (!has_messages(o->scenario))
+    if (!has_messages(o))
         return;
     if (o->rate > 0)
         printf("  rate            %.6g msgs/s per publisher", o->rate);
@@ -134,8 +136,10 @@ static void print_latency(const struct bench_result *r, const struct figures *f)
 static void print_table(const struct bench_options *o, const struct bench_result *r,
                         const struct figures *f, double wall_s, double share)
 {
-    printf("stompws-bench %s %s%s%s\n", scenario_name(o->scenario), o->url,
-           o->label[0] != '\0' ? "  " : "", o->label);
+    printf("stompws-bench %s", scenario_name(o->scenario));
+    for (unsigned i = 0; i < o->url_count; i++)
+        printf(" %s", o->urls[i]);
+    printf("%s%s\n", o->label[0] != '\0' ? "  " : "", o->label);
     if (o->scenario != SCENARIO_CONNECT_STORM)
         printf("  connections     %" PRIu64 " of %" PRIu64 " up after %.2f s (%" PRIu64
                " subscribers, %" PRIu64 " publishers); %" PRIu64 " up at the end\n",
@@ -143,7 +147,7 @@ static void print_table(const struct bench_options *o, const struct bench_result
     print_rate_line(o);
     printf("  window          %.2f s after %.2f s of warm-up; drain %.2f s; %u process%s\n",
            o->duration, o->warmup, r->drain_s, o->procs, o->procs == 1 ? "" : "es");
-    if (has_messages(o->scenario)) {
+    if (has_messages(o)) {
         printf("  sent            %" PRIu64 " (%.0f msgs/s)\n", r->sent, f->publish_rate);
         printf("  received        %" PRIu64 " of %" PRIu64 " expected\n", r->received, r->expected);
         printf("  deliveries      %.0f/s (%" PRIu64 " arrived in the window)\n",
@@ -250,8 +254,13 @@ static void print_json(const struct bench_options *o, const struct bench_result 
     printf("{\"tool\":\"stompws-bench\",\"label\":");
     json_string(o->label);
     printf(",\"scenario\":\"%s\",\"url\":", scenario_name(o->scenario));
-    json_string(o->url);
-    printf(",\"transport\":\"%s\",", o->target.websocket ? "ws" : "tcp");
+    json_string(o->urls[0]);
+    printf(",\"urls\":[");
+    for (unsigned i = 0; i < o->url_count; i++) {
+        printf("%s", i > 0 ? "," : "");
+        json_string(o->urls[i]);
+    }
+    printf("],\"transport\":\"%s\",", o->targets[0].websocket ? "ws" : "tcp");
     json_params(o);
     printf(",\"connections\":{\"wanted\":%" PRIu64 ",\"up\":%" PRIu64 ",\"up_at_end\":%" PRIu64
            ",\"subscribers_up\":%" PRIu64 ",\"publishers_up\":%" PRIu64 ",\"setup_s\":%.3f}",

@@ -16,6 +16,13 @@
  * hidden from the figures) or saturate: they refill their output queue to --outstanding bytes
  * each time the socket drains below it, which measures what the broker sustains rather than what
  * the buffers absorb.
+ *
+ * Idle runs may broadcast: paced publishers to the topic every connection holds, sending only
+ * inside the window, so the warm-up is a quiet time in which a driver can measure the brokers
+ * with every connection up and nothing delivered yet (bench/idle_rss.sh).
+ *
+ * With several --url (the nodes of a cluster), subscriber i and publisher i connect to URL i
+ * modulo their count: connections are spread evenly and publisher 0 is on the first node.
  */
 #include "bench/bench.h"
 
@@ -166,7 +173,8 @@ static bool in_window(const struct worker *w, uint64_t t)
 
 static bool is_topic_scenario(enum bench_scenario s)
 {
-    return s == SCENARIO_FANOUT || s == SCENARIO_LARGE || s == SCENARIO_MANY_TO_MANY;
+    return s == SCENARIO_FANOUT || s == SCENARIO_LARGE || s == SCENARIO_MANY_TO_MANY ||
+           s == SCENARIO_IDLE;
 }
 
 static void note_error(struct worker *w, const char *why)
@@ -204,7 +212,7 @@ unsigned scenario_conns_per_worker(const struct bench_options *o, unsigned procs
     case SCENARIO_MANY_TO_MANY:
         return 2 * ceil_div(o->pairs, procs);
     case SCENARIO_IDLE:
-        return ceil_div(o->connections, procs);
+        return ceil_div(o->connections, procs) + ceil_div(o->publishers, procs);
     case SCENARIO_CONNECT_STORM:
         return ceil_div(o->concurrency, procs);
     default:
@@ -343,7 +351,9 @@ static void pub_start(struct role *p)
     /* Publishers are spread over one interval so they do not all send at the same instant. */
     unsigned total = o->scenario == SCENARIO_MANY_TO_MANY ? o->pairs : o->publishers;
     double phase_ns = 1e9 / o->rate * (double)p->id / (double)total;
-    p->first_due_ns = w->go.start_ns + (uint64_t)phase_ns;
+    /* Idle broadcasts keep the warm-up quiet (see the top of this file). */
+    uint64_t from_ns = o->scenario == SCENARIO_IDLE ? w->window_start : w->go.start_ns;
+    p->first_due_ns = from_ns + (uint64_t)phase_ns;
     fire_at(p->timer, p->first_due_ns);
 }
 
@@ -444,7 +454,7 @@ static void settle(struct role *x, bool up)
             w->r->subs_up++;
         else
             w->r->pubs_up++;
-        if (w->o->scenario == SCENARIO_IDLE)
+        if (w->o->scenario == SCENARIO_IDLE && w->o->publishers == 0)
             hdr_record(&w->r->latency, stamp_now_ns() - x->opened_ns);
     }
 }
@@ -529,17 +539,22 @@ static const struct bench_conn_callbacks role_callbacks = {
     .on_close = on_close,
 };
 
-/* Opens x's connection from the source address of index k; false (error noted) on failure. */
+/*
+ * Opens x's connection from the source address of index k; false (error noted) on failure.
+ * Its URL: by its run-wide id (storm slots, which have none, by k).
+ */
 static bool role_open(struct role *x, unsigned k)
 {
     struct worker *w = x->w;
+    const struct bench_target *t =
+        &w->o->targets[(x->kind == ROLE_STORM ? k : x->id) % w->o->url_count];
     struct sockaddr_in src;
     char err[200];
-    if (w->o->target.bind_source)
+    if (t->bind_source)
         bench_source_address(k % w->o->sources, &src);
     x->opened_ns = stamp_now_ns();
-    x->conn = bench_conn_open(w->base, &w->o->target, w->o->target.bind_source ? &src : NULL,
-                              &role_callbacks, x, err, sizeof(err));
+    x->conn = bench_conn_open(w->base, t, t->bind_source ? &src : NULL, &role_callbacks, x, err,
+                              sizeof(err));
     if (x->conn == NULL) {
         note_error(w, err);
         return false;
@@ -662,7 +677,7 @@ static void start_drain(struct worker *w)
             if (w->roles[i].conn != NULL)
                 pub_stop(&w->roles[i]);
         }
-    if (w->o->scenario == SCENARIO_IDLE) {
+    if (w->o->scenario == SCENARIO_IDLE && w->o->publishers == 0) {
         finish_run(w);
         return;
     }
@@ -793,7 +808,11 @@ static bool make_roles(struct worker *w)
         for (unsigned i = 0; i < sh->sub_count; i++) {
             unsigned index = sh->sub_first + i;
             role_dest(w, &w->roles[k], index % o->topics, o->topics > 1);
-            ok = ok && make_sub(w, &w->roles[k++], index, 0, 0);
+            ok = ok && make_sub(w, &w->roles[k++], index, 0, o->publishers);
+        }
+        for (unsigned i = 0; i < sh->pub_count; i++) {
+            role_dest(w, &w->roles[k], 0, false); /* --topics is 1 with publishers */
+            ok = ok && make_pub(w, &w->roles[k++], sh->pub_first + i);
         }
         break;
     case SCENARIO_CONNECT_STORM:

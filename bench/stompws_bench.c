@@ -51,20 +51,25 @@ static void usage(FILE *out)
             "A STOMP load generator: STOMP over WebSocket (ws://) or over TCP (tcp://).\n"
             "\n"
             "  --url URL            broker (default ws://127.0.0.1:15674/ws, also RabbitMQ's\n"
-            "                       Web STOMP; STOMP over TCP: tcp://127.0.0.1:61613)\n"
+            "                       Web STOMP; STOMP over TCP: tcp://127.0.0.1:61613); give\n"
+            "                       it once per node of a cluster (up to %d, one scheme):\n"
+            "                       connection i goes to URL i modulo their count\n"
             "  --ws-path PATH       WebSocket path, overriding the URL's\n"
             "  --login L            CONNECT login (RabbitMQ: guest)\n"
             "  --passcode P         CONNECT passcode (RabbitMQ: guest)\n"
             "  --host H             CONNECT host header (default '/', what RabbitMQ wants)\n"
             "  --scenario NAME      fanout (default), many-to-many, queue, idle,\n"
             "                       connect-storm or large\n"
-            "  --publishers P       fanout, large, queue producers (default 1)\n"
+            "  --publishers P       fanout, large, queue producers (default 1); idle:\n"
+            "                       broadcasters to every connection, paced by --rate, in\n"
+            "                       the window only (default 0)\n"
             "  --subscribers S      fanout, large (default 10); queue consumers (default 2)\n"
             "  --consumers C        the same as --subscribers\n"
             "  --pairs N            many-to-many: N publishers, each with its own subscriber\n"
             "                       on its own topic (default 100)\n"
             "  --connections N      idle: subscribed connections to hold (default 1000)\n"
-            "  --topics K           idle: subscriptions spread over K topics (default 1)\n"
+            "  --topics K           idle: subscriptions spread over K topics (default 1;\n"
+            "                       1 with --publishers)\n"
             "  --concurrency C      handshakes in flight while connecting; connect-storm:\n"
             "                       cycles in flight (default 100; connect-storm 50)\n"
             "  --rate R             messages/s PER PUBLISHER; 0 = saturating (default 0)\n"
@@ -75,7 +80,8 @@ static void usage(FILE *out)
             "  --ack MODE           queue: auto, client or client-individual (default auto)\n"
             "  --dest NAME          destination (default /topic/bench or /queue/bench;\n"
             "                       many-to-many, and idle with --topics, append .N)\n"
-            "  --warmup S           seconds excluded from the figures (default 1; idle 0)\n"
+            "  --warmup S           seconds excluded from the figures (default 1); idle:\n"
+            "                       seconds held before the window (default 0)\n"
             "  --duration S         seconds measured (default 5)\n"
             "  --drain S            at most this long for messages in flight after (default 5)\n"
             "  --setup-timeout S    at most this long to connect and subscribe (default 60)\n"
@@ -88,10 +94,10 @@ static void usage(FILE *out)
             "  --version, --help\n"
             "\n"
             "Output: a table, then one JSON line (the last line). idle prints \"up N of M\n"
-            "connections ...\" once they are up, then holds them for --duration.\n"
+            "connections ...\" once they are up, then holds them for --warmup + --duration.\n"
             "Exit status: 0 the run took place, 1 it could not (no connection, a worker\n"
             "died), 2 usage error.\n",
-            STAMP_LEN);
+            BENCH_MAX_URLS, STAMP_LEN);
 }
 
 /* ---- option values ---- */
@@ -178,7 +184,7 @@ static int parse_scenario(const char *s, enum bench_scenario *out)
 
 /* Values given on the command line, before defaults that depend on the scenario. */
 struct given {
-    bool subscribers, concurrency, size, size_max, warmup, dest;
+    bool publishers, subscribers, concurrency, size, size_max, warmup, dest;
     const char *ws_path;
 };
 
@@ -253,8 +259,7 @@ static void set_defaults(struct bench_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->scenario = SCENARIO_FANOUT;
-    o->url = "ws://127.0.0.1:15674/ws";
-    o->target.stomp_host = "/";
+    o->stomp_host = "/";
     o->publishers = 1;
     o->subscribers = 10;
     o->pairs = 100;
@@ -278,23 +283,28 @@ static int apply_option(struct bench_options *o, struct given *g, int opt, const
 {
     switch (opt) {
     case OPT_URL:
-        o->url = v;
+        if (o->url_count == BENCH_MAX_URLS) {
+            fprintf(stderr, "stompws-bench: --url %s: at most %d URLs\n", v, BENCH_MAX_URLS);
+            return -1;
+        }
+        o->urls[o->url_count++] = v;
         return 0;
     case OPT_WS_PATH:
         g->ws_path = v;
         return 0;
     case OPT_LOGIN:
-        o->target.login = v;
+        o->login = v;
         return 0;
     case OPT_PASSCODE:
-        o->target.passcode = v;
+        o->passcode = v;
         return 0;
     case OPT_HOST:
-        o->target.stomp_host = v;
+        o->stomp_host = v;
         return 0;
     case OPT_SCENARIO:
         return parse_scenario(v, &o->scenario);
     case OPT_PUBLISHERS:
+        g->publishers = true;
         return parse_uint("--publishers", v, 0, 1000000, &o->publishers);
     case OPT_SUBSCRIBERS:
         g->subscribers = true;
@@ -353,6 +363,10 @@ static int apply_option(struct bench_options *o, struct given *g, int opt, const
 /* Defaults that depend on the scenario, for what the command line left out. */
 static void scenario_defaults(struct bench_options *o, const struct given *g)
 {
+    if (o->url_count == 0)
+        o->urls[o->url_count++] = "ws://127.0.0.1:15674/ws";
+    if (o->scenario == SCENARIO_IDLE && !g->publishers)
+        o->publishers = 0;
     if (o->scenario == SCENARIO_QUEUE && !g->subscribers)
         o->subscribers = 2;
     if (o->scenario == SCENARIO_QUEUE && !g->dest)
@@ -377,9 +391,28 @@ static bool header_safe(const char *s)
     return strpbrk(s, "\r\n") == NULL;
 }
 
+/* Idle broadcasts: paced, and to the one topic every connection holds. */
+static int check_idle_publishers(const struct bench_options *o)
+{
+    if (o->scenario != SCENARIO_IDLE || o->publishers == 0)
+        return 0;
+    if (o->rate <= 0) {
+        fprintf(stderr, "stompws-bench: --publishers with --scenario idle send paced broadcasts: "
+                        "give --rate (messages/s per publisher)\n");
+        return -1;
+    }
+    if (o->topics > 1) {
+        fprintf(stderr, "stompws-bench: --publishers with --scenario idle broadcast to every "
+                        "connection: --topics must be 1\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_options(const struct bench_options *o)
 {
-    bool messages = o->scenario != SCENARIO_IDLE && o->scenario != SCENARIO_CONNECT_STORM;
+    bool messages = o->scenario != SCENARIO_CONNECT_STORM &&
+                    (o->scenario != SCENARIO_IDLE || o->publishers > 0);
     if (messages && o->size < STAMP_LEN) {
         fprintf(stderr, "stompws-bench: --size %zu: bodies carry a %d-byte stamp, so at least %d\n",
                 o->size, STAMP_LEN, STAMP_LEN);
@@ -398,7 +431,7 @@ static int check_options(const struct bench_options *o)
         return bad_value("--ack", o->ack, "expected auto, client or client-individual");
     if (strlen(o->dest) == 0 || strlen(o->dest) > 200 || !header_safe(o->dest))
         return bad_value("--dest", o->dest, "expected 1..200 characters, no line breaks");
-    const char *strings[] = {o->target.stomp_host, o->target.login, o->target.passcode};
+    const char *strings[] = {o->stomp_host, o->login, o->passcode};
     for (size_t i = 0; i < 3; i++)
         if (strings[i] != NULL && !header_safe(strings[i])) {
             fprintf(stderr, "stompws-bench: --host, --login and --passcode may not hold line "
@@ -412,7 +445,7 @@ static int check_options(const struct bench_options *o)
                 scenario_name(o->scenario));
         return -1;
     }
-    return 0;
+    return check_idle_publishers(o);
 }
 
 static int parse_options(int argc, char **argv, struct bench_options *o)
@@ -441,10 +474,10 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
     scenario_defaults(o, &g);
     if (check_options(o) != 0)
         return -1;
-    if (g.ws_path != NULL && strlen(g.ws_path) >= sizeof(o->target.target) - 1)
+    if (g.ws_path != NULL && strlen(g.ws_path) >= sizeof(o->targets[0].target) - 1)
         return bad_value("--ws-path", g.ws_path, "at most 2048 characters");
-    if (g.ws_path != NULL)
-        snprintf(o->target.target, sizeof(o->target.target), "%s", g.ws_path);
+    for (unsigned i = 0; g.ws_path != NULL && i < o->url_count; i++)
+        snprintf(o->targets[i].target, sizeof(o->targets[i].target), "%s", g.ws_path);
     return 0;
 }
 
@@ -456,21 +489,23 @@ static bool is_loopback_v4(const struct sockaddr_storage *a)
     return a->ss_family == AF_INET && (ntohl(in->sin_addr.s_addr) >> 24) == 127;
 }
 
-/* Parses --url, resolves its host (blocking: once, before anything starts). */
-static int resolve_target(struct bench_options *o)
+/* Parses one --url into t, resolves its host (blocking: once, before anything starts). */
+static int resolve_target(const struct bench_options *o, const char *text, struct bench_target *t)
 {
     struct url url;
     char err[256], port[8];
-    if (url_parse(o->url, &url, err, sizeof(err)) != 0) {
-        fprintf(stderr, "stompws-bench: --url %s: %s\n", o->url, err);
+    if (url_parse(text, &url, err, sizeof(err)) != 0) {
+        fprintf(stderr, "stompws-bench: --url %s: %s\n", text, err);
         return -1;
     }
     if (url.tls) {
         fprintf(stderr, "stompws-bench: --url %s: TLS is not supported; use ws:// or tcp://\n",
-                o->url);
+                text);
         return -1;
     }
-    struct bench_target *t = &o->target;
+    t->stomp_host = o->stomp_host;
+    t->login = o->login;
+    t->passcode = o->passcode;
     t->websocket = url.websocket;
     snprintf(t->host_header, sizeof(t->host_header), "%s", url.host_header);
     if (t->target[0] == '\0')
@@ -483,7 +518,7 @@ static int resolve_target(struct bench_options *o)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
     int rc = getaddrinfo(url.host, port, &hints, &res);
     if (rc != 0) {
-        fprintf(stderr, "stompws-bench: --url %s: %s\n", o->url, gai_strerror(rc));
+        fprintf(stderr, "stompws-bench: --url %s: %s\n", text, gai_strerror(rc));
         return -1;
     }
     memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
@@ -495,13 +530,30 @@ static int resolve_target(struct bench_options *o)
     return 0;
 }
 
+/* Every --url; one report covers them all, so they share one transport. */
+static int resolve_targets(struct bench_options *o)
+{
+    for (unsigned i = 0; i < o->url_count; i++) {
+        if (resolve_target(o, o->urls[i], &o->targets[i]) != 0)
+            return -1;
+        if (o->targets[i].websocket != o->targets[0].websocket) {
+            fprintf(stderr,
+                    "stompws-bench: --url %s: every --url of a run uses the same transport as "
+                    "the first (%s)\n",
+                    o->urls[i], o->targets[0].websocket ? "ws://" : "tcp://");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static unsigned total_connections(const struct bench_options *o)
 {
     switch (o->scenario) {
     case SCENARIO_MANY_TO_MANY:
         return 2 * o->pairs;
     case SCENARIO_IDLE:
-        return o->connections;
+        return o->connections + o->publishers;
     case SCENARIO_CONNECT_STORM:
         return STORM_SOURCES * CONNS_PER_SOURCE;
     default:
@@ -511,7 +563,10 @@ static unsigned total_connections(const struct bench_options *o)
 
 static void choose_sources(struct bench_options *o)
 {
-    if (!o->target.bind_source) {
+    bool bind = false;
+    for (unsigned i = 0; i < o->url_count; i++)
+        bind = bind || o->targets[i].bind_source;
+    if (!bind) {
         o->sources = 0;
         return;
     }
@@ -577,6 +632,8 @@ static void make_share(const struct bench_options *o, unsigned i, struct bench_s
     case SCENARIO_IDLE:
         s->sub_first = first_of(o->connections, p, i);
         s->sub_count = share_of(o->connections, p, i);
+        s->pub_first = first_of(o->publishers, p, i);
+        s->pub_count = share_of(o->publishers, p, i);
         break;
     case SCENARIO_CONNECT_STORM:
         break;
@@ -697,7 +754,7 @@ static uint64_t barrier(const struct bench_options *o, struct worker_link *links
     wanted = o->scenario == SCENARIO_CONNECT_STORM ? 0 : total_connections(o);
     if (o->scenario == SCENARIO_IDLE) {
         printf("up %llu of %llu connections after %.2f s; holding them for %.6g s\n",
-               (unsigned long long)up, (unsigned long long)wanted, setup, o->duration);
+               (unsigned long long)up, (unsigned long long)wanted, setup, o->warmup + o->duration);
         fflush(stdout);
     } else if (o->scenario != SCENARIO_CONNECT_STORM && !o->json_only) {
         fprintf(stderr, "stompws-bench: %llu of %llu connections up after %.2f s\n",
@@ -748,7 +805,7 @@ int main(int argc, char **argv)
     double share_max;
     if (parse_options(argc, argv, &o) != 0)
         return 2;
-    if (resolve_target(&o) != 0)
+    if (resolve_targets(&o) != 0)
         return 2;
     choose_sources(&o);
     if (raise_nofile(&o) != 0)

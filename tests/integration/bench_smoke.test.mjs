@@ -1,6 +1,7 @@
 // stompws-bench against a real broker, seconds long: fan-out over WebSocket delivers every message
 // and the run prints one valid JSON line; a queue over TCP split across two worker processes
-// delivers each message once; bad options and an unreachable broker fail with clear messages.
+// delivers each message once; idle connections spread over two nodes of one cluster (Redis) each
+// get every broadcast; bad options and an unreachable broker fail with clear messages.
 // The binary comes from STOMPWS_BENCH (set by meson), else build/bench/stompws-bench.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { brokerTest } from './lib/broker.mjs';
+import { RedisServer, clusterTest, metricsText } from './lib/cluster.mjs';
 
 const BENCH = process.env.STOMPWS_BENCH
   ? path.resolve(process.env.STOMPWS_BENCH)
@@ -92,6 +94,51 @@ brokerTest('queue over TCP with client acks, two worker processes: each message 
   assert.equal(j.connections.up, 5);
   assertEveryMessage(j, r);
   assert.equal(j.expected, j.sent, 'a queue message is delivered once');
+});
+
+// Each node's count of MESSAGE frames written, from its /metrics.
+async function messagesOut(node) {
+  const m = /^stompws_messages_out_total (\d+)$/m.exec(await metricsText(node));
+  assert.ok(m, 'stompws_messages_out_total in /metrics');
+  return Number(m[1]);
+}
+
+clusterTest('idle over two cluster nodes (two --url): each connection gets every broadcast, none in the warm-up', {
+  ids: ['nA', 'nB'], broker: BROKER, redis: () => RedisServer.start(), timeout: 40000,
+}, async ({ nodes }) => {
+  const urls = nodes.map((n) => n.wsUrl);
+  const r = await runBench(['--url', urls[0], '--url', urls[1], '--scenario', 'idle',
+    '--connections', '40', '--publishers', '1', '--rate', '2', '--warmup', '1', '--duration', '1.5',
+    '--procs', '2']);
+  assert.equal(r.code, 0, `exit 0\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^up 41 of 41 connections after [0-9.]+ s; holding them for 2\.5 s$/m);
+  const j = report(r);
+  assert.deepEqual(j.urls, urls);
+  assert.equal(j.url, urls[0]);
+  assert.equal(j.connections.subscribers_up, 40);
+  assert.equal(j.connections.publishers_up, 1);
+  assertEveryMessage(j, r);
+  // 2/s over the 1.5 s window: due at its start, +0.5 s and +1 s, and none in the warm-up.
+  assert.equal(j.sent, 3, `sent ${j.sent}`);
+  assert.equal(j.expected, 3 * 40);
+  assert.equal(j.received_outside_window, 0);
+  assert.equal(j.latency_ms.of, 'end to end');
+  assert.equal(j.latency_ms.count, 120);
+  // Connection i went to URL i mod 2 (the publisher, 0, to nA): 20 subscribers on each node, and
+  // each node wrote each broadcast to its 20, nB's through Redis.
+  assert.deepEqual(await Promise.all(nodes.map(messagesOut)), [60, 60]);
+});
+
+test('idle broadcasts and several URLs: bad combinations fail with exit 2, saying why', async () => {
+  const noRate = await runBench(['--scenario', 'idle', '--publishers', '1']);
+  assert.equal(noRate.code, 2);
+  assert.match(noRate.stderr, /--publishers with --scenario idle send paced broadcasts: give --rate/);
+  const topics = await runBench(['--scenario', 'idle', '--publishers', '1', '--rate', '1', '--topics', '3']);
+  assert.equal(topics.code, 2);
+  assert.match(topics.stderr, /--topics must be 1/);
+  const mixed = await runBench(['--url', 'ws://127.0.0.1:1/ws', '--url', 'tcp://127.0.0.1:2']);
+  assert.equal(mixed.code, 2);
+  assert.match(mixed.stderr, /--url tcp:\/\/127\.0\.0\.1:2: every --url of a run uses the same transport as the first \(ws:\/\/\)/);
 });
 
 test('a bad option value fails with exit 2, naming the option', async () => {
