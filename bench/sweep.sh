@@ -3,11 +3,13 @@
 #
 #   bench/sweep.sh [BUILDDIR [OUTDIR]]      default build and docs
 #   PLOT_ONLY=1 bench/sweep.sh ...          redraw the PNGs from the .dat files
+#   ONLY=fanout|idle bench/sweep.sh ...     one of the two sweeps and its plot
 #
 # 1. Fan-out to S = 10, 100, 1,000, 10,000 WebSocket subscribers of one topic (100-byte bodies):
 #    deliveries/s with a saturating publisher, and p99 latency at 10 msgs/s.
-# 2. Broker RSS per idle subscribed WebSocket as N = 1,000 .. 18,000 connections are held (this
-#    machine allows 20,000 open files per process, the broker's listener and logs included).
+# 2. Broker RSS as N = 1,000 .. 100,000 idle subscribed WebSockets are held, each then getting
+#    one broadcast (bench/idle_rss.sh): up to 19,000 on one node, beyond that on six nodes of one
+#    cluster (this machine allows 20,000 open files per process).
 # Writes OUTDIR/sweep-fanout.dat and OUTDIR/sweep-idle.dat (whitespace-separated columns, a
 # comment line naming them) and, with gnuplot, OUTDIR/sweep-fanout.png and OUTDIR/sweep-idle.png.
 set -euo pipefail
@@ -63,7 +65,7 @@ fanout() { # fanout SUBSCRIBERS RATE
         --subscribers "$1" --size 100 --rate "$2" --warmup 2 --duration 5 --json 2>/dev/null
 }
 
-measure() {
+measure_fanout() {
 echo "# subscribers deliveries_per_s_saturating p99_ms_at_10_msgs_per_s" >"$out/sweep-fanout.dat"
 for s in 10 100 1000 10000; do
     start_broker
@@ -72,17 +74,29 @@ for s in 10 100 1000 10000; do
     stop_broker
     echo "$s $sat $p99" | tee -a "$out/sweep-fanout.dat"
 done
+}
 
-echo "# connections broker_rss_kib_per_connection" >"$out/sweep-idle.dat"
-for n in 1000 5000 10000 18000; do
-    per=$(bench/idle_rss.sh "$broker_bin" "$bench_bin" "$n" 2 |
-        sed -n 's/^broker RSS growth: .* in all, \([0-9.]*\) KiB .*/\1/p')
-    echo "$n $per" | tee -a "$out/sweep-idle.dat"
+measure_idle() {
+echo "# connections nodes broker_rss_mib_sum broker_rss_kib_per_connection" \
+    "kernel_slab_kib_per_connection_both_ends broadcast_received broadcast_last_ms" >"$out/sweep-idle.dat"
+for point in 1000:1 5000:1 10000:1 19000:1 40000:6 70000:6 100000:6; do
+    n=${point%:*}
+    summary=$(bench/idle_rss.sh --nodes "${point#*:}" "$broker_bin" "$bench_bin" "$n" 5 | grep '^summary ')
+    echo "$summary" | awk -v RS=' ' -F= '{ v[$1] = $2 } END {
+        printf "%d %d %.1f %.2f %.2f %d %.0f\n", v["connections"], v["nodes"], v["rss_kib"] / 1024,
+            (v["rss_kib"] - v["rss_before_kib"]) / v["connections"], v["slab_bytes_per_connection"] / 1024,
+            v["received"], v["broadcast_latency_max_ms"] }' | tee -a "$out/sweep-idle.dat"
 done
 }
-[ "${PLOT_ONLY:-0}" = 1 ] || measure
+only=${ONLY:-both}
+case "$only" in both | fanout | idle) ;; *) echo "sweep.sh: ONLY=$only: fanout or idle" >&2; exit 2 ;; esac
+if [ "${PLOT_ONLY:-0}" != 1 ]; then
+    [ "$only" = idle ] || measure_fanout
+    [ "$only" = fanout ] || measure_idle
+fi
 
 command -v gnuplot >/dev/null || { echo "sweep.sh: no gnuplot: data files only" >&2; exit 0; }
+plot_fanout() {
 gnuplot <<EOF
 set terminal pngcairo size 900,420 font ",10"
 set output "$out/sweep-fanout.png"
@@ -98,13 +112,37 @@ set format y "%g"
 set logscale y
 plot "$out/sweep-fanout.dat" using 1:3 with linespoints title "10 msgs/s"
 unset multiplot
-set output "$out/sweep-idle.png"
-unset logscale
-set format y "%g"
-set title "stompws broker memory per idle subscribed WebSocket (bench/sweep.sh)"
-set xlabel "idle connections held"
-set ylabel "RSS growth per connection (KiB)"
-set yrange [0:*]
-plot "$out/sweep-idle.dat" using 1:2 with linespoints title "broker RSS / connection"
 EOF
-echo "wrote $out/sweep-fanout.png $out/sweep-idle.png"
+echo "wrote $out/sweep-fanout.png"
+}
+plot_idle() {
+gnuplot <<EOF
+set terminal pngcairo size 1200,420 font ",10"
+set output "$out/sweep-idle.png"
+set multiplot layout 1,3 title "idle subscribed WebSockets: 1 node up to 19,000, then 6 nodes + Redis (bench/sweep.sh)"
+set grid
+set xlabel "idle connections held (all nodes)"
+set format x "%.0s%c"
+set logscale x
+set xrange [800:125000]
+set ylabel "KiB per connection"
+set yrange [0:*]
+set key bottom right
+plot "$out/sweep-idle.dat" using 1:4 with linespoints pt 7 title "broker RSS growth", \
+     "" using 1:5 with linespoints pt 5 title "kernel socket slab, both ends"
+unset logscale
+set xrange [0:105000]
+set xtics 20000
+set key top left
+set ylabel "broker RSS, all nodes (MiB)"
+plot "$out/sweep-idle.dat" using 1:(\$2 == 1 ? \$3 : 1/0) with linespoints pt 7 title "1 node", \
+     "" using 1:(\$2 > 1 ? \$3 : 1/0) with linespoints pt 5 title "6 nodes"
+set ylabel "one broadcast: the last delivery after (s)"
+plot "$out/sweep-idle.dat" using 1:(\$2 == 1 ? \$7 / 1000 : 1/0) with linespoints pt 7 title "1 node", \
+     "" using 1:(\$2 > 1 ? \$7 / 1000 : 1/0) with linespoints pt 5 title "6 nodes"
+unset multiplot
+EOF
+echo "wrote $out/sweep-idle.png"
+}
+[ "$only" = idle ] || plot_fanout
+[ "$only" = fanout ] || plot_idle
