@@ -89,9 +89,10 @@ export async function startRelay(listen, target) {
       upstream.destroy();
     };
     conns.add(end);
-    let sent = '';
+    let sent = ''; // the latest requests of this connection, for cutReply(); from the start, since
+    // a blocking request may have gone out before the cut was armed
     client.on('data', (d) => {
-      if (relay.cut && !sent.includes(relay.cut.request)) sent = (sent + d.toString('latin1')).slice(-4096);
+      sent = (sent + d.toString('latin1')).slice(-4096);
       up.push(d);
     });
     upstream.on('data', (d) => {
