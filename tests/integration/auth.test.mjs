@@ -1,6 +1,7 @@
-// Authentication and authorization end to end: users file written by `stompws passwd`, ACLs with
-// wildcards, JWT (HS256, RS256, ES256) as passcode, Authorization header or access_token query,
-// the Origin allow-list, anonymous access, and the failed-login slow-down. After every refusal
+// Authentication and authorization end to end: users files written by `stompws passwd` (at its
+// default iteration count) and by a provisioning tool (at the minimum), ACLs with wildcards, JWT
+// (HS256, RS256, ES256) as passcode, Authorization header or access_token query, the Origin
+// allow-list, anonymous access, and the failed-login slow-down. After every refusal
 // the broker still serves other clients.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -9,16 +10,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { brokerTest, sleep, STOMPWS_BIN } from './lib/broker.mjs';
+import { brokerTest, sleep, STOMPWS_BIN, TIME_SCALE, writeUsersFile } from './lib/broker.mjs';
 import { httpRequest, upgradeRequest } from './lib/rawws.mjs';
 import { tcpClient, tcpStomp, WsStomp, withTimeout } from './lib/stomp.mjs';
 
-// Files every test here shares, made once with the real CLI.
+// Files every test here shares. `users` is made once with the real CLI, at its default iteration
+// count (210,000); `fastUsers` has the same logins at the broker's minimum (1,000), for the tests
+// that are not about the hashing: under valgrind one login at the default costs 10-15 s.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-auth-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 const users = path.join(dir, 'users');
 execFileSync(STOMPWS_BIN, ['passwd', users, 'alice'], { input: 'alice-pw\n' });
 execFileSync(STOMPWS_BIN, ['passwd', users, 'bob'], { input: 'bob-pw\n' });
+const fastUsers = writeUsersFile(path.join(dir, 'users-fast'), { alice: 'alice-pw', bob: 'bob-pw' });
+// A login (or a refusal) against `users`: about 70 ms natively, 10-15 s under valgrind.
+const SLOW_LOGIN_MS = 8000 * TIME_SCALE;
 const acl = path.join(dir, 'acl');
 fs.writeFileSync(acl, [
   '# user  verbs       pattern',
@@ -53,13 +59,13 @@ function jwt(alg, claims, { key = null, tamper = false } = {}) {
 const now = () => Math.floor(Date.now() / 1000);
 const grants = { read: ['/topic/tok.*'], write: ['/topic/tok.#'] };
 
-const usersArgs = { args: ['--users', users, '--acl', acl] };
+const usersArgs = { args: ['--users', fastUsers, '--acl', acl] };
 
 // Expects CONNECT with these headers to be refused with "authentication failed".
-async function refused(broker, headers) {
+async function refused(broker, headers, timeout = 8000) {
   const c = broker.track(await tcpClient(broker.tcpPort, 'refused'));
   c.send('CONNECT', { 'accept-version': '1.2', host: 'x', ...headers });
-  const err = await c.error(8000);
+  const err = await c.error(timeout);
   assert.equal(err.headers.message, 'authentication failed');
   assert.doesNotMatch(err.body.toString(), /pw|passcode:[^*]/, 'ERROR must not echo the passcode');
   await c.closed(8000);
@@ -73,18 +79,20 @@ async function wsWith(broker, { headers = {}, query = '', origin, connect = {} }
   return client;
 }
 
-brokerTest('users file: good login connects, bad password and unknown user are refused', usersArgs, async (broker) => {
-  const alice = await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' } });
-  await refused(broker, { login: 'alice', passcode: 'wrong' });
-  await refused(broker, { login: 'mallory', passcode: 'alice-pw' });
-  await refused(broker, {}); // anonymous is off once a users file is given
-  await alice.subscribe('/topic/stocks.ibm', 's'); // still served
-  assert.match(broker.stderr, /authentication failed for 127\.0\.0\.1:\d+: bad login or passcode for 'mallory'/);
-});
+brokerTest('users file: good login connects, bad password and unknown user are refused',
+  { args: ['--users', users, '--acl', acl], timeout: 4 * SLOW_LOGIN_MS }, async (broker) => {
+    const alice = await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' }, timeout: SLOW_LOGIN_MS });
+    await refused(broker, { login: 'alice', passcode: 'wrong' }, SLOW_LOGIN_MS);
+    await refused(broker, { login: 'mallory', passcode: 'alice-pw' }, SLOW_LOGIN_MS);
+    await refused(broker, {}); // anonymous is off once a users file is given
+    await alice.subscribe('/topic/stocks.ibm', 's'); // still served
+    assert.match(broker.stderr, /authentication failed for 127\.0\.0\.1:\d+: bad login or passcode for 'mallory'/);
+  });
 
-brokerTest('passwd writes salted PBKDF2 entries, never the password', {}, async () => {
+brokerTest('passwd writes salted PBKDF2 entries at 210,000 iterations, never the password', {}, async () => {
   const text = fs.readFileSync(users, 'utf8');
-  assert.match(text, /^alice:\$pbkdf2-sha256\$\d+\$[A-Za-z0-9+/_-]+\$[A-Za-z0-9+/_-]+$/m);
+  assert.match(text, /^alice:\$pbkdf2-sha256\$210000\$[A-Za-z0-9+/_-]+\$[A-Za-z0-9+/_-]+$/m);
+  assert.match(text, /^bob:\$pbkdf2-sha256\$210000\$/m);
   assert.doesNotMatch(text, /alice-pw|bob-pw/);
   assert.equal(fs.statSync(users).mode & 0o777, 0o600);
 });
@@ -180,7 +188,7 @@ brokerTest('anonymous off without credentials files refuses everyone; on lets th
   });
 
 brokerTest('users file with --anonymous on: anonymous clients get the ACL\'s * lines',
-  { args: ['--users', users, '--acl', acl, '--anonymous', 'on'] }, async (broker) => {
+  { args: ['--users', fastUsers, '--acl', acl, '--anonymous', 'on'] }, async (broker) => {
     const anon = await tcpStomp(broker, { label: 'anon' });
     await anon.subscribe('/topic/public.x', 'p');
     anon.send('SUBSCRIBE', { id: 'q', destination: '/topic/stocks.ibm' });

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import WebSocket from 'ws';
-import { brokerTest, runBroker, STOMPWS_BIN, withTimeout, sleep } from './lib/broker.mjs';
+import { brokerTest, runBroker, STOMPWS_BIN, TIME_SCALE, withTimeout, sleep } from './lib/broker.mjs';
 import { TcpStomp, WsStomp, tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 
@@ -473,8 +473,12 @@ brokerTest('plaintext on the TLS ports, stalled and truncated handshakes: closed
   assert.equal(stalled.destroyed, false, 'the stalled connection does not block others');
 });
 
+// The timeouts under test. On stomp-tls the connect timeout runs from the TCP accept, so it
+// includes the TLS handshake, which alone takes most of 500 ms under valgrind (TIME_SCALE 3).
+const SLOW_PEER_MS = 500 * TIME_SCALE;
+
 brokerTest('slow TLS peers: no ClientHello, half a ClientHello, or no CONNECT/HTTP request -> closed by the timeouts', {
-  args: tlsArgs(), set: { 'limits.connect_timeout_ms': 500, 'limits.handshake_timeout_ms': 500 },
+  args: tlsArgs(), set: { 'limits.connect_timeout_ms': SLOW_PEER_MS, 'limits.handshake_timeout_ms': SLOW_PEER_MS },
 }, async (broker, t) => {
   const raw = (port) => withTimeout(new Promise((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
@@ -497,13 +501,13 @@ brokerTest('slow TLS peers: no ClientHello, half a ClientHello, or no CONNECT/HT
   const noRequestClosed = new Promise((resolve) => noRequest.once('close', () => resolve(Date.now())));
   for (const [what, p] of [['stomp-tls, no ClientHello', silentTls.closedAt], ['wss, no ClientHello', silentWss.closedAt],
     ['stomp-tls, half a ClientHello', halfHello.closedAt], ['wss, TLS up, no HTTP request', noRequestClosed]]) {
-    const at = await withTimeout(p, 5000, `${what} to be closed`);
+    const at = await withTimeout(p, 5000 * TIME_SCALE, `${what} to be closed`);
     t.diagnostic(`${what}: closed after ${at - start} ms`);
     // A stomp-tls peer stuck in the handshake is closed only after connect_timeout_ms plus the
     // broker's closing deadline (its ERROR frame cannot go out before the handshake): ~2.5 s here.
-    assert.ok(at - start >= 300, `${what}: closed after ${at - start} ms, not before the 500 ms timeout`);
+    assert.ok(at - start >= 0.6 * SLOW_PEER_MS, `${what}: closed after ${at - start} ms, not before the ${SLOW_PEER_MS} ms timeout`);
   }
-  const e = await noConnect.error(5000);
+  const e = await noConnect.error(5000 * TIME_SCALE);
   assert.match(`${e.headers.message}`, /connect_timeout_ms/, `${e}`);
   await noConnect.closed(5000);
   const good = await tlsStomp(broker, { label: 'good' });
@@ -674,7 +678,7 @@ brokerTest('SIGTERM with open stomp-tls and wss clients: ERROR (shutdown), clean
   assert.equal(code, 0);
 });
 
-test('start-up: a missing or broken key/cert/client CA -> exit non-zero naming the file; no cert/key -> names tls.cert/tls.key', { timeout: 30000 }, async () => {
+test('start-up: a missing or broken key/cert/client CA -> exit non-zero naming the file; no cert/key -> names tls.cert/tls.key', { timeout: 30000 * TIME_SCALE }, async () => {
   const base = ['--ws', '127.0.0.1:0', '--tcp', '127.0.0.1:0', '--log-level', 'debug'];
   const missing = path.join(PKI_DIR, 'does-not-exist.key');
   const brokenKey = path.join(PKI_DIR, 'broken.key');
@@ -690,7 +694,9 @@ test('start-up: a missing or broken key/cert/client CA -> exit non-zero naming t
     ['--wss without --tls-key', ['--wss', '127.0.0.1:0', '--tls-cert', serverA.certFile], ['tls.key']],
     ['--stomp-tls without --tls-cert', ['--stomp-tls', '127.0.0.1:0', '--tls-key', serverA.keyFile], ['tls.cert']],
   ];
-  const results = await Promise.all(cases.map(([, args]) => runBroker([...base, ...args], 10000)));
+  // One after the other: eight brokers starting at once under valgrind outlast any sane bound.
+  const results = [];
+  for (const [, args] of cases) results.push(await runBroker([...base, ...args], 10000 * TIME_SCALE));
   for (let i = 0; i < cases.length; i++) {
     const [what, args, mentions] = cases[i];
     const r = results[i];

@@ -12,6 +12,7 @@
 //   5. on any failure appends the tail of the broker's stderr log to the error (the full log is
 //      kept in a temp file whose path is printed).
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { test } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -28,8 +29,9 @@ process.on('exit', () => {
   }
 });
 
-// Stretches the broker's start-up and shutdown waits (not the tests' own bounds): a broker under
-// valgrind (tests/valgrind/run sets 3) starts and exits many times slower.
+// Stretches the broker's start-up and shutdown waits: a broker under valgrind (tests/valgrind/run
+// sets 3) starts and exits many times slower. Tests keep their own bounds, except the few that
+// wait on what valgrind slows most (a PBKDF2 login at the default iterations, TLS handshakes).
 export const TIME_SCALE = Math.max(1, Number(process.env.STOMPWS_TIME_SCALE) || 1);
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -41,6 +43,21 @@ export function withTimeout(promise, ms, what) {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// Writes a users file for --users (the format in docs/SECURITY.md) with node's PBKDF2, as a
+// provisioning tool would: { user: password, ... }. The broker's minimum iteration count by
+// default, so that a login stays fast under valgrind (at stompws passwd's 210,000 it takes 10-15 s
+// there); tests about the default count use stompws passwd itself.
+export function writeUsersFile(file, passwords, iterations = 1000) {
+  const b64 = (bytes) => bytes.toString('base64').replace(/=+$/, '');
+  const lines = Object.entries(passwords).map(([user, password]) => {
+    const salt = crypto.randomBytes(16);
+    const hash = crypto.pbkdf2Sync(password, salt, iterations, 32, 'sha256');
+    return `${user}:$pbkdf2-sha256$${iterations}$${b64(salt)}$${b64(hash)}\n`;
+  });
+  fs.writeFileSync(file, lines.join(''), { mode: 0o600 });
+  return file;
 }
 
 function tmpDir() {

@@ -335,9 +335,10 @@ export async function tcpClient(port, label = 'tcp-client', timeout = 5000) {
 }
 
 // Connects over TCP and performs CONNECT. The client is tracked by the broker for teardown.
-export async function tcpStomp(broker, { label = 'tcp', headers = {}, version = '1.2' } = {}) {
+// timeout bounds the wait for CONNECTED (a login against a slow users file takes longer).
+export async function tcpStomp(broker, { label = 'tcp', headers = {}, version = '1.2', timeout = 5000 } = {}) {
   const c = broker.track(await tcpClient(broker.tcpPort, label));
-  await c.connect({ 'accept-version': version, host: '127.0.0.1', ...headers });
+  await c.connect({ 'accept-version': version, host: '127.0.0.1', ...headers }, { timeout });
   return c;
 }
 
