@@ -506,6 +506,9 @@ void config_print(const struct config *cfg, FILE *out)
         }
         char value[sizeof(cfg->auth_allow_origin) + 64];
         format_value(cfg, k, value, sizeof(value));
-        fprintf(out, "%s =%s%s\n", k->name, value[0] != '\0' ? " " : "", value);
+        /* No space before a value that starts with ';': inih takes " ;" for a comment, while
+         * "=;..." is how such a value was written in the file it came from. */
+        bool spaced = value[0] != '\0' && value[0] != ';';
+        fprintf(out, "%s =%s%s\n", k->name, spaced ? " " : "", value);
     }
 }

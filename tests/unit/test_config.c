@@ -130,6 +130,33 @@ START_TEST(test_file_and_line_numbers)
 }
 END_TEST
 
+/*
+ * A file may give a value that starts with ';' ("key =;x": inih takes ';' for a comment only after
+ * white space). --print-config must write it so that it loads back (fuzz_config found it printed
+ * as "key = ;x", which reads back empty).
+ */
+START_TEST(test_print_loads_back_a_value_starting_with_semicolon)
+{
+    char path[] = "/tmp/stompws-config-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct config cfg, back;
+    config_defaults(&cfg);
+    write_file(path, "[auth]\nallow_origin =;https://a.example\n");
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.auth_allow_origin, ";https://a.example");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    config_print(&cfg, f);
+    fclose(f);
+    config_defaults(&back);
+    ck_assert_int_eq(config_load_file(&back, path, err, sizeof(err)), 0);
+    ck_assert_str_eq(back.auth_allow_origin, ";https://a.example");
+    unlink(path);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -139,6 +166,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_set_values_and_errors);
     tcase_add_test(tc, test_numbers_digits_only);
     tcase_add_test(tc, test_file_and_line_numbers);
+    tcase_add_test(tc, test_print_loads_back_a_value_starting_with_semicolon);
     suite_add_tcase(s, tc);
     return s;
 }
