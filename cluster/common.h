@@ -22,8 +22,9 @@ bool cluster_warn_due(uint64_t *last);
 /* Grows *buf (realloc, doubling from 4 KiB) to hold at least need bytes; -1 when out of memory. */
 int cluster_grow(char **buf, size_t *cap, size_t need);
 
-/* url with the password of its user:password@ part shown as "***": Redis URLs end up in logs
- * and in --print-config output. */
+/* url with the password of its user:password@ part shown as "***" (as many '*' as it has
+ * characters when it has fewer than 3, so the result is never longer than url): Redis URLs end
+ * up in logs and in --print-config output, which must load back into the same key. */
 void cluster_redact_url(char *out, size_t len, const char *url);
 
 #endif

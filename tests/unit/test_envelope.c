@@ -700,8 +700,10 @@ START_TEST(test_redact_url)
     static const struct {
         const char *url, *shown;
     } cases[] = {
-        {"redis://:pw@h:1/2", "redis://:***@h:1/2"},
-        {"redis://user:pw@h", "redis://user:***@h"},
+        {"redis://:secret@h:1/2", "redis://:***@h:1/2"},
+        {"redis://:pw@h", "redis://:**@h"}, /* never longer than the URL (found by fuzz_config) */
+        {"redis://:@h", "redis://:@h"},
+        {"redis://user:pass@h", "redis://user:***@h"},
         {"redis://user:p@w@h", "redis://user:***@h"}, /* the last '@' ends the password */
         {"redis://h:6379", "redis://h:6379"},
         {"redis://h/a:b@c", "redis://h/a:b@c"}, /* after the authority: not a password */
