@@ -114,16 +114,29 @@ static struct bufferevent *socket_bufferevent(struct broker *b, evutil_socket_t 
 struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
                       const char *addr, enum conn_transport transport, SSL *ssl)
 {
-    struct conn *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
+    struct bufferevent *bev = socket_bufferevent(b, fd, ssl);
+    if (bev == NULL) {
         admit_leave(&b->admit, addr);
         SSL_free(ssl);
         evutil_closesocket(fd);
         return NULL;
     }
+    return conn_attach(b, bev, sa, addr, transport, ssl != NULL);
+}
+
+struct conn *conn_attach(struct broker *b, struct bufferevent *bev, const struct sockaddr *sa,
+                         const char *addr, enum conn_transport transport, bool tls)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        admit_leave(&b->admit, addr);
+        bufferevent_free(bev);
+        return NULL;
+    }
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
-    c->tls = ssl != NULL;
+    c->tls = tls;
     c->broker = b;
+    c->bev = bev;
     c->id = ++b->next_conn_id;
     c->next = b->conns;
     if (b->conns != NULL)
@@ -134,13 +147,8 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     c->state = transport == CONN_TCP ? CONN_OPEN : CONN_HTTP;
     format_peer(sa, c->peer, sizeof(c->peer));
     log_peer_set(c->id, c->peer); /* every log line about this connection names its peer */
-    c->bev = socket_bufferevent(b, fd, ssl);
     c->timer = evtimer_new(b->base, timer_cb, c);
-    if (c->bev == NULL || c->timer == NULL) {
-        if (c->bev == NULL) {
-            SSL_free(ssl);
-            evutil_closesocket(fd);
-        }
+    if (c->timer == NULL) {
         conn_free(c);
         return NULL;
     }
@@ -148,7 +156,9 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     evbuffer_add_cb(bufferevent_get_input(c->bev), count_in, b);
     evbuffer_add_cb(bufferevent_get_output(c->bev), count_out, c);
-    c->direct_write = ssl == NULL;
+    /* A plain socket: the broker's flush writes it. TLS, and a bufferevent without a socket
+     * (an in-memory pair), are written by libevent. */
+    c->direct_write = !tls && bufferevent_getfd(bev) >= 0;
     set_write_watermark(c);
     b->stats.connections_accepted++;
     static const char *const names[] = {"ws", "tcp", "http"};
@@ -585,7 +595,15 @@ static void output_drained(struct conn *c)
             return;
         }
         /* Everything is out: send FIN and wait (bounded by the timer) for the peer's. */
-        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+        evutil_socket_t fd = bufferevent_getfd(c->bev);
+        if (fd >= 0) { /* a socket */
+            shutdown(fd, SHUT_WR);
+            return;
+        }
+        /* No socket (conn_attach): end of file at the other end instead, once; the flush
+         * reports the output drained again, which must not flush again. */
+        bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+        bufferevent_flush(c->bev, EV_WRITE, BEV_FINISHED);
     }
 }
 

@@ -68,6 +68,17 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
                       const char *addr, enum conn_transport transport, SSL *ssl);
 
 /*
+ * conn_new() without the socket: the connection runs over bev, any bufferevent on the broker's
+ * base (tests/fuzz/fuzz_connection.c attaches one end of bufferevent_pair_new()). Takes ownership
+ * of bev and of the admission of `addr`; tls says bev is an OpenSSL one still in its handshake.
+ * A bufferevent without a socket is written by libevent (no direct writes), and the closing FIN
+ * becomes bufferevent_flush(BEV_FINISHED): end of file at the pair's other end. NULL when out
+ * of memory (bev freed, admission released).
+ */
+struct conn *conn_attach(struct broker *b, struct bufferevent *bev, const struct sockaddr *sa,
+                         const char *addr, enum conn_transport transport, bool tls);
+
+/*
  * Writes the output of every connection that got some during this loop turn: one writev each,
  * however many frames were queued, with no write event when the socket takes it all (the common
  * case: an event per delivery would cost two epoll_ctl calls and a wakeup). Run by the broker's
