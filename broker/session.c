@@ -301,8 +301,11 @@ static void fail_on_bytes(struct session *s, const char *data, size_t len, uint1
     const char *at = memmem(data, len, "\nreceipt:", 9);
     if (at != NULL) {
         receipt.value = at + 9;
-        const char *eol = memchr(receipt.value, '\n', (size_t)(end - receipt.value));
-        receipt.value_len = (size_t)((eol != NULL ? eol : end) - receipt.value);
+        /* To the line's end, or to a NUL: a header value never holds one (the encoder would
+         * write it raw, and the client's parser would end the ERROR frame there). */
+        while (receipt.value + receipt.value_len < end &&
+               receipt.value[receipt.value_len] != '\n' && receipt.value[receipt.value_len] != '\0')
+            receipt.value_len++;
         if (receipt.value_len > 0 && receipt.value[receipt.value_len - 1] == '\r')
             receipt.value_len--;
     }

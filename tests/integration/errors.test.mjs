@@ -75,6 +75,20 @@ brokerTest('content-length shorter than the body (no NUL where expected) -> ERRO
   await c.closed();
 });
 
+// Found by tests/fuzz/fuzz_connection.c: the receipt-id was copied with the NUL and what came
+// after it, so the ERROR's own head held a NUL, where a client's parser ends the frame.
+brokerTest('a NUL in the header lines after receipt -> ERROR whose receipt-id stops at the NUL', {}, async (broker) => {
+  const c = await tcpStomp(broker);
+  c.sendBytes(Buffer.from('SEND\ndestination:/topic/x\nreceipt:r-nul\0tail\n\nbody\0', 'latin1'));
+  const e = await c.error();
+  assert.match(e.headers.message, /NUL/);
+  assert.equal(e.headers['receipt-id'], 'r-nul');
+  const raw = Buffer.concat(c.chunks);
+  const start = raw.indexOf('ERROR\n');
+  assert.equal(raw.subarray(start, raw.indexOf('\n\n', start)).indexOf(0), -1, 'no NUL in the ERROR head');
+  await c.closed();
+});
+
 brokerTest('unknown destination prefix -> ERROR naming the allowed prefixes (SEND)', {}, async (broker) => {
   const c = await tcpStomp(broker);
   c.send('SEND', { destination: '/foo/bar', receipt: 'r-foo' }, 'x');
