@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,21 +27,31 @@ static enum log_format out_format = LOG_FORMAT_TEXT;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static const char *const format_names[] = {"text", "json"};
 
-/* Where lines go: stderr, or a file opened by name (and reopened by name after rotation). */
-static int out_fd = STDERR_FILENO; /* owned when log_path is set */
-static char *log_path;             /* owned: NULL while logging to stderr */
-static uint64_t lines_dropped;
-static bool write_failing; /* the last line was dropped: stderr has been told once */
+/*
+ * Where lines go: stderr, or a file opened by name (and reopened by name after rotation). With
+ * server.threads > 1 every loop writes lines: out_lock guards the descriptor and the state of the
+ * last write, so a rotation never closes the descriptor under another loop's write and lines stay
+ * whole. Level and format are set before any loop starts and only read afterwards.
+ */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static int out_fd = STDERR_FILENO; /* owned when log_path is set; guarded by out_lock */
+static char *log_path;             /* owned: NULL while logging to stderr; set before loops run */
+static uint64_t lines_dropped;     /* guarded by out_lock */
+static bool write_failing; /* the last line was dropped: stderr has been told once (out_lock) */
 static bool line_torn;     /* a short write left a partial line: the next one starts on its own */
 
-/* conn id -> peer: open addressing with linear probing, kept at most half full. */
+/*
+ * conn id -> peer: open addressing with linear probing, kept at most half full. One table per
+ * thread: a connection lives on one event loop, which is the only one that logs about it, so the
+ * lookup on every line takes no lock.
+ */
 struct peer_slot {
     uint64_t id;      /* 0 = empty slot */
     const char *peer; /* borrowed from the connection until log_peer_clear() */
 };
-static struct peer_slot *peers; /* owned */
-static size_t peer_cap;         /* slots: a power of two, 0 before the first connection */
-static size_t peer_count;
+static _Thread_local struct peer_slot *peers; /* owned by the thread */
+static _Thread_local size_t peer_cap; /* slots: a power of two, 0 before the first connection */
+static _Thread_local size_t peer_count;
 
 int log_level_parse(const char *name)
 {
@@ -134,10 +145,12 @@ int log_reopen(char *err, size_t err_len)
         snprintf(err, err_len, "cannot reopen log file %s: %s", log_path, strerror(errno));
         return -1;
     }
+    pthread_mutex_lock(&out_lock);
     close(out_fd);
     out_fd = fd;
     write_failing = false;
     line_torn = false;
+    pthread_mutex_unlock(&out_lock);
     return 0;
 }
 
@@ -171,6 +184,11 @@ int log_check_file(const char *path, char *err, size_t err_len)
 void log_close(void)
 {
     close_file();
+    log_thread_end();
+}
+
+void log_thread_end(void)
+{
     free(peers);
     peers = NULL;
     peer_cap = 0;
@@ -179,7 +197,10 @@ void log_close(void)
 
 uint64_t log_lines_dropped(void)
 {
-    return lines_dropped;
+    pthread_mutex_lock(&out_lock);
+    uint64_t n = lines_dropped;
+    pthread_mutex_unlock(&out_lock);
+    return n;
 }
 
 /* ---- peers by connection id ---- */
@@ -420,7 +441,8 @@ static ssize_t write_retrying(const char *buf, size_t n)
     return w;
 }
 
-/* One write per line: with O_APPEND, lines from one process never interleave mid-line. */
+/* One write per line: with O_APPEND, lines from one process never interleave mid-line.
+ * Called with out_lock held. */
 static void emit(const char *line, size_t n)
 {
     if (line_torn && write_retrying("\n", 1) != 1) {
@@ -458,5 +480,7 @@ void log_write(enum log_level level, uint64_t conn_id, const char *fmt, ...)
     else
         text_line(&line, ts, level, conn_id, peer, msg, msg_len);
     line.buf[line.len++] = '\n';
+    pthread_mutex_lock(&out_lock); /* formatted outside: only the write is serialized */
     emit(line.buf, line.len);
+    pthread_mutex_unlock(&out_lock);
 }

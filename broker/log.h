@@ -15,8 +15,10 @@
  *
  * Writing never stops or blocks the broker on a log file: a line the file does not take (disk
  * full, I/O error) is dropped and counted (log_lines_dropped()), and the broker goes on.
- * Single-threaded, like the event loop that calls it. Library code (ws/, stomp/) never logs; only
- * broker/ and cluster/ do.
+ * Every event loop (server.threads) may log: a line is formatted by its caller and written
+ * under one mutex; the peer table is per thread (a connection is logged about by its own loop
+ * only). log_open, log_close and the setters run before the loops start or after they end.
+ * Library code (ws/, stomp/) never logs; only broker/ and cluster/ do.
  */
 #ifndef STOMPWS_LOG_H
 #define STOMPWS_LOG_H
@@ -65,6 +67,8 @@ int log_check_file(const char *path, char *err, size_t err_len);
 
 /* Back to stderr, and frees the log file and the peer table; for the end of main(). */
 void log_close(void);
+/* Frees the calling thread's peer table; for the end of an event loop's thread. */
+void log_thread_end(void);
 
 /* Lines not written because the output refused them (disk full, I/O error), since start. */
 uint64_t log_lines_dropped(void);

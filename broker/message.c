@@ -1,5 +1,6 @@
 #include "broker/message.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,11 +8,13 @@
 #include "stomp/encode.h"
 #include "ws/utf8.h"
 
-static uint64_t next_seq = 1;
+/* Atomic: every event loop (server.threads) creates messages and ids must stay unique in the
+ * process. Relaxed: only uniqueness matters, not order between loops. */
+static _Atomic uint64_t next_seq = 1;
 
 uint64_t message_count(void)
 {
-    return next_seq - 1;
+    return atomic_load_explicit(&next_seq, memory_order_relaxed) - 1;
 }
 
 /* Headers the broker sets itself or that only concern the SEND frame. */
@@ -58,7 +61,7 @@ struct message *message_new(const char *destination, size_t destination_len,
         return NULL;
     memset(msg, 0, sizeof(*msg));
     msg->refcount = 1;
-    msg->seq = next_seq++;
+    msg->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     snprintf(msg->id, sizeof(msg->id), "m-%llu", (unsigned long long)msg->seq);
     msg->headers = (struct stomp_header *)(msg + 1);
     char *cursor = (char *)(msg->headers + header_count);
@@ -102,6 +105,19 @@ struct message *message_from_send(const struct stomp_frame *send, const char *de
         message_new(destination, destination_len, kept, count, send->body, send->body_len);
     free(kept);
     return msg;
+}
+
+struct message *message_clone(const struct message *msg)
+{
+    struct message *copy = message_new(msg->destination, msg->destination_len, msg->headers,
+                                       msg->header_count, msg->body, msg->body_len);
+    if (copy == NULL)
+        return NULL;
+    /* The same message everywhere: subscribers on every loop see one message-id. */
+    copy->seq = msg->seq;
+    memcpy(copy->id, msg->id, sizeof(copy->id));
+    memcpy(copy->stream_id, msg->stream_id, sizeof(copy->stream_id));
+    return copy;
 }
 
 struct message *message_ref(struct message *msg)

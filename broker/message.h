@@ -54,6 +54,13 @@ struct message *message_new(const char *destination, size_t destination_len,
                             const struct stomp_header *headers, size_t header_count,
                             const char *body, size_t body_len);
 
+/*
+ * A copy of msg for another event loop (server.threads > 1): destination, headers, body, message
+ * id and stream id are the same; refcount and encoded heads are its own. Refcounts are not atomic,
+ * so a message never crosses loops: each loop gets its own copy. NULL when out of memory.
+ */
+struct message *message_clone(const struct message *msg);
+
 struct message *message_ref(struct message *msg);
 void message_unref(struct message *msg);
 

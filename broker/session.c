@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -963,7 +964,8 @@ static struct subscription *new_subscription(struct session *s, const struct sto
                                              const struct stomp_header *dest, enum ack_mode ack,
                                              long prefetch)
 {
-    static uint64_t next_serial = 1;
+    /* Process-wide (several event loops subscribe): atomic, relaxed as only uniqueness counts. */
+    static _Atomic uint64_t next_serial = 1;
     struct subscription *sub = calloc(1, sizeof(*sub));
     if (sub == NULL)
         return NULL;
@@ -973,7 +975,7 @@ static struct subscription *new_subscription(struct session *s, const struct sto
     sub->destination_len = dest->value_len;
     sub->ack = ack;
     sub->prefetch = (size_t)prefetch;
-    sub->serial = next_serial++;
+    sub->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
     sub->session_unacked = &s->unacked;
     sub->id_utf8 = ws_utf8_valid((const uint8_t *)id->value, id->value_len) &&
                    ws_utf8_valid((const uint8_t *)dest->value, dest->value_len);
