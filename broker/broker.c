@@ -6,8 +6,10 @@
 #include "broker/http.h"
 #include "broker/listener.h"
 #include "broker/log.h"
+#include "broker/loops.h"
 #include "broker/queue.h"
 #include "broker/session.h"
+#include "broker/shared_queues.h"
 #include "broker/tls.h"
 
 #include <signal.h>
@@ -106,10 +108,14 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         log_info(0, "received SIGHUP: reopening the log file, reloading certificates and auth "
                     "files");
         broker_reload(b);
+        if (b->group != NULL)
+            loops_reload_others(b->group);
         return;
     }
     log_info(0, "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     broker_shutdown(b, "broker shutting down");
+    if (b->group != NULL)
+        loops_shutdown_others(b->group);
 }
 
 /* Both TLS contexts from cfg's files; -1 with err set (and nothing to free) on failure. */
@@ -146,14 +152,22 @@ static int load_tls(struct broker *b, char *err, size_t err_len)
     return 0;
 }
 
-void broker_reload(struct broker *b)
+static void reopen_log(void)
 {
     char err[512];
-    /* First, so the outcome of the rest lands in the new file. */
     if (log_reopen(err, sizeof(err)) != 0)
         log_error(0, "log file not reopened (still writing to the old one): %s", err);
     else if (log_file_path() != NULL)
         log_info(0, "log file %s reopened", log_file_path());
+}
+
+void broker_reload(struct broker *b)
+{
+    char err[512];
+    /* First, so the outcome of the rest lands in the new file; by loop 0 alone, which passes the
+     * reload on to the other loops only afterwards. */
+    if (b->loop_index == 0)
+        reopen_log();
     if (load_tls(b, err, sizeof(err)) != 0)
         log_error(0, "TLS certificates not reloaded (keeping the current ones): %s", err);
     else if (b->tls_ctx != NULL)
@@ -198,17 +212,22 @@ static void make_node_token(struct broker *b)
     }
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(b->node_token + 2 * i, 3, "%02x", rnd[i]);
+    if (b->loop_index != 0)
+        return; /* one seed for the process: loop 0's dicts are in use already */
     uint64_t seed;
     memcpy(&seed, rnd, sizeof(seed));
     dict_seed(seed);
 }
 
-/* The router's interest transitions, followed in Redis by the bridge. */
+/* The router's interest transitions, followed in Redis by the bridge, or by the other loops of
+ * the process when topics cross loops through their inboxes. */
 static void follow_interest(void *ctx, const char *name, size_t len, bool pattern, bool added)
 {
     struct broker *b = ctx;
     if (b->bridge != NULL)
         bridge_interest(b->bridge, name, len, pattern, added);
+    else if (b->group != NULL)
+        loops_topic_interest(b->group, b->loop_index, added ? 1 : -1);
 }
 
 /* A message from another node: local subscribers only, never back to Redis. */
@@ -226,6 +245,121 @@ static bool goes_to_stream(const struct broker *b, const char *route, size_t len
     return b->streams != NULL && router_dest_kind(route, len) == DEST_QUEUE;
 }
 
+/* ---- across the loops of the process (threads > 1) ----------------------------------------- */
+
+static struct shared_queues *store_of(const struct broker *b)
+{
+    return b->group != NULL ? loops_queues(b->group) : NULL;
+}
+
+/*
+ * A topic message: this loop's subscribers, then a copy for every other loop whose clients
+ * follow topics (none when the loops are cluster nodes: Redis carries topics between them). It
+ * found no subscriber only when no other loop was sent a copy either.
+ */
+static int publish_topic_across(struct broker *b, struct message *msg, const char *route,
+                                size_t len)
+{
+    if (router_is_wildcard(route, len))
+        return ROUTER_ERR_BAD_DEST;
+    size_t n = router_publish_topic(&b->router, msg, route, len);
+    bool elsewhere = loops_forward_topic(b->group, b->loop_index, msg);
+    b->router.stats.published++;
+    if (n == 0 && !elsewhere)
+        b->router.stats.unroutable++;
+    return 0;
+}
+
+void broker_deliver_forwarded(struct broker *b, struct message *msg)
+{
+    router_publish_topic(&b->router, msg, msg->destination, msg->destination_len);
+}
+
+/*
+ * The loop that owns a /reply-queue/: its name is /reply-queue/sess-<conn id>-..., and a
+ * connection id is n * loops + loop. SIZE_MAX when the name is not one the broker made.
+ */
+static size_t reply_queue_loop(const struct broker *b, const char *route, size_t len)
+{
+    static const char lead[] = REPLY_QUEUE_PREFIX "sess-";
+    size_t i = sizeof(lead) - 1;
+    if (len <= i || memcmp(route, lead, i) != 0 || route[i] < '0' || route[i] > '9')
+        return SIZE_MAX;
+    uint64_t id = 0;
+    for (; i < len && route[i] >= '0' && route[i] <= '9' && id < UINT64_MAX / 10; i++)
+        id = id * 10 + (uint64_t)(route[i] - '0');
+    return i < len && route[i] == '-' ? (size_t)(id % b->conn_id_stride) : SIZE_MAX;
+}
+
+/* A /reply-queue/ this loop does not have: its owner's inbox, when it is another loop. */
+static int publish_reply_across(struct broker *b, struct message *msg, const char *route,
+                                size_t len)
+{
+    size_t owner = reply_queue_loop(b, route, len);
+    if (owner == SIZE_MAX || owner == b->loop_index)
+        return ROUTER_ERR_NO_QUEUE;
+    if (loops_forward_reply(b->group, owner, msg) != 0)
+        return ROUTER_ERR_NOMEM;
+    b->router.stats.published++;
+    return 0;
+}
+
+/* At the owner: gone meanwhile counts as a drop here, as a SEND to a gone queue would. */
+void broker_deliver_reply(struct broker *b, struct message *msg)
+{
+    struct queue *q = queue_lookup(&b->router, msg->destination, msg->destination_len, false);
+    if (q == NULL || queue_push(&b->router, q, msg, false) != 0)
+        b->stats.reply_queue_drops++;
+}
+
+/* A /queue/ message goes to the process's store; a publisher that waits (a session) may be
+ * paused by it, an API request is refused at the limit instead. */
+static int publish_to_store(struct broker *b, struct message *msg, struct session *waiter)
+{
+    bool full = false;
+    int rc = shared_queues_append(store_of(b), b->loop_index, msg, waiter != NULL ? &full : NULL);
+    if (rc != 0)
+        return rc;
+    b->router.stats.published++;
+    return full ? BROKER_PUBLISH_FULL : 0;
+}
+
+/* The most entries taken from the store at once (on the stack); a loop takes again while its
+ * consumers still have room. */
+#define TAKE_BATCH 64
+
+/* Takes from the store what the local consumers of q can take now. */
+static void take_for_queue(struct broker *b, struct queue *q)
+{
+    struct message *msgs[TAKE_BATCH];
+    bool redelivered[TAKE_BATCH];
+    size_t room;
+    while (q->consumer_count > 0 && (room = queue_capacity(&b->router, q)) > 0) {
+        size_t want = room < TAKE_BATCH ? room : TAKE_BATCH;
+        size_t n = shared_queues_take(store_of(b), b->loop_index, q->name, q->name_len, want, msgs,
+                                      redelivered);
+        for (size_t i = 0; i < n; i++) {
+            if (q->consumer_count == 0 || queue_push(&b->router, q, msgs[i], redelivered[i]) != 0)
+                shared_queues_release(store_of(b), b->loop_index, msgs[i], false);
+            message_unref(msgs[i]);
+        }
+        if (n < want)
+            return;
+    }
+}
+
+void broker_take_queues(struct broker *b)
+{
+    size_t bucket;
+    struct dict_entry *e = dict_first(&b->router.queues, &bucket);
+    while (e != NULL) {
+        struct queue *q = e->value;
+        e = dict_next(&b->router.queues, &bucket, e); /* taking never frees a followed queue */
+        if (q->clustered && q->consumer_count > 0)
+            take_for_queue(b, q);
+    }
+}
+
 int broker_publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
                            bool create_queue, struct session *waiter)
 {
@@ -235,8 +369,15 @@ int broker_publish_waiting(struct broker *b, struct message *msg, const char *ro
         b->router.stats.published++;
         return waiter != NULL ? BROKER_PUBLISH_PENDING : 0;
     }
+    enum dest_kind kind = router_dest_kind(route, len);
+    if (store_of(b) != NULL && kind == DEST_QUEUE)
+        return publish_to_store(b, msg, waiter);
+    if (b->group != NULL && b->bridge == NULL && kind == DEST_TOPIC)
+        return publish_topic_across(b, msg, route, len);
     int rc = router_publish(&b->router, msg, route, len, create_queue);
-    if (rc == 0 && b->bridge != NULL && router_dest_kind(route, len) == DEST_TOPIC)
+    if (rc == ROUTER_ERR_NO_QUEUE && b->group != NULL && kind == DEST_REPLY_QUEUE)
+        return publish_reply_across(b, msg, route, len);
+    if (rc == 0 && b->bridge != NULL && kind == DEST_TOPIC)
         bridge_publish(b->bridge, msg);
     return rc;
 }
@@ -249,12 +390,41 @@ int broker_publish(struct broker *b, struct message *msg, const char *route, siz
 
 /* ---- queues across nodes ------------------------------------------------------------------- */
 
+/* What the router tells of queues backed by the process's store (threads > 1). */
+static void follow_store(struct broker *b, struct queue *q, enum queue_event ev,
+                         struct message *msg)
+{
+    struct shared_queues *sq = store_of(b);
+    switch (ev) {
+    case QUEUE_EV_FOLLOW:
+    case QUEUE_EV_UNFOLLOW:
+        shared_queues_follow(sq, b->loop_index, q->name, q->name_len, ev == QUEUE_EV_FOLLOW);
+        break;
+    case QUEUE_EV_SETTLED:
+        shared_queues_settle(sq, msg);
+        break;
+    case QUEUE_EV_RELEASED:
+    case QUEUE_EV_DECLINED:
+        shared_queues_release(sq, b->loop_index, msg, ev == QUEUE_EV_DECLINED);
+        break;
+    case QUEUE_EV_ROOM:
+        loops_kick(b->group, b->loop_index); /* taken on a later turn, not inside a dispatch */
+        break;
+    case QUEUE_EV_UNBLOCK:
+        break;
+    }
+}
+
 /* What the router tells of clustered queues, passed on to the streams. */
 static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
 {
     struct broker *b = ctx;
     if (ev == QUEUE_EV_UNBLOCK) {
-        session_queue_unblocked(b, q);
+        session_queue_unblocked(b, q->name);
+        return;
+    }
+    if (store_of(b) != NULL) {
+        follow_store(b, q, ev, msg);
         return;
     }
     if (b->streams == NULL)
@@ -268,6 +438,7 @@ static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct
         streams_ack(b->streams, msg);
         break;
     case QUEUE_EV_RELEASED:
+    case QUEUE_EV_DECLINED:
         streams_release(b->streams, msg);
         break;
     case QUEUE_EV_ROOM:
@@ -377,6 +548,11 @@ static void lag_tick_cb(evutil_socket_t fd, short what, void *arg)
         bucket++;
     lag->buckets[bucket]++;
     arm_lag_tick(b, now);
+    if (b->group != NULL) {
+        struct http_figures f;
+        http_figures_collect(b, &f);
+        loops_publish_figures(b->group, b->loop_index, &f);
+    }
 }
 
 int broker_check_config(const struct config *cfg, char *err, size_t err_len)
@@ -416,10 +592,29 @@ static int add_signal(struct broker *b, int slot, int sig)
 
 struct broker *broker_new(const struct config *cfg)
 {
+    return broker_new_in(cfg, NULL, 0);
+}
+
+/* Only loop 0 handles signals: the others' threads block them (loops.c). */
+static int add_signals(struct broker *b)
+{
+    if (b->loop_index != 0)
+        return 0;
+    if (add_signal(b, 0, SIGINT) != 0 || add_signal(b, 1, SIGTERM) != 0 ||
+        add_signal(b, 2, SIGHUP) != 0)
+        return -1;
+    return 0;
+}
+
+struct broker *broker_new_in(const struct config *cfg, struct loops *group, size_t index)
+{
     struct broker *b = calloc(1, sizeof(*b));
     if (b == NULL)
         return NULL;
     b->cfg = *cfg;
+    b->group = group;
+    b->loop_index = index;
+    b->conn_id_stride = group != NULL ? loops_count(group) : 1;
     b->base = event_base_new();
     if (b->base == NULL)
         goto fail;
@@ -434,13 +629,16 @@ struct broker *broker_new(const struct config *cfg)
     router_init(&b->router, &ops, cfg->queue_max_messages);
     b->router.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
     b->router.queue_block = strcmp(cfg->queue_overflow, "block") == 0;
+    if (store_of(b) != NULL) { /* /queue/ names are the store's: a loop holds what it took */
+        b->router.cluster_queues = true;
+        b->router.release_declined = true;
+    }
     b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
     b->flush_event = event_new(b->base, -1, 0, flush_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     b->loop_lag.timer = evtimer_new(b->base, lag_tick_cb, b);
     if (b->reap_event == NULL || b->flush_event == NULL || b->shutdown_timer == NULL ||
-        b->loop_lag.timer == NULL || add_signal(b, 0, SIGINT) != 0 ||
-        add_signal(b, 1, SIGTERM) != 0 || add_signal(b, 2, SIGHUP) != 0)
+        b->loop_lag.timer == NULL || add_signals(b) != 0)
         goto fail;
     arm_lag_tick(b, monotonic_us());
     char err[512];

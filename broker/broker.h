@@ -1,9 +1,11 @@
 /*
- * broker.h - the process-wide broker: one event loop, its listeners, connections and router.
+ * broker.h - one event loop, its listeners, connections and router: the whole broker with
+ * server.threads = 1, one of the loops of the process otherwise (loops.h).
  *
  * The broker owns everything: connections are created by the listeners and freed only by
  * broker_reap() (never inside their own callbacks, as Redis does with CLIENT_CLOSE_ASAP), the
- * router holds destinations, and shutdown walks every connection to say goodbye.
+ * router holds destinations, and shutdown walks every connection to say goodbye. Everything here
+ * is touched by the loop's own thread only.
  */
 #ifndef STOMPWS_BROKER_H
 #define STOMPWS_BROKER_H
@@ -66,6 +68,7 @@ struct broker_stats {
     uint64_t slow_consumer_disconnects;
     uint64_t slow_consumer_drops; /* topic messages not written to clients over the mark */
     uint64_t reply_queue_drops;   /* SENDs to a /reply-queue/ whose owner had gone */
+    uint64_t loop_inbox_drops;    /* topic copies not handed to another loop: its inbox was full */
     uint64_t publishers_paused;   /* gauge: sessions not read until a full queue drains */
 };
 
@@ -90,6 +93,8 @@ struct broker_loop_lag {
 
 struct broker {
     struct event_base *base; /* owned */
+    struct loops *group;     /* borrowed: the process's loops (threads > 1), NULL with one loop */
+    size_t loop_index;       /* this loop's place in group (0: the main thread's, or the only) */
     struct config cfg;
     struct router router;
     struct listener listeners[LISTENER_COUNT]; /* owned: ws, wss, tcp, stomp-tls */
@@ -110,6 +115,8 @@ struct broker {
     bool shutting_down;
     int exit_code;
     uint64_t next_conn_id;
+    uint64_t conn_id_stride;  /* connection ids are n * stride + loop_index: unique in the process,
+                                 and a reply queue names its loop (see broker_publish) */
     char node_token[17];      /* random hex: makes session ids and reply-queue names unguessable */
     struct admit admit;       /* connection admission limits */
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
@@ -120,6 +127,11 @@ struct broker {
 
 /* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */
 struct broker *broker_new(const struct config *cfg);
+/*
+ * Loop `index` of group (loops.c): listeners bound with SO_REUSEPORT, printed by loop 0 only;
+ * signals handled by loop 0 only; topics, reply queues and /queue/ names cross loops.
+ */
+struct broker *broker_new_in(const struct config *cfg, struct loops *group, size_t index);
 /* Runs until shutdown has drained; returns the process exit code. */
 int broker_run(struct broker *b);
 void broker_free(struct broker *b);
@@ -142,8 +154,18 @@ int broker_publish(struct broker *b, struct message *msg, const char *route, siz
  * called once Redis has confirmed (or refused) it.
  */
 #define BROKER_PUBLISH_PENDING 1
+/* Taken by the process's queue store, which is now full (queue.overflow = block): the publisher
+ * pauses until loops_unblock() says it drained. */
+#define BROKER_PUBLISH_FULL 2
 int broker_publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
                            bool create_queue, struct session *waiter);
+
+/* Inbox items of a loop (loops.c): a topic message published on another loop (to local
+ * subscribers only), a message for one of this loop's reply queues, and "take from the queue
+ * store" (entries appended or released, or consumers with room). */
+void broker_deliver_forwarded(struct broker *b, struct message *msg);
+void broker_deliver_reply(struct broker *b, struct message *msg);
+void broker_take_queues(struct broker *b);
 
 /* SIGHUP: rebuilds the TLS contexts from the certificate files (open connections keep theirs)
  * and reloads the users file, ACL and JWT keys; what fails to load keeps its old version. */

@@ -50,6 +50,7 @@ static const struct config_key config_keys[] = {
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
     KEY("server", "tcp_keepalive_ms", KEY_MS, tcp_keepalive_ms),
+    KEY("server", "threads", KEY_SIZE, threads),
     KEY("limits", "connection_rate", KEY_SIZE, connection_rate),
     KEY("limits", "connection_burst", KEY_SIZE, connection_burst),
     KEY("limits", "max_connections", KEY_SIZE, max_connections),
@@ -113,6 +114,7 @@ void config_defaults(struct config *cfg)
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;
     cfg->tcp_keepalive_ms = 60000;
+    cfg->threads = 1;
 
     cfg->connection_rate = 1000;
     cfg->connection_burst = 2000;
@@ -422,6 +424,11 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     if (cfg->heartbeat_min_ms > cfg->heartbeat_max_ms) {
         snprintf(err, err_len, "heartbeat.min_ms (%u) is greater than heartbeat.max_ms (%u)",
                  cfg->heartbeat_min_ms, cfg->heartbeat_max_ms);
+        return -1;
+    }
+    if (cfg->threads < 1 || cfg->threads > CONFIG_THREADS_MAX) {
+        snprintf(err, err_len, "server.threads must be between 1 and %d (got %zu)",
+                 CONFIG_THREADS_MAX, cfg->threads);
         return -1;
     }
     if (!cfg->ws.enabled && !cfg->tcp.enabled && !cfg->wss.enabled && !cfg->stomp_tls.enabled) {

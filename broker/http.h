@@ -13,9 +13,35 @@
 #include <sys/types.h>
 
 #include "broker/conn.h"
+#include "cluster/bridge.h"
+#include "cluster/streams.h"
 #include "ws/handshake.h"
 
 struct evbuffer;
+
+/*
+ * The figures of one event loop that /metrics and /readyz show. With server.threads > 1 each loop
+ * publishes its own on its lag tick (loops.h) and the loop answering a request adds them up, so
+ * the answer covers the whole process (other loops' figures are at most one tick, 250 ms, old).
+ */
+struct http_figures {
+    uint64_t clients[4]; /* client connections past the handshake: ws, wss, tcp, stomp-tls */
+    uint64_t subscriptions, unacked;
+    uint64_t queues;      /* local queues (not those of the queue store: counted once, apart) */
+    uint64_t queue_depth; /* messages waiting in them */
+    struct broker_stats stats;
+    struct router_stats router;
+    bool clustered;             /* a cluster node: bridge and streams below are meaningful */
+    bool bridge_up, streams_up; /* both Redis links of each kind up */
+    struct bridge_stats bridge;
+    struct streams_stats streams;
+    uint64_t lag_last_us, lag_sum_us, lag_count;
+    uint64_t lag_buckets[BROKER_LAG_BUCKETS + 1];
+    const char *not_ready; /* static text: why /readyz says 503; NULL when ready */
+};
+
+/* Takes b's figures now (walks its connections and queues). */
+void http_figures_collect(const struct broker *b, struct http_figures *f);
 
 /*
  * Checks what the routes read from disk: server.static_dir is a directory and

@@ -175,9 +175,12 @@ int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
         log_error(0, "%s listener: '%s' is not an IP address", kind_name, addr->host);
         return -1;
     }
-    l->evl = evconnlistener_new_bind(
-        b->base, accept_cb, l, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, (struct sockaddr *)&ss, (int)len);
+    unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+    /* Several loops (server.threads) bind the same port; the kernel spreads connections. */
+    if (b->group != NULL)
+        flags |= LEV_OPT_REUSEABLE_PORT;
+    l->evl = evconnlistener_new_bind(b->base, accept_cb, l, flags, 1024, (struct sockaddr *)&ss,
+                                     (int)len);
     if (l->evl == NULL) {
         log_error(0, "%s listener: cannot listen on %s:%u: %s", kind_name, addr->host, addr->port,
                   strerror(errno));
@@ -185,8 +188,20 @@ int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
     }
     evconnlistener_set_error_cb(l->evl, accept_error_cb);
     set_inherited_options(evconnlistener_get_fd(l->evl), b->cfg.tcp_keepalive_ms);
-    print_bound(l->evl, kind_name);
+    if (b->loop_index == 0) /* the other loops bind the very ports loop 0 printed */
+        print_bound(l->evl, kind_name);
     return 0;
+}
+
+int listener_port(const struct listener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (l->evl == NULL ||
+        getsockname(evconnlistener_get_fd(l->evl), (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void listener_close(struct listener *l)

@@ -3,7 +3,8 @@
  *
  * Binds, prints "listening KIND HOST:PORT" (the real port when 0 was asked for, so tests and
  * scripts can find it) and hands each accepted socket to a new connection, wrapped in TLS for the
- * wss and stomp-tls kinds.
+ * wss and stomp-tls kinds. With server.threads > 1 every loop binds each port with SO_REUSEPORT
+ * and only loop 0 prints.
  */
 #ifndef STOMPWS_LISTENER_H
 #define STOMPWS_LISTENER_H
@@ -37,5 +38,7 @@ const char *listener_kind_name(enum listener_kind kind);
 int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
                   const struct config_addr *addr);
 void listener_close(struct listener *l);
+/* The port l is bound to (the real one when 0 was asked for); -1 when it is not open. */
+int listener_port(const struct listener *l);
 
 #endif

@@ -14,6 +14,7 @@
 #include "broker/config.h"
 #include "broker/http.h"
 #include "broker/log.h"
+#include "broker/loops.h"
 
 static void usage(FILE *out)
 {
@@ -50,6 +51,8 @@ static void usage(FILE *out)
         "  --node-id ID          this node's id in the cluster (default: random at start)\n"
         "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
         "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
+        "  --threads N           event loops, one per thread, sharing the listening ports\n"
+        "                        (SO_REUSEPORT); 1..64, default 1 (server.threads)\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
         "  --log-file FILE       append log lines to FILE (default: stderr); reopened on SIGHUP\n"
         "  --log-format FORMAT   text or json (one JSON object per line); default text\n"
@@ -93,6 +96,7 @@ enum {
     OPT_LOG_FORMAT,
     OPT_CHECK_CONFIG,
     OPT_PRINT_CONFIG,
+    OPT_THREADS,
 };
 
 static const struct option options[] = {
@@ -122,6 +126,7 @@ static const struct option options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+    {"threads", required_argument, NULL, OPT_THREADS},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -166,6 +171,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "tcp", arg, err, err_len);
     case OPT_LOG_LEVEL:
         return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_THREADS:
+        return config_set(cfg, "server", "threads", arg, err, err_len);
     case OPT_LOG_FILE:
         return config_set(cfg, "server", "log_file", arg, err, err_len);
     case OPT_LOG_FORMAT:
@@ -322,6 +329,12 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (cfg.threads > 1) {
+        int code = loops_main(&cfg);
+        log_info(0, "stopped");
+        log_close();
+        return code;
+    }
 
     struct broker *b = broker_new(&cfg);
     if (b == NULL) {

@@ -166,12 +166,31 @@ static int track_unacked(struct subscription *sub, struct message *msg)
     return 0;
 }
 
+/*
+ * A clustered queue whose only ready consumer here is the one that gave the head back: with
+ * router.release_declined the message goes back to the store for another loop's consumers
+ * rather than straight back to the consumer that declined it.
+ */
+static bool decline_head(struct router *r, struct queue *q, const struct subscription *sub)
+{
+    if (!r->release_declined || !q->clustered || q->head->avoid_serial == 0 ||
+        sub->serial != q->head->avoid_serial)
+        return false;
+    struct queued *item = pop_front(q);
+    r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_DECLINED, item->msg);
+    message_unref(item->msg);
+    free(item);
+    return true;
+}
+
 static void dispatch_waiting(struct router *r, struct queue *q)
 {
     while (q->head != NULL) {
         struct subscription *sub = pick_consumer(r, q, q->head->avoid_serial);
         if (sub == NULL)
             return;
+        if (decline_head(r, q, sub))
+            continue;
         q->cursor = sub->next != NULL ? sub->next : q->consumers;
         struct queued *item = pop_front(q);
         if (sub->ack != ACK_AUTO && track_unacked(sub, item->msg) != 0) {

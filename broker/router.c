@@ -411,6 +411,12 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
     }
 }
 
+size_t router_publish_topic(struct router *r, struct message *msg, const char *name, size_t len)
+{
+    r->publish_gen++;
+    return publish_topic(r, msg, name, len);
+}
+
 size_t router_publish_exact(struct router *r, struct message *msg)
 {
     r->publish_gen++;

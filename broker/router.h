@@ -37,6 +37,9 @@ enum queue_event {
     QUEUE_EV_RELEASED, /* msg was waiting when the last consumer left: hand it back */
     QUEUE_EV_ROOM,     /* consumers may take more (an ack, a new consumer, a drained socket) */
     QUEUE_EV_UNBLOCK,  /* publishers paused on q may go on: it drained (or is going away) */
+    QUEUE_EV_DECLINED, /* router.release_declined: msg was given back (NACK, unsubscribe) and the
+                          consumer that gave it back is the only one here: hand it back so that
+                          another loop's consumer can take it */
 };
 
 enum dest_kind { DEST_UNKNOWN, DEST_TOPIC, DEST_QUEUE, DEST_TEMP_QUEUE, DEST_REPLY_QUEUE };
@@ -116,6 +119,7 @@ struct router {
     size_t queue_max_messages; /* limit per queue (queue.max_messages) */
     bool queue_block;          /* queue.overflow = block: past the limit publishers pause */
     bool cluster_queues;       /* /queue/ names are backed by the cluster (set after init) */
+    bool release_declined;     /* clustered queues report QUEUE_EV_DECLINED (threads > 1) */
     size_t cluster_window;     /* queue_capacity() per auto-ack or unlimited consumer */
     struct router_stats stats;
 };
@@ -149,6 +153,14 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
  * ways in Redis never delivers a message twice. Returns the number of deliveries attempted.
  */
 size_t router_publish_exact(struct router *r, struct message *msg);
+
+/*
+ * Deliveries of a topic message to every local subscription of `name` (exact and wildcard, one
+ * copy each), without counting it as published or unroutable: the caller counts, as it knows
+ * whether other event loops of the process were handed the message too. Returns the number of
+ * deliveries attempted.
+ */
+size_t router_publish_topic(struct router *r, struct message *msg, const char *name, size_t len);
 size_t router_publish_pattern(struct router *r, struct message *msg, const char *pattern,
                               size_t pattern_len);
 

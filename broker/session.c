@@ -55,7 +55,8 @@ struct session {
     bool close_after_receipts; /* DISCONNECT seen: close once the receipts are out */
 
     /* Queue flow control (queue.overflow = block): not read while the queue it filled drains. */
-    char *paused_on;                           /* owned: that queue's name; NULL while reading */
+    char *paused_on;     /* owned: that queue's name; NULL while reading */
+    bool paused_counted; /* counted in the local queue's paused_publishers (not the store's) */
     struct session *paused_prev, *paused_next; /* broker.paused_publishers */
 };
 
@@ -479,17 +480,19 @@ static void delete_temp_queues(struct session *s)
  * not read until the queue drains (what it already sent waits in the socket: TCP pushes back),
  * instead of an ERROR that would make the client drop or resend. The frames of the chunk being
  * handled still go in, so a queue may pass its limit by at most one read per paused publisher.
+ *
+ * pause_on() stops reading s until queue `route` drains: q is the local queue that filled (it
+ * counts its paused publishers), or NULL for a queue of the process's store (threads > 1), which
+ * tells this loop through its inbox (session_queue_unblocked) instead.
  */
-static void pause_if_full(struct session *s, const char *route, size_t len)
+static void pause_on(struct session *s, struct queue *q, const char *route, size_t len)
 {
     struct broker *b = s->broker;
-    if (s->paused_on != NULL || !b->router.queue_block)
+    if (s->paused_on != NULL || (s->paused_on = strndup(route, len)) == NULL)
         return;
-    struct queue *q = queue_lookup(&b->router, route, len, false);
-    if (q == NULL || q->clustered || !queue_full(&b->router, q) ||
-        (s->paused_on = strndup(route, len)) == NULL)
-        return;
-    q->paused_publishers++;
+    s->paused_counted = q != NULL;
+    if (q != NULL)
+        q->paused_publishers++;
     s->paused_prev = NULL;
     s->paused_next = b->paused_publishers;
     if (b->paused_publishers != NULL)
@@ -503,10 +506,23 @@ static void pause_if_full(struct session *s, const char *route, size_t len)
     conn_pause_reading(s->conn);
 }
 
+static void pause_if_full(struct session *s, const char *route, size_t len)
+{
+    struct broker *b = s->broker;
+    if (s->paused_on != NULL || !b->router.queue_block)
+        return;
+    struct queue *q = queue_lookup(&b->router, route, len, false);
+    if (q == NULL || q->clustered || !queue_full(&b->router, q))
+        return;
+    pause_on(s, q, route, len);
+}
+
 static void unpause(struct session *s)
 {
     struct broker *b = s->broker;
-    struct queue *q = queue_lookup(&b->router, s->paused_on, strlen(s->paused_on), false);
+    struct queue *q = s->paused_counted
+                          ? queue_lookup(&b->router, s->paused_on, strlen(s->paused_on), false)
+                          : NULL;
     if (q != NULL)
         q->paused_publishers--;
     if (s->paused_prev != NULL)
@@ -520,12 +536,12 @@ static void unpause(struct session *s)
     s->paused_on = NULL;
 }
 
-void session_queue_unblocked(struct broker *b, const struct queue *q)
+void session_queue_unblocked(struct broker *b, const char *queue)
 {
     struct session *s = b->paused_publishers;
     while (s != NULL) {
         struct session *next = s->paused_next;
-        if (strcmp(s->paused_on, q->name) == 0) {
+        if (strcmp(s->paused_on, queue) == 0) {
             unpause(s);
             conn_resume_reading(s->conn);
         }
@@ -799,6 +815,10 @@ static int publish(struct session *s, const struct stomp_frame *f, struct messag
     case 0:
         s->broker->stats.messages_in++;
         pause_if_full(s, route, route_len);
+        return 0;
+    case BROKER_PUBLISH_FULL:
+        s->broker->stats.messages_in++;
+        pause_on(s, NULL, route, route_len);
         return 0;
     case ROUTER_ERR_CLUSTER_FULL:
         s->broker->stats.limit_hits[LIMIT_CLUSTER_QUEUE_BUFFER]++;

@@ -41,8 +41,9 @@ void session_shutdown(struct session *s, const char *reason);
  * sends the RECEIPTs that waited for it, or an ERROR. */
 void session_append_done(struct session *s, const char *error);
 
-/* Queue flow control: publishers paused on q go on reading (q drained, or is going away). */
-void session_queue_unblocked(struct broker *b, const struct queue *q);
+/* Queue flow control: publishers paused on queue `queue` go on reading (it drained, or is going
+ * away). */
+void session_queue_unblocked(struct broker *b, const char *queue);
 
 /* For /metrics. */
 size_t session_subscription_count(const struct session *s);
