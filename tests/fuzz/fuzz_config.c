@@ -28,14 +28,7 @@
 #include <ini.h>
 
 #include "broker/config.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "tests/fuzz/fuzz.h"
 
 /* The longest line config_load_file() reads whole: CONFIG_LINE_MAX in broker/config.c (4096,
  * set through Debian inih's ini_max_line) holds the line, LF and NUL (and CR). */

@@ -74,14 +74,7 @@
 #include "ws/frame.h"
 #include "ws/handshake.h"
 #include "ws/utf8.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "tests/fuzz/fuzz.h"
 
 #define MODE_BINARY   0x10
 #define MODE_SMALL    0x20

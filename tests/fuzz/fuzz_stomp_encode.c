@@ -28,14 +28,7 @@
 #include "stomp/encode.h"
 #include "stomp/parser.h"
 #include "tests/fuzz/stomp_expect.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "tests/fuzz/fuzz.h"
 
 #define MAX_HEADERS 8
 

@@ -17,14 +17,7 @@
 #include "stomp/encode.h"
 #include "stomp/parser.h"
 #include "tests/fuzz/stomp_expect.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "tests/fuzz/fuzz.h"
 
 static const struct stomp_limits small_limits = {
     .max_headers = 8, .max_header_line = 64, .max_header_bytes = 256, .max_body = 512};

@@ -28,14 +28,7 @@
 
 #include "ws/frame.h"
 #include "ws/utf8.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "tests/fuzz/fuzz.h"
 
 static const size_t message_limits[4] = {WS_DEFAULT_MAX_MESSAGE, 4096, 256, 16};
 

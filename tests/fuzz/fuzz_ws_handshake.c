@@ -20,14 +20,7 @@
 #include <string.h>
 
 #include "ws/handshake.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "tests/fuzz/fuzz.h"
 
 /* Pieces fed one at a time before the rest of the request arrives at once (bounds the work). */
 #define MAX_PIECES 64
