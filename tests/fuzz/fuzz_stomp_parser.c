@@ -83,25 +83,10 @@ static void check_round_trip(const struct stomp_frame *f, int version,
         .max_header_bytes = 2 * limits->max_header_bytes + 64,
         .max_body = limits->max_body,
     };
-    struct stomp_parser *p = stomp_parser_new(&roomy);
-    CHECK(p != NULL);
-    if (version)
-        stomp_parser_set_version(p, v);
     struct stomp_frame back;
-    enum stomp_event ev;
-    ssize_t used = stomp_parser_feed(p, wire, need, &back, &ev);
-    CHECK(used == (ssize_t)need && ev == STOMP_EVENT_FRAME);
-    CHECK(back.command == f->command);
-    CHECK(back.body_len == f->body_len);
-    CHECK(f->body_len == 0 || memcmp(back.body, f->body, f->body_len) == 0);
+    struct stomp_parser *p = expect_reparsed(f, version, wire, need, &roomy, &back);
     /* The encoder may append one content-length header. */
     CHECK(back.header_count == f->header_count || back.header_count == f->header_count + 1);
-    enum mode mode = mode_for(version, f->command);
-    for (size_t i = 0; i < f->header_count; i++) {
-        const struct stomp_header *a = &f->headers[i], *b = &back.headers[i];
-        CHECK(same_text(a->name, a->name_len, mode, version, true, b->name, b->name_len));
-        CHECK(same_text(a->value, a->value_len, mode, version, false, b->value, b->value_len));
-    }
     if (back.header_count > f->header_count) {
         const struct stomp_header *added = &back.headers[f->header_count];
         CHECK(added->name_len == 14 && memcmp(added->name, "content-length", 14) == 0);

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "stomp/frame.h"
+#include "stomp/parser.h"
+#include "tests/fuzz/fuzz.h"
 
 /* How the encoder writes header text in this version for this command (mirrors encode.c). */
 enum mode { MODE_RAW, MODE_V11, MODE_V12 };
@@ -73,6 +75,37 @@ static inline bool same_text(const char *a, size_t alen, enum mode mode, int ver
     bool same = wlen == blen && (blen == 0 || memcmp(want, b, blen) == 0);
     free(want);
     return same;
+}
+
+/*
+ * Parses wire (len bytes: what stomp/encode wrote for f at `version`, 0 for none given) with a
+ * fresh parser within roomy, and checks it is exactly one frame with f's command, body and, in
+ * order, f's headers as encode + parse turn them. Fills *back; returns the parser, which owns
+ * back's bytes, for the caller's further checks (the caller frees it).
+ */
+static inline struct stomp_parser *expect_reparsed(const struct stomp_frame *f, int version,
+                                                   const char *wire, size_t len,
+                                                   const struct stomp_limits *roomy,
+                                                   struct stomp_frame *back)
+{
+    struct stomp_parser *p = stomp_parser_new(roomy);
+    CHECK(p != NULL);
+    if (version)
+        stomp_parser_set_version(p, (enum stomp_version)version);
+    enum stomp_event ev;
+    ssize_t used = stomp_parser_feed(p, wire, len, back, &ev);
+    CHECK(used == (ssize_t)len && ev == STOMP_EVENT_FRAME);
+    CHECK(back->command == f->command);
+    CHECK(back->body_len == f->body_len);
+    CHECK(f->body_len == 0 || memcmp(back->body, f->body, f->body_len) == 0);
+    CHECK(back->header_count >= f->header_count);
+    enum mode mode = mode_for(version, f->command);
+    for (size_t i = 0; i < f->header_count; i++) {
+        const struct stomp_header *a = &f->headers[i], *b = &back->headers[i];
+        CHECK(same_text(a->name, a->name_len, mode, version, true, b->name, b->name_len));
+        CHECK(same_text(a->value, a->value_len, mode, version, false, b->value, b->value_len));
+    }
+    return p;
 }
 
 #endif
