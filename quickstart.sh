@@ -38,7 +38,7 @@ case "$cmd" in
 run)
     install_missing
     build build
-    exec build/broker/stompws "$@"
+    exec build/server/stompws "$@"
     ;;
 test)
     install_missing

@@ -3,7 +3,7 @@
 //
 //   node bench/cluster_throughput.mjs [options]
 //
-//   --bin PATH          broker binary (default build/broker/stompws)
+//   --bin PATH          broker binary (default build/server/stompws)
 //   --nodes K           brokers joined through one Redis (default 3): the publisher is on the
 //                       first (nA); subscribers are spread round-robin over the others (nB, nC..)
 //                       or all on nA when K = 1
@@ -38,7 +38,7 @@ import path from 'node:path';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const opt = {
-  bin: path.join(here, '../build/broker/stompws'), nodes: 3, subscribers: 1000, local: 0,
+  bin: path.join(here, '../build/server/stompws'), nodes: 3, subscribers: 1000, local: 0,
   messages: 2000, body: 100, rate: 1000, window: 65536, 'high-water': null, timeout: 300,
 };
 {

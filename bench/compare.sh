@@ -3,7 +3,7 @@
 # (docs/PERFORMANCE.md, "stompws-bench"). Not a test: prints a side-by-side table.
 #
 #   bench/compare.sh [options]
-#     --stompws BIN     broker binary (default build/broker/stompws)
+#     --stompws BIN     broker binary (default build/server/stompws)
 #     --bench BIN       generator (default build/bench/stompws-bench)
 #     --duration S      measured seconds per run (default 10)
 #     --only NAMES      comma-separated scenario names from the list below (default: all)
@@ -22,7 +22,7 @@
 # both brokers and the ratio stompws / RabbitMQ.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-stompws=$here/../build/broker/stompws
+stompws=$here/../build/server/stompws
 bench=$here/../build/bench/stompws-bench
 duration=10
 only=

@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     *) break ;;
     esac
 done
-broker=${1:-$here/../build/broker/stompws}
+broker=${1:-$here/../build/server/stompws}
 bench=${2:-$here/../build/bench/stompws-bench}
 conns=${3:-10000}
 hold=${4:-5}

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.." || exit 2
 build=${1:-build}
 out=${2:-docs}
-broker_bin=$build/broker/stompws
+broker_bin=$build/server/stompws
 bench_bin=$build/bench/stompws-bench
 if [ "${PLOT_ONLY:-0}" != 1 ] && { [ ! -x "$broker_bin" ] || [ ! -x "$bench_bin" ]; }; then
     echo "sweep.sh: build $build first" >&2

@@ -11,7 +11,7 @@
 # generator runs on the same cores as the broker: both lines of CPU say how they were shared.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-broker=${1:-$here/../build/broker/stompws}
+broker=${1:-$here/../build/server/stompws}
 bench=${2:-$here/../build/bench/stompws-bench}
 duration=${3:-10}
 

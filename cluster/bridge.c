@@ -9,9 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "broker/dict.h"
-#include "broker/log.h"
-#include "broker/router.h"
+#include "broker/base/dict.h"
+#include "broker/base/log.h"
+#include "broker/core/router.h"
 #include "cluster/common.h"
 #include "cluster/envelope.h"
 #include "cluster/payload.h"

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/message.h"
+#include "broker/base/message.h"
 
 #define BRIDGE_DEFAULT_PREFIX "stompws"
 #define BRIDGE_NODE_ID_MAX    64 /* bytes with the NUL */

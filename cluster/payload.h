@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "broker/message.h"
+#include "broker/base/message.h"
 #include "cluster/envelope.h"
 
 /* How a payload read for one destination decodes. */

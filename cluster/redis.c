@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/log.h"
+#include "broker/base/log.h"
 
 /*
  * IDLE -> (RESOLVING ->) CONNECTING -> UP -> IDLE ...

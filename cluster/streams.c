@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/dict.h"
-#include "broker/log.h"
+#include "broker/base/dict.h"
+#include "broker/base/log.h"
 #include "cluster/common.h"
 #include "cluster/envelope.h"
 #include "cluster/payload.h"

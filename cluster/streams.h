@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/message.h"
+#include "broker/base/message.h"
 #include "cluster/bridge.h"
 
 #define STREAMS_DEFAULT_VISIBILITY_MS 30000

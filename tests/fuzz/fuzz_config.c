@@ -27,7 +27,7 @@
 
 #include <ini.h>
 
-#include "broker/config.h"
+#include "broker/base/config.h"
 #include "tests/fuzz/fuzz.h"
 
 /* The longest line config_load_file() reads whole: CONFIG_LINE_MAX in broker/config.c (4096,

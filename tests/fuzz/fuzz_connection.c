@@ -63,12 +63,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
-#include "broker/config.h"
-#include "broker/conn.h"
-#include "broker/dict.h"
-#include "broker/log.h"
-#include "broker/queue.h"
+#include "broker/core/broker.h"
+#include "broker/base/config.h"
+#include "broker/net/conn.h"
+#include "broker/base/dict.h"
+#include "broker/base/log.h"
+#include "broker/core/queue.h"
 #include "stomp/frame.h"
 #include "stomp/parser.h"
 #include "ws/frame.h"

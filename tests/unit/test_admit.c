@@ -2,7 +2,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "broker/admit.h"
+#include "broker/auth/admit.h"
 
 START_TEST(test_token_bucket)
 {

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "broker/auth.h"
+#include "broker/auth/auth.h"
 #include "guard.h"
 
 /* ---- Helpers ---- */

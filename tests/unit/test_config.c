@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker/config.h"
+#include "broker/base/config.h"
 
 static char err[512];
 

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "broker/log.h"
+#include "broker/base/log.h"
 
 /* A fresh directory for one test's files; Check forks each test, so no cleanup races. */
 #define TMP_PATH_MAX 512

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/queue.h"
+#include "broker/core/queue.h"
 
 struct delivery {
     struct subscription *sub;

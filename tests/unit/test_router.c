@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/router.h"
+#include "broker/core/router.h"
 
 /* Deliveries recorded by the fake ops: which subscription got which message. */
 struct delivery {

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/loops.h"
-#include "broker/router.h"
-#include "broker/shared_queues.h"
+#include "server/threads.h"
+#include "broker/core/router.h"
+#include "broker/threads/shared_queues.h"
 
 #define LOOPS 2
 

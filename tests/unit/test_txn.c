@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/txn.h"
+#include "broker/session/txn.h"
 
 static struct message *msg_new(const char *body)
 {

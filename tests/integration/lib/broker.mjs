@@ -20,7 +20,7 @@ import path from 'node:path';
 
 export const STOMPWS_BIN = process.env.STOMPWS_BIN
   ? path.resolve(process.env.STOMPWS_BIN)
-  : path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../build/broker/stompws');
+  : path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../build/server/stompws');
 
 const live = new Set();
 process.on('exit', () => {

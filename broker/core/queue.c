@@ -1,0 +1,359 @@
+#include "broker/core/queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool create)
+{
+    struct queue *q = dict_get(&r->queues, name, len);
+    if (q != NULL || !create)
+        return q;
+    q = calloc(1, sizeof(*q) + len + 1);
+    if (q == NULL)
+        return NULL;
+    memcpy(q->name, name, len);
+    q->name_len = len;
+    q->clustered = r->cluster_queues && router_dest_kind(name, len) == DEST_QUEUE;
+    if (dict_set(&r->queues, name, len, q) != 0) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void free_queued_list(struct queued *item)
+{
+    while (item != NULL) {
+        struct queued *next = item->next;
+        message_unref(item->msg);
+        free(item);
+        item = next;
+    }
+}
+
+/*
+ * Publishers paused on a full queue go on once it is down to 90% of the limit (not at the first
+ * free slot: they would pause again after one message each), or when it goes away.
+ */
+static void unblock_publishers(struct router *r, struct queue *q, bool going)
+{
+    if (q->paused_publishers == 0 || r->ops.queue_event == NULL)
+        return;
+    if (going || q->depth < r->queue_max_messages - r->queue_max_messages / 10)
+        r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_UNBLOCK, NULL);
+}
+
+void queue_delete(struct router *r, struct queue *q)
+{
+    unblock_publishers(r, q, true);
+    dict_remove(&r->queues, q->name, q->name_len);
+    free_queued_list(q->head);
+    free(q);
+}
+
+/* An ordinary queue with no messages and no consumers holds nothing worth keeping. */
+static void free_if_idle(struct router *r, struct queue *q)
+{
+    if (!q->temporary && q->depth == 0 && q->consumer_count == 0)
+        queue_delete(r, q);
+}
+
+static void notify(struct router *r, struct queue *q, enum queue_event ev, struct message *msg)
+{
+    if (q->clustered && r->ops.queue_event != NULL)
+        r->ops.queue_event(r->ops.ctx, q, ev, msg);
+}
+
+static void push_front(struct queue *q, struct queued *item)
+{
+    item->next = q->head;
+    q->head = item;
+    if (q->tail == NULL)
+        q->tail = item;
+    q->depth++;
+}
+
+static struct queued *pop_front(struct queue *q)
+{
+    struct queued *item = q->head;
+    q->head = item->next;
+    if (q->head == NULL)
+        q->tail = NULL;
+    q->depth--;
+    return item;
+}
+
+int queue_push(struct router *r, struct queue *q, struct message *msg, bool redelivered)
+{
+    if (queue_full(r, q) && !r->queue_block)
+        return ROUTER_ERR_QUEUE_FULL;
+    struct queued *item = calloc(1, sizeof(*item));
+    if (item == NULL)
+        return ROUTER_ERR_NOMEM;
+    item->msg = message_ref(msg);
+    item->redelivered = redelivered;
+    if (q->tail != NULL)
+        q->tail->next = item;
+    else
+        q->head = item;
+    q->tail = item;
+    q->depth++;
+    queue_dispatch(r, q);
+    return 0;
+}
+
+bool queue_full(const struct router *r, const struct queue *q)
+{
+    return q->depth >= r->queue_max_messages;
+}
+
+static bool consumer_ready(const struct router *r, const struct subscription *sub)
+{
+    if (sub->prefetch != 0 && sub->ack != ACK_AUTO && sub->unacked_count >= sub->prefetch)
+        return false;
+    return r->ops.writable(sub);
+}
+
+size_t queue_capacity(const struct router *r, const struct queue *q)
+{
+    size_t room = 0;
+    for (const struct subscription *sub = q->consumers; sub != NULL; sub = sub->next) {
+        if (!consumer_ready(r, sub))
+            continue;
+        if (sub->ack == ACK_AUTO || sub->prefetch == 0)
+            room += r->cluster_window;
+        else
+            room += sub->prefetch - sub->unacked_count;
+    }
+    return room > q->depth ? room - q->depth : 0;
+}
+
+/*
+ * Next ready consumer in round-robin order, preferring one that is not `avoid` (the consumer
+ * that gave the message back); falls back to it when it is the only one ready.
+ */
+static struct subscription *pick_consumer(const struct router *r, struct queue *q, uint64_t avoid)
+{
+    struct subscription *start = q->cursor != NULL ? q->cursor : q->consumers;
+    struct subscription *fallback = NULL;
+    struct subscription *sub = start;
+    for (size_t i = 0; i < q->consumer_count; i++) {
+        if (consumer_ready(r, sub)) {
+            if (sub->serial != avoid)
+                return sub;
+            fallback = sub;
+        }
+        sub = sub->next != NULL ? sub->next : q->consumers;
+    }
+    return fallback;
+}
+
+static int track_unacked(struct subscription *sub, struct message *msg)
+{
+    struct unacked *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return -1;
+    u->msg = message_ref(msg);
+    u->prev = sub->unacked_tail;
+    if (sub->unacked_tail != NULL)
+        sub->unacked_tail->next = u;
+    else
+        sub->unacked_head = u;
+    sub->unacked_tail = u;
+    sub->unacked_count++;
+    if (sub->session_unacked != NULL)
+        (*sub->session_unacked)++;
+    return 0;
+}
+
+/*
+ * A clustered queue whose only ready consumer here is the one that gave the head back: with
+ * router.release_declined the message goes back to the store for another loop's consumers
+ * rather than straight back to the consumer that declined it.
+ */
+static bool decline_head(struct router *r, struct queue *q, const struct subscription *sub)
+{
+    if (!r->release_declined || !q->clustered || q->head->avoid_serial == 0 ||
+        sub->serial != q->head->avoid_serial)
+        return false;
+    struct queued *item = pop_front(q);
+    r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_DECLINED, item->msg);
+    message_unref(item->msg);
+    free(item);
+    return true;
+}
+
+static void dispatch_waiting(struct router *r, struct queue *q)
+{
+    while (q->head != NULL) {
+        struct subscription *sub = pick_consumer(r, q, q->head->avoid_serial);
+        if (sub == NULL)
+            return;
+        if (decline_head(r, q, sub))
+            continue;
+        q->cursor = sub->next != NULL ? sub->next : q->consumers;
+        struct queued *item = pop_front(q);
+        if (sub->ack != ACK_AUTO && track_unacked(sub, item->msg) != 0) {
+            push_front(q, item);
+            return;
+        }
+        if (r->ops.deliver(sub, item->msg, item->redelivered) != 0) {
+            /* The connection refused it (closing): keep the message for someone else. */
+            if (sub->ack != ACK_AUTO) {
+                struct unacked *u = sub->unacked_tail;
+                sub->unacked_tail = u->prev;
+                if (u->prev != NULL)
+                    u->prev->next = NULL;
+                else
+                    sub->unacked_head = NULL;
+                sub->unacked_count--;
+                if (sub->session_unacked != NULL)
+                    (*sub->session_unacked)--;
+                message_unref(u->msg);
+                free(u);
+            }
+            push_front(q, item);
+            return;
+        }
+        r->stats.delivered++;
+        if (sub->ack == ACK_AUTO)
+            notify(r, q, QUEUE_EV_SETTLED, item->msg);
+        message_unref(item->msg);
+        free(item);
+    }
+}
+
+void queue_dispatch(struct router *r, struct queue *q)
+{
+    dispatch_waiting(r, q);
+    unblock_publishers(r, q, false);
+}
+
+void queue_add_consumer(struct router *r, struct queue *q, struct subscription *sub)
+{
+    sub->prev = NULL;
+    sub->next = q->consumers;
+    if (q->consumers != NULL)
+        q->consumers->prev = sub;
+    q->consumers = sub;
+    q->consumer_count++;
+    sub->target = q;
+    if (q->consumer_count == 1)
+        notify(r, q, QUEUE_EV_FOLLOW, NULL);
+    queue_dispatch(r, q);
+    notify(r, q, QUEUE_EV_ROOM, NULL);
+}
+
+static void unlink_unacked(struct subscription *sub, struct unacked *u)
+{
+    if (u->prev != NULL)
+        u->prev->next = u->next;
+    else
+        sub->unacked_head = u->next;
+    if (u->next != NULL)
+        u->next->prev = u->prev;
+    else
+        sub->unacked_tail = u->prev;
+    sub->unacked_count--;
+    if (sub->session_unacked != NULL)
+        (*sub->session_unacked)--;
+}
+
+/*
+ * Gives back the unacked messages from `first` to `last` (inclusive, delivery order) to the
+ * queue's head, keeping their order, marked redelivered.
+ */
+static void give_back(struct queue *q, struct subscription *sub, struct unacked *first,
+                      struct unacked *last)
+{
+    struct unacked *u = last;
+    for (;;) {
+        struct unacked *prev = u->prev;
+        bool done = u == first;
+        unlink_unacked(sub, u);
+        struct queued *item = calloc(1, sizeof(*item));
+        if (item != NULL) {
+            item->msg = u->msg; /* the reference moves to the queue */
+            item->redelivered = true;
+            item->avoid_serial = sub->serial;
+            push_front(q, item);
+        } else {
+            message_unref(u->msg); /* out of memory: lost, as after a crash */
+        }
+        free(u);
+        if (done)
+            break;
+        u = prev;
+    }
+}
+
+/* The last local consumer of a clustered queue left: its waiting messages go back to the
+ * cluster, where other nodes' consumers can take them. */
+static void release_waiting(struct router *r, struct queue *q)
+{
+    while (q->head != NULL) {
+        struct queued *item = pop_front(q);
+        notify(r, q, QUEUE_EV_RELEASED, item->msg);
+        message_unref(item->msg);
+        free(item);
+    }
+    notify(r, q, QUEUE_EV_UNFOLLOW, NULL);
+}
+
+void queue_remove_consumer(struct router *r, struct queue *q, struct subscription *sub)
+{
+    if (q->cursor == sub)
+        q->cursor = sub->next;
+    if (sub->prev != NULL)
+        sub->prev->next = sub->next;
+    else
+        q->consumers = sub->next;
+    if (sub->next != NULL)
+        sub->next->prev = sub->prev;
+    q->consumer_count--;
+    sub->prev = sub->next = NULL;
+    sub->target = NULL;
+    if (sub->unacked_head != NULL)
+        give_back(q, sub, sub->unacked_head, sub->unacked_tail);
+    queue_dispatch(r, q);
+    if (q->clustered && q->consumer_count == 0)
+        release_waiting(r, q);
+    free_if_idle(r, q);
+}
+
+static void release_acked(struct router *r, struct subscription *sub, struct unacked *first,
+                          struct unacked *last)
+{
+    struct unacked *u = first;
+    for (;;) {
+        struct unacked *next = u->next;
+        bool done = u == last;
+        unlink_unacked(sub, u);
+        notify(r, sub->target, QUEUE_EV_SETTLED, u->msg);
+        message_unref(u->msg);
+        free(u);
+        if (done)
+            break;
+        u = next;
+    }
+}
+
+int queue_ack(struct router *r, struct subscription *sub, const char *message_id, size_t len,
+              bool nack)
+{
+    struct unacked *found = sub->unacked_head;
+    while (found != NULL &&
+           (strlen(found->msg->id) != len || memcmp(found->msg->id, message_id, len) != 0))
+        found = found->next;
+    if (found == NULL)
+        return -1;
+    struct unacked *first = sub->ack == ACK_CLIENT ? sub->unacked_head : found;
+    struct queue *q = sub->target;
+    if (nack)
+        give_back(q, sub, first, found);
+    else
+        release_acked(r, sub, first, found);
+    queue_dispatch(r, q);
+    notify(r, q, QUEUE_EV_ROOM, NULL);
+    return 0;
+}

@@ -1,0 +1,129 @@
+/*
+ * conn.h - one client connection: bytes in and out, and the transport around STOMP.
+ *
+ * A WebSocket connection goes HTTP (upgrade request) -> WebSocket (frames) -> STOMP session; a
+ * TCP connection carries STOMP directly. conn owns the socket (bufferevent), the WebSocket
+ * decoder and the session; it wraps each outbound STOMP frame in one WebSocket message, handles
+ * control frames, timeouts for the handshake, and the orderly close. A conn is never freed inside
+ * its own callbacks: conn_close() marks it and the broker frees it before the loop sleeps.
+ */
+#ifndef STOMPWS_CONN_H
+#define STOMPWS_CONN_H
+
+#include <event2/bufferevent.h>
+#include <openssl/ssl.h>
+#include <event2/util.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/core/broker.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+
+/* CONN_PLAIN_HTTP: the --http listener, plain HTTP routes only (never upgraded). */
+enum conn_transport { CONN_WS, CONN_TCP, CONN_PLAIN_HTTP };
+
+enum conn_state {
+    CONN_HTTP,    /* WebSocket: waiting for the upgrade request */
+    CONN_OPEN,    /* frames flow */
+    CONN_CLOSING, /* goodbye queued: flushing, then the socket is shut */
+    CONN_DEAD,    /* waiting to be freed by the broker */
+};
+
+struct session;
+struct message;
+
+struct conn {
+    uint64_t id;
+    struct broker *broker;   /* borrowed */
+    struct bufferevent *bev; /* owned (closes the socket) */
+    enum conn_transport transport;
+    bool tls;
+    bool tls_ready; /* the TLS handshake has completed: frames can be written */
+    enum conn_state state;
+    char peer[64];        /* "address:port" for logs */
+    char addr[64];        /* address alone: the key of the per-address connection limit */
+    struct ws_decoder ws; /* CONN_WS: inbound frame state */
+    enum ws_subprotocol subprotocol;
+    struct session *session; /* owned: created once STOMP bytes may flow */
+    char *bearer;            /* owned: token from the handshake (Authorization or access_token) */
+    size_t bearer_len;
+    struct event *timer;      /* owned: handshake / CONNECT / closing deadline */
+    uint64_t last_write_ms;   /* for heart-beats: when we last queued bytes */
+    uint64_t last_read_ms;    /* for heart-beats: when bytes last arrived */
+    struct conn *prev, *next; /* broker's list of connections */
+    struct conn *reap_next;   /* broker's reap list */
+    /* Plain sockets write directly (see conn_flush_all): no write event while all is out. */
+    bool direct_write;                    /* not TLS: the broker's flush writes the output */
+    bool write_armed;                     /* EV_WRITE on: libevent writes the rest (EAGAIN) */
+    struct conn *flush_prev, *flush_next; /* broker's flush list while output waits */
+    bool flush_queued;
+    bool read_paused; /* producer flow control: input is left unread (conn_pause_reading) */
+};
+
+/* Takes ownership of fd (accepted socket), of ssl (NULL for plain TCP; the TLS handshake runs
+ * before the first read) and of the admission of `addr` (see admit.h), released when the
+ * connection is freed. NULL when out of memory (fd closed, ssl freed, admission released). */
+struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
+                      const char *addr, enum conn_transport transport, SSL *ssl);
+
+/*
+ * conn_new() without the socket: the connection runs over bev, any bufferevent on the broker's
+ * base (tests/fuzz/fuzz_connection.c attaches one end of bufferevent_pair_new()). Takes ownership
+ * of bev and of the admission of `addr`; tls says bev is an OpenSSL one still in its handshake.
+ * A bufferevent without a socket is written by libevent (no direct writes), and the closing FIN
+ * becomes bufferevent_flush(BEV_FINISHED): end of file at the pair's other end. NULL when out
+ * of memory (bev freed, admission released).
+ */
+struct conn *conn_attach(struct broker *b, struct bufferevent *bev, const struct sockaddr *sa,
+                         const char *addr, enum conn_transport transport, bool tls);
+
+/*
+ * Writes the output of every connection that got some during this loop turn: one writev each,
+ * however many frames were queued, with no write event when the socket takes it all (the common
+ * case: an event per delivery would cost two epoll_ctl calls and a wakeup). Run by the broker's
+ * flush event, after the turn's reads have queued their deliveries.
+ */
+void conn_flush_all(struct broker *b);
+
+/* Frees everything; only the broker calls this, from its reap step. */
+void conn_free(struct conn *c);
+
+/*
+ * Queues one STOMP frame: head (command line, headers, blank line), then the body and the frame's
+ * closing NUL. With msg, the body is msg's (shared by reference, never copied); otherwise body is
+ * copied. utf8 says whether head and body are valid UTF-8 (picks text or binary WebSocket
+ * frames in auto mode).
+ */
+void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
+                     const char *body, size_t body_len, bool utf8);
+
+/* Queues a heart-beat (an EOL; a one-byte text message on WebSocket). */
+void conn_send_heartbeat(struct conn *c);
+
+/* Bytes queued for the peer and not yet written to the socket. */
+size_t conn_outbound(const struct conn *c);
+
+/*
+ * Ends the connection politely: for WebSocket a close frame with ws_code and reason, then flush
+ * and shut the socket (the frames queued before go out first).
+ */
+void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason);
+
+/* Drops the connection now (peer gone, or nothing more worth sending). */
+void conn_close(struct conn *c);
+
+/*
+ * Producer flow control: stops reading the peer (input already buffered waits too, from the next
+ * WebSocket message or, on TCP, the next STOMP frame on), and starts again; resuming handles the
+ * buffered input on a later loop turn, never inside the caller's stack.
+ */
+void conn_pause_reading(struct conn *c);
+void conn_resume_reading(struct conn *c);
+
+static inline bool conn_is_open(const struct conn *c)
+{
+    return c->state == CONN_OPEN;
+}
+
+#endif

@@ -1,0 +1,1403 @@
+#include "broker/session/session.h"
+#include "broker/net/conn.h"
+#include "broker/base/log.h"
+#include "broker/base/message.h"
+#include "broker/core/queue.h"
+#include "broker/session/txn.h"
+#include "cluster/streams.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "stomp/encode.h"
+#include "stomp/parser.h"
+#include "ws/utf8.h"
+
+#define ALLOWED_PREFIXES "/topic/, /queue/, /temp-queue/, /reply-queue/"
+
+struct session {
+    struct conn *conn;           /* borrowed: owns this session */
+    struct broker *broker;       /* borrowed */
+    struct stomp_parser *parser; /* owned */
+    int version_hint;            /* fixed by the WebSocket subprotocol, 0 if not */
+    enum stomp_version version;
+    bool connected;
+    char id[48];                   /* the CONNECTED session header; also names reply queues */
+    struct dict subs;              /* owned values: subscription id -> struct subscription */
+    struct dict transactions;      /* owned values: name -> struct txn */
+    struct dict temp_queues;       /* keys: reply-queue names this session owns (values unused) */
+    unsigned hb_send_ms;           /* 0: we send no heart-beats */
+    unsigned hb_expect_ms;         /* 0: we expect none */
+    struct event *deadline;        /* owned: the CONNECT deadline, then a slowed-down login
+                                      failure or the token's expiry (one at a time) */
+    struct event *hb_timer;        /* owned: persistent while heart-beats run: ours and theirs */
+    struct auth_identity identity; /* who the client is, once connected */
+    bool auth_failed;              /* CONNECT refused: nothing more is read */
+    struct token_bucket publish_tokens; /* limits.publish_rate */
+    size_t consecutive_drops;           /* topic messages dropped since the last one delivered */
+    size_t unacked;                     /* queue messages awaiting ACK, all subscriptions */
+    uint64_t last_drop_log_ms;          /* when a slow-consumer drop was last logged */
+    uint64_t unacked_limit_hits;        /* dispatches held back by limits.max_unacked */
+    uint64_t dropped;
+
+    /* Queue messages sent to a Redis stream (clustered queues) and confirmed so far: a RECEIPT
+     * is only sent once every message published before it is stored. */
+    uint64_t appends_sent, appends_confirmed;
+    struct deferred_receipt *receipts_head, *receipts_tail; /* owned, in order */
+    bool close_after_receipts; /* DISCONNECT seen: close once the receipts are out */
+
+    /* Queue flow control (queue.overflow = block): not read while the queue it filled drains. */
+    char *paused_on;     /* owned: that queue's name; NULL while reading */
+    bool paused_counted; /* counted in the local queue's paused_publishers (not the store's) */
+    struct session *paused_prev, *paused_next; /* broker.paused_publishers */
+};
+
+/* A RECEIPT waiting for the queue messages published before its frame to be stored. */
+struct deferred_receipt {
+    struct deferred_receipt *next; /* owned by the session's list */
+    uint64_t after;                /* send once appends_confirmed reaches this */
+    size_t id_len;
+    char id[]; /* receipt-id value, not NUL-terminated */
+};
+
+/* ---- building outbound frames ------------------------------------------------------------- */
+
+/* A frame head being assembled; grows from a stack buffer to the heap when needed. */
+struct head {
+    char *p;
+    size_t len, cap;
+    bool failed;
+    char stack[1024];
+};
+
+static void head_init(struct head *h)
+{
+    h->p = h->stack;
+    h->len = 0;
+    h->cap = sizeof(h->stack);
+    h->failed = false;
+}
+
+static void head_release(struct head *h)
+{
+    if (h->p != h->stack)
+        free(h->p);
+}
+
+static bool head_reserve(struct head *h, size_t more)
+{
+    if (h->len + more <= h->cap)
+        return true;
+    size_t cap = (h->len + more) * 2;
+    char *p = h->p == h->stack ? malloc(cap) : realloc(h->p, cap);
+    if (p == NULL) {
+        h->failed = true;
+        return false;
+    }
+    if (h->p == h->stack)
+        memcpy(p, h->stack, h->len);
+    h->p = p;
+    h->cap = cap;
+    return true;
+}
+
+static void head_raw(struct head *h, const char *s, size_t len)
+{
+    if (!head_reserve(h, len))
+        return;
+    memcpy(h->p + h->len, s, len);
+    h->len += len;
+}
+
+static void head_header(struct head *h, enum stomp_version v, enum stomp_command cmd,
+                        const char *name, const char *value, size_t value_len)
+{
+    size_t need = stomp_encode_header(NULL, 0, v, cmd, name, strlen(name), value, value_len);
+    if (!head_reserve(h, need + 1))
+        return;
+    h->len += stomp_encode_header(h->p + h->len, h->cap - h->len, v, cmd, name, strlen(name), value,
+                                  value_len);
+}
+
+static void head_header_str(struct head *h, enum stomp_version v, enum stomp_command cmd,
+                            const char *name, const char *value)
+{
+    head_header(h, v, cmd, name, value, strlen(value));
+}
+
+static void head_command(struct head *h, enum stomp_command cmd)
+{
+    const char *name = stomp_command_name(cmd);
+    head_raw(h, name, strlen(name));
+    head_raw(h, "\n", 1);
+}
+
+/* Ends the head (content-length when there is a body, then the blank line) and sends it. */
+static void send_head(struct session *s, struct head *h, enum stomp_command cmd, const char *body,
+                      size_t body_len)
+{
+    if (body_len > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", body_len);
+        head_header_str(h, s->version, cmd, "content-length", n);
+    }
+    head_raw(h, "\n", 1);
+    if (h->failed) {
+        log_error(s->conn->id, "out of memory building a %s frame", stomp_command_name(cmd));
+        conn_close(s->conn);
+    } else {
+        bool utf8 = ws_utf8_valid((const uint8_t *)h->p, h->len) &&
+                    ws_utf8_valid((const uint8_t *)body, body_len);
+        conn_send_frame(s->conn, h->p, h->len, NULL, body, body_len, utf8);
+    }
+    head_release(h);
+}
+
+static const struct stomp_header *find(const struct stomp_frame *f, const char *name)
+{
+    return stomp_frame_header(f, name);
+}
+
+static void write_receipt(struct session *s, const char *id, size_t id_len)
+{
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_RECEIPT);
+    head_header(&h, s->version, STOMP_CMD_RECEIPT, "receipt-id", id, id_len);
+    send_head(s, &h, STOMP_CMD_RECEIPT, NULL, 0);
+}
+
+/* Queues a receipt behind the unconfirmed queue messages; false when out of memory. */
+static bool defer_receipt(struct session *s, const struct stomp_header *receipt)
+{
+    struct deferred_receipt *d = malloc(sizeof(*d) + receipt->value_len);
+    if (d == NULL)
+        return false;
+    d->next = NULL;
+    d->after = s->appends_sent;
+    d->id_len = receipt->value_len;
+    memcpy(d->id, receipt->value, receipt->value_len);
+    if (s->receipts_tail != NULL)
+        s->receipts_tail->next = d;
+    else
+        s->receipts_head = d;
+    s->receipts_tail = d;
+    return true;
+}
+
+/* The frame's RECEIPT, at once or, while queue messages published before it are not stored
+ * yet, once they are (receipts keep their order). */
+static void send_receipt(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *receipt = find(f, "receipt");
+    if (receipt == NULL)
+        return;
+    bool wait = s->receipts_head != NULL || s->appends_confirmed != s->appends_sent;
+    if (!wait || !defer_receipt(s, receipt)) /* out of memory: now rather than never */
+        write_receipt(s, receipt->value, receipt->value_len);
+}
+
+static void free_deferred_receipts(struct session *s)
+{
+    while (s->receipts_head != NULL) {
+        struct deferred_receipt *d = s->receipts_head;
+        s->receipts_head = d->next;
+        free(d);
+    }
+    s->receipts_tail = NULL;
+}
+
+/* Appends "COMMAND\nname:value\n..." of the offending frame to the ERROR body, bounded. */
+static size_t summarize_frame(const struct stomp_frame *f, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "The offending frame:\n-----\n%s\n",
+                                stomp_command_name(f->command));
+    for (size_t i = 0; i < f->header_count && n < cap; i++) {
+        const struct stomp_header *hd = &f->headers[i];
+        /* Credentials never travel back, not even to their owner (proxies and logs see it). */
+        bool secret = hd->name_len == 8 && memcmp(hd->name, "passcode", 8) == 0;
+        int w = snprintf(out + n, cap - n, "%.*s:%.*s\n",
+                         (int)(hd->name_len > 200 ? 200 : hd->name_len), hd->name,
+                         secret ? 3 : (int)(hd->value_len > 200 ? 200 : hd->value_len),
+                         secret ? "***" : hd->value);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+    if (n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "-----\n");
+    return n < cap ? n : cap - 1;
+}
+
+/* ERROR (message, receipt-id when known, body), then a WebSocket close with ws_code. */
+static void send_error(struct session *s, const struct stomp_header *receipt, const char *detail,
+                       size_t detail_len, uint16_t ws_code, const char *message)
+{
+    if (!conn_is_open(s->conn))
+        return;
+    log_info(s->conn->id, "error to %s: %s", s->conn->peer, message);
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_ERROR);
+    head_header_str(&h, s->version, STOMP_CMD_ERROR, "message", message);
+    if (receipt != NULL)
+        head_header(&h, s->version, STOMP_CMD_ERROR, "receipt-id", receipt->value,
+                    receipt->value_len);
+    head_header_str(&h, s->version, STOMP_CMD_ERROR, "content-type", "text/plain");
+    char body[2048];
+    size_t body_len = detail_len < sizeof(body) / 2 ? detail_len : sizeof(body) / 2;
+    memcpy(body, detail, body_len);
+    body_len += (size_t)snprintf(body + body_len, sizeof(body) - body_len, "%s\n", message);
+    if (body_len >= sizeof(body))
+        body_len = sizeof(body) - 1;
+    send_head(s, &h, STOMP_CMD_ERROR, body, body_len);
+    conn_close_gracefully(s->conn, ws_code, message);
+}
+
+/*
+ * The end of a session on a protocol problem with a parsed frame (or none): ERROR with message,
+ * the frame's receipt as receipt-id and a summary of the frame in the body, then the close.
+ */
+static void session_fail(struct session *s, const struct stomp_frame *f, uint16_t ws_code,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void session_fail(struct session *s, const struct stomp_frame *f, uint16_t ws_code,
+                         const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    char summary[1024];
+    size_t summary_len = f != NULL ? summarize_frame(f, summary, sizeof(summary)) : 0;
+    send_error(s, f != NULL ? find(f, "receipt") : NULL, summary, summary_len, ws_code, message);
+}
+
+/*
+ * A frame the parser rejected has no frame value: the ERROR quotes the raw bytes where it went
+ * wrong (printable ASCII, bounded) and finds a receipt header among them when there is one.
+ */
+static void fail_on_bytes(struct session *s, const char *data, size_t len, uint16_t ws_code,
+                          const char *message)
+{
+    size_t shown = len < 256 ? len : 256;
+    char summary[512];
+    size_t n = (size_t)snprintf(summary, sizeof(summary), "The offending bytes:\n-----\n");
+    for (size_t i = 0; i < shown; i++) {
+        unsigned char ch = (unsigned char)data[i];
+        summary[n++] = (ch == '\n' || (ch >= 0x20 && ch < 0x7f)) ? (char)ch : '.';
+    }
+    n += (size_t)snprintf(summary + n, sizeof(summary) - n, "\n-----\n");
+
+    struct stomp_header receipt = {0};
+    const char *end = data + len;
+    const char *at = memmem(data, len, "\nreceipt:", 9);
+    if (at != NULL) {
+        receipt.value = at + 9;
+        /* To the line's end, or to a NUL: a header value never holds one (the encoder would
+         * write it raw, and the client's parser would end the ERROR frame there). */
+        while (receipt.value + receipt.value_len < end &&
+               receipt.value[receipt.value_len] != '\n' && receipt.value[receipt.value_len] != '\0')
+            receipt.value_len++;
+        if (receipt.value_len > 0 && receipt.value[receipt.value_len - 1] == '\r')
+            receipt.value_len--;
+    }
+    send_error(s, at != NULL ? &receipt : NULL, summary, n, ws_code, message);
+}
+
+/* ---- timers --------------------------------------------------------------------------------- */
+
+static void arm(struct event *ev, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+/* One tick serves both directions: it runs at the shorter of the two periods. */
+static void hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    /* Closing (up to CLOSING_DEADLINE_MS for a peer that never reads): the timeout, if that is
+     * why, was counted and logged once; a silent peer must not be counted again every tick. */
+    if (!conn_is_open(s->conn))
+        return;
+    uint64_t now = broker_now_ms(s->broker);
+    /* Ours at half the interval, so a gap never exceeds the promised one. */
+    if (s->hb_send_ms != 0 && now - s->conn->last_write_ms >= s->hb_send_ms / 2)
+        conn_send_heartbeat(s->conn);
+    uint64_t silent = now - s->conn->last_read_ms;
+    /* Twice the promised interval: background browser tabs throttle their timers. */
+    /* A publisher paused by flow control is not read: its heart-beats wait in the socket. */
+    if (s->hb_expect_ms == 0 || s->conn->read_paused || silent <= 2ull * s->hb_expect_ms)
+        return;
+    s->broker->stats.limit_hits[LIMIT_HEARTBEAT]++;
+    log_info(s->conn->id, "heart-beat timeout: %s silent for %" PRIu64 " ms (promised %u ms)",
+             s->conn->peer, silent, s->hb_expect_ms);
+    session_fail(s, NULL, WS_CLOSE_POLICY,
+                 "heart-beat timeout: nothing received for %" PRIu64 " ms", silent);
+}
+
+/* The session's one deadline: no CONNECT in time, a login failure answered late on purpose, or
+ * the end of the token's validity. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    if (!conn_is_open(s->conn))
+        return; /* closing already: whatever ended it was counted once */
+    if (s->auth_failed) {
+        session_fail(s, NULL, WS_CLOSE_POLICY, "authentication failed");
+    } else if (!s->connected) {
+        s->broker->stats.limit_hits[LIMIT_CONNECT_TIMEOUT]++;
+        session_fail(s, NULL, WS_CLOSE_POLICY,
+                     "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
+                     s->broker->cfg.connect_timeout_ms);
+    } else {
+        session_fail(s, NULL, WS_CLOSE_POLICY, "token expired");
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void make_session_id(struct session *s)
+{
+    uint8_t rnd[8] = {0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        memcpy(rnd, &s, sizeof(rnd) < sizeof(s) ? sizeof(rnd) : sizeof(s));
+    int n = snprintf(s->id, sizeof(s->id), "sess-%" PRIu64 "-", s->conn->id);
+    for (size_t i = 0; i < sizeof(rnd) && (size_t)n + 2 < sizeof(s->id); i++)
+        n += snprintf(s->id + n, sizeof(s->id) - (size_t)n, "%02x", rnd[i]);
+}
+
+struct session *session_new(struct conn *c, int version_hint)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->conn = c;
+    s->broker = c->broker;
+    s->version_hint = version_hint;
+    s->version = version_hint != 0 ? (enum stomp_version)version_hint : STOMP_V1_2;
+    const struct config *cfg = &c->broker->cfg;
+    struct stomp_limits limits = {.max_headers = cfg->max_frame_headers,
+                                  .max_header_line = cfg->max_header_line,
+                                  .max_header_bytes = cfg->max_header_bytes,
+                                  .max_body = cfg->max_body};
+    s->parser = stomp_parser_new(&limits);
+    s->deadline = evtimer_new(c->broker->base, deadline_cb, s);
+    dict_init(&s->subs);
+    dict_init(&s->transactions);
+    dict_init(&s->temp_queues);
+    if (s->parser == NULL || s->deadline == NULL) {
+        session_free(s);
+        return NULL;
+    }
+    make_session_id(s);
+    token_bucket_init(&s->publish_tokens, (double)cfg->publish_rate, (double)cfg->publish_burst,
+                      broker_now_ms(c->broker));
+    arm(s->deadline, cfg->connect_timeout_ms);
+    return s;
+}
+
+static void free_subscription(struct subscription *sub)
+{
+    free(sub->id);
+    free(sub->destination);
+    free(sub->lines);
+    free(sub);
+}
+
+/* Escapes the subscription's own MESSAGE header lines once, for every delivery to come. */
+static bool encode_subscription_lines(struct subscription *sub, enum stomp_version v)
+{
+    size_t id_len = strlen(sub->id);
+    sub->id_line_len =
+        stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, "subscription", 12, sub->id, id_len);
+    size_t dest_len = stomp_encode_header(NULL, 0, v, STOMP_CMD_MESSAGE, "destination", 11,
+                                          sub->destination, sub->destination_len);
+    sub->lines = malloc(sub->id_line_len + dest_len + 1);
+    if (sub->lines == NULL)
+        return false;
+    sub->lines_len = stomp_encode_header(sub->lines, sub->id_line_len + 1, v, STOMP_CMD_MESSAGE,
+                                         "subscription", 12, sub->id, id_len);
+    sub->lines_len +=
+        stomp_encode_header(sub->lines + sub->lines_len, dest_len + 1, v, STOMP_CMD_MESSAGE,
+                            "destination", 11, sub->destination, sub->destination_len);
+    return true;
+}
+
+static void free_all_subscriptions(struct session *s)
+{
+    size_t bucket;
+    struct dict_entry *e;
+    while ((e = dict_first(&s->subs, &bucket)) != NULL) {
+        struct subscription *sub = e->value;
+        dict_remove(&s->subs, e->key, e->key_len);
+        router_unsubscribe(&s->broker->router, sub);
+        free_subscription(sub);
+    }
+    dict_reset(&s->subs);
+}
+
+static void free_all_transactions(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->transactions, &bucket); e != NULL;
+         e = dict_next(&s->transactions, &bucket, e)) {
+        txn_free(e->value);
+    }
+    dict_reset(&s->transactions);
+}
+
+static void delete_temp_queues(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->temp_queues, &bucket); e != NULL;
+         e = dict_next(&s->temp_queues, &bucket, e)) {
+        struct queue *q = queue_lookup(&s->broker->router, e->key, e->key_len, false);
+        if (q != NULL && q->consumer_count == 0)
+            queue_delete(&s->broker->router, q);
+    }
+    dict_reset(&s->temp_queues);
+}
+
+/* ---- queue flow control --------------------------------------------------------------------- */
+
+/*
+ * queue.overflow = block: a SEND that fills a queue is taken, and its publisher's connection is
+ * not read until the queue drains (what it already sent waits in the socket: TCP pushes back),
+ * instead of an ERROR that would make the client drop or resend. The frames of the chunk being
+ * handled still go in, so a queue may pass its limit by at most one read per paused publisher.
+ *
+ * pause_on() stops reading s until queue `route` drains: q is the local queue that filled (it
+ * counts its paused publishers), or NULL for a queue of the process's store (threads > 1), which
+ * tells this loop through its inbox (session_queue_unblocked) instead.
+ */
+static void pause_on(struct session *s, struct queue *q, const char *route, size_t len)
+{
+    struct broker *b = s->broker;
+    if (s->paused_on != NULL || (s->paused_on = strndup(route, len)) == NULL)
+        return;
+    s->paused_counted = q != NULL;
+    if (q != NULL)
+        q->paused_publishers++;
+    s->paused_prev = NULL;
+    s->paused_next = b->paused_publishers;
+    if (b->paused_publishers != NULL)
+        b->paused_publishers->paused_prev = s;
+    b->paused_publishers = s;
+    b->stats.limit_hits[LIMIT_QUEUE_MESSAGES]++;
+    b->stats.publishers_paused++;
+    log_debug(s->conn->id,
+              "queue %s is full (queue.max_messages = %zu): not reading until it drains",
+              s->paused_on, b->cfg.queue_max_messages);
+    conn_pause_reading(s->conn);
+}
+
+static void pause_if_full(struct session *s, const char *route, size_t len)
+{
+    struct broker *b = s->broker;
+    if (s->paused_on != NULL || !b->router.queue_block)
+        return;
+    struct queue *q = queue_lookup(&b->router, route, len, false);
+    if (q == NULL || q->clustered || !queue_full(&b->router, q))
+        return;
+    pause_on(s, q, route, len);
+}
+
+static void unpause(struct session *s)
+{
+    struct broker *b = s->broker;
+    struct queue *q = s->paused_counted
+                          ? queue_lookup(&b->router, s->paused_on, strlen(s->paused_on), false)
+                          : NULL;
+    if (q != NULL)
+        q->paused_publishers--;
+    if (s->paused_prev != NULL)
+        s->paused_prev->paused_next = s->paused_next;
+    else
+        b->paused_publishers = s->paused_next;
+    if (s->paused_next != NULL)
+        s->paused_next->paused_prev = s->paused_prev;
+    b->stats.publishers_paused--;
+    free(s->paused_on);
+    s->paused_on = NULL;
+}
+
+void session_queue_unblocked(struct broker *b, const char *queue)
+{
+    struct session *s = b->paused_publishers;
+    while (s != NULL) {
+        struct session *next = s->paused_next;
+        if (strcmp(s->paused_on, queue) == 0) {
+            unpause(s);
+            conn_resume_reading(s->conn);
+        }
+        s = next;
+    }
+}
+
+void session_free(struct session *s)
+{
+    if (s == NULL)
+        return;
+    if (s->appends_confirmed != s->appends_sent)
+        streams_forget(s->broker->streams, s); /* the messages stay; nobody waits for them */
+    if (s->paused_on != NULL)
+        unpause(s);
+    free_deferred_receipts(s);
+    free_all_transactions(s); /* aborted: nothing buffered takes effect */
+    free_all_subscriptions(s);
+    delete_temp_queues(s);
+    if (s->deadline != NULL)
+        event_free(s->deadline);
+    if (s->hb_timer != NULL)
+        event_free(s->hb_timer);
+    auth_identity_reset(&s->identity);
+    stomp_parser_free(s->parser);
+    free(s);
+}
+
+void session_shutdown(struct session *s, const char *reason)
+{
+    if (s->connected)
+        session_fail(s, NULL, WS_CLOSE_GOING_AWAY, "%s", reason);
+    else
+        conn_close_gracefully(s->conn, WS_CLOSE_GOING_AWAY, reason);
+}
+
+/* ---- destinations --------------------------------------------------------------------------- */
+
+/*
+ * Resolves a destination a client wrote to the router's name for it: /temp-queue/NAME is this
+ * session's private queue /reply-queue/<session-id>.NAME (created on first use). Writes into out
+ * (cap bytes); returns its length, or 0 when it does not fit or the queue cannot be created.
+ */
+static size_t resolve_temp_queue(struct session *s, const char *name, size_t len, char *out,
+                                 size_t cap)
+{
+    size_t skip = strlen(TEMP_QUEUE_PREFIX);
+    int n =
+        snprintf(out, cap, "%s%s.%.*s", REPLY_QUEUE_PREFIX, s->id, (int)(len - skip), name + skip);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    struct queue *q = queue_lookup(&s->broker->router, out, (size_t)n, true);
+    if (q == NULL)
+        return 0;
+    q->temporary = true;
+    if (dict_get(&s->temp_queues, out, (size_t)n) == NULL &&
+        dict_set(&s->temp_queues, out, (size_t)n, q) != 0)
+        return 0;
+    return (size_t)n;
+}
+
+/* ---- verbs ---------------------------------------------------------------------------------- */
+
+static void start_heartbeats(struct session *s, unsigned cx, unsigned cy)
+{
+    const struct config *cfg = &s->broker->cfg;
+    unsigned send_ms, expect_ms;
+    stomp_heartbeat_negotiate(cx, cy, cfg->heartbeat_send_ms, cfg->heartbeat_receive_ms, &send_ms,
+                              &expect_ms);
+    if (send_ms != 0) {
+        send_ms = send_ms < cfg->heartbeat_min_ms ? cfg->heartbeat_min_ms : send_ms;
+        send_ms = send_ms > cfg->heartbeat_max_ms ? cfg->heartbeat_max_ms : send_ms;
+    }
+    if (expect_ms != 0) {
+        expect_ms = expect_ms < cfg->heartbeat_min_ms ? cfg->heartbeat_min_ms : expect_ms;
+        expect_ms = expect_ms > cfg->heartbeat_max_ms ? cfg->heartbeat_max_ms : expect_ms;
+        expect_ms = expect_ms < cx ? cx : expect_ms; /* a client cannot beat faster than cx */
+    }
+    s->hb_send_ms = send_ms;
+    s->hb_expect_ms = expect_ms;
+    if (send_ms == 0 && expect_ms == 0)
+        return; /* no timer at all: most idle connections of clients without heart-beats */
+    unsigned tick = send_ms != 0 ? (send_ms / 2 > 0 ? send_ms / 2 : 1) : expect_ms;
+    if (expect_ms != 0 && expect_ms < tick)
+        tick = expect_ms;
+    s->hb_timer = event_new(s->broker->base, -1, EV_PERSIST, hb_cb, s);
+    if (s->hb_timer != NULL)
+        arm(s->hb_timer, tick);
+    else
+        log_error(s->conn->id, "out of memory: heart-beats not started");
+}
+
+/* Settles the version from accept-version and the WebSocket subprotocol; -1 after an ERROR. */
+static int negotiate_version(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *accept = find(f, "accept-version");
+    int v = stomp_negotiate_version(accept ? accept->value : NULL, accept ? accept->value_len : 0,
+                                    STOMP_VERSIONS_ALL);
+    if (s->version_hint != 0) {
+        unsigned bit = STOMP_VERSION_BIT(s->version_hint);
+        if (accept != NULL && stomp_negotiate_version(accept->value, accept->value_len, bit) < 0) {
+            session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                         "accept-version does not include %s, fixed by the WebSocket subprotocol",
+                         stomp_version_name((enum stomp_version)s->version_hint));
+            return -1;
+        }
+        return s->version_hint;
+    }
+    if (v < 0) {
+        struct head h;
+        head_init(&h);
+        head_command(&h, STOMP_CMD_ERROR);
+        head_header_str(&h, STOMP_V1_2, STOMP_CMD_ERROR, "message",
+                        "no common STOMP version: supported versions are 1.0,1.1,1.2");
+        head_header_str(&h, STOMP_V1_2, STOMP_CMD_ERROR, "version", "1.0,1.1,1.2");
+        head_header_str(&h, STOMP_V1_2, STOMP_CMD_ERROR, "content-type", "text/plain");
+        const char *body = "Supported protocol versions are 1.0, 1.1 and 1.2\n";
+        send_head(s, &h, STOMP_CMD_ERROR, body, strlen(body));
+        conn_close_gracefully(s->conn, WS_CLOSE_PROTOCOL_ERROR, "no common STOMP version");
+        return -1;
+    }
+    return v;
+}
+
+/*
+ * Establishes who the client is; -1 when refused. A refusal is logged with its reason, but the
+ * client only learns "authentication failed". An address with repeated failures is slowed down:
+ * its next attempts wait (the connection reads nothing meanwhile) and are refused unchecked
+ * until the delay has passed, so parallel guesses gain nothing.
+ */
+static int authenticate(struct session *s, const struct stomp_frame *f)
+{
+    struct security *sec = &s->broker->security;
+    int64_t now_ms = (int64_t)broker_now_ms(s->broker);
+    int64_t delay = auth_throttle_delay_ms(sec->throttle, s->conn->addr, now_ms);
+    char reason[256] = "unknown";
+    const struct stomp_header *login = find(f, "login");
+    const struct stomp_header *pass = find(f, "passcode");
+    if (delay > 0) {
+        snprintf(reason, sizeof(reason), "too many failed logins from this address: slowed down");
+    } else if (security_authenticate(sec, login ? login->value : NULL, login ? login->value_len : 0,
+                                     pass ? pass->value : NULL, pass ? pass->value_len : 0,
+                                     s->conn->bearer, s->conn->bearer_len, (int64_t)time(NULL),
+                                     &s->identity, reason, sizeof(reason)) == 0) {
+        auth_throttle_success(sec->throttle, s->conn->addr);
+        return 0;
+    }
+    s->broker->stats.auth_failures++;
+    log_warn(s->conn->id, "authentication failed for %s: %s", s->conn->peer, reason);
+    auth_throttle_failure(sec->throttle, s->conn->addr, now_ms);
+    s->auth_failed = true;
+    if (delay <= 0) {
+        session_fail(s, f, WS_CLOSE_POLICY, "authentication failed");
+        return -1;
+    }
+    arm(s->deadline, delay > UINT32_MAX ? UINT32_MAX : (unsigned)delay);
+    return -1;
+}
+
+/* A token's permissions end with it: the session closes when it expires. */
+static void watch_expiry(struct session *s)
+{
+    int64_t left_s = s->identity.expires_at - (int64_t)time(NULL);
+    if (s->identity.expires_at == 0)
+        return;
+    uint64_t ms = left_s > 0 ? (uint64_t)left_s * 1000 : 0;
+    arm(s->deadline, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms);
+}
+
+static void on_connect(struct session *s, const struct stomp_frame *f)
+{
+    if (s->connected) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "already connected");
+        return;
+    }
+    int v = negotiate_version(s, f);
+    if (v < 0)
+        return;
+    s->version = (enum stomp_version)v;
+    unsigned cx = 0, cy = 0;
+    const struct stomp_header *hb = find(f, "heart-beat");
+    if (hb != NULL && s->version >= STOMP_V1_1 &&
+        stomp_heartbeat_parse(hb->value, hb->value_len, &cx, &cy) != 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "malformed heart-beat header: expected \"cx,cy\"");
+        return;
+    }
+    evtimer_del(s->deadline);
+    if (authenticate(s, f) != 0)
+        return;
+    watch_expiry(s);
+    stomp_parser_set_version(s->parser, s->version);
+    s->connected = true;
+    if (s->version >= STOMP_V1_1)
+        start_heartbeats(s, cx, cy);
+
+    struct head h;
+    head_init(&h);
+    head_command(&h, STOMP_CMD_CONNECTED);
+    head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "version", stomp_version_name(s->version));
+    head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "server", STOMPWS_SERVER_NAME);
+    head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "session", s->id);
+    if (s->version >= STOMP_V1_1) {
+        char hbv[32];
+        snprintf(hbv, sizeof(hbv), "%u,%u", s->hb_send_ms, s->hb_expect_ms);
+        head_header_str(&h, s->version, STOMP_CMD_CONNECTED, "heart-beat", hbv);
+    }
+    send_head(s, &h, STOMP_CMD_CONNECTED, NULL, 0);
+    log_debug(s->conn->id, "STOMP %s session %s user '%s'", stomp_version_name(s->version), s->id,
+              s->identity.user);
+}
+
+/* Copies a header value into a NUL-terminated string (for names used as C strings). */
+static char *dup_value(const struct stomp_header *h)
+{
+    return strndup(h->value, h->value_len);
+}
+
+/*
+ * Resolves the destination of a SEND (subscribing false) or SUBSCRIBE to the router's name for it
+ * in out, and whether a missing queue may be created. Returns the length, or 0 after an ERROR:
+ * nobody SENDs to a wildcard, nobody but the owner reads a /reply-queue/ (through /temp-queue/).
+ */
+static size_t resolve_route(struct session *s, const struct stomp_frame *f,
+                            const struct stomp_header *dest, bool subscribing, char *out,
+                            size_t cap, bool *create)
+{
+    enum dest_kind kind = router_dest_kind(dest->value, dest->value_len);
+    int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
+    *create = kind != DEST_REPLY_QUEUE;
+    if (kind == DEST_TEMP_QUEUE) {
+        size_t n = resolve_temp_queue(s, dest->value, dest->value_len, out, cap);
+        if (n == 0)
+            session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
+        return n;
+    }
+    if (kind == DEST_UNKNOWN) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES, shown,
+                     dest->value);
+        return 0;
+    }
+    if (!subscribing && kind == DEST_TOPIC && router_is_wildcard(dest->value, dest->value_len)) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot SEND to a wildcard destination: %.*s",
+                     shown, dest->value);
+        return 0;
+    }
+    if (subscribing && kind == DEST_REPLY_QUEUE) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "cannot SUBSCRIBE to a /reply-queue/ destination: subscribe to /temp-queue/");
+        return 0;
+    }
+    if (dest->value_len >= cap) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
+        return 0;
+    }
+    memcpy(out, dest->value, dest->value_len);
+    out[dest->value_len] = '\0';
+    return dest->value_len;
+}
+
+/* Publishes; returns 0, or -1 after an ERROR. */
+static int publish(struct session *s, const struct stomp_frame *f, struct message *msg,
+                   const char *route, size_t route_len, bool create)
+{
+    int rc = broker_publish_waiting(s->broker, msg, route, route_len, create, s);
+    switch (rc) {
+    case BROKER_PUBLISH_PENDING:
+        s->appends_sent++;
+        /* fall through */
+    case 0:
+        s->broker->stats.messages_in++;
+        pause_if_full(s, route, route_len);
+        return 0;
+    case BROKER_PUBLISH_FULL:
+        s->broker->stats.messages_in++;
+        pause_on(s, NULL, route, route_len);
+        return 0;
+    case ROUTER_ERR_CLUSTER_FULL:
+        s->broker->stats.limit_hits[LIMIT_CLUSTER_QUEUE_BUFFER]++;
+        session_fail(s, f, WS_CLOSE_TRY_AGAIN_LATER,
+                     "queue message not accepted: Redis is not confirming queue messages and the "
+                     "buffer is full (cluster.queue_buffer_bytes = %zu)",
+                     s->broker->cfg.cluster_queue_buffer_bytes);
+        return -1;
+    case ROUTER_ERR_NO_QUEUE:
+        s->broker->stats.reply_queue_drops++;
+        log_debug(s->conn->id, "dropped message to %s: its temporary queue is gone", route);
+        return 0;
+    case ROUTER_ERR_QUEUE_FULL:
+        s->broker->stats.limit_hits[LIMIT_QUEUE_MESSAGES]++;
+        session_fail(s, f, WS_CLOSE_POLICY, "queue %s is full (queue.max_messages = %zu)", route,
+                     s->broker->cfg.queue_max_messages);
+        return -1;
+    case ROUTER_ERR_BAD_DEST:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "invalid destination %s", route);
+        return -1;
+    default:
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+}
+
+static struct txn *find_tx(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *name = find(f, "transaction");
+    if (name == NULL)
+        return NULL;
+    struct txn *tx = dict_get(&s->transactions, name->value, name->value_len);
+    if (tx == NULL)
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "unknown transaction '%.*s'",
+                     (int)(name->value_len > 200 ? 200 : name->value_len), name->value);
+    return tx;
+}
+
+/* Reports a failed txn_add_*(); returns 0 when rc is. */
+static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
+{
+    if (rc == TXN_ERR_FULL) {
+        s->broker->stats.limit_hits[LIMIT_TX_FRAMES]++;
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "transaction holds too many frames (limits.max_tx_frames = %zu)",
+                     s->broker->cfg.max_tx_frames);
+    } else if (rc != 0)
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+    return rc;
+}
+
+/*
+ * May this client read (SUBSCRIBE) or write (SEND to) dest? Temporary queues are the client's
+ * own, and a /reply-queue/ name is a capability handed out in reply-to: neither is checked.
+ * Sends an ERROR naming the destination and the verb when not.
+ */
+static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_verb verb,
+                      const struct stomp_header *dest)
+{
+    enum dest_kind kind = router_dest_kind(dest->value, dest->value_len);
+    if (kind == DEST_TEMP_QUEUE || kind == DEST_REPLY_QUEUE ||
+        security_allows(&s->broker->security, &s->identity, verb, dest->value, dest->value_len))
+        return true;
+    s->broker->stats.permission_denials++;
+    log_info(s->conn->id, "user '%s' may not %s %.*s", s->identity.user,
+             verb == AUTH_READ ? "read" : "write", (int)dest->value_len, dest->value);
+    session_fail(s, f, WS_CLOSE_POLICY, "permission denied: %s %.*s",
+                 verb == AUTH_READ ? "cannot read (SUBSCRIBE to)" : "cannot write (SEND to)",
+                 (int)(dest->value_len > 200 ? 200 : dest->value_len), dest->value);
+    return false;
+}
+
+static void on_send(struct session *s, const struct stomp_frame *f)
+{
+    if (!token_bucket_take(&s->publish_tokens, broker_now_ms(s->broker))) {
+        s->broker->stats.limit_hits[LIMIT_PUBLISH_RATE]++;
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "publish rate exceeded (limits.publish_rate = %zu per second, "
+                     "limits.publish_burst = %zu)",
+                     s->broker->cfg.publish_rate, s->broker->cfg.publish_burst);
+        return;
+    }
+    const struct stomp_header *dest = find(f, "destination");
+    if (!permitted(s, f, AUTH_WRITE, dest))
+        return;
+    char route[1024];
+    bool create;
+    size_t route_len = resolve_route(s, f, dest, false, route, sizeof(route), &create);
+    if (route_len == 0)
+        return;
+
+    /* reply-to:/temp-queue/NAME becomes the private queue others can answer to. */
+    char reply_route[1024];
+    const char *reply_to = NULL;
+    const struct stomp_header *reply = find(f, "reply-to");
+    if (reply != NULL && router_dest_kind(reply->value, reply->value_len) == DEST_TEMP_QUEUE) {
+        if (resolve_temp_queue(s, reply->value, reply->value_len, reply_route,
+                               sizeof(reply_route)) == 0) {
+            session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
+            return;
+        }
+        reply_to = reply_route;
+    }
+
+    struct txn *tx = NULL;
+    if (find(f, "transaction") != NULL && (tx = find_tx(s, f)) == NULL)
+        return;
+    struct message *msg = message_from_send(f, route, route_len, reply_to);
+    if (msg == NULL) {
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    int rc = tx != NULL ? tx_check(s, f, txn_add_send(tx, msg, route, create))
+                        : publish(s, f, msg, route, route_len, create);
+    message_unref(msg);
+    if (rc == 0)
+        send_receipt(s, f);
+}
+
+static int parse_ack_mode(const struct stomp_header *h, enum ack_mode *mode)
+{
+    *mode = ACK_AUTO;
+    if (h == NULL || stomp_header_is(h, "auto"))
+        return 0;
+    if (stomp_header_is(h, "client")) {
+        *mode = ACK_CLIENT;
+        return 0;
+    }
+    if (stomp_header_is(h, "client-individual")) {
+        *mode = ACK_CLIENT_INDIVIDUAL;
+        return 0;
+    }
+    return -1;
+}
+
+/* prefetch-count header, else the configured default; -1 when malformed. */
+static long parse_prefetch(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *h = find(f, "prefetch-count");
+    if (h == NULL)
+        return (long)s->broker->cfg.queue_prefetch;
+    char text[24];
+    if (h->value_len == 0 || h->value_len >= sizeof(text))
+        return -1;
+    memcpy(text, h->value, h->value_len);
+    text[h->value_len] = '\0';
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0)
+        return -1;
+    return v;
+}
+
+/* The subscription id: the id header, or in 1.0 the destination when there is none. */
+static const struct stomp_header *subscription_id(const struct stomp_frame *f)
+{
+    const struct stomp_header *id = find(f, "id");
+    return id != NULL ? id : find(f, "destination");
+}
+
+static struct subscription *new_subscription(struct session *s, const struct stomp_header *id,
+                                             const struct stomp_header *dest, enum ack_mode ack,
+                                             long prefetch)
+{
+    /* Process-wide (several event loops subscribe): atomic, relaxed as only uniqueness counts. */
+    static _Atomic uint64_t next_serial = 1;
+    struct subscription *sub = calloc(1, sizeof(*sub));
+    if (sub == NULL)
+        return NULL;
+    sub->session = s;
+    sub->id = dup_value(id);
+    sub->destination = dup_value(dest);
+    sub->destination_len = dest->value_len;
+    sub->ack = ack;
+    sub->prefetch = (size_t)prefetch;
+    sub->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
+    sub->session_unacked = &s->unacked;
+    sub->id_utf8 = ws_utf8_valid((const uint8_t *)id->value, id->value_len) &&
+                   ws_utf8_valid((const uint8_t *)dest->value, dest->value_len);
+    if (sub->id == NULL || sub->destination == NULL ||
+        !encode_subscription_lines(sub, s->version)) {
+        free_subscription(sub);
+        return NULL;
+    }
+    return sub;
+}
+
+static void on_subscribe(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *dest = find(f, "destination");
+    const struct stomp_header *id = subscription_id(f);
+    if (!permitted(s, f, AUTH_READ, dest))
+        return;
+    if (dict_get(&s->subs, id->value, id->value_len) != NULL) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "subscription id '%.*s' is already in use",
+                     (int)(id->value_len > 200 ? 200 : id->value_len), id->value);
+        return;
+    }
+    if (s->subs.count >= s->broker->cfg.max_subscriptions) {
+        s->broker->stats.limit_hits[LIMIT_SUBSCRIPTIONS]++;
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "too many subscriptions (limits.max_subscriptions = %zu)",
+                     s->broker->cfg.max_subscriptions);
+        return;
+    }
+    enum ack_mode ack;
+    if (parse_ack_mode(find(f, "ack"), &ack) != 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "invalid ack header: expected auto, client or client-individual");
+        return;
+    }
+    long prefetch = parse_prefetch(s, f);
+    if (prefetch < 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "invalid prefetch-count header");
+        return;
+    }
+    char route[1024];
+    bool create;
+    size_t route_len = resolve_route(s, f, dest, true, route, sizeof(route), &create);
+    if (route_len == 0)
+        return;
+    struct subscription *sub = new_subscription(s, id, dest, ack, prefetch);
+    if (sub == NULL || dict_set(&s->subs, id->value, id->value_len, sub) != 0) {
+        if (sub != NULL)
+            free_subscription(sub);
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    /* Receipt first: the subscribe may deliver waiting queue messages at once. */
+    send_receipt(s, f);
+    if (router_subscribe(&s->broker->router, sub, route, route_len) != 0) {
+        dict_remove(&s->subs, id->value, id->value_len);
+        free_subscription(sub);
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot subscribe to %s", route);
+    }
+}
+
+static void on_unsubscribe(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *id = subscription_id(f);
+    struct subscription *sub = dict_remove(&s->subs, id->value, id->value_len);
+    if (sub == NULL) {
+        log_debug(s->conn->id, "UNSUBSCRIBE of unknown id '%.*s' ignored", (int)id->value_len,
+                  id->value);
+    } else {
+        router_unsubscribe(&s->broker->router, sub);
+        free_subscription(sub);
+    }
+    send_receipt(s, f);
+}
+
+/* Applies an ACK/NACK to whichever queue subscription holds the message. */
+static void apply_ack(struct session *s, const char *msg_id, size_t id_len, const char *sub_id,
+                      bool nack)
+{
+    struct router *r = &s->broker->router;
+    if (sub_id != NULL) {
+        struct subscription *sub = dict_get(&s->subs, sub_id, strlen(sub_id));
+        if (sub != NULL && sub->target_kind == SUB_TARGET_QUEUE)
+            queue_ack(r, sub, msg_id, id_len, nack);
+        return;
+    }
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->subs, &bucket); e != NULL;
+         e = dict_next(&s->subs, &bucket, e)) {
+        struct subscription *sub = e->value;
+        if (sub->target_kind == SUB_TARGET_QUEUE && sub->unacked_count > 0 &&
+            queue_ack(r, sub, msg_id, id_len, nack) == 0)
+            return;
+    }
+    /* Unknown ids (topic messages, double acks) are harmless: nothing to do. */
+}
+
+static void on_ack(struct session *s, const struct stomp_frame *f, bool nack)
+{
+    const struct stomp_header *id =
+        s->version >= STOMP_V1_2 ? find(f, "id") : find(f, "message-id");
+    const struct stomp_header *sub = s->version == STOMP_V1_1 ? find(f, "subscription") : NULL;
+    struct txn *tx = NULL;
+    if (find(f, "transaction") != NULL && (tx = find_tx(s, f)) == NULL)
+        return;
+    if (tx != NULL) {
+        int rc = txn_add_ack(tx, id->value, id->value_len, sub ? sub->value : NULL,
+                             sub ? sub->value_len : 0, nack);
+        if (tx_check(s, f, rc) == 0)
+            send_receipt(s, f);
+        return;
+    }
+    char *sub_id = sub != NULL ? dup_value(sub) : NULL;
+    apply_ack(s, id->value, id->value_len, sub_id, nack);
+    free(sub_id);
+    send_receipt(s, f);
+}
+
+static void on_begin(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *name = find(f, "transaction");
+    if (dict_get(&s->transactions, name->value, name->value_len) != NULL) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "transaction '%.*s' already begun",
+                     (int)(name->value_len > 200 ? 200 : name->value_len), name->value);
+        return;
+    }
+    if (s->transactions.count >= s->broker->cfg.max_transactions) {
+        s->broker->stats.limit_hits[LIMIT_TRANSACTIONS]++;
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "too many open transactions (limits.max_transactions = %zu)",
+                     s->broker->cfg.max_transactions);
+        return;
+    }
+    struct txn *tx = txn_new(s->broker->cfg.max_tx_frames);
+    if (tx == NULL || dict_set(&s->transactions, name->value, name->value_len, tx) != 0) {
+        txn_free(tx);
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    send_receipt(s, f);
+}
+
+static void on_commit_or_abort(struct session *s, const struct stomp_frame *f, bool commit)
+{
+    struct txn *tx = find_tx(s, f);
+    if (tx == NULL)
+        return;
+    const struct stomp_header *name = find(f, "transaction");
+    dict_remove(&s->transactions, name->value, name->value_len);
+    int rc = 0;
+    for (struct txn_op *op = tx->head; commit && op != NULL && rc == 0; op = op->next) {
+        if (op->msg != NULL)
+            rc = publish(s, f, op->msg, op->route, strlen(op->route), op->create_queue);
+        else
+            apply_ack(s, op->ack_id, strlen(op->ack_id), op->sub_id, op->nack);
+    }
+    txn_free(tx);
+    if (rc == 0)
+        send_receipt(s, f);
+}
+
+static void on_disconnect(struct session *s, const struct stomp_frame *f)
+{
+    send_receipt(s, f);
+    if (s->receipts_head != NULL)
+        s->close_after_receipts = true; /* once Redis has stored what the client sent */
+    else
+        conn_close_gracefully(s->conn, WS_CLOSE_NORMAL, "disconnect");
+}
+
+void session_append_done(struct session *s, const char *error)
+{
+    s->appends_confirmed++;
+    if (error != NULL) {
+        session_fail(s, NULL, WS_CLOSE_INTERNAL_ERROR, "a queue message was not stored: Redis: %s",
+                     error);
+        return;
+    }
+    while (s->receipts_head != NULL && s->receipts_head->after <= s->appends_confirmed) {
+        struct deferred_receipt *d = s->receipts_head;
+        s->receipts_head = d->next;
+        if (s->receipts_head == NULL)
+            s->receipts_tail = NULL;
+        write_receipt(s, d->id, d->id_len);
+        free(d);
+    }
+    if (s->close_after_receipts && s->receipts_head == NULL)
+        conn_close_gracefully(s->conn, WS_CLOSE_NORMAL, "disconnect");
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+static void handle_frame(struct session *s, const struct stomp_frame *f)
+{
+    s->broker->stats.frames_in++;
+    if (s->close_after_receipts)
+        return; /* after DISCONNECT: nothing more is read */
+    if (f->command == STOMP_CMD_CONNECT || f->command == STOMP_CMD_STOMP) {
+        on_connect(s, f);
+        return;
+    }
+    if (!s->connected) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "expected CONNECT or STOMP, got %s",
+                     stomp_command_name(f->command));
+        return;
+    }
+    const char *problem = NULL;
+    if (stomp_frame_validate(f, s->version, &problem) != 0) {
+        s->broker->stats.protocol_errors++;
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "%s", problem ? problem : "invalid frame");
+        return;
+    }
+    switch (f->command) {
+    case STOMP_CMD_SEND:
+        on_send(s, f);
+        break;
+    case STOMP_CMD_SUBSCRIBE:
+        on_subscribe(s, f);
+        break;
+    case STOMP_CMD_UNSUBSCRIBE:
+        on_unsubscribe(s, f);
+        break;
+    case STOMP_CMD_ACK:
+        on_ack(s, f, false);
+        break;
+    case STOMP_CMD_NACK:
+        on_ack(s, f, true);
+        break;
+    case STOMP_CMD_BEGIN:
+        on_begin(s, f);
+        break;
+    case STOMP_CMD_COMMIT:
+        on_commit_or_abort(s, f, true);
+        break;
+    case STOMP_CMD_ABORT:
+        on_commit_or_abort(s, f, false);
+        break;
+    case STOMP_CMD_DISCONNECT:
+        on_disconnect(s, f);
+        break;
+    default:
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "%s is a server frame",
+                     stomp_command_name(f->command));
+        break;
+    }
+}
+
+static uint16_t close_code_for_parse_error(int err)
+{
+    switch (err) {
+    case STOMP_ERR_TOO_MANY_HEADERS:
+    case STOMP_ERR_HEADER_LINE_TOO_LONG:
+    case STOMP_ERR_HEADERS_TOO_LARGE:
+    case STOMP_ERR_BODY_TOO_LARGE:
+        return WS_CLOSE_TOO_BIG;
+    case STOMP_ERR_NOMEM:
+        return WS_CLOSE_INTERNAL_ERROR;
+    default:
+        return WS_CLOSE_PROTOCOL_ERROR;
+    }
+}
+
+size_t session_feed(struct session *s, const char *data, size_t len)
+{
+    size_t total = len;
+    bool may_stop = s->conn->transport == CONN_TCP;
+    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed &&
+           !(may_stop && s->paused_on != NULL)) {
+        struct stomp_frame frame;
+        enum stomp_event ev;
+        ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);
+        if (n < 0) {
+            uint16_t code = close_code_for_parse_error((int)n);
+            if (code == WS_CLOSE_TOO_BIG)
+                s->broker->stats.limit_hits[LIMIT_STOMP_FRAME]++;
+            else
+                s->broker->stats.protocol_errors++;
+            fail_on_bytes(s, data, len, code, stomp_parser_error_message(s->parser));
+            return total;
+        }
+        data += n;
+        len -= (size_t)n;
+        if (ev == STOMP_EVENT_FRAME)
+            handle_frame(s, &frame);
+        else if (ev == STOMP_EVENT_NONE && n == 0)
+            break;
+    }
+    /* Most connections sit idle between frames: they should not hold a frame's buffers. */
+    stomp_parser_shrink(s->parser);
+    return may_stop && s->paused_on != NULL ? total - len : total; /* the rest waits its turn */
+}
+
+/* ---- delivery ------------------------------------------------------------------------------- */
+
+/*
+ * Queue flow control: a consumer takes more only while its connection drains and, for client
+ * acks, while the connection holds fewer than limits.max_unacked messages (past it, dispatch to
+ * the connection waits for ACKs, as a prefetch window over all its subscriptions would).
+ */
+bool session_writable(const struct subscription *sub)
+{
+    struct session *s = sub->session;
+    const struct conn *c = s->conn;
+    if (!conn_is_open(c) || conn_outbound(c) >= c->broker->cfg.outbound_high_water)
+        return false;
+    if (sub->ack != ACK_AUTO && s->unacked >= c->broker->cfg.max_unacked) {
+        if (s->unacked_limit_hits++ == 0) {
+            c->broker->stats.limit_hits[LIMIT_UNACKED]++;
+            log_info(c->id, "%zu unacked messages: dispatch waits for ACKs (limits.max_unacked)",
+                     s->unacked);
+        }
+        return false;
+    }
+    return true;
+}
+
+/* Topic deliveries past the high-water mark are dropped; too many in a row ends the session. */
+static int drop_for_slow_consumer(struct session *s)
+{
+    s->dropped++;
+    s->broker->stats.slow_consumer_drops++;
+    s->consecutive_drops++;
+    /* A consumer hovering at the mark drops and recovers all the time: one line per 10 s. */
+    uint64_t now = broker_now_ms(s->broker);
+    if (s->last_drop_log_ms == 0 || now - s->last_drop_log_ms >= 10000) {
+        s->last_drop_log_ms = now;
+        log_warn(s->conn->id,
+                 "slow consumer %s: output over limits.outbound_high_water (%zu bytes), dropping "
+                 "topic messages (%" PRIu64 " so far)",
+                 s->conn->peer, s->broker->cfg.outbound_high_water, s->dropped);
+    }
+    if (s->consecutive_drops > s->broker->cfg.slow_consumer_max_drops) {
+        s->broker->stats.slow_consumer_disconnects++;
+        s->broker->stats.limit_hits[LIMIT_SLOW_CONSUMER]++;
+        session_fail(s, NULL, WS_CLOSE_POLICY,
+                     "slow consumer: %zu messages dropped in a row over "
+                     "limits.outbound_high_water (limits.slow_consumer_max_drops = %zu)",
+                     s->consecutive_drops, s->broker->cfg.slow_consumer_max_drops);
+    }
+    return -1;
+}
+
+int session_deliver(struct subscription *sub, struct message *msg, bool redelivered)
+{
+    struct session *s = sub->session;
+    struct conn *c = s->conn;
+    if (!conn_is_open(c))
+        return -1;
+    bool queue = sub->target_kind == SUB_TARGET_QUEUE;
+    if (!queue && conn_outbound(c) >= s->broker->cfg.outbound_high_water)
+        return drop_for_slow_consumer(s);
+    s->consecutive_drops = 0;
+
+    /* Only copies here: the escaped lines were made once per subscription and per message. */
+    size_t shared_len, tail;
+    const char *shared = message_encoded_head(msg, s->version, &shared_len, &tail);
+    if (shared == NULL)
+        return -1;
+    struct head h;
+    head_init(&h);
+    head_raw(&h, "MESSAGE\n", 8);
+    if (queue) { /* the consumer's destination (a /temp-queue/ name stays as it wrote it) */
+        head_raw(&h, sub->lines, sub->lines_len);
+        shared += tail;
+        shared_len -= tail;
+    } else {
+        head_raw(&h, sub->lines, sub->id_line_len);
+    }
+    if (s->version >= STOMP_V1_2 && sub->ack != ACK_AUTO) {
+        head_raw(&h, "ack:", 4);
+        head_raw(&h, msg->id, strlen(msg->id));
+        head_raw(&h, "\n", 1);
+    }
+    if (redelivered)
+        head_raw(&h, "redelivered:true\n", 17);
+    head_raw(&h, shared, shared_len);
+    if (h.failed) {
+        head_release(&h);
+        return -1;
+    }
+    conn_send_frame(c, h.p, h.len, msg, NULL, 0, msg->utf8 && sub->id_utf8);
+    head_release(&h);
+    return 0;
+}
+
+void session_drained(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->subs, &bucket); e != NULL;
+         e = dict_next(&s->subs, &bucket, e)) {
+        struct subscription *sub = e->value;
+        if (sub->target_kind == SUB_TARGET_QUEUE)
+            router_resume(&s->broker->router, sub);
+    }
+}
+
+size_t session_subscription_count(const struct session *s)
+{
+    return s->subs.count;
+}
+
+size_t session_unacked(const struct session *s)
+{
+    return s->unacked;
+}
