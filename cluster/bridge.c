@@ -12,6 +12,7 @@
 #include "broker/base/dict.h"
 #include "broker/base/log.h"
 #include "broker/core/router.h"
+#include "broker/base/config.h"
 #include "cluster/common.h"
 #include "cluster/envelope.h"
 #include "cluster/payload.h"
@@ -147,7 +148,7 @@ static int percent_decode(const char *s, size_t len, char *out, size_t cap)
 static int url_error(char *err, size_t err_len, const char *url, const char *why)
 {
     char shown[512];
-    cluster_redact_url(shown, sizeof(shown), url);
+    config_redact_url(shown, sizeof(shown), url);
     snprintf(err, err_len, "bad Redis URL \"%s\": %s (expected redis://[:password@]host:port[/db])",
              shown, why);
     return -1;

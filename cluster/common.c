@@ -40,23 +40,3 @@ int cluster_grow(char **buf, size_t *cap, size_t need)
     *cap = n;
     return 0;
 }
-
-void cluster_redact_url(char *out, size_t len, const char *url)
-{
-    const char *rest = strstr(url, "://");
-    rest = rest != NULL ? rest + 3 : url;
-    size_t authority_len = strcspn(rest, "/");
-    const char *at = NULL;
-    for (size_t i = 0; i < authority_len; i++)
-        if (rest[i] == '@')
-            at = rest + i; /* the last '@', as bridge_parse_url reads it */
-    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
-    /* "***", or one '*' per character of a shorter password: never longer than the URL, so what
-     * --print-config writes fits the key again when it is loaded back. */
-    size_t stars = colon != NULL ? (size_t)(at - colon - 1) : 0;
-    if (colon == NULL)
-        snprintf(out, len, "%s", url);
-    else
-        snprintf(out, len, "%.*s%.*s%s", (int)(colon + 1 - url), url, (int)(stars < 3 ? stars : 3),
-                 "***", at);
-}

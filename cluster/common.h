@@ -1,6 +1,6 @@
 /*
- * common.h - small helpers the cluster modules (bridge.c, streams.c) share, and the broker's
- * config for Redis URLs. No I/O, no dependencies: the config fuzz harness links it alone.
+ * common.h - small helpers the cluster modules (bridge.c, streams.c) share. No I/O, no
+ * dependencies beyond libc.
  */
 #ifndef STOMPWS_CLUSTER_COMMON_H
 #define STOMPWS_CLUSTER_COMMON_H
@@ -21,10 +21,5 @@ bool cluster_warn_due(uint64_t *last);
 
 /* Grows *buf (realloc, doubling from 4 KiB) to hold at least need bytes; -1 when out of memory. */
 int cluster_grow(char **buf, size_t *cap, size_t need);
-
-/* url with the password of its user:password@ part shown as "***" (as many '*' as it has
- * characters when it has fewer than 3, so the result is never longer than url): Redis URLs end
- * up in logs and in --print-config output, which must load back into the same key. */
-void cluster_redact_url(char *out, size_t len, const char *url);
 
 #endif

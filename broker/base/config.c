@@ -1,7 +1,5 @@
 #include "broker/base/config.h"
-#include "cluster/common.h"
 #include "broker/base/log.h"
-#include "broker/net/tls.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -495,7 +493,7 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
     case KEY_PATH:
     case KEY_STRING:
         if (field == cfg->cluster_redis)
-            cluster_redact_url(out, len, field);
+            config_redact_url(out, len, field);
         else
             snprintf(out, len, "%s", field);
         return;
@@ -518,4 +516,24 @@ void config_print(const struct config *cfg, FILE *out)
         bool spaced = value[0] != '\0' && value[0] != ';';
         fprintf(out, "%s =%s%s\n", k->name, spaced ? " " : "", value);
     }
+}
+
+void config_redact_url(char *out, size_t len, const char *url)
+{
+    const char *rest = strstr(url, "://");
+    rest = rest != NULL ? rest + 3 : url;
+    size_t authority_len = strcspn(rest, "/");
+    const char *at = NULL;
+    for (size_t i = 0; i < authority_len; i++)
+        if (rest[i] == '@')
+            at = rest + i; /* the last '@', as the cluster reads a Redis URL */
+    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    /* "***", or one '*' per character of a shorter password: never longer than the URL, so what
+     * --print-config writes fits the key again when it is loaded back. */
+    size_t stars = colon != NULL ? (size_t)(at - colon - 1) : 0;
+    if (colon == NULL)
+        snprintf(out, len, "%s", url);
+    else
+        snprintf(out, len, "%.*s%.*s%s", (int)(colon + 1 - url), url, (int)(stars < 3 ? stars : 3),
+                 "***", at);
 }

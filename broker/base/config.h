@@ -135,4 +135,16 @@ int config_validate(const struct config *cfg, char *err, size_t err_len);
  */
 void config_print(const struct config *cfg, FILE *out);
 
+/* url with the password of its user:password@ part shown as "***" (as many '*' as it has
+ * characters when it has fewer than 3, so the result is never longer than url): Redis URLs end
+ * up in logs and in --print-config output, which must load back into the same key. */
+void config_redact_url(char *out, size_t len, const char *url);
+
+/* Mozilla's "intermediate" list for TLS 1.2 (TLS 1.3 suites are all fine and stay default;
+ * tls.ciphers defaults to it). */
+#define TLS_DEFAULT_CIPHERS                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
+
 #endif

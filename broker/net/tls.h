@@ -14,12 +14,6 @@
 
 #include "broker/base/config.h"
 
-/* Mozilla's "intermediate" list for TLS 1.2 (TLS 1.3 suites are all fine and stay default). */
-#define TLS_DEFAULT_CIPHERS                                                                        \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
-
 /*
  * A server context from cfg's tls.cert, tls.key and tls.ciphers; with_client_ca also loads
  * tls.client_ca and requires client certificates. NULL with a message in err on failure.

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cluster/bridge.h"
+#include "broker/base/config.h"
 #include "cluster/common.h"
 #include "cluster/envelope.h"
 #include "guard.h"
@@ -710,7 +711,7 @@ START_TEST(test_redact_url)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[128];
-        cluster_redact_url(out, sizeof(out), cases[i].url);
+        config_redact_url(out, sizeof(out), cases[i].url);
         ck_assert_str_eq(out, cases[i].shown);
     }
 }
