@@ -595,6 +595,16 @@ struct broker *broker_new(const struct config *cfg)
     return broker_new_in(cfg, NULL, 0);
 }
 
+/* Connections hand STOMP bytes to sessions and requests to the HTTP routes. */
+static const struct conn_handler conn_handler = {
+    .stomp_open = session_new,
+    .stomp_feed = session_feed,
+    .stomp_drained = session_drained,
+    .stomp_close = session_free,
+    .http_body_wanted = http_body_wanted,
+    .http_serve = http_serve,
+};
+
 /* Only loop 0 handles signals: the others' threads block them (loops.c). */
 static int add_signals(struct broker *b)
 {
@@ -614,6 +624,7 @@ struct broker *broker_new_in(const struct config *cfg, struct loops *group, size
     b->cfg = *cfg;
     b->group = group;
     b->loop_index = index;
+    b->conn_handler = &conn_handler;
     b->conn_id_stride = group != NULL ? loops_count(group) : 1;
     b->base = event_base_new();
     if (b->base == NULL)

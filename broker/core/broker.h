@@ -30,6 +30,7 @@ struct session;
 struct bridge;
 struct streams;
 struct api;
+struct conn_handler;
 
 /* Every limit a client can hit; each hit is counted (and exported on /metrics). */
 enum limit_kind {
@@ -104,6 +105,8 @@ struct broker {
     SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
     SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
                                 tls.client_ca is set) */
+    const struct conn_handler *conn_handler; /* borrowed (static): what a connection calls once
+                                                its transport is settled (net/conn.h) */
     struct conn *conns;      /* not owned here: each conn frees itself via reap */
     size_t conn_count;
     struct conn *reap_list;         /* connections to free before the loop sleeps */

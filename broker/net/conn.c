@@ -1,8 +1,6 @@
 #include "broker/net/conn.h"
-#include "broker/http/routes.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
-#include "broker/session/session.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -167,7 +165,7 @@ struct conn *conn_attach(struct broker *b, struct bufferevent *bev, const struct
     log_debug(c->id, "%s%s connection from %s", names[transport], c->tls ? "+tls" : "", c->peer);
 
     if (transport == CONN_TCP) {
-        c->session = session_new(c, 0);
+        c->session = c->broker->conn_handler->stomp_open(c, 0);
         if (c->session == NULL) {
             conn_close(c);
             return c;
@@ -192,7 +190,7 @@ void conn_free(struct conn *c)
     struct broker *b = c->broker;
     flush_unlink(c);
     if (c->session != NULL)
-        session_free(c->session);
+        c->broker->conn_handler->stomp_close(c->session);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -422,7 +420,7 @@ static void upgrade(struct conn *c, const struct ws_http_request *req)
     c->subprotocol = up.subprotocol;
     c->state = CONN_OPEN;
     evtimer_del(c->timer);
-    c->session = session_new(c, version_of_subprotocol(up.subprotocol));
+    c->session = c->broker->conn_handler->stomp_open(c, version_of_subprotocol(up.subprotocol));
     if (c->session == NULL) {
         conn_close(c);
         return;
@@ -446,10 +444,10 @@ static bool expects_continue(const struct ws_http_request *req)
 static void serve_http(struct conn *c, struct evbuffer *in, struct ws_http_request *req,
                        size_t head_len)
 {
-    size_t body_len = http_body_wanted(c, req);
+    size_t body_len = c->broker->conn_handler->http_body_wanted(c, req);
     size_t have = evbuffer_get_length(in);
     if (body_len == 0) {
-        http_serve(c, req, NULL, 0);
+        c->broker->conn_handler->http_serve(c, req, NULL, 0);
         return;
     }
     if (have < head_len + body_len) {
@@ -464,7 +462,7 @@ static void serve_http(struct conn *c, struct evbuffer *in, struct ws_http_reque
         http_reply(c, 500, "cannot read the request body");
         return;
     }
-    http_serve(c, req, data + head_len, body_len);
+    c->broker->conn_handler->http_serve(c, req, data + head_len, body_len);
 }
 
 /* Returns the bytes of the request head consumed, 0 when more are needed. */
@@ -510,7 +508,7 @@ static void handle_ws_event(struct conn *c, const struct ws_event *ev)
     switch (ev->type) {
     case WS_EVENT_DATA:
         if (ev->len > 0)
-            session_feed(c->session, (const char *)ev->data, ev->len);
+            c->broker->conn_handler->stomp_feed(c->session, (const char *)ev->data, ev->len);
         break;
     case WS_EVENT_PING:
         send_ws_control(c, WS_OP_PONG, ev->data, ev->len);
@@ -556,7 +554,7 @@ static void handle_tcp(struct conn *c, struct evbuffer *in)
     while (c->state == CONN_OPEN && !c->read_paused && evbuffer_get_length(in) > 0) {
         size_t chunk = evbuffer_get_contiguous_space(in);
         const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)chunk);
-        evbuffer_drain(in, session_feed(c->session, data, chunk));
+        evbuffer_drain(in, c->broker->conn_handler->stomp_feed(c->session, data, chunk));
     }
 }
 
@@ -588,7 +586,7 @@ static void output_drained(struct conn *c)
 {
     if (c->state == CONN_OPEN) {
         if (c->session != NULL)
-            session_drained(c->session);
+            c->broker->conn_handler->stomp_drained(c->session);
         return;
     }
     if (c->state == CONN_CLOSING && conn_outbound(c) == 0) {

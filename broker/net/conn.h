@@ -32,6 +32,30 @@ enum conn_state {
 
 struct session;
 struct message;
+struct conn;
+
+/*
+ * What a connection hands its bytes to once the transport is settled: a STOMP session (after
+ * the WebSocket upgrade, or at once on TCP) or an HTTP route. The wiring (server/loop.c) fills
+ * one in per loop (broker.conn_handler); conn.c calls up only through it, so net/ never names
+ * the session or the HTTP routes. Every callback runs on the connection's own loop.
+ */
+struct conn_handler {
+    /* A new STOMP session for c; version_hint: the STOMP version the WebSocket subprotocol
+     * fixed, 0 when none did. NULL when out of memory. */
+    struct session *(*stomp_open)(struct conn *c, int version_hint);
+    /* STOMP bytes; returns how many were taken (see session_feed). */
+    size_t (*stomp_feed)(struct session *s, const char *data, size_t len);
+    /* The output drained below its high-water mark. */
+    void (*stomp_drained)(struct session *s);
+    /* The connection is being freed: the session goes with it. */
+    void (*stomp_close)(struct session *s);
+    /* Bytes of request body the route for req reads before http_serve() (0: none). */
+    size_t (*http_body_wanted)(struct conn *c, const struct ws_http_request *req);
+    /* Answers req and closes c gracefully. */
+    void (*http_serve)(struct conn *c, const struct ws_http_request *req, const char *body,
+                       size_t body_len);
+};
 
 struct conn {
     uint64_t id;
