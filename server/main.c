@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "broker/auth/auth.h"
-#include "broker/core/broker.h"
+#include "server/loop.h"
 #include "broker/base/config.h"
 #include "broker/http/routes.h"
 #include "broker/base/log.h"

@@ -23,7 +23,7 @@ struct config_addr {
 
 enum config_outbound_frames { OUTBOUND_FRAMES_AUTO, OUTBOUND_FRAMES_TEXT, OUTBOUND_FRAMES_BINARY };
 
-/* server.threads: the most event loops a process runs (loops.h keeps their sets in a 64-bit mask).
+/* server.threads: the most event loops a process runs (shared_queues.c keeps their sets in a 64-bit mask).
  */
 #define CONFIG_THREADS_MAX 64
 
@@ -44,7 +44,7 @@ struct config {
     enum config_outbound_frames outbound_frames;
     unsigned shutdown_timeout_ms;
     unsigned tcp_keepalive_ms; /* idle time before TCP keepalive probes; 0: off */
-    size_t threads; /* event loops, one per thread (1..CONFIG_THREADS_MAX); see loops.h */
+    size_t threads; /* event loops, one per thread (1..CONFIG_THREADS_MAX); see server/threads.h */
 
     /* [limits] */
     size_t connection_rate;  /* new connections per second (token bucket), 0 = unlimited */

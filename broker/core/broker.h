@@ -1,11 +1,16 @@
 /*
- * broker.h - one event loop, its listeners, connections and router: the whole broker with
- * server.threads = 1, one of the loops of the process otherwise (loops.h).
+ * broker.h - one event loop's state: the whole broker with server.threads = 1, one of the loops
+ * of the process otherwise.
  *
- * The broker owns everything: connections are created by the listeners and freed only by
- * broker_reap() (never inside their own callbacks, as Redis does with CLIENT_CLOSE_ASAP), the
- * router holds destinations, and shutdown walks every connection to say goodbye. Everything here
- * is touched by the loop's own thread only.
+ * Data, and the few helpers every layer needs (the clock, limit names). The objects of the
+ * layers above (connections, listeners, sessions, the fan-out backend, the API's keys, the
+ * metrics board) appear here only as pointers to declared structs or as ops tables those layers
+ * fill in; server/loop.c builds, runs and frees a broker. Connections are created by the
+ * listeners and freed only by the reap step before the loop sleeps (never inside their own
+ * callbacks, as Redis does with CLIENT_CLOSE_ASAP). Everything here is touched by the loop's
+ * own thread only.
+ *
+ * What it must not do: include a header of a layer above core.
  */
 #ifndef STOMPWS_BROKER_H
 #define STOMPWS_BROKER_H
@@ -19,7 +24,7 @@
 
 #include "broker/auth/admit.h"
 #include "broker/base/config.h"
-#include "broker/net/listener.h"
+#include "broker/core/fanout.h"
 #include "broker/core/router.h"
 #include "broker/auth/security.h"
 
@@ -27,8 +32,9 @@
 
 struct conn;
 struct session;
-struct bridge;
-struct streams;
+struct listener;
+struct inboxes;
+struct metrics_board;
 struct api;
 struct conn_handler;
 
@@ -94,13 +100,16 @@ struct broker_loop_lag {
 
 struct broker {
     struct event_base *base; /* owned */
-    struct loops *group;     /* borrowed: the process's loops (threads > 1), NULL with one loop */
-    size_t loop_index;       /* this loop's place in group (0: the main thread's, or the only) */
+    size_t loop_index; /* this loop's place in the process (0: the main thread's, or the only) */
+    struct inboxes *inboxes; /* borrowed: the inboxes of the process's loops (threads > 1), else NULL */
+    struct metrics_board *board; /* borrowed: every loop's /metrics figures (threads > 1), else NULL */
     struct config cfg;
     struct router router;
-    struct listener listeners[LISTENER_COUNT]; /* owned: ws, wss, tcp, stomp-tls */
-    struct bridge *bridge;                     /* owned: the cluster link, NULL for a single node */
-    struct streams *streams; /* owned: queues across nodes, NULL for a single node */
+    struct fanout fanout;    /* beyond this loop: ops NULL for one loop of one node (fanout.h) */
+    /* A /reply-queue/ this loop does not have, for the loop that owns it (threads > 1; NULL
+     * otherwise): 0, or an enum router_error. */
+    int (*forward_reply)(struct broker *b, struct message *msg, const char *route, size_t len);
+    struct listener *listeners; /* owned by server/loop.c: LISTENER_COUNT of them */
     struct api *api;         /* owned: the HTTP publish API's keys, NULL while it is off */
     SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
     SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
@@ -119,7 +128,7 @@ struct broker {
     int exit_code;
     uint64_t next_conn_id;
     uint64_t conn_id_stride;  /* connection ids are n * stride + loop_index: unique in the process,
-                                 and a reply queue names its loop (see broker_publish) */
+                                 and a reply queue names its loop (see fanout_threads.c) */
     char node_token[17];      /* random hex: makes session ids and reply-queue names unguessable */
     struct admit admit;       /* connection admission limits */
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
@@ -127,59 +136,6 @@ struct broker {
     struct broker_loop_lag loop_lag;
     struct session *paused_publishers; /* not owned: sessions paused on a full queue (session.c) */
 };
-
-/* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */
-struct broker *broker_new(const struct config *cfg);
-/*
- * Loop `index` of group (loops.c): listeners bound with SO_REUSEPORT, printed by loop 0 only;
- * signals handled by loop 0 only; topics, reply queues and /queue/ names cross loops.
- */
-struct broker *broker_new_in(const struct config *cfg, struct loops *group, size_t index);
-/* Runs until shutdown has drained; returns the process exit code. */
-int broker_run(struct broker *b);
-void broker_free(struct broker *b);
-
-/* Stops accepting, tells every client why, and ends the loop once they are gone (or on timeout). */
-void broker_shutdown(struct broker *b, const char *reason);
-
-/*
- * Routes a message published by a local client: to local subscribers through the router and,
- * for topics on a clustered node, to the other nodes through Redis; on a clustered node a
- * /queue/ message goes to the queue's Redis stream instead. Returns the router's result (0 or
- * an enum router_error; ROUTER_ERR_CLUSTER_FULL when the cluster buffer is full).
- */
-int broker_publish(struct broker *b, struct message *msg, const char *route, size_t len,
-                   bool create_queue);
-
-/*
- * The same for a publisher that waits for the message to be safely stored: returns
- * BROKER_PUBLISH_PENDING when it went to a Redis stream, and session_append_done(waiter) is
- * called once Redis has confirmed (or refused) it.
- */
-#define BROKER_PUBLISH_PENDING 1
-/* Taken by the process's queue store, which is now full (queue.overflow = block): the publisher
- * pauses until loops_unblock() says it drained. */
-#define BROKER_PUBLISH_FULL 2
-int broker_publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
-                           bool create_queue, struct session *waiter);
-
-/* Inbox items of a loop (loops.c): a topic message published on another loop (to local
- * subscribers only), a message for one of this loop's reply queues, and "take from the queue
- * store" (entries appended or released, or consumers with room). */
-void broker_deliver_forwarded(struct broker *b, struct message *msg);
-void broker_deliver_reply(struct broker *b, struct message *msg);
-void broker_take_queues(struct broker *b);
-
-/* SIGHUP: rebuilds the TLS contexts from the certificate files (open connections keep theirs)
- * and reloads the users file, ACL and JWT keys; what fails to load keeps its old version. */
-void broker_reload(struct broker *b);
-
-/*
- * --check-config: loads what broker_new() would load from cfg (users file, ACL, JWT keys, TLS
- * certificates and keys, the Redis URL) and frees it again, without binding or connecting.
- * Returns 0, or -1 with err naming what failed.
- */
-int broker_check_config(const struct config *cfg, char *err, size_t err_len);
 
 /* Monotonic milliseconds, for timeouts, heart-beats and rate limits. */
 uint64_t broker_now_ms(const struct broker *b);

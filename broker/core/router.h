@@ -28,6 +28,8 @@ enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
 enum sub_target { SUB_TARGET_NONE, SUB_TARGET_TOPIC, SUB_TARGET_WILDCARD, SUB_TARGET_QUEUE };
 
 struct queue;
+struct broker;
+struct session;
 
 /* What happens to a clustered queue (struct queue.clustered), for router_ops.queue_event. */
 enum queue_event {
@@ -99,6 +101,10 @@ struct router_ops {
      * RELEASED only (borrowed for the call). */
     void (*queue_event)(void *ctx, struct queue *q, enum queue_event ev, struct message *msg);
     void *ctx;
+    /* A message the publishing session waited for was stored (error NULL) or refused. */
+    void (*publish_done)(struct session *waiter, const char *error);
+    /* Publishers of the loop paused on queue `queue` may go on (it drained, or is going away). */
+    void (*queue_unblocked)(struct broker *b, const char *queue);
 };
 
 struct router_stats {

@@ -1,7 +1,8 @@
 #include "broker/http/api.h"
-#include "broker/http/routes.h"
+#include "broker/http/respond.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
+#include "broker/core/publish.h"
 #include "broker/core/queue.h"
 
 #include <errno.h>
@@ -716,7 +717,7 @@ static int publish_all(struct api_request *r, struct batch *bt, json_t *ids)
         bool create = router_dest_kind(msg->destination, msg->destination_len) != DEST_REPLY_QUEUE;
         int rc = queue_at_limit(r, msg)
                      ? ROUTER_ERR_QUEUE_FULL
-                     : broker_publish(r->b, msg, msg->destination, msg->destination_len, create);
+                     : publish(r->b, msg, msg->destination, msg->destination_len, create);
         if (rc == ROUTER_ERR_QUEUE_FULL) {
             r->limit_hit = LIMIT_QUEUE_MESSAGES;
             r->extra_headers = "Retry-After: 1\r\n";

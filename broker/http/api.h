@@ -2,7 +2,7 @@
  * api.h - the HTTP publish API for backends: POST /api/publish on the plain HTTP routes.
  *
  * A backend holding a key from server.api_key_file publishes one message (the request body, to
- * ?destination=...) or a JSON batch, through the same path as a STOMP SEND (broker_publish: the
+ * ?destination=...) or a JSON batch, through the same path as a STOMP SEND (publish(): the
  * local router, then the cluster bridge), and gets back the message-ids subscribers see. Keys are
  * bearer tokens compared in constant time; each key has its own limits.publish_rate bucket;
  * SIGHUP reloads the key file. Every answer is JSON. docs/API.md is the user's view.

@@ -2,9 +2,9 @@
 #include "broker/net/conn.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
+#include "broker/core/publish.h"
 #include "broker/core/queue.h"
 #include "broker/session/txn.h"
-#include "cluster/streams.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -554,7 +554,7 @@ void session_free(struct session *s)
     if (s == NULL)
         return;
     if (s->appends_confirmed != s->appends_sent)
-        streams_forget(s->broker->streams, s); /* the messages stay; nobody waits for them */
+        publish_forget_waiter(s->broker, s); /* the messages stay; nobody waits for them */
     if (s->paused_on != NULL)
         unpause(s);
     free_deferred_receipts(s);
@@ -804,19 +804,19 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
 }
 
 /* Publishes; returns 0, or -1 after an ERROR. */
-static int publish(struct session *s, const struct stomp_frame *f, struct message *msg,
+static int route_send(struct session *s, const struct stomp_frame *f, struct message *msg,
                    const char *route, size_t route_len, bool create)
 {
-    int rc = broker_publish_waiting(s->broker, msg, route, route_len, create, s);
+    int rc = publish_waiting(s->broker, msg, route, route_len, create, s);
     switch (rc) {
-    case BROKER_PUBLISH_PENDING:
+    case PUBLISH_PENDING:
         s->appends_sent++;
         /* fall through */
     case 0:
         s->broker->stats.messages_in++;
         pause_if_full(s, route, route_len);
         return 0;
-    case BROKER_PUBLISH_FULL:
+    case PUBLISH_FULL:
         s->broker->stats.messages_in++;
         pause_on(s, NULL, route, route_len);
         return 0;
@@ -932,7 +932,7 @@ static void on_send(struct session *s, const struct stomp_frame *f)
         return;
     }
     int rc = tx != NULL ? tx_check(s, f, txn_add_send(tx, msg, route, create))
-                        : publish(s, f, msg, route, route_len, create);
+                        : route_send(s, f, msg, route, route_len, create);
     message_unref(msg);
     if (rc == 0)
         send_receipt(s, f);
@@ -1148,7 +1148,7 @@ static void on_commit_or_abort(struct session *s, const struct stomp_frame *f, b
     int rc = 0;
     for (struct txn_op *op = tx->head; commit && op != NULL && rc == 0; op = op->next) {
         if (op->msg != NULL)
-            rc = publish(s, f, op->msg, op->route, strlen(op->route), op->create_queue);
+            rc = route_send(s, f, op->msg, op->route, strlen(op->route), op->create_queue);
         else
             apply_ack(s, op->ack_id, strlen(op->ack_id), op->sub_id, op->nack);
     }

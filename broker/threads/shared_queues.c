@@ -1,6 +1,6 @@
 #include "broker/threads/shared_queues.h"
 #include "broker/base/dict.h"
-#include "server/threads.h"
+#include "broker/threads/inbox.h"
 #include "broker/core/router.h"
 
 #include <inttypes.h>
@@ -31,7 +31,7 @@ struct shared_queue {
 
 struct shared_queues {
     pthread_mutex_t lock; /* guards everything below */
-    struct loops *group;  /* borrowed: kicks and unblocks go to its inboxes */
+    struct inboxes *inboxes; /* borrowed: kicks and unblocks go to the loops through them */
     struct dict queues;   /* owned values: name -> struct shared_queue */
     size_t max_messages;  /* queue.max_messages: waiting entries per queue */
     bool block;           /* queue.overflow = block */
@@ -39,7 +39,7 @@ struct shared_queues {
     uint64_t waiting, in_flight;
 };
 
-struct shared_queues *shared_queues_new(struct loops *g, size_t max_messages, bool block)
+struct shared_queues *shared_queues_new(struct inboxes *inboxes, size_t max_messages, bool block)
 {
     struct shared_queues *sq = calloc(1, sizeof(*sq));
     if (sq == NULL)
@@ -48,7 +48,7 @@ struct shared_queues *shared_queues_new(struct loops *g, size_t max_messages, bo
         free(sq);
         return NULL;
     }
-    sq->group = g;
+    sq->inboxes = inboxes;
     dict_init(&sq->queues);
     sq->max_messages = max_messages;
     sq->block = block;
@@ -120,9 +120,9 @@ static void free_if_unused(struct shared_queues *sq, struct shared_queue *q)
 /* Kicks only push onto inboxes (lock-free): safe under the store's mutex. */
 static void kick_followers(struct shared_queues *sq, const struct shared_queue *q)
 {
-    for (size_t i = 0; i < loops_count(sq->group); i++)
+    for (size_t i = 0; i < inboxes_count(sq->inboxes); i++)
         if (q->followers & (UINT64_C(1) << i))
-            loops_kick(sq->group, i);
+            inboxes_kick(sq->inboxes, i);
 }
 
 /* As queue.c does for a local queue: publishers go on below 90% of the limit, not at the first
@@ -131,9 +131,9 @@ static void maybe_unblock(struct shared_queues *sq, struct shared_queue *q)
 {
     if (q->paused == 0 || q->waiting >= sq->max_messages - sq->max_messages / 10)
         return;
-    for (size_t i = 0; i < loops_count(sq->group); i++)
+    for (size_t i = 0; i < inboxes_count(sq->inboxes); i++)
         if (q->paused & (UINT64_C(1) << i))
-            loops_unblock(sq->group, i, q->name, q->name_len);
+            inboxes_unblock(sq->inboxes, i, q->name, q->name_len);
     q->paused = 0;
 }
 
@@ -219,7 +219,7 @@ void shared_queues_follow(struct shared_queues *sq, size_t loop, const char *nam
     struct shared_queue *q = lookup(sq, name, len, follow);
     if (q != NULL && follow) {
         q->followers |= UINT64_C(1) << loop;
-        loops_kick(sq->group, loop);
+        inboxes_kick(sq->inboxes, loop);
     } else if (q != NULL) {
         q->followers &= ~(UINT64_C(1) << loop);
         /* Entries left to the loop that went may now be the others' to take. */

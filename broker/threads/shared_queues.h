@@ -18,8 +18,8 @@
  *
  * Every function takes the store's mutex: queue operations cross loops here, topic deliveries
  * never do. It stores its own copies and hands out copies (message_clone): a message never
- * crosses loops. What it must not do: call into a loop other than through loops_kick() and
- * loops_unblock() (which only push onto inboxes), or hold the mutex while a loop delivers.
+ * crosses loops. What it must not do: call into a loop other than through inboxes_kick() and
+ * inboxes_unblock() (which only push onto inboxes), or hold the mutex while a loop delivers.
  */
 #ifndef STOMPWS_SHARED_QUEUES_H
 #define STOMPWS_SHARED_QUEUES_H
@@ -30,11 +30,12 @@
 
 #include "broker/base/message.h"
 
-struct loops;
+struct inboxes;
 struct shared_queues;
 
-/* A store for the loops of g; max_messages and block from queue.max_messages / queue.overflow. */
-struct shared_queues *shared_queues_new(struct loops *g, size_t max_messages, bool block);
+/* A store for the loops that own `inboxes`; max_messages and block from queue.max_messages and
+ * queue.overflow. */
+struct shared_queues *shared_queues_new(struct inboxes *inboxes, size_t max_messages, bool block);
 /* Frees every queue and entry; for after every loop has ended. */
 void shared_queues_free(struct shared_queues *sq);
 
@@ -42,7 +43,7 @@ void shared_queues_free(struct shared_queues *sq);
  * Stores a copy of msg at the tail of its queue (msg->destination) and kicks the loops that
  * follow it. Returns 0, ROUTER_ERR_QUEUE_FULL (reject: not stored) or ROUTER_ERR_NOMEM. With
  * block, *full is set when the queue is now at or past its limit: loop `from` will be told
- * through loops_unblock() when it drains.
+ * through inboxes_unblock() when it drains.
  */
 int shared_queues_append(struct shared_queues *sq, size_t from, const struct message *msg,
                          bool *full);

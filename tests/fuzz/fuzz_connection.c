@@ -4,7 +4,9 @@
  *
  * Each input gets a broker of its own (broker_new() with every listener off, broker_free() at the
  * end, so no state crosses inputs) and two clients, A and B, each on one end of an in-memory
- * bufferevent pair whose other end the broker runs as a connection (conn_attach()). Nothing
+ * bufferevent pair whose other end the broker runs as a connection (conn_attach()): the broker's
+ * own wiring (server/loop.c) fills in the connection handler and the router's delivery ops, so
+ * the bytes take the same seams as a socket's. Nothing
  * depends on the clock: limits.publish_rate and limits.connection_rate are 0, logins anonymous,
  * and every timer (handshake, CONNECT, heart-beats, closing) is seconds away.
  *
@@ -64,6 +66,7 @@
 #include <string.h>
 
 #include "broker/core/broker.h"
+#include "server/loop.h"
 #include "broker/base/config.h"
 #include "broker/net/conn.h"
 #include "broker/base/dict.h"

@@ -310,7 +310,7 @@ static const char *take_events(void)
     return out;
 }
 
-/* A message taken from the queue's stream (what broker.c does with streams' deliveries). */
+/* A message taken from the queue's stream (what cluster/fanout_redis.c does with streams' deliveries). */
 static void push_from_stream(const char *queue, const char *body, bool redelivered)
 {
     struct queue *q = queue_lookup(&router, queue, strlen(queue), false);

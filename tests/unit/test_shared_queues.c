@@ -1,51 +1,68 @@
 /* The in-process queue store of server.threads > 1: order, redelivery, the NACK hand-over to
- * another loop, and queue.overflow (reject, block with its 90% unblock). The loops are stand-ins
- * that record what the store tells them. */
+ * another loop, and queue.overflow (reject, block with its 90% unblock). The loops' inboxes are
+ * real; their receivers are stand-ins that record what the store told each loop. */
 #include <check.h>
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/threads.h"
 #include "broker/core/router.h"
+#include "broker/threads/inbox.h"
 #include "broker/threads/shared_queues.h"
 
 #define LOOPS 2
 
 static unsigned kicks[LOOPS];
 static unsigned unblocks[LOOPS];
+static size_t loop_ids[LOOPS] = {0, 1};
 
-size_t loops_count(const struct loops *g)
-{
-    (void)g;
-    return LOOPS;
-}
-
-void loops_kick(struct loops *g, size_t loop)
-{
-    (void)g;
-    kicks[loop]++;
-}
-
-void loops_unblock(struct loops *g, size_t loop, const char *name, size_t len)
-{
-    (void)g;
-    ck_assert_str_eq(name, "/queue/q");
-    ck_assert_uint_eq(len, 8);
-    unblocks[loop]++;
-}
-
+static struct event_base *base;
+static struct inboxes *inboxes;
 static struct shared_queues *sq;
+
+/* inbox_ops.receive of both stand-in loops (ctx: the loop's index). */
+static void receive(void *ctx, const struct inbox_item *item)
+{
+    size_t loop = *(const size_t *)ctx;
+    switch (item->kind) {
+    case INBOX_KICK:
+        kicks[loop]++;
+        break;
+    case INBOX_UNBLOCK:
+        ck_assert_str_eq(item->name, "/queue/q");
+        unblocks[loop]++;
+        break;
+    default:
+        ck_abort_msg("the store sent item kind %d", (int)item->kind);
+    }
+}
+
+/* What the store pushed onto the inboxes so far reaches the receivers. */
+static void drain(void)
+{
+    ck_assert_int_ge(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+}
 
 static void setup(void)
 {
     memset(kicks, 0, sizeof(kicks));
     memset(unblocks, 0, sizeof(unblocks));
+    base = event_base_new();
+    inboxes = inboxes_new(LOOPS);
+    ck_assert_ptr_nonnull(base);
+    ck_assert_ptr_nonnull(inboxes);
+    for (size_t i = 0; i < LOOPS; i++) {
+        const struct inbox_ops ops = {.receive = receive, .ctx = &loop_ids[i]};
+        ck_assert_int_eq(inboxes_attach(inboxes, i, base, &ops), 0);
+    }
 }
 
 static void teardown(void)
 {
     shared_queues_free(sq);
     sq = NULL;
+    inboxes_free(inboxes);
+    event_base_free(base);
 }
 
 static int append(const char *body, bool *full)
@@ -53,6 +70,7 @@ static int append(const char *body, bool *full)
     struct message *msg = message_new("/queue/q", 8, NULL, 0, body, strlen(body));
     int rc = shared_queues_append(sq, 0, msg, full);
     message_unref(msg);
+    drain();
     return rc;
 }
 
@@ -61,6 +79,7 @@ static size_t take(size_t loop, size_t max, struct message **out, char *bodies)
 {
     bool redelivered[16];
     size_t n = shared_queues_take(sq, loop, "/queue/q", 8, max, out, redelivered);
+    drain();
     bodies[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         strcat(bodies, i ? " " : "");
@@ -78,7 +97,7 @@ static void unref_all(struct message **m, size_t n)
 
 START_TEST(test_sent_order_kept_through_take_settle_and_release)
 {
-    sq = shared_queues_new(NULL, 100, false);
+    sq = shared_queues_new(inboxes, 100, false);
     shared_queues_follow(sq, 0, "/queue/q", 8, true);
     static const char *const sent[] = {"a", "b", "c", "d"};
     for (size_t i = 0; i < 4; i++)
@@ -110,7 +129,7 @@ END_TEST
 /* A NACK by the only consumer of loop 0 hands the message to loop 1's consumers first. */
 START_TEST(test_declined_entry_goes_to_another_loop)
 {
-    sq = shared_queues_new(NULL, 100, false);
+    sq = shared_queues_new(inboxes, 100, false);
     shared_queues_follow(sq, 0, "/queue/q", 8, true);
     shared_queues_follow(sq, 1, "/queue/q", 8, true);
     ck_assert_int_eq(append("x", NULL), 0);
@@ -129,7 +148,7 @@ END_TEST
 
 START_TEST(test_reject_past_the_limit)
 {
-    sq = shared_queues_new(NULL, 2, false);
+    sq = shared_queues_new(inboxes, 2, false);
     ck_assert_int_eq(append("1", NULL), 0);
     ck_assert_int_eq(append("2", NULL), 0);
     bool full = false;
@@ -142,7 +161,7 @@ END_TEST
  * limit (here 9 of 10 is not enough, 8 is) the loop is told to go on, once. */
 START_TEST(test_block_pauses_then_unblocks_below_90_percent)
 {
-    sq = shared_queues_new(NULL, 10, true);
+    sq = shared_queues_new(inboxes, 10, true);
     bool full = false;
     for (int i = 0; i < 9; i++) {
         ck_assert_int_eq(append("m", &full), 0);

@@ -1,0 +1,81 @@
+/*
+ * fanout.h - where a message goes beyond this event loop: the seam every backend fills in.
+ *
+ * The core (publish.h) routes a message to this loop's subscribers and queues; when the loop is
+ * one of several (server.threads > 1) or one node of a cluster (cluster.redis), a backend carries
+ * topics, queues and interest to the others. There are three: none (broker.fanout.ops == NULL:
+ * one loop, one node), broker/threads/fanout_threads.c (the loops of one process) and
+ * cluster/fanout_redis.c (nodes through Redis). Only the wiring (server/) knows which one runs;
+ * a backend hands messages back down through router.h, queue.h and publish.h.
+ *
+ * What it must not do: name a backend. Nothing below the backends includes their headers.
+ */
+#ifndef STOMPWS_FANOUT_H
+#define STOMPWS_FANOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/core/router.h"
+
+struct session;
+
+/* How /metrics adds a backend figure up over the loops, and how it prints it. */
+enum fanout_figure_kind {
+    FANOUT_COUNTER, /* a counter: summed */
+    FANOUT_GAUGE,   /* a gauge: summed */
+    FANOUT_LINK_UP, /* 1 when every loop's link is up, else 0 */
+    FANOUT_LATENCY, /* microseconds, shown in seconds: the worst loop's */
+    FANOUT_DROPPED, /* messages lost: stompws_messages_dropped_total{reason="<name>"} */
+};
+
+/* One figure a backend exports: its metric name (the reason label for FANOUT_DROPPED). */
+struct fanout_figure {
+    const char *name;
+    const char *help;
+    enum fanout_figure_kind kind;
+};
+
+#define FANOUT_FIGURES_MAX 24
+
+/* A backend's figures, in the order of its descriptor table (fanout_ops.figure_names). */
+struct fanout_figures {
+    uint64_t v[FANOUT_FIGURES_MAX];
+};
+
+struct fanout_ops {
+    /* Local interest in a topic name or pattern appeared (added) or vanished: first subscriber
+     * in, last one out (router_ops.interest). */
+    void (*interest)(void *ctx, const char *name, size_t len, bool pattern, bool added);
+    /* A topic message published here: this loop's subscribers and everyone else's. Returns the
+     * router's result (0 or an enum router_error). */
+    int (*publish_topic)(void *ctx, struct message *msg, const char *route, size_t len);
+    /* A /queue/ message: stored where every loop or node takes from. waiter (NULL for the API)
+     * is the publishing session. Returns 0, PUBLISH_PENDING (waiter hears through
+     * router_ops.publish_done), PUBLISH_FULL, or an enum router_error. */
+    int (*publish_queue)(void *ctx, struct message *msg, struct session *waiter);
+    /* What happens to the backend's queues here (router_ops.queue_event; never QUEUE_EV_UNBLOCK,
+     * which the core hands to the sessions itself). */
+    void (*queue_event)(void *ctx, struct queue *q, enum queue_event ev, struct message *msg);
+    /* waiter is going away: nothing may be told to it any more. Optional. */
+    void (*forget_waiter)(void *ctx, struct session *waiter);
+    /* NULL when ready; otherwise static text saying why not (/readyz). Optional. */
+    const char *(*ready)(void *ctx);
+    /* At shutdown, once the clients are gone: may the loop end (nothing left to confirm)? */
+    bool (*flushed)(void *ctx);
+    /* Fills out in the order of figure_names. Optional when figure_count is 0. */
+    void (*figures)(void *ctx, struct fanout_figures *out);
+    /* Frees the backend; after every session of the loop is gone. */
+    void (*free)(void *ctx);
+    const struct fanout_figure *figure_names; /* static: figure_count of them */
+    size_t figure_count;
+};
+
+/* A loop's backend: ops NULL for none. */
+struct fanout {
+    const struct fanout_ops *ops; /* static */
+    void *ctx;                    /* owned: freed by ops->free */
+};
+
+#endif

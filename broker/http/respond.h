@@ -1,0 +1,39 @@
+/*
+ * respond.h - how every HTTP route answers: a whole response written to the connection, which
+ * then closes gracefully; and the URL decoding the routes share.
+ *
+ * What it must not do: route, or read the socket (conn.c collects the request).
+ */
+#ifndef STOMPWS_RESPOND_H
+#define STOMPWS_RESPOND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "broker/net/conn.h"
+
+struct evbuffer;
+
+/* Status line and headers up to the empty line, for a body of length bytes (extra_headers:
+ * lines each ending in CRLF, or NULL). */
+void http_write_head(struct conn *c, int status, const char *content_type, size_t length,
+                     const char *extra_headers);
+
+/*
+ * Writes a whole response: the head (with Cache-Control: no-store and extra_headers), then
+ * body, drained. Closes c gracefully. For every route, the API's included.
+ */
+void http_respond(struct conn *c, int status, const char *extra_headers, const char *content_type,
+                  struct evbuffer *body);
+
+/* A text/plain response: text and a newline. */
+void http_respond_text(struct conn *c, int status, const char *extra_headers, const char *text);
+
+/*
+ * Percent-decodes src[0..len) into out (cap bytes, no NUL added); plus_is_space for query
+ * strings (form encoding). Returns the decoded length, or -1 for a bad escape or no room.
+ */
+ssize_t http_url_decode(const char *src, size_t len, bool plus_is_space, char *out, size_t cap);
+
+#endif

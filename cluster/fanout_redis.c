@@ -1,0 +1,316 @@
+#include "cluster/fanout_redis.h"
+#include "broker/base/log.h"
+#include "broker/core/publish.h"
+#include "broker/core/queue.h"
+#include "cluster/bridge.h"
+#include "cluster/streams.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* The backend of one loop: its two Redis links. */
+struct fanout_redis {
+    struct broker *b;         /* borrowed: the loop it serves */
+    struct bridge *bridge;    /* owned: topics */
+    struct streams *streams;  /* owned: queues */
+};
+
+/* The router's interest transitions, followed in Redis. */
+static void follow_interest(void *ctx, const char *name, size_t len, bool pattern, bool added)
+{
+    struct fanout_redis *fr = ctx;
+    bridge_interest(fr->bridge, name, len, pattern, added);
+}
+
+/* A topic message: local subscribers, then Redis for the other nodes. */
+static int publish_topic(void *ctx, struct message *msg, const char *route, size_t len)
+{
+    struct fanout_redis *fr = ctx;
+    int rc = router_publish(&fr->b->router, msg, route, len, false);
+    if (rc == 0)
+        bridge_publish(fr->bridge, msg);
+    return rc;
+}
+
+/* A /queue/ message goes to its stream; a waiting publisher hears once Redis confirms. */
+static int publish_queue(void *ctx, struct message *msg, struct session *waiter)
+{
+    struct fanout_redis *fr = ctx;
+    if (streams_append(fr->streams, msg, waiter) != 0)
+        return ROUTER_ERR_CLUSTER_FULL;
+    fr->b->router.stats.published++;
+    return waiter != NULL ? PUBLISH_PENDING : 0;
+}
+
+/* A message from another node: local subscribers only, never back to Redis. */
+static void deliver_remote(void *ctx, struct message *msg, const char *pattern, size_t len)
+{
+    struct fanout_redis *fr = ctx;
+    if (pattern == NULL)
+        router_publish_exact(&fr->b->router, msg);
+    else
+        router_publish_pattern(&fr->b->router, msg, pattern, len);
+}
+
+/* What the router tells of clustered queues, passed on to the streams. */
+static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
+{
+    struct fanout_redis *fr = ctx;
+    switch (ev) {
+    case QUEUE_EV_FOLLOW:
+    case QUEUE_EV_UNFOLLOW:
+        streams_follow(fr->streams, q->name, q->name_len, ev == QUEUE_EV_FOLLOW);
+        break;
+    case QUEUE_EV_SETTLED:
+        streams_ack(fr->streams, msg);
+        break;
+    case QUEUE_EV_RELEASED:
+    case QUEUE_EV_DECLINED:
+        streams_release(fr->streams, msg);
+        break;
+    case QUEUE_EV_ROOM:
+        streams_kick(fr->streams);
+        break;
+    case QUEUE_EV_UNBLOCK:
+        break;
+    }
+}
+
+/* A message from a queue's stream: to the local queue, or back when nobody here takes it. */
+static void deliver_from_stream(void *ctx, struct message *msg, bool redelivered)
+{
+    struct fanout_redis *fr = ctx;
+    struct router *r = &fr->b->router;
+    struct queue *q = queue_lookup(r, msg->destination, msg->destination_len, false);
+    if (q == NULL || q->consumer_count == 0 || queue_push(r, q, msg, redelivered) != 0)
+        streams_release(fr->streams, msg);
+}
+
+static size_t stream_capacity(void *ctx, const char *name, size_t len)
+{
+    struct fanout_redis *fr = ctx;
+    struct queue *q = queue_lookup(&fr->b->router, name, len, false);
+    return q != NULL ? queue_capacity(&fr->b->router, q) : 0;
+}
+
+static void stream_appended(void *ctx, void *waiter, const char *error)
+{
+    struct fanout_redis *fr = ctx;
+    fr->b->router.ops.publish_done(waiter, error);
+}
+
+static void forget_waiter(void *ctx, struct session *waiter)
+{
+    struct fanout_redis *fr = ctx;
+    streams_forget(fr->streams, waiter); /* the messages stay; nobody waits for them */
+}
+
+/* Ready: both Redis links carry messages. */
+static const char *not_ready(void *ctx)
+{
+    struct fanout_redis *fr = ctx;
+    if (!bridge_link_up(fr->bridge))
+        return "cluster link to Redis is down";
+    if (!streams_link_up(fr->streams))
+        return "cluster queue link to Redis is down";
+    return NULL;
+}
+
+/* Shutdown may end once the queue link has confirmed every message, ack and release it holds
+ * (or cannot, its link being down). */
+static bool flushed(void *ctx)
+{
+    struct fanout_redis *fr = ctx;
+    return streams_flushed(fr->streams) || !streams_link_up(fr->streams);
+}
+
+/* The figures /metrics shows, in this order (names and help as they always were). */
+enum {
+    FIG_LINK_UP,
+    FIG_PUBLISHED,
+    FIG_RECEIVED,
+    FIG_RECONNECTS,
+    FIG_LATENCY,
+    FIG_DROPPED,
+    FIG_QUEUE_LINK_UP,
+    FIG_APPENDED,
+    FIG_APPEND_ERRORS,
+    FIG_READ,
+    FIG_CLAIMED,
+    FIG_ACKED,
+    FIG_RELEASED,
+    FIG_RESENT,
+    FIG_DECODE_ERRORS,
+    FIG_BUFFERED_BYTES,
+    FIG_HELD,
+    FIG_COUNT
+};
+
+static const struct fanout_figure figure_names[FIG_COUNT] = {
+    [FIG_LINK_UP] = {"stompws_cluster_link_up", "1 when both Redis links are up and verified.",
+                     FANOUT_LINK_UP},
+    [FIG_PUBLISHED] = {"stompws_cluster_published_total", "Messages sent to Redis.",
+                       FANOUT_COUNTER},
+    [FIG_RECEIVED] = {"stompws_cluster_received_total", "Messages from Redis.", FANOUT_COUNTER},
+    [FIG_RECONNECTS] = {"stompws_cluster_reconnects_total", "Redis links re-established.",
+                        FANOUT_COUNTER},
+    [FIG_LATENCY] = {"stompws_cluster_redis_latency_seconds",
+                     "Round trip of the latest probe: PUBLISH to the node's own channel until it "
+                     "came back.",
+                     FANOUT_LATENCY},
+    [FIG_DROPPED] = {"cluster_link", NULL, FANOUT_DROPPED},
+    [FIG_QUEUE_LINK_UP] = {"stompws_cluster_queue_link_up", "1 when both Redis queue links are up.",
+                           FANOUT_LINK_UP},
+    [FIG_APPENDED] = {"stompws_cluster_queue_appended_total", "Queue messages Redis stored (XADD).",
+                      FANOUT_COUNTER},
+    [FIG_APPEND_ERRORS] = {"stompws_cluster_queue_append_errors_total",
+                           "Queue messages Redis refused (the publisher got an ERROR).",
+                           FANOUT_COUNTER},
+    [FIG_READ] = {"stompws_cluster_queue_read_total", "Queue messages taken from streams.",
+                  FANOUT_COUNTER},
+    [FIG_CLAIMED] = {"stompws_cluster_queue_claimed_total",
+                     "Queue messages taken over from another node or handed back (redelivered).",
+                     FANOUT_COUNTER},
+    [FIG_ACKED] = {"stompws_cluster_queue_acked_total", "Queue messages acked in Redis.",
+                   FANOUT_COUNTER},
+    [FIG_RELEASED] = {"stompws_cluster_queue_released_total",
+                      "Queue messages handed back for other nodes (no consumer left here).",
+                      FANOUT_COUNTER},
+    [FIG_RESENT] = {"stompws_cluster_queue_resent_total",
+                    "Commands sent again after a lost Redis link.", FANOUT_COUNTER},
+    [FIG_DECODE_ERRORS] = {"stompws_cluster_queue_decode_errors_total",
+                           "Stream entries dropped because they could not be decoded.",
+                           FANOUT_COUNTER},
+    [FIG_BUFFERED_BYTES] = {"stompws_cluster_queue_buffered_bytes",
+                            "Bytes of queue commands Redis has not confirmed yet "
+                            "(cluster.queue_buffer_bytes).",
+                            FANOUT_GAUGE},
+    [FIG_HELD] = {"stompws_cluster_queue_held",
+                  "Stream entries this node holds for its consumers (waiting or unacked).",
+                  FANOUT_GAUGE},
+};
+
+static void figures(void *ctx, struct fanout_figures *out)
+{
+    struct fanout_redis *fr = ctx;
+    const struct bridge_stats *b = bridge_stats(fr->bridge);
+    const struct streams_stats *s = streams_stats(fr->streams);
+    uint64_t *v = out->v;
+    v[FIG_LINK_UP] = bridge_link_up(fr->bridge);
+    v[FIG_PUBLISHED] = b->published;
+    v[FIG_RECEIVED] = b->received;
+    v[FIG_RECONNECTS] = b->reconnects;
+    v[FIG_LATENCY] = b->probe_round_trip_us;
+    v[FIG_DROPPED] = b->dropped;
+    v[FIG_QUEUE_LINK_UP] = streams_link_up(fr->streams);
+    v[FIG_APPENDED] = s->appended;
+    v[FIG_APPEND_ERRORS] = s->append_errors;
+    v[FIG_READ] = s->read;
+    v[FIG_CLAIMED] = s->claimed;
+    v[FIG_ACKED] = s->acked;
+    v[FIG_RELEASED] = s->released;
+    v[FIG_RESENT] = s->resent;
+    v[FIG_DECODE_ERRORS] = s->decode_errors;
+    v[FIG_BUFFERED_BYTES] = s->buffered_bytes;
+    v[FIG_HELD] = s->held;
+}
+
+/* After the loop's sessions: their releases and unsubscribes still reach the links. */
+static void fanout_redis_free(void *ctx)
+{
+    struct fanout_redis *fr = ctx;
+    streams_free(fr->streams);
+    bridge_free(fr->bridge);
+    free(fr);
+}
+
+static const struct fanout_ops fanout_redis_ops = {
+    .interest = follow_interest,
+    .publish_topic = publish_topic,
+    .publish_queue = publish_queue,
+    .queue_event = follow_queue,
+    .forget_waiter = forget_waiter,
+    .ready = not_ready,
+    .flushed = flushed,
+    .figures = figures,
+    .free = fanout_redis_free,
+    .figure_names = figure_names,
+    .figure_count = FIG_COUNT,
+};
+
+_Static_assert(FIG_COUNT <= FANOUT_FIGURES_MAX, "fanout_figures has room for every figure");
+
+static int start_streams(struct fanout_redis *fr, const struct bridge_config *bcfg)
+{
+    struct broker *b = fr->b;
+    struct bridge_config scfg = *bcfg;
+    snprintf(scfg.node_id, sizeof(scfg.node_id), "%s", bridge_node_id(fr->bridge));
+    const struct streams_ops ops = {.ctx = fr,
+                                    .deliver = deliver_from_stream,
+                                    .capacity = stream_capacity,
+                                    .appended = stream_appended};
+    fr->streams = streams_new(b->base, &scfg, b->cfg.cluster_queue_visibility_ms,
+                              b->cfg.cluster_queue_buffer_bytes, &ops);
+    if (fr->streams == NULL)
+        return -1;
+    b->router.cluster_queues = true;
+    return 0;
+}
+
+/* The bridge's settings from the broker's: -1 (logged) when cluster.redis does not parse. */
+static int bridge_settings(const struct config *cfg, struct bridge_config *bcfg)
+{
+    bridge_config_defaults(bcfg);
+    char err[256];
+    if (bridge_parse_url(cfg->cluster_redis, bcfg, err, sizeof(err)) != 0) {
+        log_error(0, "cluster.redis: %s", err);
+        return -1;
+    }
+    snprintf(bcfg->node_id, sizeof(bcfg->node_id), "%s", cfg->cluster_node_id);
+    snprintf(bcfg->prefix, sizeof(bcfg->prefix), "%s", cfg->cluster_prefix);
+    bcfg->unsubscribe_grace_ms = cfg->cluster_unsubscribe_grace_ms;
+    bcfg->probe_interval_ms = cfg->cluster_probe_interval_ms;
+    bcfg->reconnect_max_ms = cfg->cluster_reconnect_max_ms;
+    if (bcfg->reconnect_min_ms > bcfg->reconnect_max_ms)
+        bcfg->reconnect_min_ms = bcfg->reconnect_max_ms;
+    bcfg->max_destination = cfg->max_header_line;
+    bcfg->max_headers = cfg->max_frame_headers;
+    bcfg->max_header_bytes = cfg->max_header_bytes;
+    bcfg->max_body = cfg->max_body;
+    return 0;
+}
+
+int fanout_redis_start(struct broker *b)
+{
+    if (b->cfg.cluster_redis[0] == '\0')
+        return 0;
+    struct bridge_config bcfg;
+    if (bridge_settings(&b->cfg, &bcfg) != 0)
+        return -1;
+    struct fanout_redis *fr = calloc(1, sizeof(*fr));
+    if (fr == NULL)
+        return -1;
+    fr->b = b;
+    /* Set before the links exist: broker_free() frees a half-built backend the same way. */
+    b->fanout = (struct fanout){.ops = &fanout_redis_ops, .ctx = fr};
+    const struct bridge_ops ops = {.ctx = fr, .deliver = deliver_remote};
+    fr->bridge = bridge_new(b->base, &bcfg, &ops);
+    if (fr->bridge == NULL || start_streams(fr, &bcfg) != 0)
+        return -1;
+    log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(fr->bridge), bcfg.redis_host,
+             bcfg.redis_port);
+    return 0;
+}
+
+int fanout_redis_check_config(const struct config *cfg, char *err, size_t err_len)
+{
+    struct bridge_config bcfg;
+    bridge_config_defaults(&bcfg);
+    char why[400];
+    if (cfg->cluster_redis[0] != '\0' &&
+        bridge_parse_url(cfg->cluster_redis, &bcfg, why, sizeof(why)) != 0) {
+        snprintf(err, err_len, "cluster.redis: %s", why);
+        return -1;
+    }
+    return 0;
+}
