@@ -18,6 +18,11 @@
 #ifndef STOMPWS_BRIDGE_H
 #define STOMPWS_BRIDGE_H
 
+/* The layers' rule, enforced by the build: broker/ is compiled with STOMPWS_BROKER_LAYER. */
+#ifdef STOMPWS_BROKER_LAYER
+#error "a broker/ file includes a header of cluster/ or server/, the layers above it"
+#endif
+
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -9,6 +9,11 @@
 #ifndef STOMPWS_FANOUT_REDIS_H
 #define STOMPWS_FANOUT_REDIS_H
 
+/* The layers' rule, enforced by the build: broker/ is compiled with STOMPWS_BROKER_LAYER. */
+#ifdef STOMPWS_BROKER_LAYER
+#error "a broker/ file includes a header of cluster/ or server/, the layers above it"
+#endif
+
 #include <stddef.h>
 
 #include "broker/core/broker.h"

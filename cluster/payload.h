@@ -8,6 +8,11 @@
 #ifndef STOMPWS_PAYLOAD_H
 #define STOMPWS_PAYLOAD_H
 
+/* The layers' rule, enforced by the build: broker/ is compiled with STOMPWS_BROKER_LAYER. */
+#ifdef STOMPWS_BROKER_LAYER
+#error "a broker/ file includes a header of cluster/ or server/, the layers above it"
+#endif
+
 #include <stddef.h>
 
 #include "broker/base/message.h"

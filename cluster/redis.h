@@ -17,6 +17,11 @@
 #ifndef STOMPWS_REDIS_H
 #define STOMPWS_REDIS_H
 
+/* The layers' rule, enforced by the build: broker/ is compiled with STOMPWS_BROKER_LAYER. */
+#ifdef STOMPWS_BROKER_LAYER
+#error "a broker/ file includes a header of cluster/ or server/, the layers above it"
+#endif
+
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <stdbool.h>

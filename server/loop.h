@@ -10,6 +10,11 @@
 #ifndef STOMPWS_LOOP_H
 #define STOMPWS_LOOP_H
 
+/* The layers' rule, enforced by the build: broker/ is compiled with STOMPWS_BROKER_LAYER. */
+#ifdef STOMPWS_BROKER_LAYER
+#error "a broker/ file includes a header of cluster/ or server/, the layers above it"
+#endif
+
 #include <stddef.h>
 
 #include "broker/core/broker.h"

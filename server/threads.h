@@ -22,6 +22,11 @@
 #ifndef STOMPWS_THREADS_H
 #define STOMPWS_THREADS_H
 
+/* The layers' rule, enforced by the build: broker/ is compiled with STOMPWS_BROKER_LAYER. */
+#ifdef STOMPWS_BROKER_LAYER
+#error "a broker/ file includes a header of cluster/ or server/, the layers above it"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 
