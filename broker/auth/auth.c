@@ -1315,7 +1315,7 @@ static bool subject_valid(const char *s, size_t len)
 static int check_claims(const struct auth_jwt *jwt, json_t *claims, int64_t now,
                         struct auth_identity *out, char *err, size_t err_len)
 {
-    int64_t exp;
+    int64_t exp = 0; /* set whenever check_times() returns 0; gcc -O3 cannot see through fail() */
     int rc = check_times(jwt, claims, now, &exp, err, err_len);
     if (rc != 0)
         return rc;
