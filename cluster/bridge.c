@@ -11,7 +11,7 @@
 
 #include "broker/base/dict.h"
 #include "broker/base/log.h"
-#include "broker/core/router.h"
+#include "broker/core/destination.h"
 #include "broker/base/config.h"
 #include "cluster/common.h"
 #include "cluster/envelope.h"
@@ -660,7 +660,7 @@ static void message_arrived(struct bridge *b, const redisReply *glob, const redi
     size_t len = (size_t)channel->len;
     const char *dest = channel->str + skip;
     if (len <= skip || memcmp(channel->str, b->cfg.prefix, prefix_len) != 0 ||
-        channel->str[prefix_len] != ':' || router_dest_kind(dest, len - skip) != DEST_TOPIC ||
+        channel->str[prefix_len] != ':' || destination_kind(dest, len - skip) != DEST_TOPIC ||
         memchr(dest, '\0', len - skip) || len - skip > b->limits.max_destination) {
         decode_error(b, channel->str, len, "not a /topic/ channel under the prefix");
         return;
@@ -769,7 +769,7 @@ static void drop_publish(struct bridge *b, const struct message *msg, const char
 
 void bridge_publish(struct bridge *b, struct message *msg)
 {
-    if (router_dest_kind(msg->destination, msg->destination_len) != DEST_TOPIC)
+    if (destination_kind(msg->destination, msg->destination_len) != DEST_TOPIC)
         return;
     if (!redis_link_is_up(b->pub)) {
         drop_publish(b, msg, "the Redis publish link is down");

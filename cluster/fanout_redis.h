@@ -3,7 +3,7 @@
  * pub/sub (bridge.h), /queue/ names through Redis Streams (streams.h).
  *
  * It implements broker/core/fanout.h and hands what arrives from Redis back down through the
- * router and the queues; sessions hear of their stored messages through router_ops.publish_done.
+ * router and the queues; sessions hear of their stored messages through delivery_ops.publish_done.
  * What it must not do: be named by anything under broker/: the wiring (server/) starts it.
  */
 #ifndef STOMPWS_FANOUT_REDIS_H

@@ -279,7 +279,7 @@ static int add_signals(struct broker *b)
 static void start_router(struct broker *b)
 {
     const struct config *cfg = &b->cfg;
-    const struct router_ops ops = {.deliver = session_deliver,
+    const struct delivery_ops ops = {.deliver = session_deliver,
                                    .writable = session_writable,
                                    .interest = publish_interest,
                                    .queue_event = publish_queue_event,

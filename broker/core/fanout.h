@@ -46,16 +46,16 @@ struct fanout_figures {
 
 struct fanout_ops {
     /* Local interest in a topic name or pattern appeared (added) or vanished: first subscriber
-     * in, last one out (router_ops.interest). */
+     * in, last one out (delivery_ops.interest). */
     void (*interest)(void *ctx, const char *name, size_t len, bool pattern, bool added);
     /* A topic message published here: this loop's subscribers and everyone else's. Returns the
      * router's result (0 or an enum router_error). */
     int (*publish_topic)(void *ctx, struct message *msg, const char *route, size_t len);
     /* A /queue/ message: stored where every loop or node takes from. waiter (NULL for the API)
      * is the publishing session. Returns 0, PUBLISH_PENDING (waiter hears through
-     * router_ops.publish_done), PUBLISH_FULL, or an enum router_error. */
+     * delivery_ops.publish_done), PUBLISH_FULL, or an enum router_error. */
     int (*publish_queue)(void *ctx, struct message *msg, struct session *waiter);
-    /* What happens to the backend's queues here (router_ops.queue_event; never QUEUE_EV_UNBLOCK,
+    /* What happens to the backend's queues here (delivery_ops.queue_event; never QUEUE_EV_UNBLOCK,
      * which the core hands to the sessions itself). */
     void (*queue_event)(void *ctx, struct queue *q, enum queue_event ev, struct message *msg);
     /* waiter is going away: nothing may be told to it any more. Optional. */

@@ -5,7 +5,7 @@ int publish_waiting(struct broker *b, struct message *msg, const char *route, si
                     bool create_queue, struct session *waiter)
 {
     const struct fanout_ops *ops = b->fanout.ops;
-    enum dest_kind kind = router_dest_kind(route, len);
+    enum dest_kind kind = destination_kind(route, len);
     if (ops != NULL && kind == DEST_QUEUE)
         return ops->publish_queue(b->fanout.ctx, msg, waiter);
     if (ops != NULL && kind == DEST_TOPIC)

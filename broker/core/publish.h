@@ -18,11 +18,11 @@
 
 #include "broker/core/broker.h"
 
-/* publish_waiting(): the message went to a store that confirms later; router_ops.publish_done
+/* publish_waiting(): the message went to a store that confirms later; delivery_ops.publish_done
  * tells the waiter once it has (or has refused it). */
 #define PUBLISH_PENDING 1
 /* Taken by a queue store that is now full (queue.overflow = block): the publisher pauses until
- * router_ops.queue_unblocked says the queue drained. */
+ * delivery_ops.queue_unblocked says the queue drained. */
 #define PUBLISH_FULL 2
 
 /*
@@ -40,10 +40,10 @@ int publish_waiting(struct broker *b, struct message *msg, const char *route, si
 /* waiter is going away: the backend must not tell it anything any more. */
 void publish_forget_waiter(struct broker *b, struct session *waiter);
 
-/* Publishers paused on queue `name` may go on (router_ops.queue_unblocked). */
+/* Publishers paused on queue `name` may go on (delivery_ops.queue_unblocked). */
 void publish_queue_unblocked(struct broker *b, const char *name);
 
-/* router_ops.interest and router_ops.queue_event of every loop (ctx: the broker): handed to
+/* delivery_ops.interest and delivery_ops.queue_event of every loop (ctx: the broker): handed to
  * the backend, or to the paused publishers for QUEUE_EV_UNBLOCK. */
 void publish_interest(void *ctx, const char *name, size_t len, bool pattern, bool added);
 void publish_queue_event(void *ctx, struct queue *q, enum queue_event ev, struct message *msg);

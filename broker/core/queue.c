@@ -13,7 +13,7 @@ struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool 
         return NULL;
     memcpy(q->name, name, len);
     q->name_len = len;
-    q->clustered = r->cluster_queues && router_dest_kind(name, len) == DEST_QUEUE;
+    q->clustered = r->cluster_queues && destination_kind(name, len) == DEST_QUEUE;
     if (dict_set(&r->queues, name, len, q) != 0) {
         free(q);
         return NULL;

@@ -1,7 +1,7 @@
 /*
  * queue.h - queue semantics: each message to exactly one consumer.
  *
- * Round-robin among the consumers whose connection can take more (router_ops.writable) and whose
+ * Round-robin among the consumers whose connection can take more (delivery_ops.writable) and whose
  * prefetch window has room; messages wait, up to queue.max_messages, while nobody can take them.
  * Client acks: `client` is cumulative, `client-individual` acks one message. A NACK, an
  * unsubscribe or a disconnect puts unacked messages back at the head, marked redelivered, and the
@@ -9,7 +9,7 @@
  *
  * A clustered queue (router.cluster_queues, /queue/ names only) holds just the messages this
  * node took from the queue's Redis stream; the cluster layer learns what happens to them through
- * router_ops.queue_event, and takes back the waiting ones when the last local consumer leaves.
+ * delivery_ops.queue_event, and takes back the waiting ones when the last local consumer leaves.
  */
 #ifndef STOMPWS_QUEUE_H
 #define STOMPWS_QUEUE_H

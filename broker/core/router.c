@@ -22,71 +22,7 @@ struct trie_node {
     char segment[];
 };
 
-static bool has_prefix(const char *s, size_t len, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return len >= n && memcmp(s, prefix, n) == 0;
-}
-
-enum dest_kind router_dest_kind(const char *dest, size_t len)
-{
-    if (has_prefix(dest, len, TOPIC_PREFIX))
-        return len > strlen(TOPIC_PREFIX) ? DEST_TOPIC : DEST_UNKNOWN;
-    if (has_prefix(dest, len, QUEUE_PREFIX))
-        return len > strlen(QUEUE_PREFIX) ? DEST_QUEUE : DEST_UNKNOWN;
-    if (has_prefix(dest, len, TEMP_QUEUE_PREFIX))
-        return len > strlen(TEMP_QUEUE_PREFIX) ? DEST_TEMP_QUEUE : DEST_UNKNOWN;
-    if (has_prefix(dest, len, REPLY_QUEUE_PREFIX))
-        return len > strlen(REPLY_QUEUE_PREFIX) ? DEST_REPLY_QUEUE : DEST_UNKNOWN;
-    return DEST_UNKNOWN;
-}
-
-#define MAX_SEGMENTS 64
-
-/* The dot-separated segments of a topic name (after /topic/), pointing into the name. */
-struct segments {
-    const char *ptr[MAX_SEGMENTS];
-    size_t len[MAX_SEGMENTS];
-    size_t count;
-};
-
-/* Splits name into s; -1 when it has more than MAX_SEGMENTS segments. */
-static int split_segments(const char *name, size_t len, struct segments *s)
-{
-    const char *end = name + len;
-    s->count = 0;
-    for (const char *seg = name;;) {
-        const char *dot = memchr(seg, '.', (size_t)(end - seg));
-        if (s->count == MAX_SEGMENTS)
-            return -1;
-        s->ptr[s->count] = seg;
-        s->len[s->count++] = (size_t)((dot != NULL ? dot : end) - seg);
-        if (dot == NULL)
-            return 0;
-        seg = dot + 1;
-    }
-}
-
-static bool is_wildcard_segment(const char *seg, size_t len)
-{
-    return len == 1 && (seg[0] == '*' || seg[0] == '#');
-}
-
-bool router_is_wildcard(const char *dest, size_t len)
-{
-    if (router_dest_kind(dest, len) != DEST_TOPIC)
-        return false;
-    size_t skip = strlen(TOPIC_PREFIX);
-    struct segments s;
-    if (split_segments(dest + skip, len - skip, &s) != 0)
-        return false;
-    for (size_t i = 0; i < s.count; i++)
-        if (is_wildcard_segment(s.ptr[i], s.len[i]))
-            return true;
-    return false;
-}
-
-void router_init(struct router *r, const struct router_ops *ops, size_t queue_max_messages)
+void router_init(struct router *r, const struct delivery_ops *ops, size_t queue_max_messages)
 {
     memset(r, 0, sizeof(*r));
     r->ops = *ops;
@@ -156,9 +92,9 @@ static void notify_interest(struct router *r, const char *name, size_t len, bool
 /* The normalized pattern a trie node stands for: "/topic/" + segments from the root. */
 static size_t trie_pattern(const struct trie_node *node, char *out, size_t cap)
 {
-    const struct trie_node *path[MAX_SEGMENTS + 1];
+    const struct trie_node *path[DESTINATION_MAX_SEGMENTS + 1];
     size_t depth = 0;
-    for (; node != NULL && node->parent != NULL && depth <= MAX_SEGMENTS; node = node->parent)
+    for (; node != NULL && node->parent != NULL && depth <= DESTINATION_MAX_SEGMENTS; node = node->parent)
         path[depth++] = node;
     size_t n = (size_t)snprintf(out, cap, "%s", TOPIC_PREFIX);
     while (depth > 0 && n < cap) {
@@ -225,8 +161,8 @@ static int subscribe_wildcard(struct router *r, struct subscription *sub, const 
 {
     if (r->wildcards == NULL && (r->wildcards = trie_node_new(NULL, "", 0)) == NULL)
         return ROUTER_ERR_NOMEM;
-    struct segments s;
-    if (split_segments(pattern, len, &s) != 0)
+    struct destination_segments s;
+    if (destination_split(pattern, len, &s) != 0)
         return ROUTER_ERR_BAD_DEST;
     struct trie_node *node = r->wildcards;
     for (size_t i = 0; i < s.count; i++) {
@@ -275,10 +211,10 @@ static int subscribe_topic(struct router *r, struct subscription *sub, const cha
 
 int router_subscribe(struct router *r, struct subscription *sub, const char *name, size_t len)
 {
-    switch (router_dest_kind(name, len)) {
+    switch (destination_kind(name, len)) {
     case DEST_TOPIC: {
         size_t skip = strlen(TOPIC_PREFIX);
-        if (router_is_wildcard(name, len))
+        if (destination_is_wildcard(name, len))
             return subscribe_wildcard(r, sub, name + skip, len - skip);
         return subscribe_topic(r, sub, name, len);
     }
@@ -348,7 +284,7 @@ static size_t deliver_list(struct router *r, struct subscription *sub, struct me
     return n;
 }
 
-static size_t match_trie(struct router *r, struct trie_node *node, const struct segments *s,
+static size_t match_trie(struct router *r, struct trie_node *node, const struct destination_segments *s,
                          size_t i, struct message *msg)
 {
     size_t n = 0;
@@ -377,9 +313,9 @@ static size_t publish_topic(struct router *r, struct message *msg, const char *n
         n += deliver_list(r, t->subs, msg);
     if (r->wildcards == NULL)
         return n;
-    struct segments s;
+    struct destination_segments s;
     size_t skip = strlen(TOPIC_PREFIX);
-    if (split_segments(name + skip, len - skip, &s) != 0)
+    if (destination_split(name + skip, len - skip, &s) != 0)
         return n; /* deeper than any pattern can be: exact subscribers only */
     return n + match_trie(r, r->wildcards, &s, 0, msg);
 }
@@ -388,9 +324,9 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
                    bool create_queue)
 {
     r->publish_gen++;
-    switch (router_dest_kind(name, len)) {
+    switch (destination_kind(name, len)) {
     case DEST_TOPIC:
-        if (router_is_wildcard(name, len))
+        if (destination_is_wildcard(name, len))
             return ROUTER_ERR_BAD_DEST;
         if (publish_topic(r, msg, name, len) == 0)
             r->stats.unroutable++;
@@ -425,7 +361,7 @@ size_t router_publish_exact(struct router *r, struct message *msg)
 }
 
 /* Does the name (segments from ni) match the pattern (segments from pi)? '#' eats 0 or more. */
-static bool pattern_matches(const struct segments *pat, size_t pi, const struct segments *name,
+static bool pattern_matches(const struct destination_segments *pat, size_t pi, const struct destination_segments *name,
                             size_t ni)
 {
     if (pi == pat->count)
@@ -450,11 +386,11 @@ size_t router_publish_pattern(struct router *r, struct message *msg, const char 
 {
     r->publish_gen++;
     size_t skip = strlen(TOPIC_PREFIX);
-    struct segments pat, name;
-    if (r->wildcards == NULL || router_dest_kind(pattern, pattern_len) != DEST_TOPIC ||
-        router_dest_kind(msg->destination, msg->destination_len) != DEST_TOPIC ||
-        split_segments(pattern + skip, pattern_len - skip, &pat) != 0 ||
-        split_segments(msg->destination + skip, msg->destination_len - skip, &name) != 0)
+    struct destination_segments pat, name;
+    if (r->wildcards == NULL || destination_kind(pattern, pattern_len) != DEST_TOPIC ||
+        destination_kind(msg->destination, msg->destination_len) != DEST_TOPIC ||
+        destination_split(pattern + skip, pattern_len - skip, &pat) != 0 ||
+        destination_split(msg->destination + skip, msg->destination_len - skip, &name) != 0)
         return 0;
     struct trie_node *node = r->wildcards;
     for (size_t i = 0; i < pat.count && node != NULL; i++)

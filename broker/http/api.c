@@ -349,9 +349,9 @@ static int check_destination(struct api_request *r, const char *where, const cha
             return fail(r, 400, "%sdestination contains a control character", where);
     if (!ws_utf8_valid((const uint8_t *)dest, len))
         return fail(r, 400, "%sdestination is not valid UTF-8", where);
-    switch (router_dest_kind(dest, len)) {
+    switch (destination_kind(dest, len)) {
     case DEST_TOPIC:
-        if (router_is_wildcard(dest, len))
+        if (destination_is_wildcard(dest, len))
             return fail(r, 400, "%scannot publish to a wildcard destination: %.*s", where,
                         shown(len), dest);
         return 0;
@@ -714,7 +714,7 @@ static int publish_all(struct api_request *r, struct batch *bt, json_t *ids)
 {
     for (size_t i = 0; i < bt->count; i++) {
         struct message *msg = bt->msgs[i];
-        bool create = router_dest_kind(msg->destination, msg->destination_len) != DEST_REPLY_QUEUE;
+        bool create = destination_kind(msg->destination, msg->destination_len) != DEST_REPLY_QUEUE;
         int rc = queue_at_limit(r, msg)
                      ? ROUTER_ERR_QUEUE_FULL
                      : publish(r->b, msg, msg->destination, msg->destination_len, create);

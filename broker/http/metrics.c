@@ -278,7 +278,7 @@ static void counter(struct evbuffer *m, const char *name, const char *help, uint
 
 static void render_traffic(struct evbuffer *m, const struct metrics_figures *f, bool loops)
 {
-    const struct router_stats *r = &f->router;
+    const struct delivery_stats *r = &f->router;
     counter(m, "stompws_frames_in_total", "STOMP frames received.", f->stats.frames_in);
     counter(m, "stompws_messages_in_total", "Messages routed: SEND frames and API publishes.",
             f->stats.messages_in);

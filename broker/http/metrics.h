@@ -28,7 +28,7 @@ struct metrics_figures {
     uint64_t queues;      /* local queues (not those of the queue store: counted once, apart) */
     uint64_t queue_depth; /* messages waiting in them */
     struct broker_stats stats;
-    struct router_stats router;
+    struct delivery_stats router;
     const struct fanout_ops *fanout; /* static: the backend whose figures these are, or NULL */
     struct fanout_figures fanout_figures;
     uint64_t lag_last_us, lag_sum_us, lag_count;

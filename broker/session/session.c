@@ -769,7 +769,7 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
                             const struct stomp_header *dest, bool subscribing, char *out,
                             size_t cap, bool *create)
 {
-    enum dest_kind kind = router_dest_kind(dest->value, dest->value_len);
+    enum dest_kind kind = destination_kind(dest->value, dest->value_len);
     int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
     *create = kind != DEST_REPLY_QUEUE;
     if (kind == DEST_TEMP_QUEUE) {
@@ -784,7 +784,7 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
                      dest->value);
         return 0;
     }
-    if (!subscribing && kind == DEST_TOPIC && router_is_wildcard(dest->value, dest->value_len)) {
+    if (!subscribing && kind == DEST_TOPIC && destination_is_wildcard(dest->value, dest->value_len)) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot SEND to a wildcard destination: %.*s",
                      shown, dest->value);
         return 0;
@@ -878,7 +878,7 @@ static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
 static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_verb verb,
                       const struct stomp_header *dest)
 {
-    enum dest_kind kind = router_dest_kind(dest->value, dest->value_len);
+    enum dest_kind kind = destination_kind(dest->value, dest->value_len);
     if (kind == DEST_TEMP_QUEUE || kind == DEST_REPLY_QUEUE ||
         security_allows(&s->broker->security, &s->identity, verb, dest->value, dest->value_len))
         return true;
@@ -914,7 +914,7 @@ static void on_send(struct session *s, const struct stomp_frame *f)
     char reply_route[1024];
     const char *reply_to = NULL;
     const struct stomp_header *reply = find(f, "reply-to");
-    if (reply != NULL && router_dest_kind(reply->value, reply->value_len) == DEST_TEMP_QUEUE) {
+    if (reply != NULL && destination_kind(reply->value, reply->value_len) == DEST_TEMP_QUEUE) {
         if (resolve_temp_queue(s, reply->value, reply->value_len, reply_route,
                                sizeof(reply_route)) == 0) {
             session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");

@@ -29,7 +29,7 @@ static void follow_interest(void *ctx, const char *name, size_t len, bool patter
 static int publish_topic_across(void *ctx, struct message *msg, const char *route, size_t len)
 {
     struct broker *b = ((struct fanout_threads *)ctx)->b;
-    if (router_is_wildcard(route, len))
+    if (destination_is_wildcard(route, len))
         return ROUTER_ERR_BAD_DEST;
     size_t n = router_publish_topic(&b->router, msg, route, len);
     bool elsewhere =

@@ -34,7 +34,7 @@ static bool writable(const struct subscription *sub)
     return sub != blocked;
 }
 
-static const struct router_ops ops = {.deliver = record, .writable = writable};
+static const struct delivery_ops ops = {.deliver = record, .writable = writable};
 static struct router router;
 
 static void setup(void)
@@ -131,7 +131,7 @@ static void count_unblock(void *ctx, struct queue *q, enum queue_event ev, struc
  * publishers paused on it are told to go on once it is below 90% of the limit, or deleted. */
 START_TEST(test_block_mode_takes_past_limit_and_unblocks_below_90_percent)
 {
-    static const struct router_ops block_ops = {
+    static const struct delivery_ops block_ops = {
         .deliver = record, .writable = writable, .queue_event = count_unblock};
     router_reset(&router);
     router_init(&router, &block_ops, 10);
@@ -282,7 +282,7 @@ static void record_event(void *ctx, struct queue *q, enum queue_event ev, struct
         snprintf(e->body, sizeof(e->body), "%.*s", (int)msg->body_len, msg->body);
 }
 
-static const struct router_ops cluster_ops = {
+static const struct delivery_ops cluster_ops = {
     .deliver = record, .writable = writable, .queue_event = record_event};
 
 static void setup_clustered(void)

@@ -42,7 +42,7 @@ static void record_interest(void *ctx, const char *name, size_t len, bool patter
              pattern ? "p:" : "", (int)len, name);
 }
 
-static const struct router_ops ops = {
+static const struct delivery_ops ops = {
     .deliver = record, .writable = always_writable, .interest = record_interest};
 static struct router router;
 
@@ -92,17 +92,17 @@ static size_t publish_count(const char *dest, struct subscription *sub)
 
 START_TEST(test_dest_kinds)
 {
-    ck_assert_int_eq(router_dest_kind("/topic/a", 8), DEST_TOPIC);
-    ck_assert_int_eq(router_dest_kind("/queue/a", 8), DEST_QUEUE);
-    ck_assert_int_eq(router_dest_kind("/temp-queue/a", 13), DEST_TEMP_QUEUE);
-    ck_assert_int_eq(router_dest_kind("/reply-queue/a", 14), DEST_REPLY_QUEUE);
-    ck_assert_int_eq(router_dest_kind("/topic/", 7), DEST_UNKNOWN);
-    ck_assert_int_eq(router_dest_kind("/exchange/a", 11), DEST_UNKNOWN);
-    ck_assert_int_eq(router_dest_kind("topic/a", 7), DEST_UNKNOWN);
-    ck_assert(router_is_wildcard("/topic/a.*", 10));
-    ck_assert(router_is_wildcard("/topic/#", 8));
-    ck_assert(!router_is_wildcard("/topic/a*b", 10));
-    ck_assert(!router_is_wildcard("/queue/*", 8));
+    ck_assert_int_eq(destination_kind("/topic/a", 8), DEST_TOPIC);
+    ck_assert_int_eq(destination_kind("/queue/a", 8), DEST_QUEUE);
+    ck_assert_int_eq(destination_kind("/temp-queue/a", 13), DEST_TEMP_QUEUE);
+    ck_assert_int_eq(destination_kind("/reply-queue/a", 14), DEST_REPLY_QUEUE);
+    ck_assert_int_eq(destination_kind("/topic/", 7), DEST_UNKNOWN);
+    ck_assert_int_eq(destination_kind("/exchange/a", 11), DEST_UNKNOWN);
+    ck_assert_int_eq(destination_kind("topic/a", 7), DEST_UNKNOWN);
+    ck_assert(destination_is_wildcard("/topic/a.*", 10));
+    ck_assert(destination_is_wildcard("/topic/#", 8));
+    ck_assert(!destination_is_wildcard("/topic/a*b", 10));
+    ck_assert(!destination_is_wildcard("/queue/*", 8));
 }
 END_TEST
 
