@@ -80,17 +80,17 @@ static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct
 static void deliver_from_stream(void *ctx, struct message *msg, bool redelivered)
 {
     struct fanout_redis *fr = ctx;
-    struct router *r = &fr->b->router;
-    struct queue *q = queue_lookup(r, msg->destination, msg->destination_len, false);
-    if (q == NULL || q->consumer_count == 0 || queue_push(r, q, msg, redelivered) != 0)
+    struct queues *qs = &fr->b->router.queues;
+    struct queue *q = queue_lookup(qs, msg->destination, msg->destination_len, false);
+    if (q == NULL || q->consumer_count == 0 || queue_push(qs, q, msg, redelivered) != 0)
         streams_release(fr->streams, msg);
 }
 
 static size_t stream_capacity(void *ctx, const char *name, size_t len)
 {
     struct fanout_redis *fr = ctx;
-    struct queue *q = queue_lookup(&fr->b->router, name, len, false);
-    return q != NULL ? queue_capacity(&fr->b->router, q) : 0;
+    struct queue *q = queue_lookup(&fr->b->router.queues, name, len, false);
+    return q != NULL ? queue_capacity(&fr->b->router.queues, q) : 0;
 }
 
 static void stream_appended(void *ctx, void *waiter, const char *error)
@@ -253,7 +253,7 @@ static int start_streams(struct fanout_redis *fr, const struct bridge_config *bc
                               b->cfg.cluster_queue_buffer_bytes, &ops);
     if (fr->streams == NULL)
         return -1;
-    b->router.cluster_queues = true;
+    b->router.queues.clustered = true;
     return 0;
 }
 

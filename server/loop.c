@@ -287,8 +287,8 @@ static void start_router(struct broker *b)
                                    .publish_done = session_append_done,
                                    .queue_unblocked = session_queue_unblocked};
     router_init(&b->router, &ops, cfg->queue_max_messages);
-    b->router.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
-    b->router.queue_block = strcmp(cfg->queue_overflow, "block") == 0;
+    b->router.queues.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
+    b->router.queues.block = strcmp(cfg->queue_overflow, "block") == 0;
 }
 
 /*

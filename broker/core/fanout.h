@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/core/router.h"
+#include "broker/core/subscription.h"
 
 struct session;
 

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool create)
+struct queue *queue_lookup(struct queues *qs, const char *name, size_t len, bool create)
 {
-    struct queue *q = dict_get(&r->queues, name, len);
+    struct queue *q = dict_get(&qs->by_name, name, len);
     if (q != NULL || !create)
         return q;
     q = calloc(1, sizeof(*q) + len + 1);
@@ -13,8 +13,8 @@ struct queue *queue_lookup(struct router *r, const char *name, size_t len, bool 
         return NULL;
     memcpy(q->name, name, len);
     q->name_len = len;
-    q->clustered = r->cluster_queues && destination_kind(name, len) == DEST_QUEUE;
-    if (dict_set(&r->queues, name, len, q) != 0) {
+    q->clustered = qs->clustered && destination_kind(name, len) == DEST_QUEUE;
+    if (dict_set(&qs->by_name, name, len, q) != 0) {
         free(q);
         return NULL;
     }
@@ -35,33 +35,33 @@ static void free_queued_list(struct queued *item)
  * Publishers paused on a full queue go on once it is down to 90% of the limit (not at the first
  * free slot: they would pause again after one message each), or when it goes away.
  */
-static void unblock_publishers(struct router *r, struct queue *q, bool going)
+static void unblock_publishers(struct queues *qs, struct queue *q, bool going)
 {
-    if (q->paused_publishers == 0 || r->ops.queue_event == NULL)
+    if (q->paused_publishers == 0 || qs->ops->queue_event == NULL)
         return;
-    if (going || q->depth < r->queue_max_messages - r->queue_max_messages / 10)
-        r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_UNBLOCK, NULL);
+    if (going || q->depth < qs->max_messages - qs->max_messages / 10)
+        qs->ops->queue_event(qs->ops->ctx, q, QUEUE_EV_UNBLOCK, NULL);
 }
 
-void queue_delete(struct router *r, struct queue *q)
+void queue_delete(struct queues *qs, struct queue *q)
 {
-    unblock_publishers(r, q, true);
-    dict_remove(&r->queues, q->name, q->name_len);
+    unblock_publishers(qs, q, true);
+    dict_remove(&qs->by_name, q->name, q->name_len);
     free_queued_list(q->head);
     free(q);
 }
 
 /* An ordinary queue with no messages and no consumers holds nothing worth keeping. */
-static void free_if_idle(struct router *r, struct queue *q)
+static void free_if_idle(struct queues *qs, struct queue *q)
 {
     if (!q->temporary && q->depth == 0 && q->consumer_count == 0)
-        queue_delete(r, q);
+        queue_delete(qs, q);
 }
 
-static void notify(struct router *r, struct queue *q, enum queue_event ev, struct message *msg)
+static void notify(struct queues *qs, struct queue *q, enum queue_event ev, struct message *msg)
 {
-    if (q->clustered && r->ops.queue_event != NULL)
-        r->ops.queue_event(r->ops.ctx, q, ev, msg);
+    if (q->clustered && qs->ops->queue_event != NULL)
+        qs->ops->queue_event(qs->ops->ctx, q, ev, msg);
 }
 
 static void push_front(struct queue *q, struct queued *item)
@@ -83,9 +83,9 @@ static struct queued *pop_front(struct queue *q)
     return item;
 }
 
-int queue_push(struct router *r, struct queue *q, struct message *msg, bool redelivered)
+int queue_push(struct queues *qs, struct queue *q, struct message *msg, bool redelivered)
 {
-    if (queue_full(r, q) && !r->queue_block)
+    if (queue_full(qs, q) && !qs->block)
         return ROUTER_ERR_QUEUE_FULL;
     struct queued *item = calloc(1, sizeof(*item));
     if (item == NULL)
@@ -98,30 +98,30 @@ int queue_push(struct router *r, struct queue *q, struct message *msg, bool rede
         q->head = item;
     q->tail = item;
     q->depth++;
-    queue_dispatch(r, q);
+    queue_dispatch(qs, q);
     return 0;
 }
 
-bool queue_full(const struct router *r, const struct queue *q)
+bool queue_full(const struct queues *qs, const struct queue *q)
 {
-    return q->depth >= r->queue_max_messages;
+    return q->depth >= qs->max_messages;
 }
 
-static bool consumer_ready(const struct router *r, const struct subscription *sub)
+static bool consumer_ready(const struct queues *qs, const struct subscription *sub)
 {
     if (sub->prefetch != 0 && sub->ack != ACK_AUTO && sub->unacked_count >= sub->prefetch)
         return false;
-    return r->ops.writable(sub);
+    return qs->ops->writable(sub);
 }
 
-size_t queue_capacity(const struct router *r, const struct queue *q)
+size_t queue_capacity(const struct queues *qs, const struct queue *q)
 {
     size_t room = 0;
     for (const struct subscription *sub = q->consumers; sub != NULL; sub = sub->next) {
-        if (!consumer_ready(r, sub))
+        if (!consumer_ready(qs, sub))
             continue;
         if (sub->ack == ACK_AUTO || sub->prefetch == 0)
-            room += r->cluster_window;
+            room += qs->cluster_window;
         else
             room += sub->prefetch - sub->unacked_count;
     }
@@ -132,13 +132,13 @@ size_t queue_capacity(const struct router *r, const struct queue *q)
  * Next ready consumer in round-robin order, preferring one that is not `avoid` (the consumer
  * that gave the message back); falls back to it when it is the only one ready.
  */
-static struct subscription *pick_consumer(const struct router *r, struct queue *q, uint64_t avoid)
+static struct subscription *pick_consumer(const struct queues *qs, struct queue *q, uint64_t avoid)
 {
     struct subscription *start = q->cursor != NULL ? q->cursor : q->consumers;
     struct subscription *fallback = NULL;
     struct subscription *sub = start;
     for (size_t i = 0; i < q->consumer_count; i++) {
-        if (consumer_ready(r, sub)) {
+        if (consumer_ready(qs, sub)) {
             if (sub->serial != avoid)
                 return sub;
             fallback = sub;
@@ -171,25 +171,25 @@ static int track_unacked(struct subscription *sub, struct message *msg)
  * router.release_declined the message goes back to the store for another loop's consumers
  * rather than straight back to the consumer that declined it.
  */
-static bool decline_head(struct router *r, struct queue *q, const struct subscription *sub)
+static bool decline_head(struct queues *qs, struct queue *q, const struct subscription *sub)
 {
-    if (!r->release_declined || !q->clustered || q->head->avoid_serial == 0 ||
+    if (!qs->release_declined || !q->clustered || q->head->avoid_serial == 0 ||
         sub->serial != q->head->avoid_serial)
         return false;
     struct queued *item = pop_front(q);
-    r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_DECLINED, item->msg);
+    qs->ops->queue_event(qs->ops->ctx, q, QUEUE_EV_DECLINED, item->msg);
     message_unref(item->msg);
     free(item);
     return true;
 }
 
-static void dispatch_waiting(struct router *r, struct queue *q)
+static void dispatch_waiting(struct queues *qs, struct queue *q)
 {
     while (q->head != NULL) {
-        struct subscription *sub = pick_consumer(r, q, q->head->avoid_serial);
+        struct subscription *sub = pick_consumer(qs, q, q->head->avoid_serial);
         if (sub == NULL)
             return;
-        if (decline_head(r, q, sub))
+        if (decline_head(qs, q, sub))
             continue;
         q->cursor = sub->next != NULL ? sub->next : q->consumers;
         struct queued *item = pop_front(q);
@@ -197,7 +197,7 @@ static void dispatch_waiting(struct router *r, struct queue *q)
             push_front(q, item);
             return;
         }
-        if (r->ops.deliver(sub, item->msg, item->redelivered) != 0) {
+        if (qs->ops->deliver(sub, item->msg, item->redelivered) != 0) {
             /* The connection refused it (closing): keep the message for someone else. */
             if (sub->ack != ACK_AUTO) {
                 struct unacked *u = sub->unacked_tail;
@@ -215,21 +215,21 @@ static void dispatch_waiting(struct router *r, struct queue *q)
             push_front(q, item);
             return;
         }
-        r->stats.delivered++;
+        qs->stats->delivered++;
         if (sub->ack == ACK_AUTO)
-            notify(r, q, QUEUE_EV_SETTLED, item->msg);
+            notify(qs, q, QUEUE_EV_SETTLED, item->msg);
         message_unref(item->msg);
         free(item);
     }
 }
 
-void queue_dispatch(struct router *r, struct queue *q)
+void queue_dispatch(struct queues *qs, struct queue *q)
 {
-    dispatch_waiting(r, q);
-    unblock_publishers(r, q, false);
+    dispatch_waiting(qs, q);
+    unblock_publishers(qs, q, false);
 }
 
-void queue_add_consumer(struct router *r, struct queue *q, struct subscription *sub)
+void queue_add_consumer(struct queues *qs, struct queue *q, struct subscription *sub)
 {
     sub->prev = NULL;
     sub->next = q->consumers;
@@ -239,9 +239,9 @@ void queue_add_consumer(struct router *r, struct queue *q, struct subscription *
     q->consumer_count++;
     sub->target = q;
     if (q->consumer_count == 1)
-        notify(r, q, QUEUE_EV_FOLLOW, NULL);
-    queue_dispatch(r, q);
-    notify(r, q, QUEUE_EV_ROOM, NULL);
+        notify(qs, q, QUEUE_EV_FOLLOW, NULL);
+    queue_dispatch(qs, q);
+    notify(qs, q, QUEUE_EV_ROOM, NULL);
 }
 
 static void unlink_unacked(struct subscription *sub, struct unacked *u)
@@ -289,18 +289,18 @@ static void give_back(struct queue *q, struct subscription *sub, struct unacked 
 
 /* The last local consumer of a clustered queue left: its waiting messages go back to the
  * cluster, where other nodes' consumers can take them. */
-static void release_waiting(struct router *r, struct queue *q)
+static void release_waiting(struct queues *qs, struct queue *q)
 {
     while (q->head != NULL) {
         struct queued *item = pop_front(q);
-        notify(r, q, QUEUE_EV_RELEASED, item->msg);
+        notify(qs, q, QUEUE_EV_RELEASED, item->msg);
         message_unref(item->msg);
         free(item);
     }
-    notify(r, q, QUEUE_EV_UNFOLLOW, NULL);
+    notify(qs, q, QUEUE_EV_UNFOLLOW, NULL);
 }
 
-void queue_remove_consumer(struct router *r, struct queue *q, struct subscription *sub)
+void queue_remove_consumer(struct queues *qs, struct queue *q, struct subscription *sub)
 {
     if (q->cursor == sub)
         q->cursor = sub->next;
@@ -315,13 +315,13 @@ void queue_remove_consumer(struct router *r, struct queue *q, struct subscriptio
     sub->target = NULL;
     if (sub->unacked_head != NULL)
         give_back(q, sub, sub->unacked_head, sub->unacked_tail);
-    queue_dispatch(r, q);
+    queue_dispatch(qs, q);
     if (q->clustered && q->consumer_count == 0)
-        release_waiting(r, q);
-    free_if_idle(r, q);
+        release_waiting(qs, q);
+    free_if_idle(qs, q);
 }
 
-static void release_acked(struct router *r, struct subscription *sub, struct unacked *first,
+static void release_acked(struct queues *qs, struct subscription *sub, struct unacked *first,
                           struct unacked *last)
 {
     struct unacked *u = first;
@@ -329,7 +329,7 @@ static void release_acked(struct router *r, struct subscription *sub, struct una
         struct unacked *next = u->next;
         bool done = u == last;
         unlink_unacked(sub, u);
-        notify(r, sub->target, QUEUE_EV_SETTLED, u->msg);
+        notify(qs, sub->target, QUEUE_EV_SETTLED, u->msg);
         message_unref(u->msg);
         free(u);
         if (done)
@@ -338,7 +338,7 @@ static void release_acked(struct router *r, struct subscription *sub, struct una
     }
 }
 
-int queue_ack(struct router *r, struct subscription *sub, const char *message_id, size_t len,
+int queue_ack(struct queues *qs, struct subscription *sub, const char *message_id, size_t len,
               bool nack)
 {
     struct unacked *found = sub->unacked_head;
@@ -352,8 +352,8 @@ int queue_ack(struct router *r, struct subscription *sub, const char *message_id
     if (nack)
         give_back(q, sub, first, found);
     else
-        release_acked(r, sub, first, found);
-    queue_dispatch(r, q);
-    notify(r, q, QUEUE_EV_ROOM, NULL);
+        release_acked(qs, sub, first, found);
+    queue_dispatch(qs, q);
+    notify(qs, q, QUEUE_EV_ROOM, NULL);
     return 0;
 }

@@ -27,8 +27,10 @@ void router_init(struct router *r, const struct delivery_ops *ops, size_t queue_
     memset(r, 0, sizeof(*r));
     r->ops = *ops;
     dict_init(&r->topics);
-    dict_init(&r->queues);
-    r->queue_max_messages = queue_max_messages;
+    dict_init(&r->queues.by_name);
+    r->queues.ops = &r->ops; /* the router is never copied once initialised */
+    r->queues.stats = &r->stats;
+    r->queues.max_messages = queue_max_messages;
 }
 
 static void free_trie(struct trie_node *node)
@@ -53,13 +55,13 @@ void router_reset(struct router *r)
     free_trie(r->wildcards);
     r->wildcards = NULL;
     struct dict_entry *e;
-    while ((e = dict_first(&r->queues, &bucket)) != NULL) {
+    while ((e = dict_first(&r->queues.by_name, &bucket)) != NULL) {
         struct queue *q = e->value;
         q->consumers = NULL;
         q->consumer_count = 0;
-        queue_delete(r, q);
+        queue_delete(&r->queues, q);
     }
-    dict_reset(&r->queues);
+    dict_reset(&r->queues.by_name);
 }
 
 static void list_push(struct subscription **head, struct subscription *sub)
@@ -220,11 +222,11 @@ int router_subscribe(struct router *r, struct subscription *sub, const char *nam
     }
     case DEST_QUEUE:
     case DEST_REPLY_QUEUE: {
-        struct queue *q = queue_lookup(r, name, len, true);
+        struct queue *q = queue_lookup(&r->queues, name, len, true);
         if (q == NULL)
             return ROUTER_ERR_NOMEM;
         sub->target_kind = SUB_TARGET_QUEUE;
-        queue_add_consumer(r, q, sub);
+        queue_add_consumer(&r->queues, q, sub);
         return 0;
     }
     default:
@@ -256,7 +258,7 @@ void router_unsubscribe(struct router *r, struct subscription *sub)
         break;
     }
     case SUB_TARGET_QUEUE:
-        queue_remove_consumer(r, sub->target, sub);
+        queue_remove_consumer(&r->queues, sub->target, sub);
         break;
     default:
         break;
@@ -334,10 +336,10 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
         return 0;
     case DEST_QUEUE:
     case DEST_REPLY_QUEUE: {
-        struct queue *q = queue_lookup(r, name, len, create_queue);
+        struct queue *q = queue_lookup(&r->queues, name, len, create_queue);
         if (q == NULL)
             return create_queue ? ROUTER_ERR_NOMEM : ROUTER_ERR_NO_QUEUE;
-        int rc = queue_push(r, q, msg, false);
+        int rc = queue_push(&r->queues, q, msg, false);
         if (rc == 0)
             r->stats.published++;
         return rc;
@@ -405,7 +407,7 @@ void router_resume(struct router *r, struct subscription *sub)
     if (sub->target_kind != SUB_TARGET_QUEUE)
         return;
     struct queue *q = sub->target;
-    queue_dispatch(r, q);
+    queue_dispatch(&r->queues, q);
     if (q->clustered && r->ops.queue_event != NULL)
         r->ops.queue_event(r->ops.ctx, q, QUEUE_EV_ROOM, NULL);
 }

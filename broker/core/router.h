@@ -4,7 +4,7 @@
  * Topics (/topic/...): every matching subscription gets a copy; exact names live in a hash table,
  * subscriptions with wildcards (`*` one dot-separated segment, `#` zero or more, as RabbitMQ's
  * topic exchange) in a trie of segments. Queues (/queue/..., and the /reply-queue/... behind
- * temporary queues): see queue.h. The router never touches a connection: it hands each delivery
+ * temporary queues): see queue.h; the router holds them in a struct queues. The router never touches a connection: it hands each delivery
  * to the delivery_ops the wiring registered, so it is unit-tested without sockets.
  */
 #ifndef STOMPWS_ROUTER_H
@@ -16,6 +16,7 @@
 
 #include "broker/base/dict.h"
 #include "broker/core/destination.h"
+#include "broker/core/queue.h"
 #include "broker/core/subscription.h"
 
 struct trie_node;
@@ -24,13 +25,8 @@ struct router {
     struct delivery_ops ops;
     struct dict topics;          /* owned: exact destination -> struct topic */
     struct trie_node *wildcards; /* owned: root of the wildcard trie, NULL when empty */
-    struct dict queues;          /* owned: name -> struct queue */
+    struct queues queues;        /* owned: every queue, and their settings (queue.h) */
     uint64_t publish_gen;
-    size_t queue_max_messages; /* limit per queue (queue.max_messages) */
-    bool queue_block;          /* queue.overflow = block: past the limit publishers pause */
-    bool cluster_queues;       /* /queue/ names are backed by the cluster (set after init) */
-    bool release_declined;     /* clustered queues report QUEUE_EV_DECLINED (threads > 1) */
-    size_t cluster_window;     /* queue_capacity() per auto-ack or unlimited consumer */
     struct delivery_stats stats;
 };
 

@@ -704,9 +704,9 @@ static int take_tokens(struct api_request *r, size_t count)
  * HTTP request cannot be paused the way a STOMP connection is. */
 static bool queue_at_limit(const struct api_request *r, const struct message *msg)
 {
-    struct router *router = &r->b->router;
-    const struct queue *q = queue_lookup(router, msg->destination, msg->destination_len, false);
-    return q != NULL && !q->clustered && queue_full(router, q);
+    struct queues *qs = &r->b->router.queues;
+    const struct queue *q = queue_lookup(qs, msg->destination, msg->destination_len, false);
+    return q != NULL && !q->clustered && queue_full(qs, q);
 }
 
 /* Publishes each message as a SEND is published, in order; ids gets each one that went out. */

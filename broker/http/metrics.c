@@ -89,8 +89,8 @@ static void collect_queues(const struct broker *b, struct metrics_figures *f)
 {
     bool store = b->board != NULL && b->board->store != NULL;
     size_t bucket;
-    for (struct dict_entry *e = dict_first(&b->router.queues, &bucket); e != NULL;
-         e = dict_next(&b->router.queues, &bucket, e)) {
+    for (struct dict_entry *e = dict_first(&b->router.queues.by_name, &bucket); e != NULL;
+         e = dict_next(&b->router.queues.by_name, &bucket, e)) {
         const struct queue *q = e->value;
         f->queue_depth += q->depth;
         f->queues += store && q->clustered ? 0 : 1;

@@ -466,9 +466,9 @@ static void delete_temp_queues(struct session *s)
     size_t bucket;
     for (struct dict_entry *e = dict_first(&s->temp_queues, &bucket); e != NULL;
          e = dict_next(&s->temp_queues, &bucket, e)) {
-        struct queue *q = queue_lookup(&s->broker->router, e->key, e->key_len, false);
+        struct queue *q = queue_lookup(&s->broker->router.queues, e->key, e->key_len, false);
         if (q != NULL && q->consumer_count == 0)
-            queue_delete(&s->broker->router, q);
+            queue_delete(&s->broker->router.queues, q);
     }
     dict_reset(&s->temp_queues);
 }
@@ -509,10 +509,10 @@ static void pause_on(struct session *s, struct queue *q, const char *route, size
 static void pause_if_full(struct session *s, const char *route, size_t len)
 {
     struct broker *b = s->broker;
-    if (s->paused_on != NULL || !b->router.queue_block)
+    if (s->paused_on != NULL || !b->router.queues.block)
         return;
-    struct queue *q = queue_lookup(&b->router, route, len, false);
-    if (q == NULL || q->clustered || !queue_full(&b->router, q))
+    struct queue *q = queue_lookup(&b->router.queues, route, len, false);
+    if (q == NULL || q->clustered || !queue_full(&b->router.queues, q))
         return;
     pause_on(s, q, route, len);
 }
@@ -521,7 +521,7 @@ static void unpause(struct session *s)
 {
     struct broker *b = s->broker;
     struct queue *q = s->paused_counted
-                          ? queue_lookup(&b->router, s->paused_on, strlen(s->paused_on), false)
+                          ? queue_lookup(&b->router.queues, s->paused_on, strlen(s->paused_on), false)
                           : NULL;
     if (q != NULL)
         q->paused_publishers--;
@@ -593,7 +593,7 @@ static size_t resolve_temp_queue(struct session *s, const char *name, size_t len
         snprintf(out, cap, "%s%s.%.*s", REPLY_QUEUE_PREFIX, s->id, (int)(len - skip), name + skip);
     if (n < 0 || (size_t)n >= cap)
         return 0;
-    struct queue *q = queue_lookup(&s->broker->router, out, (size_t)n, true);
+    struct queue *q = queue_lookup(&s->broker->router.queues, out, (size_t)n, true);
     if (q == NULL)
         return 0;
     q->temporary = true;
@@ -1075,11 +1075,11 @@ static void on_unsubscribe(struct session *s, const struct stomp_frame *f)
 static void apply_ack(struct session *s, const char *msg_id, size_t id_len, const char *sub_id,
                       bool nack)
 {
-    struct router *r = &s->broker->router;
+    struct queues *qs = &s->broker->router.queues;
     if (sub_id != NULL) {
         struct subscription *sub = dict_get(&s->subs, sub_id, strlen(sub_id));
         if (sub != NULL && sub->target_kind == SUB_TARGET_QUEUE)
-            queue_ack(r, sub, msg_id, id_len, nack);
+            queue_ack(qs, sub, msg_id, id_len, nack);
         return;
     }
     size_t bucket;
@@ -1087,7 +1087,7 @@ static void apply_ack(struct session *s, const char *msg_id, size_t id_len, cons
          e = dict_next(&s->subs, &bucket, e)) {
         struct subscription *sub = e->value;
         if (sub->target_kind == SUB_TARGET_QUEUE && sub->unacked_count > 0 &&
-            queue_ack(r, sub, msg_id, id_len, nack) == 0)
+            queue_ack(qs, sub, msg_id, id_len, nack) == 0)
             return;
     }
     /* Unknown ids (topic messages, double acks) are harmless: nothing to do. */

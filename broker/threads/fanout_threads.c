@@ -76,8 +76,8 @@ int fanout_threads_forward_reply(struct broker *b, struct message *msg, const ch
 /* At the owner: gone meanwhile counts as a drop here, as a SEND to a gone queue would. */
 void fanout_threads_deliver_reply(struct broker *b, struct message *msg)
 {
-    struct queue *q = queue_lookup(&b->router, msg->destination, msg->destination_len, false);
-    if (q == NULL || queue_push(&b->router, q, msg, false) != 0)
+    struct queue *q = queue_lookup(&b->router.queues, msg->destination, msg->destination_len, false);
+    if (q == NULL || queue_push(&b->router.queues, q, msg, false) != 0)
         b->stats.reply_queue_drops++;
 }
 
@@ -106,12 +106,12 @@ static void take_for_queue(struct fanout_threads *ft, struct queue *q)
     struct message *msgs[TAKE_BATCH];
     bool redelivered[TAKE_BATCH];
     size_t room;
-    while (q->consumer_count > 0 && (room = queue_capacity(&b->router, q)) > 0) {
+    while (q->consumer_count > 0 && (room = queue_capacity(&b->router.queues, q)) > 0) {
         size_t want = room < TAKE_BATCH ? room : TAKE_BATCH;
         size_t n = shared_queues_take(ft->store, b->loop_index, q->name, q->name_len, want, msgs,
                                       redelivered);
         for (size_t i = 0; i < n; i++) {
-            if (q->consumer_count == 0 || queue_push(&b->router, q, msgs[i], redelivered[i]) != 0)
+            if (q->consumer_count == 0 || queue_push(&b->router.queues, q, msgs[i], redelivered[i]) != 0)
                 shared_queues_release(ft->store, b->loop_index, msgs[i], false);
             message_unref(msgs[i]);
         }
@@ -124,10 +124,10 @@ void fanout_threads_take(struct broker *b)
 {
     struct fanout_threads *ft = b->fanout.ctx;
     size_t bucket;
-    struct dict_entry *e = dict_first(&b->router.queues, &bucket);
+    struct dict_entry *e = dict_first(&b->router.queues.by_name, &bucket);
     while (e != NULL) {
         struct queue *q = e->value;
-        e = dict_next(&b->router.queues, &bucket, e); /* taking never frees a followed queue */
+        e = dict_next(&b->router.queues.by_name, &bucket, e); /* taking never frees a followed queue */
         if (q->clustered && q->consumer_count > 0)
             take_for_queue(ft, q);
     }
@@ -183,7 +183,7 @@ int fanout_threads_start(struct broker *b, struct shared_queues *store)
     ft->store = store;
     b->fanout = (struct fanout){.ops = &fanout_threads_ops, .ctx = ft};
     /* /queue/ names are the store's: a loop holds what it took. */
-    b->router.cluster_queues = true;
-    b->router.release_declined = true;
+    b->router.queues.clustered = true;
+    b->router.queues.release_declined = true;
     return 0;
 }

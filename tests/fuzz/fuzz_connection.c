@@ -571,8 +571,8 @@ static void check_router_empty(struct router *r)
     CHECK(r->topics.count == 0);
     CHECK(r->wildcards == NULL);
     size_t bucket;
-    for (struct dict_entry *e = dict_first(&r->queues, &bucket); e != NULL;
-         e = dict_next(&r->queues, &bucket, e)) {
+    for (struct dict_entry *e = dict_first(&r->queues.by_name, &bucket); e != NULL;
+         e = dict_next(&r->queues.by_name, &bucket, e)) {
         const struct queue *q = e->value;
         CHECK(q->consumer_count == 0 && q->consumers == NULL && !q->temporary);
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker/core/queue.h"
+#include "broker/core/router.h"
 
 struct delivery {
     struct subscription *sub;
@@ -104,7 +105,7 @@ START_TEST(test_messages_wait_for_a_consumer_in_order)
     ck_assert_str_eq(deliveries[0].body, "1");
     ck_assert_str_eq(deliveries[1].body, "2");
     consumer_free(a);
-    ck_assert_uint_eq(router.queues.count, 0); /* idle queue freed */
+    ck_assert_uint_eq(router.queues.by_name.count, 0); /* idle queue freed */
 }
 END_TEST
 
@@ -135,30 +136,30 @@ START_TEST(test_block_mode_takes_past_limit_and_unblocks_below_90_percent)
         .deliver = record, .writable = writable, .queue_event = count_unblock};
     router_reset(&router);
     router_init(&router, &block_ops, 10);
-    router.queue_block = true;
+    router.queues.block = true;
     unblocks = 0;
     for (int i = 0; i < 11; i++)
         ck_assert_int_eq(send_body("/queue/b", "m"), 0);
-    struct queue *q = queue_lookup(&router, "/queue/b", 8, false);
+    struct queue *q = queue_lookup(&router.queues, "/queue/b", 8, false);
     ck_assert_uint_eq(q->depth, 11);
-    ck_assert(queue_full(&router, q));
+    ck_assert(queue_full(&router.queues, q));
     q->paused_publishers = 1; /* as session.c does when it pauses one */
     struct subscription *a = consumer("/queue/b", ACK_CLIENT_INDIVIDUAL, 1);
     ck_assert_uint_eq(q->depth, 10); /* one delivered (prefetch 1): still full */
-    ck_assert_int_eq(queue_ack(&router, a, deliveries[0].id, strlen(deliveries[0].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[0].id, strlen(deliveries[0].id), false), 0);
     ck_assert_uint_eq(q->depth, 9); /* 90%: not yet */
     ck_assert_uint_eq(unblocks, 0);
-    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_uint_eq(q->depth, 8);
     ck_assert_uint_eq(unblocks, 1);
     q->paused_publishers = 0; /* resumed: nobody is told again */
-    ck_assert_int_eq(queue_ack(&router, a, deliveries[2].id, strlen(deliveries[2].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[2].id, strlen(deliveries[2].id), false), 0);
     ck_assert_uint_eq(unblocks, 1);
     consumer_free(a); /* its unacked messages go back: the queue stays */
-    q = queue_lookup(&router, "/queue/b", 8, false);
+    q = queue_lookup(&router.queues, "/queue/b", 8, false);
     ck_assert_ptr_nonnull(q);
     q->paused_publishers = 1; /* a queue going away frees whoever waits on it */
-    queue_delete(&router, q);
+    queue_delete(&router.queues, q);
     ck_assert_uint_eq(unblocks, 2);
 }
 END_TEST
@@ -171,10 +172,10 @@ START_TEST(test_client_individual_ack_and_prefetch)
     ck_assert_uint_eq(delivery_count, 2); /* prefetch window */
     ck_assert_uint_eq(a->unacked_count, 2);
     /* Ack the second only: one slot frees, the third arrives. */
-    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_uint_eq(delivery_count, 3);
     ck_assert_uint_eq(a->unacked_count, 2);
-    ck_assert_int_eq(queue_ack(&router, a, "m-nope", 6, false), -1);
+    ck_assert_int_eq(queue_ack(&router.queues, a, "m-nope", 6, false), -1);
     consumer_free(a);
 }
 END_TEST
@@ -190,7 +191,7 @@ START_TEST(test_session_total_follows_unacked)
     ck_assert_int_eq(send_body("/queue/u", "2"), 0);
     ck_assert_int_eq(send_body("/queue/u", "3"), 0);
     ck_assert_uint_eq(total, 3);
-    ck_assert_int_eq(queue_ack(&router, b, deliveries[2].id, strlen(deliveries[2].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, b, deliveries[2].id, strlen(deliveries[2].id), false), 0);
     ck_assert_uint_eq(total, 1); /* cumulative: both of b's */
     consumer_free(a);            /* gives its one back */
     ck_assert_uint_eq(total, 0);
@@ -204,7 +205,7 @@ START_TEST(test_client_ack_is_cumulative)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(send_body("/queue/c", "m"), 0);
     ck_assert_uint_eq(a->unacked_count, 3);
-    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_uint_eq(a->unacked_count, 1);
     ck_assert_str_eq(a->unacked_head->msg->id, deliveries[2].id);
     consumer_free(a);
@@ -219,7 +220,7 @@ START_TEST(test_nack_redelivers_to_another_consumer)
     ck_assert_uint_eq(delivery_count, 1);
     struct subscription *first = deliveries[0].sub;
     struct subscription *other = first == a ? b : a;
-    ck_assert_int_eq(queue_ack(&router, first, deliveries[0].id, strlen(deliveries[0].id), true),
+    ck_assert_int_eq(queue_ack(&router.queues, first, deliveries[0].id, strlen(deliveries[0].id), true),
                      0);
     ck_assert_uint_eq(delivery_count, 2);
     ck_assert_ptr_eq(deliveries[1].sub, other);
@@ -288,8 +289,8 @@ static const struct delivery_ops cluster_ops = {
 static void setup_clustered(void)
 {
     router_init(&router, &cluster_ops, 5);
-    router.cluster_queues = true;
-    router.cluster_window = 3;
+    router.queues.clustered = true;
+    router.queues.cluster_window = 3;
     delivery_count = 0;
     event_count = 0;
     blocked = NULL;
@@ -313,10 +314,10 @@ static const char *take_events(void)
 /* A message taken from the queue's stream (what cluster/fanout_redis.c does with streams' deliveries). */
 static void push_from_stream(const char *queue, const char *body, bool redelivered)
 {
-    struct queue *q = queue_lookup(&router, queue, strlen(queue), false);
+    struct queue *q = queue_lookup(&router.queues, queue, strlen(queue), false);
     ck_assert_ptr_nonnull(q);
     struct message *msg = message_new(queue, strlen(queue), NULL, 0, body, strlen(body));
-    ck_assert_int_eq(queue_push(&router, q, msg, redelivered), 0);
+    ck_assert_int_eq(queue_push(&router.queues, q, msg, redelivered), 0);
     message_unref(msg);
 }
 
@@ -330,22 +331,22 @@ START_TEST(test_cluster_auto_ack_settles_on_delivery)
     ck_assert_str_eq(take_events(), "SETTLED:m1");
     consumer_free(a);
     ck_assert_str_eq(take_events(), "UNFOLLOW");
-    ck_assert_ptr_null(queue_lookup(&router, "/queue/c", 8, false));
+    ck_assert_ptr_null(queue_lookup(&router.queues, "/queue/c", 8, false));
 }
 END_TEST
 
 START_TEST(test_cluster_ack_settles_and_makes_room)
 {
     struct subscription *a = consumer("/queue/c", ACK_CLIENT_INDIVIDUAL, 2);
-    struct queue *q = queue_lookup(&router, "/queue/c", 8, false);
-    ck_assert_uint_eq(queue_capacity(&router, q), 2);
+    struct queue *q = queue_lookup(&router.queues, "/queue/c", 8, false);
+    ck_assert_uint_eq(queue_capacity(&router.queues, q), 2);
     push_from_stream("/queue/c", "m1", false);
     push_from_stream("/queue/c", "m2", false);
-    ck_assert_uint_eq(queue_capacity(&router, q), 0);
+    ck_assert_uint_eq(queue_capacity(&router.queues, q), 0);
     take_events();
-    ck_assert_int_eq(queue_ack(&router, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_str_eq(take_events(), "SETTLED:m2 ROOM");
-    ck_assert_uint_eq(queue_capacity(&router, q), 1);
+    ck_assert_uint_eq(queue_capacity(&router.queues, q), 1);
     consumer_free(a);
     ck_assert_str_eq(take_events(), "RELEASED:m1 UNFOLLOW"); /* m1 was never acked */
 }
@@ -361,7 +362,7 @@ START_TEST(test_cluster_last_consumer_releases_waiting_in_order)
     take_events();
     consumer_free(a);
     ck_assert_str_eq(take_events(), "RELEASED:m1 RELEASED:m2 RELEASED:m3 UNFOLLOW");
-    ck_assert_ptr_null(queue_lookup(&router, "/queue/c", 8, false));
+    ck_assert_ptr_null(queue_lookup(&router.queues, "/queue/c", 8, false));
 }
 END_TEST
 
@@ -369,12 +370,12 @@ START_TEST(test_cluster_capacity_counts_ready_consumers_only)
 {
     struct subscription *a = consumer("/queue/c", ACK_AUTO, 0);
     struct subscription *b = consumer("/queue/c", ACK_CLIENT, 10);
-    struct queue *q = queue_lookup(&router, "/queue/c", 8, false);
-    ck_assert_uint_eq(queue_capacity(&router, q), 3 + 10); /* cluster_window for auto-ack */
+    struct queue *q = queue_lookup(&router.queues, "/queue/c", 8, false);
+    ck_assert_uint_eq(queue_capacity(&router.queues, q), 3 + 10); /* cluster_window for auto-ack */
     blocked = b;
-    ck_assert_uint_eq(queue_capacity(&router, q), 3);
+    ck_assert_uint_eq(queue_capacity(&router.queues, q), 3);
     blocked = a;
-    ck_assert_uint_eq(queue_capacity(&router, q), 10);
+    ck_assert_uint_eq(queue_capacity(&router.queues, q), 10);
     blocked = NULL;
     consumer_free(a);
     consumer_free(b);
@@ -384,7 +385,7 @@ END_TEST
 START_TEST(test_cluster_reply_queues_stay_local)
 {
     struct subscription *a = consumer("/reply-queue/s1.x", ACK_AUTO, 0);
-    struct queue *q = queue_lookup(&router, "/reply-queue/s1.x", 17, false);
+    struct queue *q = queue_lookup(&router.queues, "/reply-queue/s1.x", 17, false);
     ck_assert(!q->clustered);
     ck_assert_uint_eq(event_count, 0);
     consumer_free(a);
