@@ -26,42 +26,6 @@ static uint64_t monotonic_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/*
- * Shutdown, once the last client is gone: exit when the cluster queue link has confirmed every
- * message, ack and release it holds (looked at again every 20 ms; shutdown_timer bounds it).
- */
-static void finish_shutdown(struct broker *b)
-{
-    if (b->fanout.ops != NULL && !b->fanout.ops->flushed(b->fanout.ctx)) {
-        const struct timeval again = {.tv_sec = 0, .tv_usec = 20000};
-        event_add(b->reap_event, &again);
-        return;
-    }
-    event_base_loopexit(b->base, NULL);
-}
-
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    conn_flush_all(arg);
-}
-
-/* Frees the connections closed during this loop turn; none is ever freed in its own callback. */
-static void reap_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct broker *b = arg;
-    (void)fd;
-    (void)what;
-    while (b->reap_list != NULL) {
-        struct conn *c = b->reap_list;
-        b->reap_list = c->reap_next;
-        conn_free(c);
-    }
-    if (b->shutting_down && b->conn_count == 0)
-        finish_shutdown(b);
-}
-
 /* Loop 0 passes a signal on to the other loops of the process. */
 static void tell_others(struct broker *b, enum inbox_item_kind kind)
 {
@@ -327,11 +291,9 @@ struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *
     admit_init(&b->admit, (double)cfg->connection_rate, (double)cfg->connection_burst,
                cfg->max_connections, cfg->max_connections_per_address, broker_now_ms(b));
     start_router(b);
-    b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
-    b->flush_event = event_new(b->base, -1, 0, flush_cb, b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     b->loop_lag.timer = evtimer_new(b->base, lag_tick_cb, b);
-    if (b->reap_event == NULL || b->flush_event == NULL || b->shutdown_timer == NULL ||
+    if (conn_lists_init(b) != 0 || b->shutdown_timer == NULL ||
         b->loop_lag.timer == NULL || add_signals(b) != 0)
         goto fail;
     arm_lag_tick(b, monotonic_us());
@@ -372,7 +334,7 @@ void broker_shutdown(struct broker *b, const char *reason)
                          .tv_usec = (b->cfg.shutdown_timeout_ms % 1000) * 1000};
     evtimer_add(b->shutdown_timer, &tv);
     if (b->conn_count == 0)
-        finish_shutdown(b);
+        broker_finish_shutdown(b);
 }
 
 int broker_run(struct broker *b)
@@ -385,9 +347,7 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
-    while (b->conns != NULL)
-        conn_free(b->conns); /* sessions give their queue messages back before the router goes */
-    b->reap_list = NULL;
+    conn_free_all(b); /* sessions give their queue messages back before the router goes */
     router_reset(&b->router);
     admit_reset(&b->admit);
     security_reset(&b->security);
@@ -402,10 +362,6 @@ void broker_free(struct broker *b)
     for (size_t i = 0; i < sizeof(b->signal_events) / sizeof(b->signal_events[0]); i++)
         if (b->signal_events[i] != NULL)
             event_free(b->signal_events[i]);
-    if (b->reap_event != NULL)
-        event_free(b->reap_event);
-    if (b->flush_event != NULL)
-        event_free(b->flush_event);
     if (b->shutdown_timer != NULL)
         event_free(b->shutdown_timer);
     if (b->loop_lag.timer != NULL)

@@ -1,5 +1,6 @@
 #include "broker/core/broker.h"
 
+#include <event2/event.h>
 #include <time.h>
 
 const char *limit_name(enum limit_kind kind)
@@ -38,4 +39,14 @@ uint64_t broker_now_ms(const struct broker *b)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void broker_finish_shutdown(struct broker *b)
+{
+    if (b->fanout.ops != NULL && !b->fanout.ops->flushed(b->fanout.ctx)) {
+        const struct timeval again = {.tv_sec = 0, .tv_usec = 20000};
+        event_add(b->reap_event, &again);
+        return;
+    }
+    event_base_loopexit(b->base, NULL);
 }

@@ -137,6 +137,13 @@ struct broker {
     struct session *paused_publishers; /* not owned: sessions paused on a full queue (session.c) */
 };
 
+/*
+ * Shutdown, once the last client is gone: ends the loop when the fan-out backend has nothing left
+ * to confirm (a clustered queue link's appends, acks and releases), else looks again in 20 ms
+ * through the reap event (shutdown_timer bounds the wait).
+ */
+void broker_finish_shutdown(struct broker *b);
+
 /* Monotonic milliseconds, for timeouts, heart-beats and rate limits. */
 uint64_t broker_now_ms(const struct broker *b);
 

@@ -640,13 +640,60 @@ static void flush_one(struct conn *c)
         output_drained(c);
 }
 
-void conn_flush_all(struct broker *b)
+/*
+ * Writes the output of every connection that got some during this loop turn: one writev each,
+ * however many frames were queued, with no write event when the socket takes it all (the common
+ * case: an event per delivery would cost two epoll_ctl calls and a wakeup). Run by the
+ * flush event, after the turn's reads have queued their deliveries.
+ */
+static void flush_all(struct broker *b)
 {
     while (b->flush_list != NULL) {
         struct conn *c = b->flush_list;
         flush_unlink(c);
         flush_one(c);
     }
+}
+
+/* Frees the connections closed during this loop turn; none is ever freed in its own callback. */
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct broker *b = arg;
+    (void)fd;
+    (void)what;
+    while (b->reap_list != NULL) {
+        struct conn *c = b->reap_list;
+        b->reap_list = c->reap_next;
+        conn_free(c);
+    }
+    if (b->shutting_down && b->conn_count == 0)
+        broker_finish_shutdown(b);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_all(arg);
+}
+
+int conn_lists_init(struct broker *b)
+{
+    b->reap_event = event_new(b->base, -1, 0, reap_cb, b);
+    b->flush_event = event_new(b->base, -1, 0, flush_cb, b);
+    return b->reap_event != NULL && b->flush_event != NULL ? 0 : -1;
+}
+
+void conn_free_all(struct broker *b)
+{
+    while (b->conns != NULL)
+        conn_free(b->conns);
+    b->reap_list = NULL;
+    if (b->reap_event != NULL)
+        event_free(b->reap_event);
+    if (b->flush_event != NULL)
+        event_free(b->flush_event);
+    b->reap_event = b->flush_event = NULL;
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)

@@ -77,7 +77,7 @@ struct conn {
     uint64_t last_read_ms;    /* for heart-beats: when bytes last arrived */
     struct conn *prev, *next; /* broker's list of connections */
     struct conn *reap_next;   /* broker's reap list */
-    /* Plain sockets write directly (see conn_flush_all): no write event while all is out. */
+    /* Plain sockets write directly (see flush_all in conn.c): no write event while all is out. */
     bool direct_write;                    /* not TLS: the broker's flush writes the output */
     bool write_armed;                     /* EV_WRITE on: libevent writes the rest (EAGAIN) */
     struct conn *flush_prev, *flush_next; /* broker's flush list while output waits */
@@ -102,16 +102,17 @@ struct conn *conn_new(struct broker *b, evutil_socket_t fd, const struct sockadd
 struct conn *conn_attach(struct broker *b, struct bufferevent *bev, const struct sockaddr *sa,
                          const char *addr, enum conn_transport transport, bool tls);
 
-/*
- * Writes the output of every connection that got some during this loop turn: one writev each,
- * however many frames were queued, with no write event when the socket takes it all (the common
- * case: an event per delivery would cost two epoll_ctl calls and a wakeup). Run by the broker's
- * flush event, after the turn's reads have queued their deliveries.
- */
-void conn_flush_all(struct broker *b);
-
-/* Frees everything; only the broker calls this, from its reap step. */
+/* Frees everything; only the reap step (and conn_free_all) calls this. */
 void conn_free(struct conn *c);
+
+/*
+ * The loop's reap and flush lists: closed connections are freed by the reap event before the
+ * loop sleeps (and, once the last is gone during a shutdown, broker_finish_shutdown() runs);
+ * output queued during a turn is written by the flush event. conn_lists_init() makes both
+ * events (-1 when out of memory); conn_free_all() frees every connection and both events.
+ */
+int conn_lists_init(struct broker *b);
+void conn_free_all(struct broker *b);
 
 /*
  * Queues one STOMP frame: head (command line, headers, blank line), then the body and the frame's
