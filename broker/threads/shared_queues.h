@@ -4,7 +4,7 @@
  *
  * What it is for: a /queue/ name is one queue for the whole process, each message to exactly one
  * consumer whichever loop it is on. It has the shape cluster/streams.h has for nodes, so the
- * routers run with cluster_queues = true and a loop's local queue holds only what it took:
+ * routers run with queues.clustered = true and a loop's local queue holds only what it took:
  *
  *   SEND     -> shared_queues_append(): a copy is stored (the RECEIPT may go at once)
  *   consume  -> shared_queues_take(): a loop whose consumers have room takes up to that many
