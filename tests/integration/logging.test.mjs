@@ -216,3 +216,30 @@ brokerTest('event-loop lag: a stalled process shows in the histogram', {}, async
     - sample(before, 'stompws_event_loop_tick_lag_seconds_sum');
   assert.ok(sumGrowth >= 0.4, `the stall adds about 0.55 s or more of lag: ${sumGrowth}`);
 });
+
+// Tokens in URLs never reach the log, at the most verbose level: an access_token (and any other
+// query parameter) on the WebSocket upgrade and on an HTTP route, and a bearer token in the
+// Authorization header, which ends in the CONNECT's failed authentication.
+brokerTest('access_token and bearer tokens never appear in a log line, at debug level', {},
+  async (broker) => {
+    const secret = 'sEcReT-token-value-0123456789';
+    const ws = await wsStomp(broker, { label: 'token-ws', path: `/ws?access_token=${secret}&x=1` });
+    const r = await httpRequest(broker.wsPort,
+      `GET /healthz?access_token=${secret}&refresh_token=${secret} HTTP/1.1\r\nHost: 127.0.0.1\r\n`
+      + `Authorization: Bearer ${secret}\r\n\r\n`);
+    broker.track(r.socket);
+    await r.reader.waitClosed();
+    assert.equal(r.status, 200);
+    const bad = await httpRequest(broker.wsPort,
+      `GET /nowhere?access_token=${secret} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    broker.track(bad.socket);
+    await bad.reader.waitClosed();
+    assert.equal(bad.status, 404);
+    await ws.disconnect();
+    // The broker logged the upgrade and both requests: the lines are there, the secret is not.
+    const deadline = Date.now() + 5000;
+    while (!/http GET \/nowhere/.test(broker.stderr) && Date.now() < deadline) await sleep(50);
+    assert.match(broker.stderr, /websocket open/);
+    assert.match(broker.stderr, /http GET \/healthz/);
+    assert.ok(!broker.stderr.includes(secret), `a log line holds the token:\n${broker.stderr}`);
+  });
