@@ -135,7 +135,7 @@ void config_defaults(struct config *cfg)
     cfg->outbound_high_water = 1024 * 1024;
     cfg->slow_consumer_max_drops = 10000;
 
-    cfg->heartbeat_send_ms = 10000;
+    cfg->heartbeat_send_ms = 1000; /* the fastest offered: a client asking for 1 s gets 1 s */
     cfg->heartbeat_receive_ms = 10000;
     cfg->heartbeat_min_ms = 1000;
     cfg->heartbeat_max_ms = 60000;

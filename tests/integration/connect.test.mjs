@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { brokerTest, sleep } from './lib/broker.mjs';
 import { wsOpen, wsStomp, tcpClient, tcpStomp } from './lib/stomp.mjs';
-import { stompjs } from './lib/stompjs.mjs';
+import { StompJs, stompjs } from './lib/stompjs.mjs';
 
 brokerTest('stompjs connects: CONNECTED has version, server, session, heart-beat', {}, async (broker) => {
   const c = await stompjs(broker);
@@ -118,6 +118,34 @@ brokerTest('WS: heart-beat:0,1000 -> server EOLs about every 1000 ms', { set: HB
   assert.ok(n >= 2 && n <= 8, `${n} heart-beats in 3.5 s (expected 3 to 7)`);
   assert.equal(c.inbox.closedInfo, null, 'the connection stays open');
 });
+
+// With the defaults, a client asking for 1 s heart-beats gets them every second (the broker's
+// offer is heartbeat.send_ms = 1000, not a fixed 10 s): the upstream @stomp/stompjs heart-beat
+// specs rely on it.
+brokerTest('defaults: heart-beat:0,1000 -> CONNECTED offers 1000 and EOLs come every second', {},
+  async (broker) => {
+    const c = await wsOpen(broker);
+    const f = await c.connect({ 'accept-version': '1.2', host: 'x', 'heart-beat': '0,1000' });
+    assert.equal(f.headers['heart-beat'].split(',')[0], '1000');
+    const start = Date.now();
+    await sleep(3500);
+    const n = countIn(c.heartbeats, start, start + 3500);
+    assert.ok(n >= 3 && n <= 8, `${n} heart-beats in 3.5 s (expected 3 to 7)`);
+    assert.equal(c.inbox.closedInfo, null, 'the connection stays open');
+  });
+
+brokerTest('defaults: @stomp/stompjs with heartbeatIncoming 1000 hears a heart-beat every second', {},
+  async (broker) => {
+    let beats = 0;
+    const sj = new StompJs(broker, { label: 'stompjs-hb', heartbeatIncoming: 1000 });
+    sj.client.onHeartbeatReceived = () => { beats++; };
+    const connected = await sj.connect();
+    assert.equal(connected.headers['heart-beat'].split(',')[0], '1000');
+    const before = beats;
+    await sleep(3500);
+    assert.ok(beats - before >= 3, `${beats - before} heart-beats in 3.5 s (expected at least 3)`);
+    assert.equal(sj.closes.length, 0, 'stompjs kept the connection');
+  });
 
 brokerTest('TCP: heart-beat:0,1000 -> server EOLs about every 1000 ms', { set: HB }, async (broker) => {
   const c = broker.track(await tcpClient(broker.tcpPort));
