@@ -1,9 +1,13 @@
 #include "broker/base/message.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "stomp/encode.h"
 #include "ws/utf8.h"
@@ -15,6 +19,35 @@ static _Atomic uint64_t next_seq = 1;
 uint64_t message_count(void)
 {
     return atomic_load_explicit(&next_seq, memory_order_relaxed) - 1;
+}
+
+/*
+ * What makes message-ids unique beyond this process: 48 random bits drawn once per process, in
+ * hex. A restart or another node draws new ones, so "m-<run>-<seq>" never repeats where
+ * clients de-duplicate by id (the counter alone restarted at 1 in every process).
+ */
+static char run_id[13];
+static pthread_once_t run_id_once = PTHREAD_ONCE_INIT;
+
+static void make_run_id(void)
+{
+    uint8_t rnd[6];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        /* No entropy (a very early boot): the clock and the process still differ per run. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t v = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^
+                     (uint64_t)getpid() << 32;
+        memcpy(rnd, &v, sizeof(rnd));
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(run_id + 2 * i, 3, "%02x", rnd[i]);
+}
+
+const char *message_run_id(void)
+{
+    pthread_once(&run_id_once, make_run_id);
+    return run_id;
 }
 
 /* Headers the broker sets itself or that only concern the SEND frame. */
@@ -62,7 +95,7 @@ struct message *message_new(const char *destination, size_t destination_len,
     memset(msg, 0, sizeof(*msg));
     msg->refcount = 1;
     msg->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
-    snprintf(msg->id, sizeof(msg->id), "m-%llu", (unsigned long long)msg->seq);
+    snprintf(msg->id, sizeof(msg->id), "m-%s-%llu", message_run_id(), (unsigned long long)msg->seq);
     msg->headers = (struct stomp_header *)(msg + 1);
     char *cursor = (char *)(msg->headers + header_count);
     msg->body = arena_copy(&cursor, body, body_len); /* first: keeps the big copy aligned */
@@ -142,7 +175,7 @@ static size_t encode_head(const struct message *msg, enum stomp_version v, char 
     size_t used = stomp_encode_header(out, cap, v, STOMP_CMD_MESSAGE, "destination", 11,
                                       msg->destination, msg->destination_len);
     *tail = used;
-    /* message-id is the broker's own ASCII ("m-N"): nothing to escape */
+    /* message-id is the broker's own ASCII ("m-<run id>-N"): nothing to escape */
     char line[MESSAGE_ID_MAX + 48];
     int n = snprintf(line, sizeof(line), "message-id:%s\n", msg->id);
     if (out != NULL)

@@ -15,7 +15,7 @@
 
 #include "stomp/frame.h"
 
-#define MESSAGE_ID_MAX 32
+#define MESSAGE_ID_MAX 40 /* "m-" 12 hex "-" up to 20 digits, NUL */
 #define STREAM_ID_MAX  48 /* a Redis stream entry id "<ms>-<seq>": two u64 in decimal, '-', NUL */
 
 struct message {
@@ -71,5 +71,8 @@ const char *message_encoded_head(struct message *msg, enum stomp_version v, size
 
 /* Total messages created (the next seq is this + 1). */
 uint64_t message_count(void);
+
+/* The process's random part of every message-id ("m-<run id>-<seq>"): 12 hex digits. */
+const char *message_run_id(void);
 
 #endif

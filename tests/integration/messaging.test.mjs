@@ -2,7 +2,9 @@
 // fan-out, wildcards, unsubscribe, ordering, DISCONNECT.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { brokerTest } from './lib/broker.mjs';
+import fs from 'node:fs';
+import { test } from 'node:test';
+import { brokerTest, startBroker } from './lib/broker.mjs';
 import { wsStomp, tcpStomp, wsOpen, encodeFrame } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 
@@ -316,4 +318,40 @@ brokerTest('an unconnected frame over WebSocket before CONNECT is refused', {}, 
   const e = await c.error();
   assert.ok(e.headers.message);
   await c.closed();
+});
+
+// message-id is "m-<run id>-<seq>": the run id is drawn per process, so ids never repeat after a
+// restart or across nodes (the counter alone starts at 1 in every process), and clients that
+// de-duplicate by id never drop a real message.
+test('message-ids are unique across a restart and across two brokers running at once', { timeout: 60000 }, async () => {
+  async function firstId(broker) {
+    const c = await tcpStomp(broker);
+    await c.subscribe('/topic/ids', 'ids');
+    await c.sendWithReceipt('SEND', { destination: '/topic/ids' }, 'one');
+    const m = await c.message();
+    assert.match(m.headers['message-id'], /^m-[0-9a-f]{12}-\d+$/);
+    return m.headers['message-id'];
+  }
+  const ids = [];
+  const first = await startBroker();
+  try {
+    ids.push(await firstId(first));
+  } finally {
+    await first.closeClients();
+    await first.stop();
+    fs.rmSync(first.dir, { recursive: true, force: true });
+  }
+  const [again, other] = await Promise.all([startBroker(), startBroker()]);
+  try {
+    ids.push(await firstId(again), await firstId(other));
+  } finally {
+    for (const b of [again, other]) {
+      await b.closeClients();
+      await b.stop();
+      fs.rmSync(b.dir, { recursive: true, force: true });
+    }
+  }
+  assert.equal(new Set(ids).size, 3, `three runs, three ids: ${ids.join(' ')}`);
+  const seqs = ids.map((id) => id.split('-')[2]);
+  assert.deepEqual(seqs, [seqs[0], seqs[0], seqs[0]], 'the same counter value in each run: the run id tells them apart');
 });
