@@ -26,6 +26,19 @@ bool token_bucket_take(struct token_bucket *tb, uint64_t now_ms)
     return true;
 }
 
+uint64_t token_bucket_wait_ms(const struct token_bucket *tb, uint64_t now_ms)
+{
+    if (tb->rate <= 0)
+        return 0;
+    double tokens = tb->tokens;
+    if (now_ms > tb->last_ms)
+        tokens += (double)(now_ms - tb->last_ms) * tb->rate / 1000.0;
+    if (tokens >= 1)
+        return 0;
+    double wait = (1 - tokens) * 1000.0 / tb->rate;
+    return wait < 1 ? 1 : (uint64_t)wait + 1; /* rounded up: the token is there when it fires */
+}
+
 void admit_init(struct admit *a, double rate, double burst, size_t max_total, size_t max_per_addr,
                 uint64_t now_ms)
 {

@@ -26,6 +26,8 @@ struct token_bucket {
 void token_bucket_init(struct token_bucket *tb, double rate, double burst, uint64_t now_ms);
 /* Takes one token; false when none is left. */
 bool token_bucket_take(struct token_bucket *tb, uint64_t now_ms);
+/* Milliseconds from now_ms until a token is there (0: one is; never less than 1 otherwise). */
+uint64_t token_bucket_wait_ms(const struct token_bucket *tb, uint64_t now_ms);
 
 enum admit_verdict {
     ADMIT_OK,

@@ -55,6 +55,7 @@ static const struct config_key config_keys[] = {
     KEY("limits", "max_connections_per_address", KEY_SIZE, max_connections_per_address),
     KEY("limits", "publish_rate", KEY_SIZE, publish_rate),
     KEY("limits", "publish_burst", KEY_SIZE, publish_burst),
+    KEY("limits", "publish_rate_action", KEY_STRING, publish_rate_action),
     KEY("limits", "handshake_timeout_ms", KEY_MS, handshake_timeout_ms),
     KEY("limits", "connect_timeout_ms", KEY_MS, connect_timeout_ms),
     KEY("limits", "max_http_header_bytes", KEY_SIZE, max_http_header_bytes),
@@ -117,9 +118,10 @@ void config_defaults(struct config *cfg)
     cfg->connection_rate = 1000;
     cfg->connection_burst = 2000;
     cfg->max_connections = 100000;
-    cfg->max_connections_per_address = 1000;
+    cfg->max_connections_per_address = 10000; /* an office behind one NAT address is legitimate */
     cfg->publish_rate = 10000;
     cfg->publish_burst = 20000;
+    strcpy(cfg->publish_rate_action, "throttle");
     cfg->handshake_timeout_ms = 10000;
     cfg->connect_timeout_ms = 10000;
     cfg->max_http_header_bytes = 8192;
@@ -441,6 +443,11 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     if (strcmp(cfg->auth_anonymous, "auto") != 0 && strcmp(cfg->auth_anonymous, "on") != 0 &&
         strcmp(cfg->auth_anonymous, "off") != 0) {
         snprintf(err, err_len, "auth.anonymous must be auto, on or off");
+        return -1;
+    }
+    if (strcmp(cfg->publish_rate_action, "throttle") != 0 &&
+        strcmp(cfg->publish_rate_action, "error") != 0) {
+        snprintf(err, err_len, "limits.publish_rate_action must be throttle or error");
         return -1;
     }
     if (strcmp(cfg->queue_overflow, "block") != 0 && strcmp(cfg->queue_overflow, "reject") != 0) {

@@ -53,6 +53,8 @@ struct config {
     size_t max_connections_per_address;
     size_t publish_rate; /* SEND frames per second per connection, 0 = unlimited */
     size_t publish_burst;
+    char publish_rate_action[10]; /* past publish_rate: "throttle" (stop reading until the bucket
+                                     refills) or "error" (ERROR and close) */
     unsigned handshake_timeout_ms;
     unsigned connect_timeout_ms;
     size_t max_http_header_bytes;

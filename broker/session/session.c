@@ -58,6 +58,10 @@ struct session {
     char *paused_on;     /* owned: that queue's name; NULL while reading */
     bool paused_counted; /* counted in the local queue's paused_publishers (not the store's) */
     struct session *paused_prev, *paused_next; /* broker.paused_publishers */
+
+    /* limits.publish_rate_action = throttle: not read until the publish bucket has a token. */
+    bool throttled;
+    struct event *throttle_timer; /* owned: made at the first throttle, NULL before */
 };
 
 /* A RECEIPT waiting for the queue messages published before its frame to be stored. */
@@ -543,7 +547,8 @@ void session_queue_unblocked(struct broker *b, const char *queue)
         struct session *next = s->paused_next;
         if (strcmp(s->paused_on, queue) == 0) {
             unpause(s);
-            conn_resume_reading(s->conn);
+            if (!s->throttled)
+                conn_resume_reading(s->conn);
         }
         s = next;
     }
@@ -565,6 +570,8 @@ void session_free(struct session *s)
         event_free(s->deadline);
     if (s->hb_timer != NULL)
         event_free(s->hb_timer);
+    if (s->throttle_timer != NULL)
+        event_free(s->throttle_timer);
     auth_identity_reset(&s->identity);
     stomp_parser_free(s->parser);
     free(s);
@@ -891,16 +898,57 @@ static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_
     return false;
 }
 
-static void on_send(struct session *s, const struct stomp_frame *f)
+static void throttle_end_cb(evutil_socket_t fd, short what, void *arg)
 {
-    if (!token_bucket_take(&s->publish_tokens, broker_now_ms(s->broker))) {
-        s->broker->stats.limit_hits[LIMIT_PUBLISH_RATE]++;
-        session_fail(s, f, WS_CLOSE_POLICY,
-                     "publish rate exceeded (limits.publish_rate = %zu per second, "
-                     "limits.publish_burst = %zu)",
-                     s->broker->cfg.publish_rate, s->broker->cfg.publish_burst);
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    s->throttled = false;
+    if (s->paused_on == NULL) /* a full queue may still hold it */
+        conn_resume_reading(s->conn);
+}
+
+/*
+ * limits.publish_rate_action = throttle: the SEND that found the bucket empty goes in, and s is
+ * not read again until the bucket holds a token (TCP pushes back on the client; the frames it
+ * sent meanwhile wait in the socket and go in, in order, afterwards). Nothing is refused.
+ */
+static void throttle(struct session *s)
+{
+    if (s->throttled)
+        return;
+    if (s->throttle_timer == NULL &&
+        (s->throttle_timer = evtimer_new(s->broker->base, throttle_end_cb, s)) == NULL) {
+        log_error(s->conn->id, "out of memory: publisher not throttled");
         return;
     }
+    uint64_t wait = token_bucket_wait_ms(&s->publish_tokens, broker_now_ms(s->broker));
+    s->throttled = true;
+    arm(s->throttle_timer, wait > 0 ? (unsigned)wait : 1);
+    conn_pause_reading(s->conn);
+}
+
+/* A SEND past limits.publish_rate: true when it may go on (throttle), false after an ERROR. */
+static bool over_publish_rate(struct session *s, const struct stomp_frame *f)
+{
+    const struct config *cfg = &s->broker->cfg;
+    s->broker->stats.limit_hits[LIMIT_PUBLISH_RATE]++;
+    if (strcmp(cfg->publish_rate_action, "throttle") == 0) {
+        throttle(s);
+        return true;
+    }
+    session_fail(s, f, WS_CLOSE_POLICY,
+                 "publish rate exceeded (limits.publish_rate = %zu per second, "
+                 "limits.publish_burst = %zu)",
+                 cfg->publish_rate, cfg->publish_burst);
+    return false;
+}
+
+static void on_send(struct session *s, const struct stomp_frame *f)
+{
+    if (!token_bucket_take(&s->publish_tokens, broker_now_ms(s->broker)) &&
+        !over_publish_rate(s, f))
+        return;
     const struct stomp_header *dest = find(f, "destination");
     if (!permitted(s, f, AUTH_WRITE, dest))
         return;
@@ -1258,12 +1306,17 @@ static uint16_t close_code_for_parse_error(int err)
     }
 }
 
+/* Flow control holds s: a full queue (queue.overflow = block) or the publish rate (throttle). */
+static bool reading_held(const struct session *s)
+{
+    return s->paused_on != NULL || s->throttled;
+}
+
 size_t session_feed(struct session *s, const char *data, size_t len)
 {
     size_t total = len;
     bool may_stop = s->conn->transport == CONN_TCP;
-    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed &&
-           !(may_stop && s->paused_on != NULL)) {
+    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed && !(may_stop && reading_held(s))) {
         struct stomp_frame frame;
         enum stomp_event ev;
         ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);
@@ -1285,7 +1338,7 @@ size_t session_feed(struct session *s, const char *data, size_t len)
     }
     /* Most connections sit idle between frames: they should not hold a frame's buffers. */
     stomp_parser_shrink(s->parser);
-    return may_stop && s->paused_on != NULL ? total - len : total; /* the rest waits its turn */
+    return may_stop && reading_held(s) ? total - len : total; /* the rest waits its turn */
 }
 
 /* ---- delivery ------------------------------------------------------------------------------- */

@@ -442,7 +442,7 @@ brokerTest('fault: subscribers that stop reading (TCP and WebSocket) are dropped
 // ---- a publisher flood ------------------------------------------------------------------------
 
 const FLOOD_DEST = '/topic/faults.flood';
-const RATE = { 'limits.publish_rate': 500, 'limits.publish_burst': 500 };
+const RATE = { 'limits.publish_rate': 500, 'limits.publish_burst': 500, 'limits.publish_rate_action': 'error' };
 
 // A publisher that sends `${tag}-${n}:${Date.now()}` every 20 ms until stop(); resolves the count.
 function timedPublisher(pub, tag) {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { brokerTest, sleep } from './lib/broker.mjs';
 import { httpRequest, upgradeRequest } from './lib/rawws.mjs';
-import { tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
+import { encodeFrame, tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
 
 // The whole response body: the server closes after it.
 async function body(r) {
@@ -57,8 +57,8 @@ brokerTest('max_connections: over the total -> 503 naming limits.max_connections
     assert.match(await body(r), /limits\.max_connections/);
   });
 
-brokerTest('publish rate: SENDs over limits.publish_rate -> ERROR naming it; others unaffected',
-  { set: { 'limits.publish_rate': 5, 'limits.publish_burst': 5 } }, async (broker) => {
+brokerTest('publish rate, action error: SENDs over limits.publish_rate -> ERROR naming it; others unaffected',
+  { set: { 'limits.publish_rate': 5, 'limits.publish_burst': 5, 'limits.publish_rate_action': 'error' } }, async (broker) => {
     const sub = await tcpStomp(broker, { label: 'sub' });
     await sub.subscribe('/topic/rate', 's');
     const pub = await tcpStomp(broker, { label: 'pub' });
@@ -90,4 +90,69 @@ brokerTest('max_unacked: a connection holds at most limits.max_unacked queue mes
     const next = await c.message();
     assert.notEqual(next.headers['message-id'], first[0].headers['message-id']);
     assert.equal(await c.inbox.quiet(300, (f) => f.command === 'MESSAGE'), null, 'one ACK, one more');
+  });
+
+// ---- limits.publish_rate_action = throttle (the default) ----
+
+// Waits (bounded) until client holds n MESSAGE frames, without taking them one by one: takeN
+// is quadratic in what is queued. Returns their bodies in arrival order.
+async function bodiesWhenAll(client, n, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = client.inbox.items.filter((f) => f.command === 'MESSAGE');
+    if (got.length >= n) return got.map((f) => f.body.toString());
+    if (client.inbox.closedInfo) throw new Error(`${client.inbox.label} closed after ${got.length} of ${n} messages`);
+    if (Date.now() > deadline) throw new Error(`${got.length} of ${n} messages within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+const inOrder = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+brokerTest('publish rate, throttle: publishers over limits.publish_rate are slowed to it, not cut off; every SEND arrives, in order',
+  { set: { 'limits.publish_rate': 2000, 'limits.publish_burst': 2000 }, timeout: 60000 }, async (broker) => {
+    const sub = await tcpStomp(broker, { label: 'sub' });
+    await sub.subscribe('/topic/throttle', 's');
+    const tcp = await tcpStomp(broker, { label: 'tcp-pub' });
+    const ws = await wsStomp(broker, { label: 'ws-pub' });
+    const N = 6000;
+    const start = Date.now();
+    for (let i = 0; i < N; i++) {
+      tcp.send('SEND', { destination: '/topic/throttle' }, `t${i}`);
+      ws.send('SEND', { destination: '/topic/throttle' }, `w${i}`);
+    }
+    const bodies = await bodiesWhenAll(sub, 2 * N, 30000);
+    const ms = Date.now() - start;
+    assert.deepEqual(bodies.filter((b) => b[0] === 't'), inOrder('t', N));
+    assert.deepEqual(bodies.filter((b) => b[0] === 'w'), inOrder('w', N));
+    // Each publisher: 2,000 at once (the burst), the other 4,000 at 2,000/s: about 2 s.
+    assert.ok(ms >= 1500, `${2 * N} SENDs in ${ms} ms: slowed to limits.publish_rate`);
+    for (const c of [tcp, ws]) {
+      assert.equal(c.inbox.items.filter((f) => f.command === 'ERROR').length, 0, `${c.inbox.label}: no ERROR`);
+      await c.sendWithReceipt('SEND', { destination: '/topic/other' }, 'still connected');
+    }
+    const text = (await httpRequest(broker.wsPort, 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
+    broker.track(text.socket);
+    await text.reader.waitClosed();
+    const hits = Number(/stompws_limit_hits_total\{limit="limits\.publish_rate"\} (\d+)/.exec(text.reader.buf.toString())[1]);
+    assert.ok(hits >= 2, `throttled SENDs counted on /metrics (${hits})`);
+  });
+
+brokerTest('publish rate, defaults: a TCP publisher at 30,000 SEND/s for 5 s is slowed, not disconnected, and every message arrives',
+  { timeout: 90000 }, async (broker) => {
+    const sub = await tcpStomp(broker, { label: 'sub' });
+    await sub.subscribe('/topic/fast', 's');
+    const pub = await tcpStomp(broker, { label: 'fast-pub' });
+    let sent = 0;
+    for (let tick = 0; tick < 50; tick++) { // 3,000 SENDs every 100 ms for 5 s
+      const batch = [];
+      for (let i = 0; i < 3000; i++) batch.push(encodeFrame('SEND', { destination: '/topic/fast' }, `f${sent++}`));
+      pub.sendBytes(Buffer.concat(batch));
+      await sleep(100);
+    }
+    const bodies = await bodiesWhenAll(sub, sent, 60000);
+    assert.equal(bodies.length, sent);
+    assert.ok(bodies.every((b, i) => b === `f${i}`), 'every message, in order');
+    assert.equal(pub.inbox.items.filter((f) => f.command === 'ERROR').length, 0, 'no ERROR');
+    await pub.sendWithReceipt('SEND', { destination: '/topic/fast' }, 'still connected', 10000);
   });

@@ -34,7 +34,7 @@ brokerTest('healthz, readyz and 404/405 on the WebSocket port and the --http lis
   });
 
 brokerTest('metrics count connections, subscriptions, messages, queues and limit hits',
-  { set: { 'limits.publish_rate': 50, 'limits.publish_burst': 50 } }, async (broker) => {
+  { set: { 'limits.publish_rate': 50, 'limits.publish_burst': 50, 'limits.publish_rate_action': 'error' } }, async (broker) => {
     const sub = await wsStomp(broker, { label: 'sub' });
     await sub.subscribe('/topic/m', 's1');
     await sub.subscribe('/queue/m', 's2', { ack: 'client-individual' });

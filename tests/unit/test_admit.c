@@ -25,6 +25,26 @@ START_TEST(test_token_bucket)
 }
 END_TEST
 
+/* How long a throttled publisher waits: until one whole token is back, rounded up. */
+START_TEST(test_token_bucket_wait)
+{
+    struct token_bucket tb;
+    token_bucket_init(&tb, 10, 2, 1000); /* 10/s: a token every 100 ms */
+    ck_assert_uint_eq(token_bucket_wait_ms(&tb, 1000), 0);
+    ck_assert(token_bucket_take(&tb, 1000));
+    ck_assert(token_bucket_take(&tb, 1000));
+    uint64_t wait = token_bucket_wait_ms(&tb, 1000);
+    ck_assert_uint_ge(wait, 100);
+    ck_assert_uint_le(wait, 101);
+    ck_assert(!token_bucket_take(&tb, 1000 + wait - 2)); /* not before */
+    ck_assert(token_bucket_take(&tb, 1000 + wait));      /* there when the wait is over */
+    ck_assert_uint_ge(token_bucket_wait_ms(&tb, 1000 + wait + 60), 1); /* 0.6 back: never 0 */
+    struct token_bucket unlimited;
+    token_bucket_init(&unlimited, 0, 0, 1000);
+    ck_assert_uint_eq(token_bucket_wait_ms(&unlimited, 1000), 0);
+}
+END_TEST
+
 START_TEST(test_unlimited_bucket)
 {
     struct token_bucket tb;
@@ -77,6 +97,7 @@ static Suite *admit_suite(void)
     Suite *s = suite_create("admit");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_token_bucket);
+    tcase_add_test(tc, test_token_bucket_wait);
     tcase_add_test(tc, test_unlimited_bucket);
     tcase_add_test(tc, test_per_address_and_total);
     tcase_add_test(tc, test_rate);
