@@ -77,6 +77,9 @@ struct broker_stats {
     uint64_t reply_queue_drops;   /* SENDs to a /reply-queue/ whose owner had gone */
     uint64_t loop_inbox_drops;    /* topic copies not handed to another loop: its inbox was full */
     uint64_t publishers_paused;   /* gauge: sessions not read until a full queue drains */
+    /* Gauges kept as sessions come and go, so /metrics walks no connection: */
+    uint64_t clients[4];    /* STOMP sessions by transport: ws, wss, tcp, stomp-tls */
+    uint64_t subscriptions; /* subscriptions of those sessions */
 };
 
 /*

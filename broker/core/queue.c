@@ -148,7 +148,17 @@ static struct subscription *pick_consumer(const struct queues *qs, struct queue 
     return fallback;
 }
 
-static int track_unacked(struct subscription *sub, struct message *msg)
+/* One more (delta 1) or one fewer (-1) unacked message on sub: its own count, its session's
+ * (limits.max_unacked) and the loop's gauge (/metrics, kept here so a scrape walks nothing). */
+static void count_unacked(struct queues *qs, struct subscription *sub, int delta)
+{
+    sub->unacked_count += (size_t)delta;
+    if (sub->session_unacked != NULL)
+        *sub->session_unacked += (size_t)delta;
+    qs->stats->unacked += (uint64_t)(int64_t)delta;
+}
+
+static int track_unacked(struct queues *qs, struct subscription *sub, struct message *msg)
 {
     struct unacked *u = calloc(1, sizeof(*u));
     if (u == NULL)
@@ -160,9 +170,7 @@ static int track_unacked(struct subscription *sub, struct message *msg)
     else
         sub->unacked_head = u;
     sub->unacked_tail = u;
-    sub->unacked_count++;
-    if (sub->session_unacked != NULL)
-        (*sub->session_unacked)++;
+    count_unacked(qs, sub, 1);
     return 0;
 }
 
@@ -193,7 +201,7 @@ static void dispatch_waiting(struct queues *qs, struct queue *q)
             continue;
         q->cursor = sub->next != NULL ? sub->next : q->consumers;
         struct queued *item = pop_front(q);
-        if (sub->ack != ACK_AUTO && track_unacked(sub, item->msg) != 0) {
+        if (sub->ack != ACK_AUTO && track_unacked(qs, sub, item->msg) != 0) {
             push_front(q, item);
             return;
         }
@@ -206,9 +214,7 @@ static void dispatch_waiting(struct queues *qs, struct queue *q)
                     u->prev->next = NULL;
                 else
                     sub->unacked_head = NULL;
-                sub->unacked_count--;
-                if (sub->session_unacked != NULL)
-                    (*sub->session_unacked)--;
+                count_unacked(qs, sub, -1);
                 message_unref(u->msg);
                 free(u);
             }
@@ -244,7 +250,7 @@ void queue_add_consumer(struct queues *qs, struct queue *q, struct subscription 
     notify(qs, q, QUEUE_EV_ROOM, NULL);
 }
 
-static void unlink_unacked(struct subscription *sub, struct unacked *u)
+static void unlink_unacked(struct queues *qs, struct subscription *sub, struct unacked *u)
 {
     if (u->prev != NULL)
         u->prev->next = u->next;
@@ -254,23 +260,21 @@ static void unlink_unacked(struct subscription *sub, struct unacked *u)
         u->next->prev = u->prev;
     else
         sub->unacked_tail = u->prev;
-    sub->unacked_count--;
-    if (sub->session_unacked != NULL)
-        (*sub->session_unacked)--;
+    count_unacked(qs, sub, -1);
 }
 
 /*
  * Gives back the unacked messages from `first` to `last` (inclusive, delivery order) to the
  * queue's head, keeping their order, marked redelivered.
  */
-static void give_back(struct queue *q, struct subscription *sub, struct unacked *first,
-                      struct unacked *last)
+static void give_back(struct queues *qs, struct queue *q, struct subscription *sub,
+                      struct unacked *first, struct unacked *last)
 {
     struct unacked *u = last;
     for (;;) {
         struct unacked *prev = u->prev;
         bool done = u == first;
-        unlink_unacked(sub, u);
+        unlink_unacked(qs, sub, u);
         struct queued *item = calloc(1, sizeof(*item));
         if (item != NULL) {
             item->msg = u->msg; /* the reference moves to the queue */
@@ -314,7 +318,7 @@ void queue_remove_consumer(struct queues *qs, struct queue *q, struct subscripti
     sub->prev = sub->next = NULL;
     sub->target = NULL;
     if (sub->unacked_head != NULL)
-        give_back(q, sub, sub->unacked_head, sub->unacked_tail);
+        give_back(qs, q, sub, sub->unacked_head, sub->unacked_tail);
     queue_dispatch(qs, q);
     if (q->clustered && q->consumer_count == 0)
         release_waiting(qs, q);
@@ -328,7 +332,7 @@ static void release_acked(struct queues *qs, struct subscription *sub, struct un
     for (;;) {
         struct unacked *next = u->next;
         bool done = u == last;
-        unlink_unacked(sub, u);
+        unlink_unacked(qs, sub, u);
         notify(qs, sub->target, QUEUE_EV_SETTLED, u->msg);
         message_unref(u->msg);
         free(u);
@@ -350,7 +354,7 @@ int queue_ack(struct queues *qs, struct subscription *sub, const char *message_i
     struct unacked *first = sub->ack == ACK_CLIENT ? sub->unacked_head : found;
     struct queue *q = sub->target;
     if (nack)
-        give_back(q, sub, first, found);
+        give_back(qs, q, sub, first, found);
     else
         release_acked(qs, sub, first, found);
     queue_dispatch(qs, q);

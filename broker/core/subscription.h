@@ -104,6 +104,7 @@ struct delivery_stats {
     uint64_t delivered;  /* MESSAGE frames written */
     uint64_t dropped;    /* deliveries the connection refused (slow consumer) */
     uint64_t unroutable; /* messages no subscription or queue took */
+    uint64_t unacked;    /* gauge: queue messages delivered to client-ack consumers, not acked */
 };
 
 #endif

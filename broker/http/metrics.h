@@ -36,7 +36,8 @@ struct metrics_figures {
     const char *not_ready; /* static text: why /readyz says 503; NULL when ready */
 };
 
-/* Takes b's figures now (walks its connections and queues). */
+/* Takes b's figures now: its gauges and counters, and a walk of its queues (never of its
+ * connections: a scrape costs the same however many there are). */
 void metrics_collect(const struct broker *b, struct metrics_figures *f);
 
 /* The loops' figures board (threads > 1): `loops` slots, and the process's queue store (NULL

@@ -385,6 +385,13 @@ static void make_session_id(struct session *s)
         n += snprintf(s->id + n, sizeof(s->id) - (size_t)n, "%02x", rnd[i]);
 }
 
+/* The /metrics gauge of sessions on s's transport (stompws_connections{transport}). */
+static uint64_t *clients_gauge(const struct session *s)
+{
+    const struct conn *c = s->conn;
+    return &s->broker->stats.clients[(c->transport == CONN_TCP ? 2 : 0) + (c->tls ? 1 : 0)];
+}
+
 struct session *session_new(struct conn *c, int version_hint)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -392,6 +399,7 @@ struct session *session_new(struct conn *c, int version_hint)
         return NULL;
     s->conn = c;
     s->broker = c->broker;
+    (*clients_gauge(s))++; /* until session_free(), on every path */
     s->version_hint = version_hint;
     s->version = version_hint != 0 ? (enum stomp_version)version_hint : STOMP_V1_2;
     const struct config *cfg = &c->broker->cfg;
@@ -417,6 +425,7 @@ struct session *session_new(struct conn *c, int version_hint)
 
 static void free_subscription(struct subscription *sub)
 {
+    sub->session->broker->stats.subscriptions--;
     free(sub->id);
     free(sub->destination);
     free(sub->lines);
@@ -558,6 +567,7 @@ void session_free(struct session *s)
 {
     if (s == NULL)
         return;
+    (*clients_gauge(s))--;
     if (s->appends_confirmed != s->appends_sent)
         publish_forget_waiter(s->broker, s); /* the messages stay; nobody waits for them */
     if (s->paused_on != NULL)
@@ -1038,6 +1048,7 @@ static struct subscription *new_subscription(struct session *s, const struct sto
     if (sub == NULL)
         return NULL;
     sub->session = s;
+    s->broker->stats.subscriptions++; /* until free_subscription(), on every path */
     sub->id = dup_value(id);
     sub->destination = dup_value(dest);
     sub->destination_len = dest->value_len;
@@ -1445,12 +1456,3 @@ void session_drained(struct session *s)
     }
 }
 
-size_t session_subscription_count(const struct session *s)
-{
-    return s->subs.count;
-}
-
-size_t session_unacked(const struct session *s)
-{
-    return s->unacked;
-}

@@ -45,10 +45,6 @@ void session_append_done(struct session *s, const char *error);
  * away). */
 void session_queue_unblocked(struct broker *b, const char *queue);
 
-/* For /metrics. */
-size_t session_subscription_count(const struct session *s);
-size_t session_unacked(const struct session *s);
-
 /* The router's delivery callbacks. */
 int session_deliver(struct subscription *sub, struct message *msg, bool redelivered);
 bool session_writable(const struct subscription *sub);

@@ -51,7 +51,8 @@
  * - No byte arrives after the broker's end of file.
  * At the end the clients read everything and leave (end of file); every connection must be gone
  * within a bounded number of loop turns (conn_count 0), with no topic, wildcard, consumer or
- * temporary queue left in the router. broker_free() then frees the rest, and LeakSanitizer
+ * temporary queue left in the router, and the session, subscription and unacked gauges of
+ * /metrics are back to zero. broker_free() then frees the rest, and LeakSanitizer
  * reports any message, subscription or buffer still held. What does outlive an input is
  * process-wide by design: the message and subscription counters, the logger's peer table, and
  * the dict hash seed (set to a constant after broker_new(), so dict order is the same each run).
@@ -601,6 +602,10 @@ static void finish(struct broker *b, struct client clients[2], uint8_t mode)
         CHECK(!cl->eof_seen || cl->phase != PHASE_BODY || cl->body_left == 0);
     }
     check_router_empty(&b->router);
+    /* The /metrics gauges kept as sessions come and go are back to zero with them. */
+    for (int i = 0; i < 4; i++)
+        CHECK(b->stats.clients[i] == 0);
+    CHECK(b->stats.subscriptions == 0 && b->router.stats.unacked == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
