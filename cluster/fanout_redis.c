@@ -10,9 +10,9 @@
 
 /* The backend of one loop: its two Redis links. */
 struct fanout_redis {
-    struct broker *b;         /* borrowed: the loop it serves */
-    struct bridge *bridge;    /* owned: topics */
-    struct streams *streams;  /* owned: queues */
+    struct broker *b;        /* borrowed: the loop it serves */
+    struct bridge *bridge;   /* owned: topics */
+    struct streams *streams; /* owned: queues */
 };
 
 /* The router's interest transitions, followed in Redis. */

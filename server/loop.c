@@ -244,12 +244,12 @@ static void start_router(struct broker *b)
 {
     const struct config *cfg = &b->cfg;
     const struct delivery_ops ops = {.deliver = session_deliver,
-                                   .writable = session_writable,
-                                   .interest = publish_interest,
-                                   .queue_event = publish_queue_event,
-                                   .ctx = b,
-                                   .publish_done = session_append_done,
-                                   .queue_unblocked = session_queue_unblocked};
+                                     .writable = session_writable,
+                                     .interest = publish_interest,
+                                     .queue_event = publish_queue_event,
+                                     .ctx = b,
+                                     .publish_done = session_append_done,
+                                     .queue_unblocked = session_queue_unblocked};
     router_init(&b->router, &ops, cfg->queue_max_messages);
     b->router.queues.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;
     b->router.queues.block = strcmp(cfg->queue_overflow, "block") == 0;
@@ -271,8 +271,7 @@ static int start_fanout(struct broker *b, const struct loop_peers *peers)
     return 0;
 }
 
-struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *peers,
-                             size_t index)
+struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *peers, size_t index)
 {
     struct broker *b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -293,8 +292,8 @@ struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *
     start_router(b);
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     b->loop_lag.timer = evtimer_new(b->base, lag_tick_cb, b);
-    if (conn_lists_init(b) != 0 || b->shutdown_timer == NULL ||
-        b->loop_lag.timer == NULL || add_signals(b) != 0)
+    if (conn_lists_init(b) != 0 || b->shutdown_timer == NULL || b->loop_lag.timer == NULL ||
+        add_signals(b) != 0)
         goto fail;
     arm_lag_tick(b, monotonic_us());
     char err[512];

@@ -23,9 +23,9 @@ struct shared_queues;
 
 /* What the loops of one process share (server.threads > 1); all borrowed from threads.c. */
 struct loop_peers {
-    struct inboxes *inboxes;      /* one per loop: everything that crosses loops */
-    struct shared_queues *store;  /* the /queue/ store; NULL when the loops are cluster nodes */
-    struct metrics_board *board;  /* every loop's /metrics figures */
+    struct inboxes *inboxes;     /* one per loop: everything that crosses loops */
+    struct shared_queues *store; /* the /queue/ store; NULL when the loops are cluster nodes */
+    struct metrics_board *board; /* every loop's /metrics figures */
 };
 
 /* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */

@@ -88,9 +88,9 @@ static struct loops *loops_new(const struct config *cfg)
     bool ok = g->slots != NULL && g->peers.inboxes != NULL;
     /* With Redis every loop is a cluster node and queues live in Redis Streams. */
     if (ok && cfg->cluster_redis[0] == '\0')
-        ok = (g->peers.store = shared_queues_new(g->peers.inboxes, cfg->queue_max_messages,
-                                                 strcmp(cfg->queue_overflow, "block") == 0)) !=
-             NULL;
+        ok =
+            (g->peers.store = shared_queues_new(g->peers.inboxes, cfg->queue_max_messages,
+                                                strcmp(cfg->queue_overflow, "block") == 0)) != NULL;
     if (ok)
         ok = (g->peers.board = metrics_board_new(g->count, g->peers.store)) != NULL;
     if (!ok) {

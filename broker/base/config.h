@@ -23,8 +23,8 @@ struct config_addr {
 
 enum config_outbound_frames { OUTBOUND_FRAMES_AUTO, OUTBOUND_FRAMES_TEXT, OUTBOUND_FRAMES_BINARY };
 
-/* server.threads: the most event loops a process runs (shared_queues.c keeps their sets in a 64-bit mask).
- */
+/* server.threads: the most event loops a process runs (shared_queues.c keeps their sets in a
+ * 64-bit mask). */
 #define CONFIG_THREADS_MAX 64
 
 struct config {

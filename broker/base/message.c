@@ -36,8 +36,8 @@ static void make_run_id(void)
         /* No entropy (a very early boot): the clock and the process still differ per run. */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t v = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^
-                     (uint64_t)getpid() << 32;
+        uint64_t v =
+            (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
         memcpy(rnd, &v, sizeof(rnd));
     }
     for (size_t i = 0; i < sizeof(rnd); i++)

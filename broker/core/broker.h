@@ -104,22 +104,22 @@ struct broker_loop_lag {
 struct broker {
     struct event_base *base; /* owned */
     size_t loop_index; /* this loop's place in the process (0: the main thread's, or the only) */
-    struct inboxes *inboxes; /* borrowed: the inboxes of the process's loops (threads > 1), else NULL */
-    struct metrics_board *board; /* borrowed: every loop's /metrics figures (threads > 1), else NULL */
+    struct inboxes *inboxes;     /* borrowed: every loop's inbox (threads > 1), else NULL */
+    struct metrics_board *board; /* borrowed: every loop's /metrics figures (threads > 1) */
     struct config cfg;
     struct router router;
-    struct fanout fanout;    /* beyond this loop: ops NULL for one loop of one node (fanout.h) */
+    struct fanout fanout; /* beyond this loop: ops NULL for one loop of one node (fanout.h) */
     /* A /reply-queue/ this loop does not have, for the loop that owns it (threads > 1; NULL
      * otherwise): 0, or an enum router_error. */
     int (*forward_reply)(struct broker *b, struct message *msg, const char *route, size_t len);
     struct listener *listeners; /* owned by server/loop.c: LISTENER_COUNT of them */
-    struct api *api;         /* owned: the HTTP publish API's keys, NULL while it is off */
-    SSL_CTX *tls_ctx;        /* owned (a reference): wss, and stomp-tls without client CA */
-    SSL_CTX *tls_client_ctx; /* owned (a reference): stomp-tls (requires client certs when
-                                tls.client_ca is set) */
+    struct api *api;            /* owned: the HTTP publish API's keys, NULL while it is off */
+    SSL_CTX *tls_ctx;           /* owned (a reference): wss, and stomp-tls without client CA */
+    SSL_CTX *tls_client_ctx;    /* owned (a reference): stomp-tls (requires client certs when
+                                   tls.client_ca is set) */
     const struct conn_handler *conn_handler; /* borrowed (static): what a connection calls once
                                                 its transport is settled (net/conn.h) */
-    struct conn *conns;      /* not owned here: each conn frees itself via reap */
+    struct conn *conns;                      /* not owned here: each conn frees itself via reap */
     size_t conn_count;
     struct conn *reap_list;         /* connections to free before the loop sleeps */
     struct event *reap_event;       /* owned: activated when reap_list is non-empty */

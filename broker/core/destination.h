@@ -18,7 +18,6 @@
 
 enum dest_kind { DEST_UNKNOWN, DEST_TOPIC, DEST_QUEUE, DEST_TEMP_QUEUE, DEST_REPLY_QUEUE };
 
-
 enum dest_kind destination_kind(const char *dest, size_t len);
 /* True when a /topic/ name has a `*` or `#` segment. */
 bool destination_is_wildcard(const char *dest, size_t len);

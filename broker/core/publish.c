@@ -16,8 +16,7 @@ int publish_waiting(struct broker *b, struct message *msg, const char *route, si
     return rc;
 }
 
-int publish(struct broker *b, struct message *msg, const char *route, size_t len,
-            bool create_queue)
+int publish(struct broker *b, struct message *msg, const char *route, size_t len, bool create_queue)
 {
     return publish_waiting(b, msg, route, len, create_queue, NULL);
 }

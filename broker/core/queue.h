@@ -44,14 +44,14 @@ struct queue {
  * points ops and stats at its own: a queue never sees the router.
  */
 struct queues {
-    struct dict by_name;              /* owned: name -> struct queue */
-    const struct delivery_ops *ops;   /* borrowed: deliver, writable, queue_event */
-    struct delivery_stats *stats;     /* borrowed: deliveries are counted with the topics' */
-    size_t max_messages;              /* limit per queue (queue.max_messages) */
-    bool block;                       /* queue.overflow = block: past the limit publishers pause */
-    bool clustered;                   /* /queue/ names are backed by a store beyond this loop */
-    bool release_declined;            /* clustered queues report QUEUE_EV_DECLINED (threads > 1) */
-    size_t cluster_window;            /* queue_capacity() per auto-ack or unlimited consumer */
+    struct dict by_name;            /* owned: name -> struct queue */
+    const struct delivery_ops *ops; /* borrowed: deliver, writable, queue_event */
+    struct delivery_stats *stats;   /* borrowed: deliveries are counted with the topics' */
+    size_t max_messages;            /* limit per queue (queue.max_messages) */
+    bool block;                     /* queue.overflow = block: past the limit publishers pause */
+    bool clustered;                 /* /queue/ names are backed by a store beyond this loop */
+    bool release_declined;          /* clustered queues report QUEUE_EV_DECLINED (threads > 1) */
+    size_t cluster_window;          /* queue_capacity() per auto-ack or unlimited consumer */
 };
 
 /* The queue called name; created when absent and create is true. NULL if absent/no memory. */

@@ -96,7 +96,8 @@ static size_t trie_pattern(const struct trie_node *node, char *out, size_t cap)
 {
     const struct trie_node *path[DESTINATION_MAX_SEGMENTS + 1];
     size_t depth = 0;
-    for (; node != NULL && node->parent != NULL && depth <= DESTINATION_MAX_SEGMENTS; node = node->parent)
+    for (; node != NULL && node->parent != NULL && depth <= DESTINATION_MAX_SEGMENTS;
+         node = node->parent)
         path[depth++] = node;
     size_t n = (size_t)snprintf(out, cap, "%s", TOPIC_PREFIX);
     while (depth > 0 && n < cap) {
@@ -286,8 +287,8 @@ static size_t deliver_list(struct router *r, struct subscription *sub, struct me
     return n;
 }
 
-static size_t match_trie(struct router *r, struct trie_node *node, const struct destination_segments *s,
-                         size_t i, struct message *msg)
+static size_t match_trie(struct router *r, struct trie_node *node,
+                         const struct destination_segments *s, size_t i, struct message *msg)
 {
     size_t n = 0;
     if (i == s->count) {
@@ -363,8 +364,8 @@ size_t router_publish_exact(struct router *r, struct message *msg)
 }
 
 /* Does the name (segments from ni) match the pattern (segments from pi)? '#' eats 0 or more. */
-static bool pattern_matches(const struct destination_segments *pat, size_t pi, const struct destination_segments *name,
-                            size_t ni)
+static bool pattern_matches(const struct destination_segments *pat, size_t pi,
+                            const struct destination_segments *name, size_t ni)
 {
     if (pi == pat->count)
         return ni == name->count;

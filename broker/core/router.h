@@ -4,8 +4,9 @@
  * Topics (/topic/...): every matching subscription gets a copy; exact names live in a hash table,
  * subscriptions with wildcards (`*` one dot-separated segment, `#` zero or more, as RabbitMQ's
  * topic exchange) in a trie of segments. Queues (/queue/..., and the /reply-queue/... behind
- * temporary queues): see queue.h; the router holds them in a struct queues. The router never touches a connection: it hands each delivery
- * to the delivery_ops the wiring registered, so it is unit-tested without sockets.
+ * temporary queues): see queue.h; the router holds them in a struct queues. The router never
+ * touches a connection: it hands each delivery to the delivery_ops the wiring registered, so it is
+ * unit-tested without sockets.
  */
 #ifndef STOMPWS_ROUTER_H
 #define STOMPWS_ROUTER_H

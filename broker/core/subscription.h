@@ -24,7 +24,6 @@ enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
 /* What a subscription is attached to (struct subscription.target_kind). */
 enum sub_target { SUB_TARGET_NONE, SUB_TARGET_TOPIC, SUB_TARGET_WILDCARD, SUB_TARGET_QUEUE };
 
-
 /* What happens to a clustered queue (struct queue.clustered), for delivery_ops.queue_event. */
 enum queue_event {
     QUEUE_EV_FOLLOW,   /* the first local consumer arrived: start taking messages */

@@ -23,7 +23,7 @@ static const char *status_text(int status)
 
 /* Status line and headers up to the empty line, for a body of length bytes. */
 void http_write_head(struct conn *c, int status, const char *content_type, size_t length,
-                       const char *extra_headers)
+                     const char *extra_headers)
 {
     evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"

@@ -111,7 +111,7 @@ static void serve_static(struct conn *c, const struct ws_http_request *req)
         return;
     }
     http_write_head(c, 200, static_content_type(file), (size_t)st.st_size,
-               "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
+                    "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
     /* The evbuffer owns fd from here, and closes it once the file is written. */
     if (head || st.st_size == 0 ||
         evbuffer_add_file(bufferevent_get_output(c->bev), fd, 0, st.st_size) != 0)

@@ -136,7 +136,8 @@ struct conn *conn_attach(struct broker *b, struct bufferevent *bev, const struct
     c->broker = b;
     c->bev = bev;
     /* Unique in the process, and id % loops names the loop: a reply queue is named after its
-     * session's connection id, which is how another loop finds its owner (broker/threads/fanout_threads.c). */
+     * session's connection id, which is how another loop finds its owner
+     * (broker/threads/fanout_threads.c). */
     c->id = ++b->next_conn_id * b->conn_id_stride + b->loop_index;
     c->next = b->conns;
     if (b->conns != NULL)

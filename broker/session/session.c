@@ -533,9 +533,9 @@ static void pause_if_full(struct session *s, const char *route, size_t len)
 static void unpause(struct session *s)
 {
     struct broker *b = s->broker;
-    struct queue *q = s->paused_counted
-                          ? queue_lookup(&b->router.queues, s->paused_on, strlen(s->paused_on), false)
-                          : NULL;
+    struct queue *q = s->paused_counted ? queue_lookup(&b->router.queues, s->paused_on,
+                                                       strlen(s->paused_on), false)
+                                        : NULL;
     if (q != NULL)
         q->paused_publishers--;
     if (s->paused_prev != NULL)
@@ -801,7 +801,8 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
                      dest->value);
         return 0;
     }
-    if (!subscribing && kind == DEST_TOPIC && destination_is_wildcard(dest->value, dest->value_len)) {
+    if (!subscribing && kind == DEST_TOPIC &&
+        destination_is_wildcard(dest->value, dest->value_len)) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot SEND to a wildcard destination: %.*s",
                      shown, dest->value);
         return 0;
@@ -822,7 +823,7 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
 
 /* Publishes; returns 0, or -1 after an ERROR. */
 static int route_send(struct session *s, const struct stomp_frame *f, struct message *msg,
-                   const char *route, size_t route_len, bool create)
+                      const char *route, size_t route_len, bool create)
 {
     int rc = publish_waiting(s->broker, msg, route, route_len, create, s);
     switch (rc) {
@@ -1455,4 +1456,3 @@ void session_drained(struct session *s)
             router_resume(&s->broker->router, sub);
     }
 }
-

@@ -76,7 +76,8 @@ int fanout_threads_forward_reply(struct broker *b, struct message *msg, const ch
 /* At the owner: gone meanwhile counts as a drop here, as a SEND to a gone queue would. */
 void fanout_threads_deliver_reply(struct broker *b, struct message *msg)
 {
-    struct queue *q = queue_lookup(&b->router.queues, msg->destination, msg->destination_len, false);
+    struct queue *q =
+        queue_lookup(&b->router.queues, msg->destination, msg->destination_len, false);
     if (q == NULL || queue_push(&b->router.queues, q, msg, false) != 0)
         b->stats.reply_queue_drops++;
 }
@@ -111,7 +112,8 @@ static void take_for_queue(struct fanout_threads *ft, struct queue *q)
         size_t n = shared_queues_take(ft->store, b->loop_index, q->name, q->name_len, want, msgs,
                                       redelivered);
         for (size_t i = 0; i < n; i++) {
-            if (q->consumer_count == 0 || queue_push(&b->router.queues, q, msgs[i], redelivered[i]) != 0)
+            if (q->consumer_count == 0 ||
+                queue_push(&b->router.queues, q, msgs[i], redelivered[i]) != 0)
                 shared_queues_release(ft->store, b->loop_index, msgs[i], false);
             message_unref(msgs[i]);
         }
@@ -127,7 +129,8 @@ void fanout_threads_take(struct broker *b)
     struct dict_entry *e = dict_first(&b->router.queues.by_name, &bucket);
     while (e != NULL) {
         struct queue *q = e->value;
-        e = dict_next(&b->router.queues.by_name, &bucket, e); /* taking never frees a followed queue */
+        e = dict_next(&b->router.queues.by_name, &bucket,
+                      e); /* taking never frees a followed queue */
         if (q->clustered && q->consumer_count > 0)
             take_for_queue(ft, q);
     }
@@ -141,8 +144,7 @@ static void follow_store(void *ctx, struct queue *q, enum queue_event ev, struct
     switch (ev) {
     case QUEUE_EV_FOLLOW:
     case QUEUE_EV_UNFOLLOW:
-        shared_queues_follow(ft->store, b->loop_index, q->name, q->name_len,
-                             ev == QUEUE_EV_FOLLOW);
+        shared_queues_follow(ft->store, b->loop_index, q->name, q->name_len, ev == QUEUE_EV_FOLLOW);
         break;
     case QUEUE_EV_SETTLED:
         shared_queues_settle(ft->store, msg);

@@ -30,12 +30,12 @@ struct shared_queue {
 };
 
 struct shared_queues {
-    pthread_mutex_t lock; /* guards everything below */
+    pthread_mutex_t lock;    /* guards everything below */
     struct inboxes *inboxes; /* borrowed: kicks and unblocks go to the loops through them */
-    struct dict queues;   /* owned values: name -> struct shared_queue */
-    size_t max_messages;  /* queue.max_messages: waiting entries per queue */
-    bool block;           /* queue.overflow = block */
-    uint64_t next_entry;  /* entry ids, written into stream_id */
+    struct dict queues;      /* owned values: name -> struct shared_queue */
+    size_t max_messages;     /* queue.max_messages: waiting entries per queue */
+    bool block;              /* queue.overflow = block */
+    uint64_t next_entry;     /* entry ids, written into stream_id */
     uint64_t waiting, in_flight;
 };
 

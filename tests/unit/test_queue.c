@@ -146,14 +146,17 @@ START_TEST(test_block_mode_takes_past_limit_and_unblocks_below_90_percent)
     q->paused_publishers = 1; /* as session.c does when it pauses one */
     struct subscription *a = consumer("/queue/b", ACK_CLIENT_INDIVIDUAL, 1);
     ck_assert_uint_eq(q->depth, 10); /* one delivered (prefetch 1): still full */
-    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[0].id, strlen(deliveries[0].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, a, deliveries[0].id, strlen(deliveries[0].id), false), 0);
     ck_assert_uint_eq(q->depth, 9); /* 90%: not yet */
     ck_assert_uint_eq(unblocks, 0);
-    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_uint_eq(q->depth, 8);
     ck_assert_uint_eq(unblocks, 1);
     q->paused_publishers = 0; /* resumed: nobody is told again */
-    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[2].id, strlen(deliveries[2].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, a, deliveries[2].id, strlen(deliveries[2].id), false), 0);
     ck_assert_uint_eq(unblocks, 1);
     consumer_free(a); /* its unacked messages go back: the queue stays */
     q = queue_lookup(&router.queues, "/queue/b", 8, false);
@@ -172,7 +175,8 @@ START_TEST(test_client_individual_ack_and_prefetch)
     ck_assert_uint_eq(delivery_count, 2); /* prefetch window */
     ck_assert_uint_eq(a->unacked_count, 2);
     /* Ack the second only: one slot frees, the third arrives. */
-    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_uint_eq(delivery_count, 3);
     ck_assert_uint_eq(a->unacked_count, 2);
     ck_assert_int_eq(queue_ack(&router.queues, a, "m-nope", 6, false), -1);
@@ -191,7 +195,8 @@ START_TEST(test_session_total_follows_unacked)
     ck_assert_int_eq(send_body("/queue/u", "2"), 0);
     ck_assert_int_eq(send_body("/queue/u", "3"), 0);
     ck_assert_uint_eq(total, 3);
-    ck_assert_int_eq(queue_ack(&router.queues, b, deliveries[2].id, strlen(deliveries[2].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, b, deliveries[2].id, strlen(deliveries[2].id), false), 0);
     ck_assert_uint_eq(total, 1); /* cumulative: both of b's */
     consumer_free(a);            /* gives its one back */
     ck_assert_uint_eq(total, 0);
@@ -205,7 +210,8 @@ START_TEST(test_client_ack_is_cumulative)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(send_body("/queue/c", "m"), 0);
     ck_assert_uint_eq(a->unacked_count, 3);
-    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_uint_eq(a->unacked_count, 1);
     ck_assert_str_eq(a->unacked_head->msg->id, deliveries[2].id);
     consumer_free(a);
@@ -220,8 +226,8 @@ START_TEST(test_nack_redelivers_to_another_consumer)
     ck_assert_uint_eq(delivery_count, 1);
     struct subscription *first = deliveries[0].sub;
     struct subscription *other = first == a ? b : a;
-    ck_assert_int_eq(queue_ack(&router.queues, first, deliveries[0].id, strlen(deliveries[0].id), true),
-                     0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, first, deliveries[0].id, strlen(deliveries[0].id), true), 0);
     ck_assert_uint_eq(delivery_count, 2);
     ck_assert_ptr_eq(deliveries[1].sub, other);
     ck_assert(deliveries[1].redelivered);
@@ -311,7 +317,8 @@ static const char *take_events(void)
     return out;
 }
 
-/* A message taken from the queue's stream (what cluster/fanout_redis.c does with streams' deliveries). */
+/* A message taken from the queue's stream (what cluster/fanout_redis.c does with streams'
+ * deliveries). */
 static void push_from_stream(const char *queue, const char *body, bool redelivered)
 {
     struct queue *q = queue_lookup(&router.queues, queue, strlen(queue), false);
@@ -344,7 +351,8 @@ START_TEST(test_cluster_ack_settles_and_makes_room)
     push_from_stream("/queue/c", "m2", false);
     ck_assert_uint_eq(queue_capacity(&router.queues, q), 0);
     take_events();
-    ck_assert_int_eq(queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
+    ck_assert_int_eq(
+        queue_ack(&router.queues, a, deliveries[1].id, strlen(deliveries[1].id), false), 0);
     ck_assert_str_eq(take_events(), "SETTLED:m2 ROOM");
     ck_assert_uint_eq(queue_capacity(&router.queues, q), 1);
     consumer_free(a);
