@@ -10,16 +10,22 @@ void token_bucket_init(struct token_bucket *tb, double rate, double burst, uint6
     tb->last_ms = now_ms;
 }
 
+/* The tokens tb holds at now_ms: what it had, plus the refill since, up to the burst. */
+static double tokens_at(const struct token_bucket *tb, uint64_t now_ms)
+{
+    if (now_ms <= tb->last_ms)
+        return tb->tokens;
+    double tokens = tb->tokens + (double)(now_ms - tb->last_ms) * tb->rate / 1000.0;
+    return tokens < tb->burst ? tokens : tb->burst;
+}
+
 bool token_bucket_take(struct token_bucket *tb, uint64_t now_ms)
 {
     if (tb->rate <= 0)
         return true;
-    if (now_ms > tb->last_ms) {
-        tb->tokens += (double)(now_ms - tb->last_ms) * tb->rate / 1000.0;
-        if (tb->tokens > tb->burst)
-            tb->tokens = tb->burst;
+    tb->tokens = tokens_at(tb, now_ms);
+    if (now_ms > tb->last_ms)
         tb->last_ms = now_ms;
-    }
     if (tb->tokens < 1)
         return false;
     tb->tokens -= 1;
@@ -30,9 +36,7 @@ uint64_t token_bucket_wait_ms(const struct token_bucket *tb, uint64_t now_ms)
 {
     if (tb->rate <= 0)
         return 0;
-    double tokens = tb->tokens;
-    if (now_ms > tb->last_ms)
-        tokens += (double)(now_ms - tb->last_ms) * tb->rate / 1000.0;
+    double tokens = tokens_at(tb, now_ms);
     if (tokens >= 1)
         return 0;
     double wait = (1 - tokens) * 1000.0 / tb->rate;
