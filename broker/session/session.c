@@ -549,6 +549,19 @@ static void unpause(struct session *s)
     s->paused_on = NULL;
 }
 
+/* Flow control holds s: a full queue (queue.overflow = block) or the publish rate (throttle). */
+static bool reading_held(const struct session *s)
+{
+    return s->paused_on != NULL || s->throttled;
+}
+
+/* One hold of flow control ended: s is read again once no other holds it. */
+static void resume_unless_held(struct session *s)
+{
+    if (!reading_held(s))
+        conn_resume_reading(s->conn);
+}
+
 void session_queue_unblocked(struct broker *b, const char *queue)
 {
     struct session *s = b->paused_publishers;
@@ -556,8 +569,7 @@ void session_queue_unblocked(struct broker *b, const char *queue)
         struct session *next = s->paused_next;
         if (strcmp(s->paused_on, queue) == 0) {
             unpause(s);
-            if (!s->throttled)
-                conn_resume_reading(s->conn);
+            resume_unless_held(s);
         }
         s = next;
     }
@@ -915,8 +927,7 @@ static void throttle_end_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     s->throttled = false;
-    if (s->paused_on == NULL) /* a full queue may still hold it */
-        conn_resume_reading(s->conn);
+    resume_unless_held(s); /* a full queue may still hold it */
 }
 
 /*
@@ -1316,12 +1327,6 @@ static uint16_t close_code_for_parse_error(int err)
     default:
         return WS_CLOSE_PROTOCOL_ERROR;
     }
-}
-
-/* Flow control holds s: a full queue (queue.overflow = block) or the publish rate (throttle). */
-static bool reading_held(const struct session *s)
-{
-    return s->paused_on != NULL || s->throttled;
 }
 
 size_t session_feed(struct session *s, const char *data, size_t len)
