@@ -257,13 +257,15 @@ static int start_streams(struct fanout_redis *fr, const struct bridge_config *bc
     return 0;
 }
 
-/* The bridge's settings from the broker's: -1 (logged) when cluster.redis does not parse. */
-static int bridge_settings(const struct config *cfg, struct bridge_config *bcfg)
+/* The bridge's settings from the broker's: -1 with the reason in err when cluster.redis does
+ * not parse (what --check-config reports and a starting node logs). */
+static int bridge_settings(const struct config *cfg, struct bridge_config *bcfg, char *err,
+                           size_t err_len)
 {
     bridge_config_defaults(bcfg);
-    char err[256];
-    if (bridge_parse_url(cfg->cluster_redis, bcfg, err, sizeof(err)) != 0) {
-        log_error(0, "cluster.redis: %s", err);
+    char why[256];
+    if (bridge_parse_url(cfg->cluster_redis, bcfg, why, sizeof(why)) != 0) {
+        snprintf(err, err_len, "cluster.redis: %s", why);
         return -1;
     }
     snprintf(bcfg->node_id, sizeof(bcfg->node_id), "%s", cfg->cluster_node_id);
@@ -285,8 +287,11 @@ int fanout_redis_start(struct broker *b)
     if (b->cfg.cluster_redis[0] == '\0')
         return 0;
     struct bridge_config bcfg;
-    if (bridge_settings(&b->cfg, &bcfg) != 0)
+    char err[300];
+    if (bridge_settings(&b->cfg, &bcfg, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
         return -1;
+    }
     struct fanout_redis *fr = calloc(1, sizeof(*fr));
     if (fr == NULL)
         return -1;
@@ -305,12 +310,5 @@ int fanout_redis_start(struct broker *b)
 int fanout_redis_check_config(const struct config *cfg, char *err, size_t err_len)
 {
     struct bridge_config bcfg;
-    bridge_config_defaults(&bcfg);
-    char why[400];
-    if (cfg->cluster_redis[0] != '\0' &&
-        bridge_parse_url(cfg->cluster_redis, &bcfg, why, sizeof(why)) != 0) {
-        snprintf(err, err_len, "cluster.redis: %s", why);
-        return -1;
-    }
-    return 0;
+    return cfg->cluster_redis[0] != '\0' ? bridge_settings(cfg, &bcfg, err, err_len) : 0;
 }
