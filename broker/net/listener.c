@@ -177,7 +177,7 @@ int listener_open(struct listener *l, struct broker *b, enum listener_kind kind,
     }
     unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
     /* Several loops (server.threads) bind the same port; the kernel spreads connections. */
-    if (b->conn_id_stride > 1)
+    if (b->inboxes != NULL)
         flags |= LEV_OPT_REUSEABLE_PORT;
     l->evl = evconnlistener_new_bind(b->base, accept_cb, l, flags, 1024, (struct sockaddr *)&ss,
                                      (int)len);
