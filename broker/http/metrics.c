@@ -88,14 +88,11 @@ static void collect_queues(const struct broker *b, struct metrics_figures *f)
 void metrics_collect(const struct broker *b, struct metrics_figures *f)
 {
     memset(f, 0, sizeof(*f));
-    /* Gauges kept as sessions, subscriptions and acks come and go: a scrape costs the same with
-     * a hundred connections or a hundred thousand. */
-    memcpy(f->clients, b->stats.clients, sizeof(f->clients));
-    f->subscriptions = b->stats.subscriptions;
-    f->unacked = b->router.stats.unacked;
-    collect_queues(b, f);
+    /* Sessions, subscriptions and unacked messages are gauges in the stats, kept as they come and
+     * go: a scrape costs the same with a hundred connections or a hundred thousand. */
     f->stats = b->stats;
     f->router = b->router.stats;
+    collect_queues(b, f);
     const struct fanout_ops *ops = b->fanout.ops;
     if (ops != NULL && ops->figure_count > 0) {
         f->fanout = ops;
@@ -153,15 +150,14 @@ static void add_stats(struct broker_stats *sum, const struct broker_stats *s)
     sum->reply_queue_drops += s->reply_queue_drops;
     sum->loop_inbox_drops += s->loop_inbox_drops;
     sum->publishers_paused += s->publishers_paused;
+    for (int i = 0; i < 4; i++)
+        sum->clients[i] += s->clients[i];
+    sum->subscriptions += s->subscriptions;
 }
 
 /* Adds f to sum: counters and gauges add up; the latest lag is the worst loop's. */
 static void add_figures(struct metrics_figures *sum, const struct metrics_figures *f)
 {
-    for (int i = 0; i < 4; i++)
-        sum->clients[i] += f->clients[i];
-    sum->subscriptions += f->subscriptions;
-    sum->unacked += f->unacked;
     sum->queues += f->queues;
     sum->queue_depth += f->queue_depth;
     add_stats(&sum->stats, &f->stats);
@@ -169,6 +165,7 @@ static void add_figures(struct metrics_figures *sum, const struct metrics_figure
     sum->router.delivered += f->router.delivered;
     sum->router.dropped += f->router.dropped;
     sum->router.unroutable += f->router.unroutable;
+    sum->router.unacked += f->router.unacked;
     if (sum->fanout != NULL && sum->fanout == f->fanout)
         add_fanout(sum, f);
     sum->lag_last_us = max_u64(sum->lag_last_us, f->lag_last_us);
@@ -225,7 +222,7 @@ static void render_connections(struct evbuffer *m, const struct metrics_figures 
            "Open client connections (past the handshake) by transport.");
     for (int i = 0; i < 4; i++)
         evbuffer_add_printf(m, "stompws_connections{transport=\"%s\"} %" PRIu64 "\n", kinds[i],
-                            f->clients[i]);
+                            f->stats.clients[i]);
     metric(m, "stompws_connections_accepted_total", "counter", "Connections accepted.");
     evbuffer_add_printf(m, "stompws_connections_accepted_total %" PRIu64 "\n",
                         f->stats.connections_accepted);
@@ -237,7 +234,7 @@ static void render_loops(struct evbuffer *m, const struct metrics_figures *each,
     metric(m, "stompws_loop_connections", "gauge",
            "Open client connections (past the handshake) per event loop (server.threads).");
     for (size_t i = 0; i < n; i++) {
-        const uint64_t *c = each[i].clients;
+        const uint64_t *c = each[i].stats.clients;
         evbuffer_add_printf(m, "stompws_loop_connections{loop=\"%zu\"} %" PRIu64 "\n", i,
                             c[0] + c[1] + c[2] + c[3]);
     }
@@ -246,9 +243,9 @@ static void render_loops(struct evbuffer *m, const struct metrics_figures *each,
 static void render_sessions(struct evbuffer *m, const struct metrics_figures *f)
 {
     metric(m, "stompws_subscriptions", "gauge", "Active subscriptions.");
-    evbuffer_add_printf(m, "stompws_subscriptions %" PRIu64 "\n", f->subscriptions);
+    evbuffer_add_printf(m, "stompws_subscriptions %" PRIu64 "\n", f->stats.subscriptions);
     metric(m, "stompws_unacked_messages", "gauge", "Queue messages delivered, awaiting ACK.");
-    evbuffer_add_printf(m, "stompws_unacked_messages %" PRIu64 "\n", f->unacked);
+    evbuffer_add_printf(m, "stompws_unacked_messages %" PRIu64 "\n", f->router.unacked);
 }
 
 static void render_queues(struct evbuffer *m, const struct metrics_figures *f)

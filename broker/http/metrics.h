@@ -23,8 +23,6 @@ struct shared_queues;
 
 /* The figures of one event loop that /metrics and /readyz show. */
 struct metrics_figures {
-    uint64_t clients[4]; /* client connections past the handshake: ws, wss, tcp, stomp-tls */
-    uint64_t subscriptions, unacked;
     uint64_t queues;      /* local queues (not those of the queue store: counted once, apart) */
     uint64_t queue_depth; /* messages waiting in them */
     struct broker_stats stats;
