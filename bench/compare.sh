@@ -122,7 +122,7 @@ install_rabbitmq() {
 
 start_stompws() {
     : >"$work/stompws.out" # exists before the broker's shell gets to its redirection
-    "$stompws" --ws 127.0.0.1:0 --tcp off --log-level warn \
+    "$stompws" --threads "${STOMPWS_THREADS:-1}" --ws 127.0.0.1:0 --tcp off --log-level warn \
         --set limits.publish_rate=0 --set limits.connection_rate=0 \
         >"$work/stompws.out" 2>"$work/stompws.err" &
     stompws_pid=$!

@@ -50,7 +50,7 @@ wait_port() {
 
 measure() { # measure BIN SECONDS: prints "deliveries Ir"
     local bin=$1 seconds=$2 log=$work/broker.log out=$work/callgrind.out
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --ws 127.0.0.1:0 --tcp off \
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --threads "${STOMPWS_THREADS:-1}" --ws 127.0.0.1:0 --tcp off \
         --log-level warn >"$log" 2>&1 &
     broker_pid=$!
     local port

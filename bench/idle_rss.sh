@@ -115,7 +115,7 @@ start_node() { # start_node K
     local cluster=() port=
     [ -n "$redis_url" ] && cluster=(--redis "$redis_url" --node-id "n$1")
     : >"$tmp/node$1.out" # exists before the broker's shell gets to its redirection
-    "$broker" --ws 127.0.0.1:0 --tcp off --log-level warn \
+    "$broker" --threads "${STOMPWS_THREADS:-1}" --ws 127.0.0.1:0 --tcp off --log-level warn \
         --set limits.connection_rate=0 --set limits.max_connections_per_address=100000 \
         "${cluster[@]}" >"$tmp/node$1.out" 2>"$tmp/node$1.err" &
     pids+=($!)

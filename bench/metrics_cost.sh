@@ -42,7 +42,7 @@ wait_line() {
 
 measure() { # measure BIN COUNT: prints "cpu_us_per_scrape wall_us_per_scrape"
     local bin=$1 n=$2
-    "$bin" --ws 127.0.0.1:0 --tcp off --log-level warn --set limits.connection_rate=0 \
+    "$bin" --threads "${STOMPWS_THREADS:-1}" --ws 127.0.0.1:0 --tcp off --log-level warn --set limits.connection_rate=0 \
         --set limits.max_connections_per_address=100000 >"$work/broker.out" 2>&1 &
     local broker=$!
     pids+=("$broker")

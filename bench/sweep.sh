@@ -32,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_broker() {
-    "$broker_bin" --ws 127.0.0.1:0 --tcp off --log-level warn \
+    "$broker_bin" --threads "${STOMPWS_THREADS:-1}" --ws 127.0.0.1:0 --tcp off --log-level warn \
         --set limits.max_connections_per_address=100000 --set limits.connection_rate=0 \
         --set limits.publish_rate=0 >"$tmp/broker.out" 2>"$tmp/broker.err" &
     broker_pid=$!

@@ -52,7 +52,8 @@ static void usage(FILE *out)
         "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
         "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
         "  --threads N           event loops, one per thread, sharing the listening ports\n"
-        "                        (SO_REUSEPORT); 1..64, default 1 (server.threads)\n"
+        "                        (SO_REUSEPORT); auto or 1..64, default auto: one\n"
+        "                        per CPU this process may use (server.threads)\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
         "  --log-file FILE       append log lines to FILE (default: stderr); reopened on SIGHUP\n"
         "  --log-format FORMAT   text or json (one JSON object per line); default text\n"
@@ -329,6 +330,8 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    cfg.threads = config_threads(&cfg); /* "auto" becomes a count once, before any loop starts */
+    log_info(0, "%zu event loop%s", cfg.threads, cfg.threads == 1 ? "" : "s");
     if (cfg.threads > 1) {
         int code = loops_main(&cfg);
         log_info(0, "stopped");

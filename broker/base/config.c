@@ -1,4 +1,5 @@
 #include "broker/base/config.h"
+#include "broker/base/cpus.h"
 #include "broker/base/log.h"
 
 #include <errno.h>
@@ -16,7 +17,8 @@ enum key_type {
     KEY_FRAMES,
     KEY_MS,
     KEY_SIZE,
-    KEY_STRING
+    KEY_STRING,
+    KEY_THREADS
 };
 
 /* One settable key: where it lives in struct config and how its text is read. */
@@ -48,7 +50,7 @@ static const struct config_key config_keys[] = {
     KEY("server", "outbound_frames", KEY_FRAMES, outbound_frames),
     KEY("server", "shutdown_timeout_ms", KEY_MS, shutdown_timeout_ms),
     KEY("server", "tcp_keepalive_ms", KEY_MS, tcp_keepalive_ms),
-    KEY("server", "threads", KEY_SIZE, threads),
+    KEY("server", "threads", KEY_THREADS, threads),
     KEY("limits", "connection_rate", KEY_SIZE, connection_rate),
     KEY("limits", "connection_burst", KEY_SIZE, connection_burst),
     KEY("limits", "max_connections", KEY_SIZE, max_connections),
@@ -113,7 +115,7 @@ void config_defaults(struct config *cfg)
     cfg->outbound_frames = OUTBOUND_FRAMES_AUTO;
     cfg->shutdown_timeout_ms = 5000;
     cfg->tcp_keepalive_ms = 60000;
-    cfg->threads = 1;
+    cfg->threads = CONFIG_THREADS_AUTO; /* a new user gets every core without finding a flag */
 
     cfg->connection_rate = 1000;
     cfg->connection_burst = 2000;
@@ -277,6 +279,15 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
             return -1;
         strcpy(field, value);
         return 0;
+    case KEY_THREADS: /* a count is checked against its range by config_validate() */
+        if (strcmp(value, "auto") == 0) {
+            *(size_t *)field = CONFIG_THREADS_AUTO;
+            return 0;
+        }
+        if (parse_number(value, false, &n) != 0 || n == CONFIG_THREADS_AUTO || n > SIZE_MAX)
+            return -1;
+        *(size_t *)field = (size_t)n;
+        return 0;
     }
     return -1;
 }
@@ -300,6 +311,8 @@ static const char *type_hint(enum key_type type)
         return "a byte count (k, m, g suffixes allowed)";
     case KEY_STRING:
         return "a shorter string";
+    case KEY_THREADS:
+        return "auto or a number of event loops";
     }
     return "";
 }
@@ -426,8 +439,8 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
                  cfg->heartbeat_min_ms, cfg->heartbeat_max_ms);
         return -1;
     }
-    if (cfg->threads < 1 || cfg->threads > CONFIG_THREADS_MAX) {
-        snprintf(err, err_len, "server.threads must be between 1 and %d (got %zu)",
+    if (cfg->threads > CONFIG_THREADS_MAX) {
+        snprintf(err, err_len, "server.threads must be auto or between 1 and %d (got %zu)",
                  CONFIG_THREADS_MAX, cfg->threads);
         return -1;
     }
@@ -497,6 +510,12 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
     case KEY_SIZE: /* exact: "1k" would read oddly on counts such as max_subscriptions */
         snprintf(out, len, "%zu", *(const size_t *)field);
         return;
+    case KEY_THREADS:
+        if (*(const size_t *)field == CONFIG_THREADS_AUTO)
+            snprintf(out, len, "auto");
+        else
+            snprintf(out, len, "%zu", *(const size_t *)field);
+        return;
     case KEY_PATH:
     case KEY_STRING:
         if (field == cfg->cluster_redis)
@@ -521,6 +540,9 @@ void config_print(const struct config *cfg, FILE *out)
         /* No space before a value that starts with ';': inih takes " ;" for a comment, while
          * "=;..." is how such a value was written in the file it came from. */
         bool spaced = value[0] != '\0' && value[0] != ';';
+        if (k->type == KEY_THREADS && cfg->threads == CONFIG_THREADS_AUTO)
+            fprintf(out, "; auto: %zu here, one event loop per CPU this process may use\n",
+                    config_threads(cfg));
         fprintf(out, "%s =%s%s\n", k->name, spaced ? " " : "", value);
     }
 }
@@ -543,4 +565,12 @@ void config_redact_url(char *out, size_t len, const char *url)
     else
         snprintf(out, len, "%.*s%.*s%s", (int)(colon + 1 - url), url, (int)(stars < 3 ? stars : 3),
                  "***", at);
+}
+
+size_t config_threads(const struct config *cfg)
+{
+    if (cfg->threads != CONFIG_THREADS_AUTO)
+        return cfg->threads;
+    size_t cpus = cpus_usable();
+    return cpus < CONFIG_THREADS_MAX ? cpus : CONFIG_THREADS_MAX;
 }

@@ -24,8 +24,9 @@ struct config_addr {
 enum config_outbound_frames { OUTBOUND_FRAMES_AUTO, OUTBOUND_FRAMES_TEXT, OUTBOUND_FRAMES_BINARY };
 
 /* server.threads: the most event loops a process runs (shared_queues.c keeps their sets in a
- * 64-bit mask). */
-#define CONFIG_THREADS_MAX 64
+ * 64-bit mask), and the value of "auto": one loop per CPU this process may use (cpus.h). */
+#define CONFIG_THREADS_MAX  64
+#define CONFIG_THREADS_AUTO 0
 
 struct config {
     /* [server] */
@@ -44,7 +45,8 @@ struct config {
     enum config_outbound_frames outbound_frames;
     unsigned shutdown_timeout_ms;
     unsigned tcp_keepalive_ms; /* idle time before TCP keepalive probes; 0: off */
-    size_t threads; /* event loops, one per thread (1..CONFIG_THREADS_MAX); see server/threads.h */
+    size_t threads; /* event loops, one per thread (1..CONFIG_THREADS_MAX) or CONFIG_THREADS_AUTO;
+                       config_threads() resolves it; see server/threads.h */
 
     /* [limits] */
     size_t connection_rate;  /* new connections per second (token bucket), 0 = unlimited */
@@ -136,6 +138,9 @@ int config_validate(const struct config *cfg, char *err, size_t err_len);
  * be (the default tls.ciphers) does not load back from a file.
  */
 void config_print(const struct config *cfg, FILE *out);
+
+/* The event loops to run: server.threads, or for "auto" the usable CPUs up to the maximum. */
+size_t config_threads(const struct config *cfg);
 
 /* url with the password of its user:password@ part shown as "***" (as many '*' as it has
  * characters when it has fewer than 3, so the result is never longer than url): Redis URLs end

@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { brokerTest, sleep, STOMPWS_BIN, withTimeout } from './lib/broker.mjs';
+import { test } from 'node:test';
+import { brokerTest, runBroker, sleep, STOMPWS_BIN, withTimeout } from './lib/broker.mjs';
 import { clusterTest, metricsText, useSharedRedis, waitLog } from './lib/cluster.mjs';
 import { sample, waitFor } from './lib/proc.mjs';
 import { tcpClient, tcpStomp, uniq, wsStomp } from './lib/stomp.mjs';
@@ -43,6 +44,35 @@ async function waitConnections(broker, n) {
   }, 3000);
   return text;
 }
+
+// ---- the default: one loop per CPU this process may use ----
+
+// The count `--print-config` shows for "auto" (`; auto: N here, ...`) under an optional taskset.
+async function autoLoops(cpuList) {
+  const args = ['--print-config'];
+  const r = cpuList === undefined ? await runBroker(args)
+    : { stdout: execFileSync('taskset', ['-c', cpuList, STOMPWS_BIN, ...args], { encoding: 'utf8' }) };
+  assert.match(r.stdout, /^threads = auto$/m, 'threads = auto is the default');
+  return Number(/^; auto: (\d+) here, one event loop per CPU this process may use$/m.exec(r.stdout)?.[1]);
+}
+
+test('threads: the default is auto, one loop per CPU the affinity mask allows (taskset)', async () => {
+  assert.equal(await autoLoops('0'), 1, 'pinned to one CPU: one loop');
+  const all = await autoLoops();
+  assert.ok(all >= 1 && all <= os.cpus().length, `auto: ${all} loops for ${os.cpus().length} CPUs`);
+  if (os.cpus().length >= 2) assert.ok(await autoLoops('0,1') <= 2, 'two CPUs allowed: at most two loops');
+});
+
+brokerTest('threads: a broker started without --threads runs the loops --print-config shows', { threads: null }, async (broker) => {
+  const expected = await autoLoops();
+  await waitLog(broker, new RegExp(`\\b${expected} event loops?\\b`), 5000);
+  // Every loop has a gauge of its own on /metrics (loops publish their figures every 250 ms).
+  await waitFor(`/metrics to show ${expected} loops`, async () => {
+    const text = await metricsText(broker);
+    const shown = text.match(/^stompws_loop_connections\{loop="\d+"\}/gm) ?? [];
+    return expected === 1 ? !/stompws_loop_connections\{loop="1"\}/.test(text) : shown.length === expected;
+  }, 3000);
+});
 
 // ---- topics ----
 

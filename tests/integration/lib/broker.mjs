@@ -136,7 +136,8 @@ export class Broker {
   }
 }
 
-// Builds the command line. options: { set: {k: v}, args: [...], config: 'ini text', ws, tcp }
+// Builds the command line. options: { set: {k: v}, args: [...], config: 'ini text', ws, tcp,
+// threads }
 export function brokerArgs(options = {}, dir = null) {
   const args = [];
   if (options.ws !== null) args.push('--ws', options.ws ?? '127.0.0.1:0');
@@ -152,6 +153,13 @@ export function brokerArgs(options = {}, dir = null) {
   for (const [k, v] of Object.entries(set)) {
     if (v !== undefined && v !== null) args.push('--set', `${k}=${v}`);
   }
+  // server.threads is "auto" by default (a loop per usable CPU). The suites run one loop unless
+  // STOMPWS_TEST_THREADS says otherwise: their counts (per-address limits, log lines, ordering
+  // across one inbox) are written for one; threads.test.mjs covers several, and a test that
+  // wants the default passes threads: null.
+  const threads = options.threads !== undefined ? options.threads : (process.env.STOMPWS_TEST_THREADS ?? 1);
+  const named = (options.args ?? []).includes('--threads') || 'server.threads' in (options.set ?? {});
+  if (threads !== null && !named) args.push('--threads', String(threads));
   args.push(...(options.args ?? []));
   return args;
 }

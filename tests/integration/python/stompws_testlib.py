@@ -16,7 +16,7 @@ import time
 import stomp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_BIN = os.path.normpath(os.path.join(HERE, "..", "..", "..", "build", "broker", "stompws"))
+DEFAULT_BIN = os.path.normpath(os.path.join(HERE, "..", "..", "..", "build", "server", "stompws"))
 
 
 def broker_bin():
@@ -33,6 +33,8 @@ class Broker:
         self.log_path = os.path.join(self.dir, "broker.log")
         self.log = open(self.log_path, "wb")
         args = [broker_bin(), "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--log-level", "debug"]
+        # One event loop, as the Node suites run (tests/integration/lib/broker.mjs says why).
+        args += ["--threads", os.environ.get("STOMPWS_TEST_THREADS", "1")]
         merged = {"server.shutdown_timeout_ms": 2000}
         merged.update(settings or {})
         for key, value in merged.items():
