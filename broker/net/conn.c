@@ -15,10 +15,12 @@
 
 /*
  * Bodies at least this long are shared by reference; shorter ones are copied next to their head.
- * A reference costs an evbuffer chain of its own, and the next head then needs a fresh chain
- * too (about 1 KiB per delivery), while copying a small body costs less than that bookkeeping.
+ * A reference costs an evbuffer chain of its own and a fresh chain for the head after it, and
+ * keeps the whole message alive while a slow client holds it: with bodies from 512 bytes to
+ * 8 KiB a stalled client held up to 5x what outbound_high_water counts (docs/CONFIG.md). A copy
+ * costs what it counts, and copying a few KiB is cheap next to the write that follows.
  */
-#define SHARED_BODY_MIN 512
+#define SHARED_BODY_MIN 8192
 
 /* How long a closing connection may take to flush and see the peer's FIN. */
 #define CLOSING_DEADLINE_MS 2000
@@ -273,6 +275,10 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
     if (c->transport == CONN_WS)
         n = ws_frame_header_encode(frame, data_opcode(c, utf8), true, head_len + body_len + 1,
                                    NULL);
+    /* After a shared body the output ends in a reference: libevent would give the next head a
+     * chain twice the body's size. Asking for the head's size makes it 1 KiB. */
+    if (shared)
+        evbuffer_expand(out, n + head_len);
     if (n + head_len + (shared ? 0 : body_len + 1) <= sizeof(frame)) {
         memcpy(frame + n, head, head_len);
         n += head_len;

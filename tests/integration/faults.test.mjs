@@ -7,7 +7,7 @@
 // The broker's own view comes from /proc/PID (open fds, VmRSS) and /metrics; "recovered" means
 // both are back at the baseline taken before the fault. IT_DEBUG=1 prints the measured times.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { brokerTest, sleep } from './lib/broker.mjs';
 import { metricsText } from './lib/cluster.mjs';
 import { ByteReader, OP, encodeWsFrame, rawWsConnect, upgradeRequest } from './lib/rawws.mjs';
@@ -436,6 +436,76 @@ brokerTest('fault: subscribers that stop reading (TCP and WebSocket) are dropped
       + `freed ${freedMs} ms after the fast ones were done`);
   } finally {
     clearInterval(watch);
+  }
+});
+
+// ---- a stalled subscriber: its memory, and the ERROR it is told before the close ---------------
+
+const PY = '/usr/bin/python3';
+const SLOW_READER = new URL('python/slow_reader.py', import.meta.url).pathname;
+
+// Starts python/slow_reader.py on the broker's TCP port: a subscriber with a 4 KiB receive
+// buffer that reads nothing until resume(), then reads to the end and reports what it got.
+async function slowReader(broker, destination) {
+  const child = spawn(PY, [SLOW_READER, broker.tcpPort, destination], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60000);
+  await waitFor('slow reader subscribed', () => out.includes('ready\n') || child.exitCode !== null, 10000, 20);
+  assert.ok(out.includes('ready\n'), `slow_reader.py did not start: ${err}`);
+  return {
+    resume() { child.stdin.end('read\n'); },
+    async report() {
+      await exited;
+      clearTimeout(timer);
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      assert.ok(line, `slow_reader.py printed no report: ${err}`);
+      return JSON.parse(line);
+    },
+    kill() { clearTimeout(timer); child.kill('SIGKILL'); },
+  };
+}
+
+// Publishes `count` SENDs of `size`-byte bodies in batches, then a fence with a receipt.
+async function publishBodies(pub, destination, count, size, until = () => false) {
+  const body = 'y'.repeat(size);
+  for (let n = 0; n < count && !(await until()); n += 50) {
+    const frames = [];
+    for (let i = 0; i < 50; i++) frames.push(encodeFrame('SEND', { destination }, body));
+    pub.sendBytes(Buffer.concat(frames));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await pub.sendWithReceipt('SEND', { destination: '/topic/faults.fence' }, 'fence', 60000);
+}
+
+const STALL_DEST = '/topic/faults.stalled';
+
+// 1,100-byte bodies: above the old 512-byte sharing threshold, where each delivery held a body
+// reference plus a 2 KiB chain for the next head (5.5 MiB per stalled reader at the 1 MiB limit).
+brokerTest('fault: a stalled subscriber holds about its limits.outbound_high_water of broker memory',
+{ set: { 'limits.slow_consumer_max_drops': 1000000000 }, timeout: 60000 }, async (broker, t) => {
+  const limit = 1024 * 1024; // the default
+  const reader = await slowReader(broker, STALL_DEST);
+  try {
+    const pub = await tcpStomp(broker, { label: 'pub' });
+    await publishBodies(pub, STALL_DEST, 200, 1100); // warm the allocator up to the flood's shape
+    const before = rssBytes(broker);
+    await publishBodies(pub, STALL_DEST, 8000, 1100); // 8.6 MiB: the reader holds what fits
+    const growth = rssBytes(broker) - before;
+    const text = await metricsText(broker);
+    assert.ok(sample(text, 'stompws_messages_dropped_total{reason="slow_consumer"}', 0) > 1000,
+      'the stalled reader was over its limit (deliveries dropped)');
+    note(t, `stalled subscriber, 1,100-byte bodies, 1 MiB limit: broker RSS +${(growth / 1048576).toFixed(2)} MiB`);
+    // The margin: allocator pages and libevent's chain headers (docs/CONFIG.md states the cost).
+    if (rssComparable(broker)) {
+      assert.ok(growth < limit * 1.5, `a stalled subscriber cost ${(growth / 1048576).toFixed(2)} MiB of RSS `
+        + `with a ${limit / 1048576} MiB limit`);
+    }
+  } finally {
+    reader.kill();
   }
 });
 
