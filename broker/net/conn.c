@@ -70,6 +70,8 @@ static void count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     struct broker *b = c->broker;
     (void)buf;
     b->stats.bytes_out += info->n_deleted;
+    c->out_added += (uint32_t)info->n_added;
+    c->out_taken += (uint32_t)info->n_deleted;
     if (info->n_added == 0 || !c->direct_write || c->flush_queued || c->write_armed)
         return;
     c->flush_queued = true;
@@ -248,6 +250,64 @@ static enum ws_opcode data_opcode(const struct conn *c, bool utf8)
     }
 }
 
+/* Forgets the frame ends the front has passed (an end at the front itself still counts). */
+static void forget_written_ends(struct conn *c)
+{
+    while (c->frame_ends_count > 0 &&
+           (int32_t)(c->frame_ends[c->frame_ends_first] - c->out_taken) < 0) {
+        c->frame_ends_first = (uint8_t)((c->frame_ends_first + 1) % CONN_FRAME_ENDS);
+        c->frame_ends_count--;
+    }
+}
+
+/*
+ * Remembers that a frame ends where the output ends now, when that is a stretch
+ * (outbound_high_water / CONN_FRAME_ENDS) past the last end kept, or past the front when none
+ * is: a connection that keeps up records nothing. Runs once per frame: counters only, no call
+ * into the evbuffer (its length takes a lock).
+ */
+static void note_frame_end(struct conn *c)
+{
+    uint32_t stretch = (uint32_t)(c->broker->cfg.outbound_high_water / CONN_FRAME_ENDS);
+    forget_written_ends(c);
+    uint32_t since = c->out_taken;
+    if (c->frame_ends_count > 0)
+        since = c->frame_ends[(c->frame_ends_first + c->frame_ends_count - 1u) % CONN_FRAME_ENDS];
+    if (c->out_added - since < stretch || c->frame_ends_count == CONN_FRAME_ENDS)
+        return;
+    c->frame_ends[(c->frame_ends_first + c->frame_ends_count) % CONN_FRAME_ENDS] = c->out_added;
+    c->frame_ends_count++;
+}
+
+size_t conn_drop_queued(struct conn *c)
+{
+    forget_written_ends(c);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t queued = evbuffer_get_length(out);
+    if (c->state == CONN_DEAD || c->frame_ends_count == 0)
+        return 0;
+    size_t keep = (uint32_t)(c->frame_ends[c->frame_ends_first] - c->out_taken);
+    struct evbuffer *front = keep < queued ? evbuffer_new() : NULL;
+    if (front == NULL)
+        return 0; /* nothing to drop, or out of memory: the output stays as it was */
+    uint32_t taken = c->out_taken, added = c->out_added;
+    uint64_t bytes_out = c->broker->stats.bytes_out;
+    /* Move the front aside, drop the rest, put the front back: an evbuffer is not cut at its
+     * end. Its front is frozen outside libevent's own write callback (see flush_one). */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_remove_buffer(out, front, keep);
+    evbuffer_drain(out, queued - keep);
+    evbuffer_freeze(out, 1);
+    evbuffer_add_buffer(out, front);
+    evbuffer_free(front);
+    /* Nothing was written and nothing new queued: the counters those moves changed go back. */
+    c->out_taken = taken;
+    c->out_added = added - (uint32_t)(queued - keep);
+    c->broker->stats.bytes_out = bytes_out;
+    c->frame_ends_count = 0;
+    return queued - keep;
+}
+
 static void send_ws_header(struct conn *c, enum ws_opcode op, uint64_t len)
 {
     uint8_t header[WS_FRAME_HEADER_MAX];
@@ -300,6 +360,7 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
     /* msg->body is followed by a NUL in the same allocation: it ends the frame too. */
     if (shared)
         evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
+    note_frame_end(c);
     c->last_write_ms = broker_now_ms(c->broker);
 }
 
@@ -310,6 +371,7 @@ void conn_send_heartbeat(struct conn *c)
     if (c->transport == CONN_WS)
         send_ws_header(c, WS_OP_TEXT, 1);
     evbuffer_add(bufferevent_get_output(c->bev), "\n", 1);
+    note_frame_end(c);
     c->last_write_ms = broker_now_ms(c->broker);
 }
 
@@ -317,6 +379,7 @@ static void send_ws_control(struct conn *c, enum ws_opcode op, const uint8_t *pa
 {
     send_ws_header(c, op, len);
     evbuffer_add(bufferevent_get_output(c->bev), payload, len);
+    note_frame_end(c);
 }
 
 void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason)

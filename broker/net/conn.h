@@ -57,6 +57,10 @@ struct conn_handler {
                        size_t body_len);
 };
 
+/* Frame ends a connection remembers; the output's front is at most outbound_high_water /
+ * CONN_FRAME_ENDS (plus one frame) from the nearest one, or the backlog is shorter than that. */
+#define CONN_FRAME_ENDS 8
+
 struct conn {
     uint64_t id;
     struct broker *broker;   /* borrowed */
@@ -83,6 +87,15 @@ struct conn {
     struct conn *flush_prev, *flush_next; /* broker's flush list while output waits */
     bool flush_queued;
     bool read_paused; /* producer flow control: input is left unread (conn_pause_reading) */
+    /*
+     * Where queued frames end, so that conn_drop_queued() cuts the output between two frames.
+     * Positions count bytes since the connection began, modulo 2^32 (an output never holds
+     * 2 GiB): out_added were ever queued, out_taken ever taken off the front. A few ends,
+     * spaced out, oldest (nearest the front) first.
+     */
+    uint32_t out_added, out_taken;
+    uint32_t frame_ends[CONN_FRAME_ENDS];
+    uint8_t frame_ends_first, frame_ends_count;
 };
 
 /* Takes ownership of fd (accepted socket), of ssl (NULL for plain TCP; the TLS handshake runs
@@ -134,6 +147,13 @@ size_t conn_outbound(const struct conn *c);
  * and shut the socket (the frames queued before go out first).
  */
 void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason);
+
+/*
+ * Drops the frames queued for the peer but not yet written, up to the end of the one being
+ * written (which must reach the peer whole), to make room for a last word before a close: a
+ * slow consumer's ERROR. Returns the bytes dropped; 0 when no frame end is known.
+ */
+size_t conn_drop_queued(struct conn *c);
 
 /* Drops the connection now (peer gone, or nothing more worth sending). */
 void conn_close(struct conn *c);

@@ -1382,6 +1382,34 @@ bool session_writable(const struct subscription *sub)
     return true;
 }
 
+/* Whether a queue message given to this session would be lost with its unwritten output: an
+ * auto-ack delivery is settled once queued (a client-ack one goes back to its queue at close). */
+static bool holds_settled_queue_messages(struct session *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->subs, &bucket); e != NULL;
+         e = dict_next(&s->subs, &bucket, e)) {
+        const struct subscription *sub = e->value;
+        if (sub->target_kind == SUB_TARGET_QUEUE && sub->ack == ACK_AUTO)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A slow consumer's output is full: its ERROR would wait behind a buffer it may never read
+ * before the close deadline. The queued topic messages were going to be lost with the
+ * connection anyway, so they go first and the ERROR is next in line.
+ */
+static void make_room_for_error(struct session *s)
+{
+    if (holds_settled_queue_messages(s))
+        return; /* never lose an accepted message: the ERROR waits its turn */
+    size_t dropped = conn_drop_queued(s->conn);
+    if (dropped > 0)
+        log_info(s->conn->id, "slow consumer: %zu queued bytes dropped to send the ERROR", dropped);
+}
+
 /* Topic deliveries past the high-water mark are dropped; too many in a row ends the session. */
 static int drop_for_slow_consumer(struct session *s)
 {
@@ -1400,6 +1428,7 @@ static int drop_for_slow_consumer(struct session *s)
     if (s->consecutive_drops > s->broker->cfg.slow_consumer_max_drops) {
         s->broker->stats.slow_consumer_disconnects++;
         s->broker->stats.limit_hits[LIMIT_SLOW_CONSUMER]++;
+        make_room_for_error(s);
         session_fail(s, NULL, WS_CLOSE_POLICY,
                      "slow consumer: %zu messages dropped in a row over "
                      "limits.outbound_high_water (limits.slow_consumer_max_drops = %zu)",

@@ -470,15 +470,16 @@ async function slowReader(broker, destination) {
 }
 
 // Publishes `count` SENDs of `size`-byte bodies in batches, then a fence with a receipt.
-async function publishBodies(pub, destination, count, size, until = () => false) {
+// With until(), stops as soon as it is true and waits for no fence.
+async function publishBodies(pub, destination, count, size, until = null) {
   const body = 'y'.repeat(size);
-  for (let n = 0; n < count && !(await until()); n += 50) {
+  for (let n = 0; n < count && !until?.(); n += 50) {
     const frames = [];
     for (let i = 0; i < 50; i++) frames.push(encodeFrame('SEND', { destination }, body));
     pub.sendBytes(Buffer.concat(frames));
     await new Promise((resolve) => setImmediate(resolve));
   }
-  await pub.sendWithReceipt('SEND', { destination: '/topic/faults.fence' }, 'fence', 60000);
+  if (!until) await pub.sendWithReceipt('SEND', { destination: '/topic/faults.fence' }, 'fence', 60000);
 }
 
 const STALL_DEST = '/topic/faults.stalled';
@@ -504,6 +505,53 @@ brokerTest('fault: a stalled subscriber holds about its limits.outbound_high_wat
       assert.ok(growth < limit * 1.5, `a stalled subscriber cost ${(growth / 1048576).toFixed(2)} MiB of RSS `
         + `with a ${limit / 1048576} MiB limit`);
     }
+  } finally {
+    reader.kill();
+  }
+});
+
+// Bytes in the kernel between the broker and a stalled reader on port: the most any broker-side
+// socket has in its send queue plus the most any client-side one has in its receive queue.
+function kernelHeld(port) {
+  const out = execFileSync('ss', ['-tnH', 'state', 'established', `( sport = :${port} or dport = :${port} )`],
+    { encoding: 'utf8' });
+  let sendQ = 0;
+  let recvQ = 0;
+  for (const line of out.trim().split('\n')) {
+    const [recv, send, local] = line.trim().split(/\s+/);
+    if (local?.endsWith(`:${port}`)) sendQ = Math.max(sendQ, Number(send));
+    else if (recv !== undefined) recvQ = Math.max(recvQ, Number(recv));
+  }
+  return sendQ + recvQ;
+}
+
+// The reader resumes once the broker gave up on it: the ERROR comes after a few dozen KiB of
+// messages, not after the 512 KiB the broker had queued (nor never, behind a close deadline).
+const CUT = { 'limits.outbound_high_water': 512 * 1024, 'limits.slow_consumer_max_drops': 50 };
+
+brokerTest('fault: a slow consumer cut off receives the ERROR saying why, ahead of its backlog',
+{ set: CUT, timeout: 60000 }, async (broker, t) => {
+  const reader = await slowReader(broker, STALL_DEST);
+  try {
+    const pub = await tcpStomp(broker, { label: 'pub' });
+    // The broker's log says when it cut the reader off: the reader must resume within the 2 s
+    // a closing connection has to flush, so nothing that asks the busy broker comes between.
+    const cut = () => /slow consumer: \d+ queued bytes dropped to send the ERROR/.test(broker.stderr);
+    await publishBodies(pub, STALL_DEST, 20000, 1000, cut);
+    await waitFor('the slow consumer cut off', cut, 10000, 5);
+    const held = kernelHeld(broker.tcpPort);
+    reader.resume();
+    const r = await reader.report();
+    note(t, `slow consumer: ${r.bytes} bytes read after the cut, ERROR after ${r.bytes_before_error}, `
+      + `${held} of them in socket buffers, ${r.messages} messages`);
+    assert.match(r.error ?? '', /slow consumer: 51 messages dropped in a row over limits\.outbound_high_water/,
+      `the ERROR reached the client (${JSON.stringify(r)})`);
+    assert.ok(r.error_last, 'the ERROR is the last frame');
+    // What the kernel held was beyond reach; of the broker's own backlog at most one stretch
+    // between remembered frame ends (outbound_high_water / 8) and a frame may remain.
+    assert.ok(r.bytes_before_error <= held + CUT['limits.outbound_high_water'] / 4,
+      `${r.bytes_before_error} bytes came before the ERROR, ${held} of them from socket buffers: `
+      + 'the queued backlog was not dropped');
   } finally {
     reader.kill();
   }
