@@ -3,8 +3,8 @@
  *
  * The count is the smaller of the CPU affinity mask (taskset, cpusets) and the cgroup CPU quota
  * (Docker's --cpus, Kubernetes limits), rounded up: a loop per CPU the scheduler will actually
- * give us, not per CPU the machine has. It reads /proc and /sys once; it must not be called on a
- * hot path.
+ * give us, not per CPU the machine has. Each call reads /proc and /sys: main() asks once at
+ * start (and --print-config once more); it must not be called on a hot path.
  */
 #ifndef STOMPWS_CPUS_H
 #define STOMPWS_CPUS_H
