@@ -14,8 +14,8 @@
 #include "cluster/redis.h"
 
 #define READ_BLOCK_MS  2000 /* a blocked XREADGROUP returns this often even with nothing new */
-#define READ_COUNT_MAX 256  /* entries per stream per XREADGROUP / XAUTOCLAIM */
-#define IDS_PER_CLAIM  512  /* ids per renewing XCLAIM */
+#define READ_COUNT_MAX 256  /* entries per stream per XREADGROUP / XPENDING page */
+#define IDS_PER_CLAIM  512  /* ids per renewing or taking-over XCLAIM */
 #define RETRY_MS       1000 /* after an error reply to XREADGROUP */
 #define PAYLOAD_FIELD  "m"  /* the entry field that holds the envelope (or a raw body) */
 
@@ -56,11 +56,16 @@ struct squeue {
     bool followed;        /* local consumers exist */
     bool group_asked;     /* XGROUP CREATE sent on the current command link */
     bool group_ready;     /* ... and answered OK or BUSYGROUP */
-    bool claiming;        /* an XAUTOCLAIM is in flight */
+    bool probing;         /* an XPENDING looking for entries to take over is in flight */
+    bool probe_more;      /* the last XPENDING filled its page: more may follow probe_after */
     bool in_read;         /* part of the XREADGROUP in flight */
     bool recover_due;     /* a read's reply was lost: its entries wait here unseen (recover) */
     unsigned replies_due; /* callbacks that still point here: not freed before they ran */
-    char claim_cursor[STREAM_ID_MAX];
+    size_t claiming;      /* ids in the XCLAIM in flight taking some of them over (0: none) */
+    struct id_batch claimable; /* owned: ids idle past the visibility timeout (last XPENDING) */
+    size_t claimable_at;       /* offset in claimable.text of the first id not taken yet */
+    size_t claimable_taken;    /* ids of claimable already sent in an XCLAIM */
+    char probe_after[STREAM_ID_MAX]; /* the last id the last XPENDING returned */
     struct entry_id newest_taken; /* the largest id this node took from the stream */
     struct entry_id recover_from; /* recovery reads this node's entries after this id */
     size_t name_len;
@@ -77,7 +82,7 @@ struct streams {
     struct envelope_limits limits;
     struct stomp_header *decoded_headers; /* owned: limits.max_headers entries */
 
-    struct redis_link *cmd;     /* owned: XADD, XACK, XDEL, XCLAIM, XAUTOCLAIM, XGROUP, UNBLOCK */
+    struct redis_link *cmd;     /* owned: XADD, XACK, XDEL, XCLAIM, XPENDING, XGROUP, UNBLOCK */
     struct redis_link *reader;  /* owned: the blocking XREADGROUP only */
     long long reader_client_id; /* CLIENT ID of the reader connection, 0 until known */
     bool reading;               /* an XREADGROUP is in flight */
@@ -192,7 +197,6 @@ static struct squeue *queue_get(struct streams *s, const char *name, size_t len,
     memcpy(q->key + prefix_len + 1, name, len);
     q->key_len = prefix_len + 1 + len;
     q->name_len = len;
-    strcpy(q->claim_cursor, "0-0");
     if (dict_set(&s->queues, name, len, q) != 0) {
         free(q);
         return NULL;
@@ -205,6 +209,7 @@ static void queue_destroy(struct squeue *q)
     dict_reset(&q->held);
     free(q->acks.text);
     free(q->releases.text);
+    free(q->claimable.text);
     free(q);
 }
 
@@ -412,7 +417,7 @@ static void flush_acks(struct streams *s, struct squeue *q)
     batch_reset(&q->acks);
 }
 
-/* Sets the entries' idle time to the visibility timeout: XAUTOCLAIM anywhere takes them now. */
+/* Sets the entries' idle time to the visibility timeout: any node's next claim takes them. */
 static void flush_releases(struct streams *s, struct squeue *q)
 {
     if (q->releases.count == 0)
@@ -482,7 +487,7 @@ static void note_taken(struct squeue *q, const char *id)
         q->newest_taken = taken;
 }
 
-/* One [id, [field, value, ...]] entry from XREADGROUP or XAUTOCLAIM. */
+/* One [id, [field, value, ...]] entry from XREADGROUP or XCLAIM. */
 static void take_entry(struct streams *s, struct squeue *q, const redisReply *entry,
                        bool redelivered)
 {
@@ -492,7 +497,7 @@ static void take_entry(struct streams *s, struct squeue *q, const redisReply *en
     const char *id = entry->element[0]->str;
     size_t id_len = (size_t)entry->element[0]->len;
     if (entry->element[1]->type != REDIS_REPLY_ARRAY || id_len >= STREAM_ID_MAX)
-        return; /* deleted meanwhile (Redis 6.2 XAUTOCLAIM shows those as nil) */
+        return; /* deleted meanwhile (Redis 6.2 shows those as nil) */
     if (dict_get(&q->held, id, id_len) != NULL)
         return; /* already here: a renewal came late and this node claimed its own entry */
     const redisReply *payload = entry_payload(entry->element[1]);
@@ -531,10 +536,24 @@ static void take_entry(struct streams *s, struct squeue *q, const redisReply *en
 
 static void read_next(struct streams *s);
 
-static bool wants_messages(struct streams *s, const struct squeue *q)
+/*
+ * Entries idle past the visibility timeout are known to wait (a dead node's, released ones), or
+ * a full XPENDING page says more may: the room of the consumers here goes to taking those over
+ * (claim_some), and no new entries are read for the queue until none are left. Without this a
+ * stream that always has new entries would fill every free slot with them, and the older ones
+ * would wait as long as the load lasts.
+ */
+static bool claims_first(const struct squeue *q)
 {
-    return q->followed && q->group_ready &&
-           s->ops.capacity(s->ops.ctx, queue_name(q), q->name_len) > 0;
+    return q->claimable_taken < q->claimable.count || q->probe_more;
+}
+
+/* The queue is followed here and its consumers have room for new entries. */
+static size_t read_room(struct streams *s, const struct squeue *q)
+{
+    if (!q->followed || !q->group_ready || claims_first(q))
+        return 0;
+    return s->ops.capacity(s->ops.ctx, queue_name(q), q->name_len);
 }
 
 static void clear_in_read(struct streams *s)
@@ -647,7 +666,8 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
     read_next(s); /* nil: the block timed out or was cut short by CLIENT UNBLOCK */
 }
 
-/* Marks the queues to read: those with lost entries to recover first, else those with room. */
+/* Marks the queues to read: those with lost entries to recover first, else those with room
+ * (and no older entries to take over first: claims_first). */
 static size_t choose_queues(struct streams *s, bool *recovery, size_t *want)
 {
     size_t count = 0, bucket;
@@ -667,9 +687,7 @@ static size_t choose_queues(struct streams *s, bool *recovery, size_t *want)
     for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
          e = dict_next(&s->queues, &bucket, e)) {
         struct squeue *q = e->value;
-        size_t room = q->followed && q->group_ready
-                          ? s->ops.capacity(s->ops.ctx, queue_name(q), q->name_len)
-                          : 0;
+        size_t room = read_room(s, q);
         q->in_read = room > 0;
         if (room > 0) {
             count++;
@@ -741,7 +759,7 @@ static void maybe_unblock(struct streams *s)
     for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
          e = dict_next(&s->queues, &bucket, e)) {
         struct squeue *q = e->value;
-        if (!q->in_read && wants_messages(s, q)) {
+        if (!q->in_read && read_room(s, q) > 0) {
             char id[24];
             snprintf(id, sizeof(id), "%lld", s->reader_client_id);
             const char *argv[] = {"CLIENT", "UNBLOCK", id};
@@ -753,7 +771,22 @@ static void maybe_unblock(struct streams *s)
     }
 }
 
-/* End of a loop turn: send the acks and releases gathered, then read what there is room for. */
+static void claim_some(struct streams *s, struct squeue *q);
+
+/* Room may have come: entries waiting to be taken over get it before any new read. */
+static void claim_waiting(struct streams *s)
+{
+    size_t bucket;
+    for (struct dict_entry *e = dict_first(&s->queues, &bucket); e != NULL;
+         e = dict_next(&s->queues, &bucket, e)) {
+        struct squeue *q = e->value;
+        if (q->claimable_taken < q->claimable.count)
+            claim_some(s, q);
+    }
+}
+
+/* End of a loop turn: send the acks and releases gathered, take over what waits for room, then
+ * read what there is room for. */
 static void on_turn(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -767,6 +800,7 @@ static void on_turn(evutil_socket_t fd, short what, void *arg)
         flush_releases(s, q);
         queue_maybe_free(s, q);
     }
+    claim_waiting(s);
     if (s->reading)
         maybe_unblock(s);
     else
@@ -820,47 +854,171 @@ static void ask_groups(struct streams *s)
             ask_group(s, e->value);
 }
 
-/* [next-cursor, [entry, ...], (Redis 7: [deleted-id, ...])] */
+/* Done with taking over what the last XPENDING found (or the queue is no longer followed). */
+static void forget_claimable(struct squeue *q)
+{
+    batch_reset(&q->claimable);
+    q->claimable_at = 0;
+    q->claimable_taken = 0;
+    q->probe_more = false;
+}
+
+/* Nothing is left to take over first: the reads the queue went without may start again. */
+static void claims_settled(struct streams *s, struct squeue *q, bool were_first)
+{
+    if (were_first && !claims_first(q))
+        streams_kick(s);
+}
+
+/* [[id, consumer, idle-ms, deliveries], ...]: every one idle past the visibility timeout. */
+static void note_claimable(struct squeue *q, const redisReply *reply)
+{
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            (size_t)e->element[0]->len >= STREAM_ID_MAX)
+            continue;
+        const char *id = e->element[0]->str;
+        size_t id_len = (size_t)e->element[0]->len;
+        memcpy(q->probe_after, id, id_len + 1);
+        if (dict_get(&q->held, id, id_len) != NULL)
+            continue; /* this node's own, renewed late: the next renewal keeps it */
+        if (batch_add(&q->claimable, id) != 0)
+            return; /* out of memory: the next tick looks again */
+    }
+    q->probe_more = reply->elements >= READ_COUNT_MAX;
+}
+
+static void on_probed(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct squeue *q = privdata;
+    struct streams *s = q->owner;
+    const redisReply *reply = r;
+    bool were_first = claims_first(q);
+    q->probing = false;
+    forget_claimable(q);
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        warn(s, "XPENDING", reply);
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+        note_claimable(q, reply);
+    q->replies_due--;
+    claim_some(s, q);
+    claims_settled(s, q, were_first);
+    queue_maybe_free(s, q);
+}
+
+/*
+ * Looks for entries idle past the visibility timeout (a dead node's, or released ones) without
+ * taking any: XPENDING key g IDLE visibility - + 256 (from the start, or after the last page).
+ * It does not need room here: what it finds is taken over as room comes (claims_first), before
+ * any new entry, however busy the consumers are with new ones.
+ */
+static void probe(struct streams *s, struct squeue *q, bool from_start)
+{
+    if (q->probing || q->claiming || !q->followed || !q->group_ready || !redis_link_is_up(s->cmd))
+        return;
+    char idle[24], count[24], start[STREAM_ID_MAX + 1];
+    snprintf(idle, sizeof(idle), "%u", s->visibility_ms);
+    snprintf(count, sizeof(count), "%d", READ_COUNT_MAX);
+    if (from_start)
+        strcpy(start, "-");
+    else /* "(": exclusive, from after the last page */
+        snprintf(start, sizeof(start), "(%s", q->probe_after);
+    const char *argv[] = {"XPENDING", q->key, s->cfg.prefix, "IDLE", idle, start, "+", count};
+    size_t argvlen[8];
+    for (int i = 0; i < 8; i++)
+        argvlen[i] = i == 1 ? q->key_len : strlen(argv[i]);
+    if (redis_link_command_argv(s->cmd, on_probed, q, 8, argv, argvlen) == 0) {
+        q->probing = true;
+        q->replies_due++;
+    }
+}
+
+/* [[id, [field, value, ...]], ...]: the entries taken over; one another node took first, or
+ * one deleted meanwhile, is not there. */
 static void on_claimed(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
     struct squeue *q = privdata;
     struct streams *s = q->owner;
     const redisReply *reply = r;
-    q->claiming = false;
+    bool were_first = claims_first(q);
+    size_t asked = q->claiming;
+    q->claiming = 0;
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-        warn(s, "XAUTOCLAIM", reply);
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
-        reply->element[0]->type == REDIS_REPLY_STRING &&
-        (size_t)reply->element[0]->len < sizeof(q->claim_cursor) &&
-        reply->element[1]->type == REDIS_REPLY_ARRAY) {
-        memcpy(q->claim_cursor, reply->element[0]->str, (size_t)reply->element[0]->len + 1);
-        /* The broker releases what its consumers no longer want (they left meanwhile). */
-        for (size_t i = 0; i < reply->element[1]->elements; i++)
-            take_entry(s, q, reply->element[1]->element[i], true);
-    }
+        warn(s, "XCLAIM", reply);
+    /* The broker releases what its consumers no longer want (they left meanwhile). */
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < reply->elements; i++)
+            take_entry(s, q, reply->element[i], true);
     q->replies_due--; /* only now: q must outlive the hand-over above */
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements < asked) {
+        /* Another node took some first: the rest of the list is likely gone too. Look again
+         * rather than spend this node's room on ids that are no longer there. */
+        forget_claimable(q);
+        q->probe_more = true; /* claims stay first while it looks */
+        probe(s, q, true);
+    }
+    claim_some(s, q);
+    claims_settled(s, q, were_first);
     queue_maybe_free(s, q);
 }
 
-/* Takes over entries idle past the visibility timeout: a dead node's, or released ones. */
-static void claim(struct streams *s, struct squeue *q)
+/*
+ * Takes over as many of the entries the last XPENDING found as the consumers here can take now:
+ * XCLAIM key g node visibility ids... The min-idle of visibility makes it safe against other
+ * nodes doing the same: an entry one of them took first is no longer idle and stays theirs.
+ * Asking only for what there is room for keeps a node from hoarding what another node's
+ * consumers could take; one XCLAIM at a time per queue, so a room is not claimed twice.
+ */
+static void claim_some(struct streams *s, struct squeue *q)
 {
-    if (q->claiming || !wants_messages(s, q) || !redis_link_is_up(s->cmd))
+    if (q->claiming || q->probing || !redis_link_is_up(s->cmd))
         return;
-    size_t room = s->ops.capacity(s->ops.ctx, queue_name(q), q->name_len);
-    char idle[24], count[24];
-    snprintf(idle, sizeof(idle), "%u", s->visibility_ms);
-    snprintf(count, sizeof(count), "%zu", room < READ_COUNT_MAX ? room : READ_COUNT_MAX);
-    const char *argv[] = {"XAUTOCLAIM", q->key,          s->cfg.prefix, s->cfg.node_id,
-                          idle,         q->claim_cursor, "COUNT",       count};
-    size_t argvlen[8];
-    for (int i = 0; i < 8; i++)
-        argvlen[i] = i == 1 ? q->key_len : strlen(argv[i]);
-    if (redis_link_command_argv(s->cmd, on_claimed, q, 8, argv, argvlen) == 0) {
-        q->claiming = true;
-        q->replies_due++;
+    if (!q->followed || !q->group_ready) {
+        forget_claimable(q);
+        return;
     }
+    size_t left = q->claimable.count - q->claimable_taken;
+    if (left == 0) {
+        if (q->probe_more)
+            probe(s, q, false);
+        return;
+    }
+    size_t room = s->ops.capacity(s->ops.ctx, queue_name(q), q->name_len);
+    size_t n = room < left ? room : left;
+    n = n < IDS_PER_CLAIM ? n : IDS_PER_CLAIM;
+    if (n == 0)
+        return;
+    char idle[24];
+    snprintf(idle, sizeof(idle), "%u", s->visibility_ms);
+    resp_begin(s, 5 + n);
+    resp_str(s, "XCLAIM");
+    resp_arg(s, q->key, q->key_len);
+    resp_str(s, s->cfg.prefix);
+    resp_str(s, s->cfg.node_id);
+    resp_str(s, idle);
+    const char *id = q->claimable.text + q->claimable_at;
+    for (size_t i = 0; i < n; i++, id += strlen(id) + 1)
+        resp_str(s, id);
+    if (s->scratch_failed ||
+        redis_link_command_resp(s->cmd, on_claimed, q, s->scratch, s->scratch_len) != 0)
+        return;
+    q->claimable_at = (size_t)(id - q->claimable.text);
+    q->claimable_taken += n;
+    q->claiming = n;
+    q->replies_due++;
+}
+
+/* Each claim period: a queue not busy taking over entries looks for more. */
+static void claim_tick(struct streams *s, struct squeue *q)
+{
+    if (q->claimable_taken < q->claimable.count)
+        claim_some(s, q);
+    else
+        probe(s, q, true);
 }
 
 /* XCLAIM to itself with min-idle 0 resets the idle time: "still mine" for everything held. */
@@ -902,7 +1060,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         struct squeue *q = e->value;
         if (q->followed && !q->group_ready)
             ask_group(s, q);
-        claim(s, q);
+        claim_tick(s, q);
         if (renew_due && q->held.count > 0 && redis_link_is_up(s->cmd))
             renew(s, q);
     }

@@ -10,13 +10,18 @@
  *   ACK      -> XACK key g id + XDEL key id       (auto-ack: when written to the consumer)
  *   hold     -> XCLAIM key g node 0 ids JUSTID    (every visibility/3: "still mine")
  *   release  -> XCLAIM ... IDLE visibility JUSTID (last local consumer left: anyone may take it)
- *   take over-> XAUTOCLAIM key g node visibility  (entries a dead node held, or released ones)
+ *   find     -> XPENDING key g IDLE visibility - + 256  (every min(visibility/4, 1 s))
+ *   take over-> XCLAIM key g node visibility ids     (entries a dead node held, or released ones)
  *
  * Each entry is delivered to one node at a time; it stays in that node's pending list until
  * acked, so a node that dies (SIGKILL) leaves its entries to be claimed by another node after
  * the visibility timeout, delivered again with redelivered:true. That is at-least-once: a node
  * cut off from Redis longer than the visibility timeout can see its messages taken over while its
  * consumers still hold them. docs/CLUSTER.md states the guarantee and its limits.
+ *
+ * Entries to take over go before new ones: while a queue has some, its consumers' room goes to
+ * XCLAIM and nothing new is read for it, so a stream that always has new entries does not hold
+ * a dead node's back past the visibility timeout plus one claim period.
  *
  * Appends, acks and releases are kept in order in a bounded local buffer until Redis confirms
  * them, and sent again after a reconnect: queue messages published while Redis is down wait on
@@ -100,7 +105,7 @@ struct streams_stats {
     uint64_t buffer_full;    /* appends refused because the buffer was full */
     uint64_t resent;         /* commands sent again after a lost link */
     uint64_t read;           /* entries taken with XREADGROUP */
-    uint64_t claimed;        /* entries taken over with XAUTOCLAIM (redelivered) */
+    uint64_t claimed;        /* entries taken over with XCLAIM (redelivered) */
     uint64_t acked;          /* entries acked (XACK + XDEL) */
     uint64_t released;       /* entries handed back for other nodes */
     uint64_t decode_errors;  /* entries dropped (acked) because they could not be decoded */

@@ -11,7 +11,8 @@
 //   - topics, at most once across nodes: messages published while a link is down are lost, none
 //     is duplicated, per-publisher order holds, and nothing is lost once delivery is back;
 //   - queues, at least once: every SEND that got a RECEIPT is delivered (duplicates allowed,
-//     counted), a dead node's messages go to another node after cluster.queue_visibility_ms.
+//     counted), a dead node's messages go to another node after cluster.queue_visibility_ms,
+//     within one claim period more even while a producer outpaces the consumers.
 //
 // The slow-link test runs twice: with `tc netem` on the loopback interface of a network
 // namespace that only the node-to-Redis hop crosses (needs root, iproute2 and a kernel with
@@ -46,9 +47,9 @@ function onFrame(client, fn = () => {}) {
   return client;
 }
 
-// Sends one SEND every intervalMs until stop(): body "LABEL:SEQ". With receipts each SEND asks
-// for one (receipt id "LABEL-SEQ") and receiptAt(seq) tells when it came back.
-function steadyPublisher(client, destination, label, intervalMs, { receipts = false } = {}) {
+// Sends one SEND (burst SENDs) every intervalMs until stop(): body "LABEL:SEQ". With receipts
+// each SEND asks for one (receipt id "LABEL-SEQ") and receiptAt(seq) tells when it came back.
+function steadyPublisher(client, destination, label, intervalMs, { receipts = false, burst = 1 } = {}) {
   const sent = []; // { seq, at }
   const receiptAt = new Map(); // seq -> arrival time of its RECEIPT
   onFrame(client, (f) => {
@@ -57,11 +58,13 @@ function steadyPublisher(client, destination, label, intervalMs, { receipts = fa
     }
   });
   const timer = setInterval(() => {
-    const seq = sent.length;
-    const headers = { destination };
-    if (receipts) headers.receipt = `${label}-${seq}`;
-    client.send('SEND', headers, `${label}:${seq}`);
-    sent.push({ seq, at: Date.now() });
+    for (let i = 0; i < burst; i++) {
+      const seq = sent.length;
+      const headers = { destination };
+      if (receipts) headers.receipt = `${label}-${seq}`;
+      client.send('SEND', headers, `${label}:${seq}`);
+      sent.push({ seq, at: Date.now() });
+    }
   }, intervalMs);
   return { label, sent, receiptAt, stop: () => clearInterval(timer) };
 }
@@ -307,9 +310,96 @@ clusterTest('a node SIGKILLed under traffic: other nodes keep their topic flow; 
   report('node-kill', figures);
   assert.equal(figures.queue.lost, 0, 'no receipted queue message lost');
   await waitStreamLength(redis, queue, 0); // what c took over, it acked
-  // Renewed every visibility/3, taken over once visibility passed, XAUTOCLAIM every visibility/4.
+  // Renewed every visibility/3, taken over once visibility passed, looked for every visibility/4.
   assert.ok(figures.queue.redeliveredAfterKillMs.last < VISIBILITY_MS + 2500,
     `redelivered within visibility + 2.5 s: ${figures.queue.redeliveredAfterKillMs.last} ms`);
+});
+
+// ---- a node SIGKILLed while the producer outpaces the consumers -------------------------
+
+// The entries node nodeId holds in queue dest's stream (its pending list), as publisher
+// sequence numbers: what Redis will hand to another node once that node is dead.
+async function pendingSeqs(redis, dest, nodeId, label) {
+  const key = `${PREFIX}:${dest}`;
+  const pending = await redis.command('XPENDING', key, PREFIX, '-', '+', '100000', nodeId);
+  const seqs = [];
+  for (const [id] of pending) {
+    const entries = await redis.command('XRANGE', key, id, id);
+    // The envelope ends with the body (docs/CLUSTER.md): "LABEL:SEQ".
+    const m = new RegExp(`${label}:(\\d+)$`).exec(entries[0][1][1].toString('latin1'));
+    seqs.push(Number(m[1]));
+  }
+  return seqs;
+}
+
+const OUTPACED_VISIBILITY_MS = 2000;
+const CLAIM_PERIOD_MS = Math.min(OUTPACED_VISIBILITY_MS / 4, 1000); // streams.c: the tick
+// What the bound leaves for the rest: the dead node's ~20 messages go to the survivor's consumer
+// as it frees its window (10 slots, each acked 100 ms after its message came: ~200 ms for 20),
+// the round trips to Redis, timers on a loaded 2-CPU machine and a sanitizer build (~3x slower).
+// Measured: the last one 2.4-2.6 s after the kill, plain, under ASan, and under ASan with two
+// busy loops on the 2 CPUs.
+const REDELIVERY_MARGIN_MS = 1500;
+
+clusterTest('a node SIGKILLed while the producer outpaces the consumers: what it held is redelivered within visibility + one claim period', {
+  timeout: 55000,
+  broker: { set: { 'cluster.queue_visibility_ms': String(OUTPACED_VISIBILITY_MS) } },
+}, async ({ nodes, redis }) => {
+  const [a, b, c] = nodes; // b dies, c's consumer is the survivor
+  const queue = `/queue/${uniq('faults-outpaced')}`;
+  // Consumers take 50 (b) + 100 (c) messages/s; the producer sends 300/s (in threes, so a late
+  // timer on a loaded machine does not slow it much), so the stream always has new entries: the
+  // survivor's reads alone would fill its consumer's window at every ack.
+  const slowB = await queueConsumer(b, queue, 'queue-b', { ackDelayMs: 400, prefetch: 20 });
+  const slowC = await queueConsumer(c, queue, 'queue-c', { ackDelayMs: 100, prefetch: 10 });
+  await waitStreamGroup(redis, queue);
+  const queuePub = steadyPublisher(await tcpStomp(a, { label: 'queue-pub' }), queue, 'Q', 10, { receipts: true, burst: 3 });
+  await sleep(2500);
+  slowB.cut();
+  const killedAt = Date.now();
+  await killNode(b);
+  // Nothing takes b's entries before the visibility timeout: its pending list is what it held.
+  const heldByB = await pendingSeqs(redis, queue, 'nB', 'Q');
+  // Entries no node has read yet: the stream's length less its pending entries (b's and c's).
+  const [pendingAtKill] = await redis.command('XPENDING', `${PREFIX}:${queue}`, PREFIX);
+  const backlogAtKill = await redis.command('XLEN', `${PREFIX}:${queue}`) - pendingAtKill;
+  const boundMs = OUTPACED_VISIBILITY_MS + CLAIM_PERIOD_MS + REDELIVERY_MARGIN_MS;
+  const redeliveredOnC = (seq) => slowC.got.find((d) => d.seq === seq && d.redelivered);
+  await until(() => heldByB.every(redeliveredOnC), boundMs + 2000, 'the messages b held, redelivered on c')
+    .catch(() => {}); // asserted below, with the figures
+  const redelivery = heldByB.map((seq) => ({ seq, d: redeliveredOnC(seq) }));
+  queuePub.stop();
+
+  // Then a fast consumer drains the backlog: every receipted message arrives, none twice on c.
+  const drainC = await queueConsumer(c, queue, 'drain-c', { prefetch: 200 });
+  await until(() => queuePub.receiptAt.size === queuePub.sent.length, 15000, 'a RECEIPT for each queue SEND');
+  const ackedByB = new Set(slowB.got.filter((d) => d.ackedAt !== null).map((d) => d.seq));
+  const onC = () => [...slowC.got, ...drainC.got];
+  const seenOnC = () => new Set(onC().map((d) => d.seq));
+  await until(() => queuePub.sent.every((s) => ackedByB.has(s.seq) || seenOnC().has(s.seq)), 30000,
+    'every receipted queue message acked on b before the kill or delivered on c');
+  const held = new Set(heldByB);
+  const missing = redelivery.filter((r) => !r.d).map((r) => r.seq);
+  const late = redelivery.filter((r) => r.d && r.d.at - killedAt > boundMs).map((r) => r.seq);
+  const times = redelivery.filter((r) => r.d).map((r) => r.d.at - killedAt);
+  const figures = {
+    visibilityMs: OUTPACED_VISIBILITY_MS,
+    boundMs,
+    sent: queuePub.sent.length,
+    backlogAtKill,
+    heldByDeadNode: heldByB.length,
+    notRedeliveredWithinBound: missing.length + late.length,
+    redeliveredAfterKillMs: times.length > 0 ? { first: Math.min(...times), last: Math.max(...times) } : null,
+    duplicatesOnC: onC().length - seenOnC().size,
+  };
+  report('node-kill-outpaced', figures);
+  assert.ok(heldByB.length > 0, 'b held messages when it died');
+  assert.ok(backlogAtKill >= 50, `the producer outpaced the consumers (${backlogAtKill} entries unread at the kill)`);
+  assert.deepEqual([missing, late], [[], []],
+    `every message b held is redelivered on c within ${boundMs} ms of the kill: ${JSON.stringify(figures)}`);
+  assert.equal(figures.duplicatesOnC, 0, 'nothing delivered twice on c');
+  assert.ok(onC().every((d) => !d.redelivered || held.has(d.seq)), 'only what b held comes redelivered');
+  await waitStreamLength(redis, queue, 0, 15000); // everything c got, it acked
 });
 
 // ---- delay and loss between one node and Redis ------------------------------------------
