@@ -67,15 +67,16 @@ static void deliver(struct workpool_job *job)
     else
         m->head = job;
     m->tail = job;
+    /* Under the lock: once it is released, workpool_mailbox_free may free m. */
+    if (was_empty) { /* else the loop has a wake-up coming for the jobs before this one */
+        uint64_t one = 1;
+        ssize_t n;
+        do
+            n = write(m->efd, &one, sizeof(one));
+        while (n < 0 && errno == EINTR);
+    }
     pthread_cond_broadcast(&m->settled);
     pthread_mutex_unlock(&m->mu);
-    if (!was_empty)
-        return; /* the loop has a wake-up coming for the jobs before this one */
-    uint64_t one = 1;
-    ssize_t n;
-    do
-        n = write(m->efd, &one, sizeof(one));
-    while (n < 0 && errno == EINTR);
 }
 
 /* Takes every finished job, oldest first, and counts them out of in_flight. Locked by caller. */
