@@ -1,5 +1,6 @@
 #include "server/loop.h"
 #include "broker/base/log.h"
+#include "broker/base/workpool.h"
 #include "broker/core/publish.h"
 #include "broker/http/api.h"
 #include "broker/http/metrics.h"
@@ -207,6 +208,36 @@ int broker_check_config(const struct config *cfg, char *err, size_t err_len)
     return fanout_redis_check_config(cfg, err, err_len);
 }
 
+/* Finished passcode hashes of this loop's sessions: their done callbacks run here. */
+static void auth_mailbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct broker *b = arg;
+    (void)fd;
+    (void)what;
+    workpool_mailbox_drain(b->auth_mailbox);
+}
+
+/*
+ * The workers that hash users-file passcodes: the process's (threads > 1) or this loop's own, and
+ * this loop's mailbox for their results. None with auth.workers = 0: logins hash on the loop.
+ */
+static int start_auth_workers(struct broker *b, const struct loop_peers *peers)
+{
+    if (b->cfg.auth_workers == 0)
+        return 0;
+    if (peers != NULL) {
+        b->auth_pool = peers->auth_pool;
+    } else {
+        b->auth_pool = workpool_new(b->cfg.auth_workers);
+        b->auth_pool_owned = true;
+    }
+    if (b->auth_pool == NULL || (b->auth_mailbox = workpool_mailbox_new()) == NULL)
+        return -1;
+    b->auth_event = event_new(b->base, workpool_mailbox_fd(b->auth_mailbox), EV_READ | EV_PERSIST,
+                              auth_mailbox_cb, b);
+    return b->auth_event != NULL && event_add(b->auth_event, NULL) == 0 ? 0 : -1;
+}
+
 static int add_signal(struct broker *b, int slot, int sig)
 {
     b->signal_events[slot] = evsignal_new(b->base, sig, signal_cb, b);
@@ -301,6 +332,11 @@ struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *
         log_error(0, "auth: %s", err);
         goto fail;
     }
+    if (start_auth_workers(b, peers) != 0) {
+        log_error(0, "auth: cannot start the passcode hashing workers (auth.workers = %zu)",
+                  cfg->auth_workers);
+        goto fail;
+    }
     if (load_tls(b, err, sizeof(err)) != 0) {
         log_error(0, "TLS: %s", err);
         goto fail;
@@ -347,6 +383,12 @@ void broker_free(struct broker *b)
     if (b == NULL)
         return;
     conn_free_all(b); /* sessions give their queue messages back before the router goes */
+    /* The sessions cancelled their queued hashes; wait for the ones a worker still runs. */
+    if (b->auth_event != NULL)
+        event_free(b->auth_event);
+    workpool_mailbox_free(b->auth_mailbox);
+    if (b->auth_pool_owned)
+        workpool_free(b->auth_pool);
     router_reset(&b->router);
     admit_reset(&b->admit);
     security_reset(&b->security);

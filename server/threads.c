@@ -1,5 +1,6 @@
 #include "server/threads.h"
 #include "broker/base/log.h"
+#include "broker/base/workpool.h"
 #include "broker/core/publish.h"
 #include "broker/http/metrics.h"
 #include "broker/net/listener.h"
@@ -66,6 +67,7 @@ static void loops_free(struct loops *g)
 {
     if (g == NULL)
         return;
+    workpool_free(g->peers.auth_pool); /* after every loop: their mailboxes are gone */
     shared_queues_free(g->peers.store);
     metrics_board_free(g->peers.board);
     inboxes_free(g->peers.inboxes);
@@ -93,6 +95,9 @@ static struct loops *loops_new(const struct config *cfg)
                                                 strcmp(cfg->queue_overflow, "block") == 0)) != NULL;
     if (ok)
         ok = (g->peers.board = metrics_board_new(g->count, g->peers.store)) != NULL;
+    /* One set of passcode hashing workers for every loop (started on the first login). */
+    if (ok && cfg->auth_workers > 0)
+        ok = (g->peers.auth_pool = workpool_new(cfg->auth_workers)) != NULL;
     if (!ok) {
         loops_free(g);
         return NULL;

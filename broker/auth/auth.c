@@ -25,7 +25,7 @@
 
 #define PBKDF2_SCHEME    "$pbkdf2-sha256$"
 #define SALT_MIN_BYTES   8
-#define SALT_MAX_BYTES   64
+#define SALT_MAX_BYTES   AUTH_PBKDF2_SALT_MAX_BYTES
 #define SIGNATURE_MAX    1024 /* RSA-8192; anything longer is not a signature we can check */
 #define NUMERIC_DATE_MAX ((int64_t)1 << 53) /* the integers JSON carries exactly (RFC 7493) */
 
@@ -375,28 +375,51 @@ struct auth_users *auth_users_load(const char *path, char *err, size_t err_len)
     return users;
 }
 
-bool auth_users_verify(const struct auth_users *users, const char *login, size_t login_len,
-                       const char *passcode, size_t passcode_len)
+bool auth_users_check_prepare(const struct auth_users *users, const char *login, size_t login_len,
+                              struct auth_password_check *check)
 {
     static const unsigned char decoy_salt[AUTH_PBKDF2_SALT_BYTES];
-    if (users == NULL || passcode_len > INT_MAX)
+    if (users == NULL)
         return false;
     const struct user_entry *e = NULL;
     if (login != NULL && login_len > 0 && login_len < AUTH_USER_MAX)
         e = dict_get(&users->by_name, login, login_len);
     /* An unknown login still pays for one PBKDF2 run: its timing must match a wrong password. */
-    const unsigned char *salt = e != NULL ? e->salt : decoy_salt;
-    size_t salt_len = e != NULL ? e->salt_len : sizeof(decoy_salt);
-    unsigned iterations = e != NULL ? e->iterations : users->decoy_iterations;
+    check->known = e != NULL;
+    check->salt_len = e != NULL ? e->salt_len : sizeof(decoy_salt);
+    memcpy(check->salt, e != NULL ? e->salt : decoy_salt, check->salt_len);
+    check->iterations = e != NULL ? e->iterations : users->decoy_iterations;
+    if (e != NULL)
+        memcpy(check->hash, e->hash, sizeof(check->hash));
+    else
+        memset(check->hash, 0, sizeof(check->hash));
+    return true;
+}
+
+bool auth_password_check_run(const struct auth_password_check *check, const char *passcode,
+                             size_t passcode_len)
+{
+    if (passcode_len > INT_MAX)
+        return false;
     unsigned char derived[AUTH_PBKDF2_HASH_BYTES];
-    if (PKCS5_PBKDF2_HMAC(passcode != NULL ? passcode : "", (int)passcode_len, salt, (int)salt_len,
-                          (int)iterations, EVP_sha256(), sizeof(derived), derived) != 1) {
+    if (PKCS5_PBKDF2_HMAC(passcode != NULL ? passcode : "", (int)passcode_len, check->salt,
+                          (int)check->salt_len, (int)check->iterations, EVP_sha256(),
+                          sizeof(derived), derived) != 1) {
         ERR_clear_error();
         return false;
     }
-    bool ok = e != NULL && CRYPTO_memcmp(derived, e->hash, sizeof(derived)) == 0;
+    bool ok = check->known && CRYPTO_memcmp(derived, check->hash, sizeof(derived)) == 0;
     OPENSSL_cleanse(derived, sizeof(derived));
     return ok;
+}
+
+bool auth_users_verify(const struct auth_users *users, const char *login, size_t login_len,
+                       const char *passcode, size_t passcode_len)
+{
+    struct auth_password_check check;
+    if (passcode_len > INT_MAX || !auth_users_check_prepare(users, login, login_len, &check))
+        return false;
+    return auth_password_check_run(&check, passcode, passcode_len);
 }
 
 int auth_passwd_entry(char *out, size_t cap, const char *user, const char *password,

@@ -67,6 +67,25 @@ bool auth_users_verify(const struct auth_users *users, const char *login, size_t
                        const char *passcode, size_t passcode_len);
 
 /*
+ * auth_users_verify in two halves, for a hash run on another thread: what one check needs, copied
+ * out of the users file (which a reload may free meanwhile). auth_users_check_prepare is cheap
+ * (a lookup); auth_password_check_run is the PBKDF2 run and touches nothing but its arguments.
+ */
+#define AUTH_PBKDF2_SALT_MAX_BYTES 64
+struct auth_password_check {
+    bool known; /* login names a user: false still costs a run (the decoy) */
+    unsigned iterations;
+    size_t salt_len;
+    unsigned char salt[AUTH_PBKDF2_SALT_MAX_BYTES];
+    unsigned char hash[AUTH_PBKDF2_HASH_BYTES];
+};
+/* False (check untouched) when users is NULL. */
+bool auth_users_check_prepare(const struct auth_users *users, const char *login, size_t login_len,
+                              struct auth_password_check *check);
+bool auth_password_check_run(const struct auth_password_check *check, const char *passcode,
+                             size_t passcode_len);
+
+/*
  * True when name is a valid user name: 1..127 bytes, no ':', whitespace or control characters,
  * not starting with '#' (it would read as a comment) and not "*" (the ACL's "everyone").
  */

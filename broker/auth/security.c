@@ -1,8 +1,12 @@
 #include "broker/auth/security.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/crypto.h>
 
 /* Auth state loaded from files, built aside and swapped in whole. */
 static int load_parts(struct security *fresh, const struct config *cfg, char *err, size_t len)
@@ -89,12 +93,30 @@ static bool takes_token(const struct security *sec, const char *login, size_t lo
            (login == NULL || login_len == 0 || (login_len == 3 && memcmp(login, "jwt", 3) == 0));
 }
 
-int security_authenticate(const struct security *sec, const char *login, size_t login_len,
-                          const char *passcode, size_t passcode_len, const char *token,
-                          size_t token_len, int64_t now_s, struct auth_identity *id, char *reason,
-                          size_t reason_len)
+/* A users-file login waiting for its hash. */
+struct security_login {
+    struct auth_password_check check;
+    bool ok;                    /* security_login_run's answer */
+    char login[AUTH_USER_MAX];  /* the login as sent, cut to fit (a longer one is no user) */
+    size_t login_len;           /* as sent */
+    size_t passcode_len;
+    char passcode[];            /* owned copy, wiped by security_login_free */
+};
+
+static int refuse_login(const char *login, size_t login_len, char *reason, size_t reason_len)
+{
+    snprintf(reason, reason_len, "bad login or passcode for '%.*s'",
+             (int)(login_len > 64 ? 64 : login_len), login);
+    return -1;
+}
+
+int security_authenticate_start(const struct security *sec, const char *login, size_t login_len,
+                                const char *passcode, size_t passcode_len, const char *token,
+                                size_t token_len, int64_t now_s, struct auth_identity *id,
+                                char *reason, size_t reason_len, struct security_login **pending)
 {
     auth_identity_reset(id);
+    *pending = NULL;
     if (passcode != NULL && takes_token(sec, login, login_len)) {
         token = passcode;
         token_len = passcode_len;
@@ -103,21 +125,71 @@ int security_authenticate(const struct security *sec, const char *login, size_t 
         return auth_jwt_verify(sec->jwt, token, token_len, now_s, id, reason, reason_len) == 0 ? 0
                                                                                                : -1;
     if (login != NULL && login_len > 0) {
-        if (sec->users != NULL && passcode != NULL &&
-            auth_users_verify(sec->users, login, login_len, passcode, passcode_len)) {
-            snprintf(id->user, sizeof(id->user), "%.*s", (int)login_len, login);
-            return 0;
+        if (sec->users != NULL && passcode != NULL) {
+            struct security_login *l = malloc(sizeof(*l) + passcode_len + 1);
+            if (l == NULL) {
+                snprintf(reason, reason_len, "out of memory checking the passcode");
+                return -1;
+            }
+            auth_users_check_prepare(sec->users, login, login_len, &l->check);
+            l->ok = false;
+            l->login_len = login_len;
+            size_t kept = login_len < sizeof(l->login) - 1 ? login_len : sizeof(l->login) - 1;
+            memcpy(l->login, login, kept);
+            l->login[kept] = '\0';
+            l->passcode_len = passcode_len;
+            memcpy(l->passcode, passcode, passcode_len);
+            l->passcode[passcode_len] = '\0';
+            *pending = l;
+            return SECURITY_PENDING;
         }
-        if (sec->users != NULL || !sec->anonymous) {
-            snprintf(reason, reason_len, "bad login or passcode for '%.*s'",
-                     (int)(login_len > 64 ? 64 : login_len), login);
-            return -1;
-        }
+        if (sec->users != NULL || !sec->anonymous)
+            return refuse_login(login, login_len, reason, reason_len);
     }
     if (sec->anonymous)
         return 0; /* id->user stays "": anonymous */
     snprintf(reason, reason_len, "no credentials and anonymous access is off");
     return -1;
+}
+
+void security_login_run(struct security_login *l)
+{
+    l->ok = l->passcode_len <= INT_MAX &&
+            auth_password_check_run(&l->check, l->passcode, l->passcode_len);
+}
+
+int security_login_finish(const struct security_login *l, struct auth_identity *id, char *reason,
+                          size_t reason_len)
+{
+    auth_identity_reset(id);
+    if (!l->ok)
+        return refuse_login(l->login, l->login_len, reason, reason_len);
+    snprintf(id->user, sizeof(id->user), "%.*s", (int)l->login_len, l->login);
+    return 0;
+}
+
+void security_login_free(struct security_login *l)
+{
+    if (l == NULL)
+        return;
+    OPENSSL_cleanse(l->passcode, l->passcode_len);
+    free(l);
+}
+
+int security_authenticate(const struct security *sec, const char *login, size_t login_len,
+                          const char *passcode, size_t passcode_len, const char *token,
+                          size_t token_len, int64_t now_s, struct auth_identity *id, char *reason,
+                          size_t reason_len)
+{
+    struct security_login *l;
+    int rc = security_authenticate_start(sec, login, login_len, passcode, passcode_len, token,
+                                         token_len, now_s, id, reason, reason_len, &l);
+    if (rc != SECURITY_PENDING)
+        return rc;
+    security_login_run(l);
+    rc = security_login_finish(l, id, reason, reason_len);
+    security_login_free(l);
+    return rc;
 }
 
 bool security_allows(const struct security *sec, const struct auth_identity *id,

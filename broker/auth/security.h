@@ -47,6 +47,27 @@ int security_authenticate(const struct security *sec, const char *login, size_t 
                           size_t token_len, int64_t now_s, struct auth_identity *id, char *reason,
                           size_t reason_len);
 
+/*
+ * security_authenticate in three steps, for a users-file login whose PBKDF2 hash runs on a worker
+ * thread (the only slow case: tokens and anonymous logins are decided at once).
+ *
+ * security_authenticate_start decides what it can at once and returns 0 or -1 as
+ * security_authenticate does, or SECURITY_PENDING with *pending: a copy of everything the hash
+ * needs (the users file may be reloaded meanwhile), owned by the caller.
+ * security_login_run hashes (any thread; touches only the login). security_login_finish gives
+ * the answer security_authenticate would have given. security_login_free wipes the passcode.
+ */
+#define SECURITY_PENDING 1
+struct security_login;
+int security_authenticate_start(const struct security *sec, const char *login, size_t login_len,
+                                const char *passcode, size_t passcode_len, const char *token,
+                                size_t token_len, int64_t now_s, struct auth_identity *id,
+                                char *reason, size_t reason_len, struct security_login **pending);
+void security_login_run(struct security_login *l);
+int security_login_finish(const struct security_login *l, struct auth_identity *id, char *reason,
+                          size_t reason_len);
+void security_login_free(struct security_login *l);
+
 /* May id read (SUBSCRIBE) or write (SEND) dest? The token's grants when it has them, else the
  * ACL, else yes. */
 bool security_allows(const struct security *sec, const struct auth_identity *id,

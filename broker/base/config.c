@@ -91,6 +91,7 @@ static const struct config_key config_keys[] = {
     KEY("auth", "jwt_issuer", KEY_STRING, auth_jwt_issuer),
     KEY("auth", "anonymous", KEY_STRING, auth_anonymous),
     KEY("auth", "allow_origin", KEY_STRING, auth_allow_origin),
+    KEY("auth", "workers", KEY_SIZE, auth_workers),
     KEY("cluster", "redis", KEY_STRING, cluster_redis),
     KEY("cluster", "node_id", KEY_STRING, cluster_node_id),
     KEY("cluster", "prefix", KEY_STRING, cluster_prefix),
@@ -155,6 +156,7 @@ void config_defaults(struct config *cfg)
     cfg->cluster_queue_buffer_bytes = 64u * 1024 * 1024;
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
     strcpy(cfg->auth_anonymous, "auto");
+    cfg->auth_workers = 2;
     strcpy(cfg->queue_overflow, "block");
 }
 
@@ -442,6 +444,11 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     if (cfg->threads > CONFIG_THREADS_MAX) {
         snprintf(err, err_len, "server.threads must be auto or between 1 and %d (got %zu)",
                  CONFIG_THREADS_MAX, cfg->threads);
+        return -1;
+    }
+    if (cfg->auth_workers > CONFIG_AUTH_WORKERS_MAX) {
+        snprintf(err, err_len, "auth.workers must be between 0 and %d (got %zu)",
+                 CONFIG_AUTH_WORKERS_MAX, cfg->auth_workers);
         return -1;
     }
     if (!cfg->ws.enabled && !cfg->tcp.enabled && !cfg->wss.enabled && !cfg->stomp_tls.enabled) {

@@ -28,6 +28,9 @@ enum config_outbound_frames { OUTBOUND_FRAMES_AUTO, OUTBOUND_FRAMES_TEXT, OUTBOU
 #define CONFIG_THREADS_MAX  64
 #define CONFIG_THREADS_AUTO 0
 
+/* auth.workers: the most password-hashing threads (workpool.h). */
+#define CONFIG_AUTH_WORKERS_MAX 64
+
 struct config {
     /* [server] */
     struct config_addr ws;
@@ -98,6 +101,7 @@ struct config {
     char auth_jwt_issuer[CONFIG_ADDR_MAX];     /* "" = not checked */
     char auth_anonymous[8];                    /* "auto", "on" or "off" */
     char auth_allow_origin[2048];              /* comma-separated Origins, "" = any */
+    size_t auth_workers; /* threads hashing users-file passwords (0: on the event loop) */
 
     /* [cluster] */
     char cluster_redis[CONFIG_ADDR_MAX]; /* redis://[:password@]host:port[/db]; "" = single node */

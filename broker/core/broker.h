@@ -37,6 +37,8 @@ struct inboxes;
 struct metrics_board;
 struct api;
 struct conn_handler;
+struct workpool;
+struct workpool_mailbox;
 
 /* Every limit a client can hit; each hit is counted (and exported on /metrics). */
 enum limit_kind {
@@ -135,6 +137,12 @@ struct broker {
     char node_token[17];      /* random hex: makes session ids and reply-queue names unguessable */
     struct admit admit;       /* connection admission limits */
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
+    /* Users-file logins hash their passcodes on these workers (auth.workers), not on the loop;
+     * NULL pool: on the loop (auth.workers = 0). */
+    struct workpool *auth_pool;            /* borrowed from the process (threads > 1), else owned */
+    bool auth_pool_owned;
+    struct workpool_mailbox *auth_mailbox; /* owned: this loop's finished hashes */
+    struct event *auth_event;              /* owned: reads auth_mailbox's eventfd */
     struct broker_stats stats;
     struct broker_loop_lag loop_lag;
     struct session *paused_publishers; /* not owned: sessions paused on a full queue (session.c) */

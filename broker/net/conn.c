@@ -397,7 +397,12 @@ void conn_close_gracefully(struct conn *c, uint16_t ws_code, const char *reason)
     }
     c->state = CONN_CLOSING;
     log_debug(c->id, "closing (%u %s)", ws_code, reason);
-    /* Keep reading (and discarding) so the peer's close and FIN are seen; write_cb finishes. */
+    /* Keep reading (and discarding) so the peer's close and FIN are seen; write_cb finishes.
+     * A connection paused by flow control or a login's hash is read again for that. */
+    if (c->read_paused) {
+        c->read_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     arm_timer(c, CLOSING_DEADLINE_MS);
     if (conn_outbound(c) == 0)

@@ -2,6 +2,7 @@
 #include "broker/net/conn.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
+#include "broker/base/workpool.h"
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
 #include "broker/session/txn.h"
@@ -62,6 +63,25 @@ struct session {
     /* limits.publish_rate_action = throttle: not read until the publish bucket has a token. */
     bool throttled;
     struct event *throttle_timer; /* owned: made at the first throttle, NULL before */
+
+    /* Authenticating: a users-file CONNECT whose passcode hash runs on a worker (auth.workers).
+     * Nothing more is parsed until it is done: TCP bytes wait in the connection's input, the
+     * rest of a WebSocket message that held the CONNECT waits in held_bytes. */
+    struct login_job *login;   /* the pool's while it runs; cancelled by session_free */
+    char *held_bytes;          /* owned: WebSocket bytes after the CONNECT, NULL when none */
+    size_t held_len;
+};
+
+/* A CONNECT waiting for its passcode hash, with what answering it needs (the frame is gone). */
+struct login_job {
+    struct workpool_job work;     /* first: the pool's handle */
+    struct session *session;      /* NULL once the session is gone: done only frees the job */
+    struct security_login *login; /* owned: the copies the hash needs */
+    unsigned cx, cy;              /* the client's heart-beat header */
+    size_t summary_len;
+    char summary[1024];           /* the CONNECT, for the ERROR of a refusal */
+    size_t receipt_len;
+    char *receipt;                /* owned: its receipt header's value, NULL when none */
 };
 
 /* A RECEIPT waiting for the queue messages published before its frame to be stored. */
@@ -549,10 +569,11 @@ static void unpause(struct session *s)
     s->paused_on = NULL;
 }
 
-/* Flow control holds s: a full queue (queue.overflow = block) or the publish rate (throttle). */
+/* Reading s waits: for a full queue (queue.overflow = block), the publish rate (throttle) or
+ * the passcode hash of its CONNECT (authenticating). */
 static bool reading_held(const struct session *s)
 {
-    return s->paused_on != NULL || s->throttled;
+    return s->paused_on != NULL || s->throttled || s->login != NULL;
 }
 
 /* One hold of flow control ended: s is read again once no other holds it. */
@@ -575,6 +596,8 @@ void session_queue_unblocked(struct broker *b, const char *queue)
     }
 }
 
+static void login_job_abandon(struct login_job *job);
+
 void session_free(struct session *s)
 {
     if (s == NULL)
@@ -584,6 +607,9 @@ void session_free(struct session *s)
         publish_forget_waiter(s->broker, s); /* the messages stay; nobody waits for them */
     if (s->paused_on != NULL)
         unpause(s);
+    if (s->login != NULL)
+        login_job_abandon(s->login);
+    free(s->held_bytes);
     free_deferred_receipts(s);
     free_all_transactions(s); /* aborted: nothing buffered takes effect */
     free_all_subscriptions(s);
@@ -696,12 +722,150 @@ static int negotiate_version(struct session *s, const struct stomp_frame *f)
 }
 
 /*
- * Establishes who the client is; -1 when refused. A refusal is logged with its reason, but the
- * client only learns "authentication failed". An address with repeated failures is slowed down:
- * its next attempts wait (the connection reads nothing meanwhile) and are refused unchecked
+ * A refused login: logged with its reason, counted for the address's slow-down; the client only
+ * learns "authentication failed" (ERROR quoting its CONNECT), at once or, for an address already
+ * slowed down, once its delay has passed.
+ */
+static void refuse_login(struct session *s, const char *reason, int64_t delay, int64_t now_ms,
+                         const struct stomp_header *receipt, const char *summary,
+                         size_t summary_len)
+{
+    struct security *sec = &s->broker->security;
+    s->broker->stats.auth_failures++;
+    log_warn(s->conn->id, "authentication failed for %s: %s", s->conn->peer, reason);
+    auth_throttle_failure(sec->throttle, s->conn->addr, now_ms);
+    s->auth_failed = true;
+    if (delay <= 0) {
+        send_error(s, receipt, summary, summary_len, WS_CLOSE_POLICY, "authentication failed");
+        return;
+    }
+    arm(s->deadline, delay > UINT32_MAX ? UINT32_MAX : (unsigned)delay);
+}
+
+static void login_job_free(struct login_job *job)
+{
+    security_login_free(job->login);
+    free(job->receipt);
+    free(job);
+}
+
+/* The session is going away: its hash is dropped if no worker has it yet, else ignored. */
+static void login_job_abandon(struct login_job *job)
+{
+    if (workpool_cancel(&job->work))
+        login_job_free(job);
+    else
+        job->session = NULL; /* done comes later and only frees it */
+}
+
+static void login_job_run(struct workpool_job *work)
+{
+    security_login_run(((struct login_job *)work)->login);
+}
+
+static void connected(struct session *s, unsigned cx, unsigned cy);
+static void login_job_done(struct workpool_job *work);
+
+/*
+ * Hands the passcode hash of a users-file CONNECT to the workers: s is authenticating, and reads
+ * nothing more until login_job_done. Returns -1 (pending untouched, still the caller's) when it
+ * cannot: the hash then runs here.
+ */
+static int start_login_job(struct session *s, const struct stomp_frame *f,
+                           struct security_login *pending, unsigned cx, unsigned cy)
+{
+    struct login_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return -1;
+    const struct stomp_header *receipt = find(f, "receipt");
+    if (receipt != NULL && (job->receipt = malloc(receipt->value_len + 1)) == NULL) {
+        free(job);
+        return -1;
+    }
+    if (receipt != NULL) {
+        memcpy(job->receipt, receipt->value, receipt->value_len);
+        job->receipt[receipt->value_len] = '\0';
+        job->receipt_len = receipt->value_len;
+    }
+    job->summary_len = summarize_frame(f, job->summary, sizeof(job->summary));
+    job->work.run = login_job_run;
+    job->work.done = login_job_done;
+    job->session = s;
+    job->login = pending;
+    job->cx = cx;
+    job->cy = cy;
+    if (workpool_submit(s->broker->auth_pool, s->broker->auth_mailbox, &job->work) != 0) {
+        job->login = NULL;
+        login_job_free(job);
+        return -1;
+    }
+    s->login = job;
+    conn_pause_reading(s->conn);
+    return 0;
+}
+
+/* The rest of a WebSocket message that held the CONNECT, parsed now that the login is done. */
+static void feed_held_bytes(struct session *s)
+{
+    char *held = s->held_bytes;
+    size_t len = s->held_len;
+    s->held_bytes = NULL;
+    s->held_len = 0;
+    if (held != NULL && conn_is_open(s->conn) && !s->auth_failed)
+        session_feed(s, held, len);
+    free(held);
+}
+
+/*
+ * The hash of s's CONNECT is done (on s's loop): CONNECTED and the frames that waited behind it,
+ * in order, or the refusal that authenticate() would have made. The slow-down is looked up again:
+ * an address whose other attempts failed meanwhile is refused unchecked, as it would have been
+ * with the hashes run one after the other.
+ */
+static void login_job_done(struct workpool_job *work)
+{
+    struct login_job *job = (struct login_job *)work;
+    struct session *s = job->session;
+    if (s == NULL || work->cancelled) {
+        login_job_free(job);
+        return;
+    }
+    s->login = NULL;
+    if (!conn_is_open(s->conn)) { /* closing meanwhile (shutdown): nothing to answer */
+        login_job_free(job);
+        return;
+    }
+    struct security *sec = &s->broker->security;
+    int64_t now_ms = (int64_t)broker_now_ms(s->broker);
+    int64_t delay = auth_throttle_delay_ms(sec->throttle, s->conn->addr, now_ms);
+    char reason[256] = "unknown";
+    if (delay > 0) {
+        snprintf(reason, sizeof(reason), "too many failed logins from this address: slowed down");
+    } else if (security_login_finish(job->login, &s->identity, reason, sizeof(reason)) == 0) {
+        auth_throttle_success(sec->throttle, s->conn->addr);
+        connected(s, job->cx, job->cy);
+        login_job_free(job);
+        feed_held_bytes(s);
+        resume_unless_held(s);
+        return;
+    }
+    struct stomp_header receipt = {.value = job->receipt, .value_len = job->receipt_len};
+    refuse_login(s, reason, delay, now_ms, job->receipt != NULL ? &receipt : NULL, job->summary,
+                 job->summary_len);
+    login_job_free(job);
+    free(s->held_bytes); /* a refused session reads nothing more */
+    s->held_bytes = NULL;
+    resume_unless_held(s); /* slowed down: the connection is read (and ignored) until the end */
+}
+
+/*
+ * Establishes who the client is: 0 when it may connect, -1 when refused, 1 while its passcode is
+ * being hashed on a worker (login_job_done finishes). A refusal is logged with its reason, but
+ * the client only learns "authentication failed". An address with repeated failures is slowed
+ * down: its next attempts wait (the connection reads nothing meanwhile) and are refused unchecked
  * until the delay has passed, so parallel guesses gain nothing.
  */
-static int authenticate(struct session *s, const struct stomp_frame *f)
+static int authenticate(struct session *s, const struct stomp_frame *f, unsigned cx, unsigned cy)
 {
     struct security *sec = &s->broker->security;
     int64_t now_ms = (int64_t)broker_now_ms(s->broker);
@@ -711,22 +875,28 @@ static int authenticate(struct session *s, const struct stomp_frame *f)
     const struct stomp_header *pass = find(f, "passcode");
     if (delay > 0) {
         snprintf(reason, sizeof(reason), "too many failed logins from this address: slowed down");
-    } else if (security_authenticate(sec, login ? login->value : NULL, login ? login->value_len : 0,
-                                     pass ? pass->value : NULL, pass ? pass->value_len : 0,
-                                     s->conn->bearer, s->conn->bearer_len, (int64_t)time(NULL),
-                                     &s->identity, reason, sizeof(reason)) == 0) {
-        auth_throttle_success(sec->throttle, s->conn->addr);
-        return 0;
+    } else {
+        struct security_login *pending = NULL;
+        int rc = security_authenticate_start(
+            sec, login ? login->value : NULL, login ? login->value_len : 0,
+            pass ? pass->value : NULL, pass ? pass->value_len : 0, s->conn->bearer,
+            s->conn->bearer_len, (int64_t)time(NULL), &s->identity, reason, sizeof(reason),
+            &pending);
+        if (rc == SECURITY_PENDING) {
+            if (s->broker->auth_pool != NULL && start_login_job(s, f, pending, cx, cy) == 0)
+                return 1;
+            security_login_run(pending); /* auth.workers = 0: here, on the loop */
+            rc = security_login_finish(pending, &s->identity, reason, sizeof(reason));
+            security_login_free(pending);
+        }
+        if (rc == 0) {
+            auth_throttle_success(sec->throttle, s->conn->addr);
+            return 0;
+        }
     }
-    s->broker->stats.auth_failures++;
-    log_warn(s->conn->id, "authentication failed for %s: %s", s->conn->peer, reason);
-    auth_throttle_failure(sec->throttle, s->conn->addr, now_ms);
-    s->auth_failed = true;
-    if (delay <= 0) {
-        session_fail(s, f, WS_CLOSE_POLICY, "authentication failed");
-        return -1;
-    }
-    arm(s->deadline, delay > UINT32_MAX ? UINT32_MAX : (unsigned)delay);
+    char summary[1024];
+    size_t summary_len = summarize_frame(f, summary, sizeof(summary));
+    refuse_login(s, reason, delay, now_ms, find(f, "receipt"), summary, summary_len);
     return -1;
 }
 
@@ -740,27 +910,9 @@ static void watch_expiry(struct session *s)
     arm(s->deadline, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms);
 }
 
-static void on_connect(struct session *s, const struct stomp_frame *f)
+/* The client is in: heart-beats start and CONNECTED goes out. */
+static void connected(struct session *s, unsigned cx, unsigned cy)
 {
-    if (s->connected) {
-        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "already connected");
-        return;
-    }
-    int v = negotiate_version(s, f);
-    if (v < 0)
-        return;
-    s->version = (enum stomp_version)v;
-    unsigned cx = 0, cy = 0;
-    const struct stomp_header *hb = find(f, "heart-beat");
-    if (hb != NULL && s->version >= STOMP_V1_1 &&
-        stomp_heartbeat_parse(hb->value, hb->value_len, &cx, &cy) != 0) {
-        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
-                     "malformed heart-beat header: expected \"cx,cy\"");
-        return;
-    }
-    evtimer_del(s->deadline);
-    if (authenticate(s, f) != 0)
-        return;
     watch_expiry(s);
     stomp_parser_set_version(s->parser, s->version);
     s->connected = true;
@@ -781,6 +933,30 @@ static void on_connect(struct session *s, const struct stomp_frame *f)
     send_head(s, &h, STOMP_CMD_CONNECTED, NULL, 0);
     log_debug(s->conn->id, "STOMP %s session %s user '%s'", stomp_version_name(s->version), s->id,
               s->identity.user);
+}
+
+static void on_connect(struct session *s, const struct stomp_frame *f)
+{
+    if (s->connected) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "already connected");
+        return;
+    }
+    int v = negotiate_version(s, f);
+    if (v < 0)
+        return;
+    s->version = (enum stomp_version)v;
+    unsigned cx = 0, cy = 0;
+    const struct stomp_header *hb = find(f, "heart-beat");
+    if (hb != NULL && s->version >= STOMP_V1_1 &&
+        stomp_heartbeat_parse(hb->value, hb->value_len, &cx, &cy) != 0) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "malformed heart-beat header: expected \"cx,cy\"");
+        return;
+    }
+    /* The CONNECT came in time: a wait for its passcode hash is the broker's, not the client's. */
+    evtimer_del(s->deadline);
+    if (authenticate(s, f, cx, cy) == 0)
+        connected(s, cx, cy);
 }
 
 /* Copies a header value into a NUL-terminated string (for names used as C strings). */
@@ -1329,11 +1505,27 @@ static uint16_t close_code_for_parse_error(int err)
     }
 }
 
+/* Authenticating over WebSocket: the rest of the message that held the CONNECT waits here (the
+ * connection's input holds only the messages after it). -1 after an ERROR. */
+static int hold_bytes(struct session *s, const char *data, size_t len)
+{
+    char *held = realloc(s->held_bytes, s->held_len + len);
+    if (held == NULL) {
+        session_fail(s, NULL, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+    memcpy(held + s->held_len, data, len);
+    s->held_bytes = held;
+    s->held_len += len;
+    return 0;
+}
+
 size_t session_feed(struct session *s, const char *data, size_t len)
 {
     size_t total = len;
     bool may_stop = s->conn->transport == CONN_TCP;
-    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed && !(may_stop && reading_held(s))) {
+    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed && s->login == NULL &&
+           !(may_stop && reading_held(s))) {
         struct stomp_frame frame;
         enum stomp_event ev;
         ssize_t n = stomp_parser_feed(s->parser, data, len, &frame, &ev);
@@ -1355,6 +1547,8 @@ size_t session_feed(struct session *s, const char *data, size_t len)
     }
     /* Most connections sit idle between frames: they should not hold a frame's buffers. */
     stomp_parser_shrink(s->parser);
+    if (s->login != NULL && !may_stop && len > 0 && hold_bytes(s, data, len) != 0)
+        return total;
     return may_stop && reading_held(s) ? total - len : total; /* the rest waits its turn */
 }
 

@@ -2,7 +2,9 @@
 // default iteration count) and by a provisioning tool (at the minimum), ACLs with wildcards, JWT
 // (HS256, RS256, ES256) as passcode, Authorization header or access_token query, the Origin
 // allow-list, anonymous access, and the failed-login slow-down. After every refusal
-// the broker still serves other clients.
+// the broker still serves other clients. Users-file passcodes are hashed on worker threads
+// (auth.workers): frames pipelined behind a CONNECT wait for it in order, a client that goes away
+// meanwhile harms nothing, and connected clients are served while logins hash.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -10,9 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { brokerTest, sleep, STOMPWS_BIN, TIME_SCALE, writeUsersFile } from './lib/broker.mjs';
+import { test } from 'node:test';
+import { brokerTest, sleep, startBroker, STOMPWS_BIN, TIME_SCALE, writeUsersFile } from './lib/broker.mjs';
 import { httpRequest, upgradeRequest } from './lib/rawws.mjs';
-import { tcpClient, tcpStomp, WsStomp, withTimeout } from './lib/stomp.mjs';
+import { encodeFrame, tcpClient, tcpStomp, wsOpen, WsStomp, withTimeout } from './lib/stomp.mjs';
 
 // Files every test here shares. `users` is made once with the real CLI, at its default iteration
 // count (210,000); `fastUsers` has the same logins at the broker's minimum (1,000), for the tests
@@ -205,4 +208,152 @@ brokerTest('repeated failures from one address are slowed down', { ...usersArgs,
   // Once the delay (now 2 s, it doubles) has passed, a good login works and resets the count.
   await sleep(2300);
   await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' } });
+});
+
+// ---- logins hashed off the event loop (auth.workers) ----
+
+const slowArgs = { args: ['--users', users, '--acl', acl], timeout: 6 * SLOW_LOGIN_MS };
+
+// CONNECT, SUBSCRIBE (with receipt) and SEND in one write: handled in that order once the hash is
+// done, as if the hash had taken no time.
+async function pipelined(client, send, label) {
+  const queue = `/queue/alice.${label.replaceAll(' ', '-')}`;
+  send(Buffer.concat([
+    encodeFrame('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'alice', passcode: 'alice-pw' }),
+    encodeFrame('SUBSCRIBE', { id: 's', destination: queue, receipt: 'sub' }),
+    encodeFrame('SEND', { destination: queue, receipt: 'sent' }, label),
+  ]));
+  const frames = await client.inbox.takeN(4, () => true, SLOW_LOGIN_MS, 'CONNECTED, RECEIPTs, MESSAGE');
+  const order = frames.map((f) => (f.command === 'RECEIPT' ? `RECEIPT ${f.headers['receipt-id']}` : f.command));
+  assert.deepEqual(order.slice(0, 2), ['CONNECTED', 'RECEIPT sub'], order.join(', '));
+  assert.deepEqual(new Set(order.slice(2)), new Set(['RECEIPT sent', 'MESSAGE']), order.join(', '));
+  assert.equal(frames.find((f) => f.command === 'MESSAGE').body.toString(), label);
+}
+
+brokerTest('users-file login: CONNECT + SUBSCRIBE + SEND in one write are handled in order after the hash',
+  slowArgs, async (broker) => {
+    const tcp = broker.track(await tcpClient(broker.tcpPort, 'pipelined-tcp'));
+    await pipelined(tcp, (buf) => tcp.sendBytes(buf), 'over tcp');
+    // Over WebSocket: all three frames in one message (the rest of it waits for the hash) ...
+    const ws1 = await wsOpen(broker, { label: 'pipelined-ws-one', protocols: ['v12.stomp'] });
+    await pipelined(ws1, (buf) => ws1.sendBytes(buf), 'one ws message');
+    // ... and one frame per message, sent without waiting (the later messages wait unread).
+    const ws2 = await wsOpen(broker, { label: 'pipelined-ws-three', protocols: ['v12.stomp'] });
+    await pipelined(ws2, (buf) => {
+      for (let at = 0; at < buf.length;) {
+        const end = buf.indexOf(0, at) + 1;
+        ws2.sendBytes(buf.subarray(at, end));
+        at = end;
+      }
+    }, 'three ws messages');
+  });
+
+brokerTest('--threads 2: every loop gets its own logins back (one pool for the process)',
+  { args: ['--users', users, '--acl', acl, '--threads', '2'], timeout: 6 * SLOW_LOGIN_MS }, async (broker) => {
+    const clients = [];
+    for (let i = 0; i < 8; i++) clients.push(broker.track(await tcpClient(broker.tcpPort, `loop-${i}`)));
+    await Promise.all(clients.map((c, i) => pipelined(c, (buf) => c.sendBytes(buf), `threads ${i}`)));
+  });
+
+brokerTest('a refused pipelined login: ERROR quoting the CONNECT, nothing after it is handled',
+  slowArgs, async (broker) => {
+    const c = broker.track(await tcpClient(broker.tcpPort, 'refused-pipelined'));
+    c.sendBytes(Buffer.concat([
+      encodeFrame('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'alice', passcode: 'nope', receipt: 'c1' }),
+      encodeFrame('SEND', { destination: '/queue/alice.in', receipt: 'never' }, 'x'),
+    ]));
+    const err = await c.error(SLOW_LOGIN_MS);
+    assert.equal(err.headers.message, 'authentication failed');
+    assert.equal(err.headers['receipt-id'], 'c1');
+    assert.match(err.body.toString(), /CONNECT\n(.*\n)*login:alice\npasscode:\*\*\*\n/);
+    await c.closed(SLOW_LOGIN_MS);
+    assert.ok(!c.inbox.all.some((f) => f.command === 'RECEIPT'));
+    assert.match(broker.stderr, /authentication failed for 127\.0\.0\.1:\d+: bad login or passcode for 'alice'/);
+  });
+
+brokerTest('clients that close while their passcode is hashed harm nothing; a later login works',
+  slowArgs, async (broker) => {
+    for (let i = 0; i < 10; i++) {
+      const c = await tcpClient(broker.tcpPort, `gone-${i}`);
+      c.send('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'alice', passcode: 'alice-pw' });
+      if (i % 2 === 0) c.destroy(); // at once: likely still queued
+      else setTimeout(() => c.destroy(), 30); // a little later: likely hashing
+    }
+    const ws = await wsOpen(broker, { label: 'gone-ws', protocols: ['v12.stomp'] });
+    ws.send('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'alice', passcode: 'alice-pw' });
+    ws.destroy();
+    await sleep(200);
+    const alice = await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' }, timeout: 3 * SLOW_LOGIN_MS });
+    await alice.subscribe('/topic/stocks.ibm', 's');
+  });
+
+// SIGTERM with hashes queued and running: the drain ends them (queued ones are dropped, not
+// run), the workers are joined, exit 0.
+test('SIGTERM while logins are being hashed: clean exit', { timeout: 120000 * TIME_SCALE }, async () => {
+  const slow = writeUsersFile(path.join(dir, 'users-slow'), { alice: 'alice-pw' }, 1000000);
+  const broker = await startBroker({ args: ['--users', slow] });
+  try {
+    let started = Date.now();
+    await tcpStomp(broker, { headers: { login: 'alice', passcode: 'alice-pw' }, timeout: 60000 * TIME_SCALE });
+    const hashMs = Date.now() - started; // one hash, as this build runs it
+    for (let i = 0; i < 20; i++) {
+      const c = broker.track(await tcpClient(broker.tcpPort, `hashing-${i}`));
+      c.send('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'alice', passcode: i % 2 ? 'alice-pw' : 'bad' });
+    }
+    await sleep(hashMs / 2);
+    started = Date.now();
+    const exit = await broker.stop(60000 * TIME_SCALE);
+    assert.deepEqual(exit, { code: 0, signal: null }, broker.logTail());
+    // All 20 hashes on 2 workers would take 10 hashes' time; the drain waits for the running ones.
+    const took = Date.now() - started;
+    assert.ok(took < 5 * hashMs + 1000, `exit took ${took} ms (one hash: ${hashMs} ms)`);
+  } finally {
+    await broker.closeClients();
+    await broker.stop(1000);
+  }
+});
+
+// The point of the workers: 50 logins at the default 210,000 iterations cost ~3.5 s of CPU, which
+// used to stall every connection of the loop; a connected subscriber now gets its messages at once.
+brokerTest('a connected subscriber gets messages promptly while 50 logins are hashed',
+  { args: ['--users', users, '--anonymous', 'on'], timeout: 30000 * TIME_SCALE }, async (broker) => {
+    const sub = await tcpStomp(broker, { label: 'sub' });
+    await sub.subscribe('/topic/ticks', 's');
+    const pub = await tcpStomp(broker, { label: 'pub' });
+    const logins = [];
+    for (let i = 0; i < 50; i++) {
+      const c = broker.track(await tcpClient(broker.tcpPort, `storm-${i}`));
+      logins.push(c);
+    }
+    for (const c of logins) c.send('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'alice', passcode: 'alice-pw' });
+    const latencies = [];
+    for (let i = 0; i < 20; i++) {
+      const sent = Date.now();
+      pub.send('SEND', { destination: '/topic/ticks' }, String(i));
+      const m = await sub.message('s', 10000 * TIME_SCALE);
+      assert.equal(m.body.toString(), String(i));
+      latencies.push(Date.now() - sent);
+      await sleep(20);
+    }
+    const worst = Math.max(...latencies);
+    assert.ok(worst < 200 * TIME_SCALE, `worst delivery ${worst} ms while logins hashed: ${latencies.join(' ')}`);
+    // The logins themselves all get in.
+    await Promise.all(logins.map((c) => c.inbox.take('CONNECTED', 60000 * TIME_SCALE, 'CONNECTED')));
+  });
+
+test('auth.workers = 0 hashes on the loop, with the same answers', { timeout: 30000 }, async () => {
+  const broker = await startBroker({ args: ['--users', fastUsers], set: { 'auth.workers': 0 } });
+  try {
+    const c = broker.track(await tcpClient(broker.tcpPort, 'sync'));
+    c.sendBytes(Buffer.concat([
+      encodeFrame('CONNECT', { 'accept-version': '1.2', host: 'x', login: 'bob', passcode: 'bob-pw' }),
+      encodeFrame('SUBSCRIBE', { id: 's', destination: '/topic/x', receipt: 'r' }),
+    ]));
+    const frames = await c.inbox.takeN(2, () => true, 5000, 'CONNECTED, RECEIPT');
+    assert.deepEqual(frames.map((f) => f.command), ['CONNECTED', 'RECEIPT']);
+    await refused(broker, { login: 'bob', passcode: 'nope' });
+  } finally {
+    await broker.closeClients();
+    assert.deepEqual(await broker.stop(), { code: 0, signal: null });
+  }
 });
