@@ -96,11 +96,11 @@ static bool takes_token(const struct security *sec, const char *login, size_t lo
 /* A users-file login waiting for its hash. */
 struct security_login {
     struct auth_password_check check;
-    bool ok;                    /* security_login_run's answer */
-    char login[AUTH_USER_MAX];  /* the login as sent, cut to fit (a longer one is no user) */
-    size_t login_len;           /* as sent */
+    bool ok;                   /* security_login_run's answer */
+    char login[AUTH_USER_MAX]; /* the login as sent, cut to fit (a longer one is no user) */
+    size_t login_len;          /* as sent */
     size_t passcode_len;
-    char passcode[];            /* owned copy, wiped by security_login_free */
+    char passcode[]; /* owned copy, wiped by security_login_free */
 };
 
 static int refuse_login(const char *login, size_t login_len, char *reason, size_t reason_len)

@@ -15,7 +15,7 @@
  */
 struct workpool {
     pthread_mutex_t mu;
-    pthread_cond_t wake;             /* a job was queued, or stopping */
+    pthread_cond_t wake;              /* a job was queued, or stopping */
     struct workpool_job *head, *tail; /* queued jobs, oldest first */
     size_t max_workers;
     size_t started; /* threads[0..started) are running */
@@ -27,13 +27,14 @@ struct workpool {
 
 struct workpool_mailbox {
     pthread_mutex_t mu;
-    pthread_cond_t settled;          /* a job arrived (workpool_mailbox_free waits for it) */
+    pthread_cond_t settled;           /* a job arrived (workpool_mailbox_free waits for it) */
     struct workpool_job *head, *tail; /* finished jobs, oldest first */
-    size_t in_flight;                /* submitted and neither drained nor taken back */
-    int efd;                         /* owned: eventfd */
+    size_t in_flight;                 /* submitted and neither drained nor taken back */
+    int efd;                          /* owned: eventfd */
 };
 
-/* ---- mailbox ---------------------------------------------------------------------------------- */
+/* ---- mailbox ----------------------------------------------------------------------------------
+ */
 
 struct workpool_mailbox *workpool_mailbox_new(void)
 {
@@ -139,7 +140,8 @@ void workpool_mailbox_free(struct workpool_mailbox *m)
     free(m);
 }
 
-/* ---- pool ------------------------------------------------------------------------------------- */
+/* ---- pool -------------------------------------------------------------------------------------
+ */
 
 static void unlink_queued(struct workpool *p, struct workpool_job *job)
 {

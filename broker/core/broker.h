@@ -139,7 +139,7 @@ struct broker {
     struct security security; /* users, ACL, JWT keys, failed-login throttle */
     /* Users-file logins hash their passcodes on these workers (auth.workers), not on the loop;
      * NULL pool: on the loop (auth.workers = 0). */
-    struct workpool *auth_pool;            /* borrowed from the process (threads > 1), else owned */
+    struct workpool *auth_pool; /* borrowed from the process (threads > 1), else owned */
     bool auth_pool_owned;
     struct workpool_mailbox *auth_mailbox; /* owned: this loop's finished hashes */
     struct event *auth_event;              /* owned: reads auth_mailbox's eventfd */

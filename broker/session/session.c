@@ -67,8 +67,8 @@ struct session {
     /* Authenticating: a users-file CONNECT whose passcode hash runs on a worker (auth.workers).
      * Nothing more is parsed until it is done: TCP bytes wait in the connection's input, the
      * rest of a WebSocket message that held the CONNECT waits in held_bytes. */
-    struct login_job *login;   /* the pool's while it runs; cancelled by session_free */
-    char *held_bytes;          /* owned: WebSocket bytes after the CONNECT, NULL when none */
+    struct login_job *login; /* the pool's while it runs; cancelled by session_free */
+    char *held_bytes;        /* owned: WebSocket bytes after the CONNECT, NULL when none */
     size_t held_len;
 };
 
@@ -79,9 +79,9 @@ struct login_job {
     struct security_login *login; /* owned: the copies the hash needs */
     unsigned cx, cy;              /* the client's heart-beat header */
     size_t summary_len;
-    char summary[1024];           /* the CONNECT, for the ERROR of a refusal */
+    char summary[1024]; /* the CONNECT, for the ERROR of a refusal */
     size_t receipt_len;
-    char *receipt;                /* owned: its receipt header's value, NULL when none */
+    char *receipt; /* owned: its receipt header's value, NULL when none */
 };
 
 /* A RECEIPT waiting for the queue messages published before its frame to be stored. */

@@ -14,9 +14,9 @@ struct test_job {
     struct workpool_job work; /* first */
     pthread_t owner;          /* the thread whose mailbox should get it */
     pthread_t ran_on;
-    atomic_bool *gate;        /* when set: run waits until *gate is true */
+    atomic_bool *gate; /* when set: run waits until *gate is true */
     atomic_bool started;
-    int *done_count;          /* incremented by done, on the owner's thread */
+    int *done_count; /* incremented by done, on the owner's thread */
     bool done_on_owner;
     bool cancelled_seen;
     bool free_in_done;
@@ -52,7 +52,8 @@ static struct test_job *job_new(int *done_count)
     return j;
 }
 
-/* ---- results arrive on the loop that asked ---------------------------------------------------- */
+/* ---- results arrive on the loop that asked ----------------------------------------------------
+ */
 
 #define JOBS_PER_LOOP 50
 
@@ -81,8 +82,8 @@ static void *loop_main(void *arg)
     struct loop *l = arg;
     l->base = event_base_new();
     l->mailbox = workpool_mailbox_new();
-    struct event *ev = event_new(l->base, workpool_mailbox_fd(l->mailbox), EV_READ | EV_PERSIST,
-                                 mailbox_cb, l);
+    struct event *ev =
+        event_new(l->base, workpool_mailbox_fd(l->mailbox), EV_READ | EV_PERSIST, mailbox_cb, l);
     event_add(ev, NULL);
     for (int i = 0; i < JOBS_PER_LOOP; i++) {
         l->jobs[i] = job_new(&l->done_count);
@@ -125,7 +126,8 @@ START_TEST(test_results_return_to_their_loop)
 }
 END_TEST
 
-/* ---- cancel ----------------------------------------------------------------------------------- */
+/* ---- cancel -----------------------------------------------------------------------------------
+ */
 
 START_TEST(test_cancel_queued_and_running)
 {
