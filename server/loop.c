@@ -228,7 +228,7 @@ static int start_auth_workers(struct broker *b, const struct loop_peers *peers)
     if (peers != NULL) {
         b->auth_pool = peers->auth_pool;
     } else {
-        b->auth_pool = workpool_new(b->cfg.auth_workers);
+        b->auth_pool = workpool_new(b->cfg.auth_workers, AUTH_WORKERS_NICE);
         b->auth_pool_owned = true;
     }
     if (b->auth_pool == NULL || (b->auth_mailbox = workpool_mailbox_new()) == NULL)

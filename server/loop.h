@@ -21,6 +21,10 @@
 
 struct shared_queues;
 
+/* The passcode hashing workers run at this much lower priority than the event loops: on a busy
+ * machine a login waits a little longer rather than every connected client. */
+#define AUTH_WORKERS_NICE 10
+
 /* What the loops of one process share (server.threads > 1); all borrowed from threads.c. */
 struct loop_peers {
     struct inboxes *inboxes;     /* one per loop: everything that crosses loops */

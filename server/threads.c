@@ -97,7 +97,7 @@ static struct loops *loops_new(const struct config *cfg)
         ok = (g->peers.board = metrics_board_new(g->count, g->peers.store)) != NULL;
     /* One set of passcode hashing workers for every loop (started on the first login). */
     if (ok && cfg->auth_workers > 0)
-        ok = (g->peers.auth_pool = workpool_new(cfg->auth_workers)) != NULL;
+        ok = (g->peers.auth_pool = workpool_new(cfg->auth_workers, AUTH_WORKERS_NICE)) != NULL;
     if (!ok) {
         loops_free(g);
         return NULL;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@ struct workpool {
     pthread_cond_t wake;              /* a job was queued, or stopping */
     struct workpool_job *head, *tail; /* queued jobs, oldest first */
     size_t max_workers;
+    int nice;       /* added to each worker's nice value */
     size_t started; /* threads[0..started) are running */
     size_t idle;    /* workers waiting on wake */
     size_t pending; /* queued jobs no idle worker has been woken for yet */
@@ -159,6 +161,14 @@ static void unlink_queued(struct workpool *p, struct workpool_job *job)
 static void *worker_main(void *arg)
 {
     struct workpool *p = arg;
+    /* Linux: a thread's own nice value (its tid as the "process"); best effort. */
+    if (p->nice != 0) {
+        id_t self = (id_t)gettid();
+        errno = 0;
+        int now = getpriority(PRIO_PROCESS, self);
+        if (errno == 0)
+            setpriority(PRIO_PROCESS, self, now + p->nice);
+    }
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->stopping && p->head == NULL) {
@@ -182,7 +192,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-struct workpool *workpool_new(size_t workers)
+struct workpool *workpool_new(size_t workers, int nice)
 {
     if (workers == 0)
         return NULL;
@@ -192,6 +202,7 @@ struct workpool *workpool_new(size_t workers)
         return NULL;
     }
     p->max_workers = workers;
+    p->nice = nice;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     return p;

@@ -42,9 +42,11 @@ struct workpool_job {
 
 /*
  * A pool of at most `workers` threads (1 or more), none started yet: the first submits start
- * them, one per job waiting while none is idle. NULL when out of memory.
+ * them, one per job waiting while none is idle. Each worker raises its own nice value by
+ * `nice` (Linux: per thread), so that on a busy machine the event loops win the CPU over the
+ * work they handed off. NULL when out of memory.
  */
-struct workpool *workpool_new(size_t workers);
+struct workpool *workpool_new(size_t workers, int nice);
 
 /*
  * Stops the workers and joins them; a job running finishes first (its mailbox gets it). Jobs

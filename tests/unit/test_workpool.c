@@ -107,7 +107,7 @@ static void *loop_main(void *arg)
 
 START_TEST(test_results_return_to_their_loop)
 {
-    struct workpool *pool = workpool_new(3);
+    struct workpool *pool = workpool_new(3, 5);
     ck_assert_ptr_nonnull(pool);
     struct loop loops[2] = {{.pool = pool}, {.pool = pool}};
     pthread_t threads[2];
@@ -131,7 +131,7 @@ END_TEST
 
 START_TEST(test_cancel_queued_and_running)
 {
-    struct workpool *pool = workpool_new(1);
+    struct workpool *pool = workpool_new(1, 0);
     struct workpool_mailbox *m = workpool_mailbox_new();
     atomic_bool gate = false;
     int done_count = 0;
@@ -172,7 +172,7 @@ END_TEST
 /* Freeing a mailbox waits for the job a worker has; freeing the pool hands queued jobs back. */
 START_TEST(test_stop_with_work_in_flight)
 {
-    struct workpool *pool = workpool_new(1);
+    struct workpool *pool = workpool_new(1, 0);
     struct workpool_mailbox *m = workpool_mailbox_new();
     atomic_bool gate = false;
     int done_count = 0;
@@ -196,7 +196,7 @@ END_TEST
 
 START_TEST(test_zero_workers)
 {
-    ck_assert_ptr_null(workpool_new(0));
+    ck_assert_ptr_null(workpool_new(0, 0));
 }
 END_TEST
 
