@@ -319,6 +319,57 @@ static void send_ws_header(struct conn *c, enum ws_opcode op, uint64_t len)
  * add costs the evbuffer's callbacks and a write-event check, so one per delivery, not four. */
 #define FRAME_STACK 2048
 
+/* Copies len bytes to the reserved space *vec (at *at in it), moving on to the next vector. */
+static void copy_into(struct evbuffer_iovec **vec, size_t *at, const void *data, size_t len)
+{
+    const char *from = data;
+    while (len > 0) {
+        size_t n = (*vec)->iov_len - *at < len ? (*vec)->iov_len - *at : len;
+        memcpy((char *)(*vec)->iov_base + *at, from, n);
+        from += n;
+        len -= n;
+        *at += n;
+        if (*at == (*vec)->iov_len) {
+            (*vec)++;
+            *at = 0;
+        }
+    }
+}
+
+/*
+ * A copied frame too long for the stack, written straight into space reserved at the output's
+ * end: one copy and one evbuffer operation for the whole frame. Two vectors: the free end of the
+ * last chain is filled before a new one is taken, so the output holds what it counts (one
+ * vector would need the frame contiguous and leave most of a chain empty per frame).
+ * -1 when no space could be had.
+ */
+static int add_long_frame(struct evbuffer *out, const uint8_t *ws_header, size_t ws_len,
+                          const char *head, size_t head_len, const char *body, size_t body_len)
+{
+    size_t total = ws_len + head_len + body_len + 1;
+    struct evbuffer_iovec vecs[2];
+    int n = total > EV_SSIZE_MAX ? -1 : evbuffer_reserve_space(out, (ev_ssize_t)total, vecs, 2);
+    if (n < 1)
+        return -1;
+    size_t room = vecs[0].iov_len + (n > 1 ? vecs[1].iov_len : 0);
+    if (room < total)
+        return -1;
+    /* Commit exactly the frame: the first vector whole (or less), the rest in the second. */
+    if (vecs[0].iov_len >= total) {
+        vecs[0].iov_len = total;
+        n = 1;
+    } else {
+        vecs[1].iov_len = total - vecs[0].iov_len;
+    }
+    struct evbuffer_iovec *vec = vecs;
+    size_t at = 0;
+    copy_into(&vec, &at, ws_header, ws_len);
+    copy_into(&vec, &at, head, head_len);
+    copy_into(&vec, &at, body, body_len);
+    copy_into(&vec, &at, "", 1);
+    return evbuffer_commit_space(out, vecs, n);
+}
+
 void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
                      const char *body, size_t body_len, bool utf8)
 {
@@ -349,7 +400,7 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
             n += body_len + 1;
         }
         evbuffer_add(out, frame, n);
-    } else {
+    } else if (shared || add_long_frame(out, frame, n, head, head_len, body, body_len) != 0) {
         evbuffer_add(out, frame, n); /* the WebSocket header alone (n may be 0) */
         evbuffer_add(out, head, head_len);
         if (!shared) {

@@ -83,6 +83,31 @@ brokerTest('topic fan-out: every subscriber gets a copy', {}, async (broker) => 
   }
 });
 
+// Bodies around the sizes where the broker changes how it writes a frame (copied beside its
+// head on the stack, copied straight into the output, shared by reference from 8 KiB), many in a
+// row so that frames straddle the output's chains: each arrives byte for byte, in order.
+brokerTest('bodies of every write path (1 B to 64 KiB) arrive byte for byte over TCP and WebSocket', {}, async (broker) => {
+  const sizes = [1, 1000, 1024, 2000, 2048, 2100, 4000, 4096, 8191, 8192, 8193, 20000, 65536];
+  const tcp = await tcpStomp(broker);
+  await tcp.subscribe('/topic/sizes', 't');
+  const ws = await stompjs(broker);
+  const handle = await ws.subscribe('/topic/sizes');
+  const pub = await tcpStomp(broker);
+  const bodies = [];
+  for (let round = 0; round < 5; round++) {
+    for (const size of sizes) {
+      const body = crypto.randomBytes(Math.ceil(size / 2)).toString('hex').slice(0, size);
+      bodies.push(body);
+      pub.send('SEND', { destination: '/topic/sizes' }, body);
+    }
+  }
+  const got = await tcp.messages(bodies.length, 't', 20000);
+  got.forEach((m, i) => assert.equal(m.text, bodies[i], `TCP message ${i} (${bodies[i].length} B)`));
+  for (let i = 0; i < bodies.length; i++) {
+    assert.equal((await ws.message(handle, 20000)).body, bodies[i], `WebSocket message ${i} (${bodies[i].length} B)`);
+  }
+});
+
 brokerTest('the publisher receives its own topic message when subscribed', {}, async (broker) => {
   const c = await stompjs(broker);
   const sub = await c.subscribe('/topic/self');
