@@ -331,7 +331,6 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     cfg.threads = config_threads(&cfg); /* "auto" becomes a count once, before any loop starts */
-    log_info(0, "%zu event loop%s", cfg.threads, cfg.threads == 1 ? "" : "s");
     if (cfg.threads > 1) {
         int code = loops_main(&cfg);
         log_info(0, "stopped");

@@ -65,7 +65,7 @@ test('threads: the default is auto, one loop per CPU the affinity mask allows (t
 
 brokerTest('threads: a broker started without --threads runs the loops --print-config shows', { threads: null }, async (broker) => {
   const expected = await autoLoops();
-  await waitLog(broker, new RegExp(`\\b${expected} event loops?\\b`), 5000);
+  await waitLog(broker, expected === 1 ? /stompws \S+ ready\n/ : new RegExp(`ready \\(${expected} event loops\\)`), 5000);
   // Every loop has a gauge of its own on /metrics (loops publish their figures every 250 ms).
   await waitFor(`/metrics to show ${expected} loops`, async () => {
     const text = await metricsText(broker);
