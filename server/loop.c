@@ -9,6 +9,7 @@
 #include "broker/net/listener.h"
 #include "broker/net/tls.h"
 #include "broker/session/session.h"
+#include "broker/core/history.h"
 #include "broker/threads/fanout_threads.h"
 #include "broker/threads/inbox.h"
 #include "cluster/fanout_redis.h"
@@ -302,6 +303,23 @@ static int start_fanout(struct broker *b, const struct loop_peers *peers)
     return 0;
 }
 
+/* The retained topic messages: the group's store with several loops, else the loop's own;
+ * none without a policy. */
+static int start_history(struct broker *b, const struct loop_peers *peers)
+{
+    if (peers != NULL) {
+        b->history = peers->history;
+        return 0;
+    }
+    if (b->cfg.history_count == 0)
+        return 0;
+    b->history = history_new(&b->cfg);
+    b->history_owned = true;
+    if (b->history == NULL)
+        log_error(0, "history: out of memory");
+    return b->history != NULL ? 0 : -1;
+}
+
 struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *peers, size_t index)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -321,6 +339,8 @@ struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *
     admit_init(&b->admit, (double)cfg->connection_rate, (double)cfg->connection_burst,
                cfg->max_connections, cfg->max_connections_per_address, broker_now_ms(b));
     start_router(b);
+    if (start_history(b, peers) != 0)
+        goto fail;
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     b->loop_lag.timer = evtimer_new(b->base, lag_tick_cb, b);
     if (conn_lists_init(b) != 0 || b->shutdown_timer == NULL || b->loop_lag.timer == NULL ||
@@ -395,6 +415,8 @@ void broker_free(struct broker *b)
     api_free(b->api);
     if (b->fanout.ops != NULL) /* after the sessions: their releases still reach it */
         b->fanout.ops->free(b->fanout.ctx);
+    if (b->history_owned)
+        history_free(b->history);
     for (int kind = 0; b->listeners != NULL && kind < LISTENER_COUNT; kind++)
         listener_close(&b->listeners[kind]);
     free(b->listeners);

@@ -31,6 +31,7 @@ struct loop_peers {
     struct shared_queues *store; /* the /queue/ store; NULL when the loops are cluster nodes */
     struct metrics_board *board; /* every loop's /metrics figures */
     struct workpool *auth_pool;  /* the passcode hashing workers; NULL: auth.workers = 0 */
+    struct history *history;     /* retained topic messages; NULL when no policy is set */
 };
 
 /* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */

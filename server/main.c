@@ -54,6 +54,9 @@ static void usage(FILE *out)
         "  --threads N           event loops, one per thread, sharing the listening ports\n"
         "                        (SO_REUSEPORT); auto or 1..64, default auto: one\n"
         "                        per CPU this process may use (server.threads)\n"
+        "  --history PATTERN=SIZE[/TTL]  keep the last SIZE messages (for at most TTL: s, m,\n"
+        "                        h, d) of each /topic/ destination matching PATTERN, for\n"
+        "                        x-stream-offset subscriptions (repeatable; first match wins)\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
         "  --log-file FILE       append log lines to FILE (default: stderr); reopened on SIGHUP\n"
         "  --log-format FORMAT   text or json (one JSON object per line); default text\n"
@@ -98,6 +101,7 @@ enum {
     OPT_CHECK_CONFIG,
     OPT_PRINT_CONFIG,
     OPT_THREADS,
+    OPT_HISTORY,
 };
 
 static const struct option options[] = {
@@ -128,6 +132,7 @@ static const struct option options[] = {
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"history", required_argument, NULL, OPT_HISTORY},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -172,6 +177,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "tcp", arg, err, err_len);
     case OPT_LOG_LEVEL:
         return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_HISTORY:
+        return config_set(cfg, "history", "policy", arg, err, err_len);
     case OPT_THREADS:
         return config_set(cfg, "server", "threads", arg, err, err_len);
     case OPT_LOG_FILE:

@@ -1,6 +1,7 @@
 #include "server/threads.h"
 #include "broker/base/log.h"
 #include "broker/base/workpool.h"
+#include "broker/core/history.h"
 #include "broker/core/publish.h"
 #include "broker/http/metrics.h"
 #include "broker/net/listener.h"
@@ -69,6 +70,7 @@ static void loops_free(struct loops *g)
         return;
     workpool_free(g->peers.auth_pool); /* after every loop: their mailboxes are gone */
     shared_queues_free(g->peers.store);
+    history_free(g->peers.history);
     metrics_board_free(g->peers.board);
     inboxes_free(g->peers.inboxes);
     free(g->slots);
@@ -93,6 +95,9 @@ static struct loops *loops_new(const struct config *cfg)
         ok =
             (g->peers.store = shared_queues_new(g->peers.inboxes, cfg->queue_max_messages,
                                                 strcmp(cfg->queue_overflow, "block") == 0)) != NULL;
+    /* One offset sequence per destination for every loop: one store for the process. */
+    if (ok && cfg->history_count > 0)
+        ok = (g->peers.history = history_new(cfg)) != NULL;
     if (ok)
         ok = (g->peers.board = metrics_board_new(g->count, g->peers.store)) != NULL;
     /* One set of passcode hashing workers for every loop (started on the first login). */

@@ -18,7 +18,8 @@ enum key_type {
     KEY_MS,
     KEY_SIZE,
     KEY_STRING,
-    KEY_THREADS
+    KEY_THREADS,
+    KEY_HISTORY /* repeatable: each value adds a policy */
 };
 
 /* One settable key: where it lives in struct config and how its text is read. */
@@ -72,6 +73,7 @@ static const struct config_key config_keys[] = {
     KEY("limits", "max_unacked", KEY_SIZE, max_unacked),
     KEY("limits", "outbound_high_water", KEY_SIZE, outbound_high_water),
     KEY("limits", "slow_consumer_max_drops", KEY_SIZE, slow_consumer_max_drops),
+    KEY("limits", "history_bytes", KEY_SIZE, history_bytes),
     KEY("heartbeat", "send_ms", KEY_MS, heartbeat_send_ms),
     KEY("heartbeat", "receive_ms", KEY_MS, heartbeat_receive_ms),
     KEY("heartbeat", "min_ms", KEY_MS, heartbeat_min_ms),
@@ -100,6 +102,7 @@ static const struct config_key config_keys[] = {
     KEY("cluster", "reconnect_max_ms", KEY_MS, cluster_reconnect_max_ms),
     KEY("cluster", "queue_visibility_ms", KEY_MS, cluster_queue_visibility_ms),
     KEY("cluster", "queue_buffer_bytes", KEY_SIZE, cluster_queue_buffer_bytes),
+    KEY("history", "policy", KEY_HISTORY, history),
 };
 
 void config_defaults(struct config *cfg)
@@ -139,6 +142,7 @@ void config_defaults(struct config *cfg)
     cfg->max_unacked = 10000;
     cfg->outbound_high_water = 1024 * 1024;
     cfg->slow_consumer_max_drops = 10000;
+    cfg->history_bytes = 64u * 1024 * 1024;
 
     cfg->heartbeat_send_ms = 1000; /* the fastest offered: a client asking for 1 s gets 1 s */
     cfg->heartbeat_receive_ms = 10000;
@@ -231,6 +235,95 @@ static int parse_number(const char *text, bool allow_suffix, uint64_t *out)
     return 0;
 }
 
+/* A TTL: digits, then s, m, h or d. 0 on success. */
+static int parse_ttl(const char *text, uint64_t *ms)
+{
+    static const struct {
+        char unit;
+        uint64_t ms;
+    } units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+    size_t len = strlen(text);
+    char digits[24];
+    if (len < 2 || len - 1 >= sizeof(digits))
+        return -1;
+    memcpy(digits, text, len - 1);
+    digits[len - 1] = '\0';
+    uint64_t n;
+    if (parse_number(digits, false, &n) != 0 || n == 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (text[len - 1] == units[i].unit && n <= UINT64_MAX / units[i].ms) {
+            *ms = n * units[i].ms;
+            return 0;
+        }
+    return -1;
+}
+
+/* The most messages one policy keeps per destination. */
+#define CONFIG_HISTORY_SIZE_MAX 1000000
+
+int config_parse_history(const char *spec, struct config_history *out, char *err, size_t err_len)
+{
+    /* The last '=': a destination may hold one, a size never does. */
+    const char *eq = strrchr(spec, '=');
+    size_t pattern_len = eq != NULL ? (size_t)(eq - spec) : 0;
+    if (eq == NULL || pattern_len == 0) {
+        snprintf(err, err_len, "history '%.200s': expected PATTERN=SIZE[/TTL]", spec);
+        return -1;
+    }
+    size_t prefix = strlen("/topic/");
+    if (pattern_len <= prefix || memcmp(spec, "/topic/", prefix) != 0) {
+        snprintf(err, err_len, "history '%.200s': pattern '%.*s' is not a /topic/ destination",
+                 spec, (int)(pattern_len > 200 ? 200 : pattern_len), spec);
+        return -1;
+    }
+    if (pattern_len >= sizeof(out->pattern)) {
+        snprintf(err, err_len, "history '%.200s': pattern longer than %zu bytes", spec,
+                 sizeof(out->pattern) - 1);
+        return -1;
+    }
+    char size_text[24];
+    const char *slash = strchr(eq + 1, '/');
+    size_t size_len = slash != NULL ? (size_t)(slash - eq - 1) : strlen(eq + 1);
+    uint64_t size = 0, ttl_ms = 0;
+    bool ok = size_len > 0 && size_len < sizeof(size_text);
+    if (ok) {
+        memcpy(size_text, eq + 1, size_len);
+        size_text[size_len] = '\0';
+        ok = parse_number(size_text, false, &size) == 0 && size >= 1 &&
+             size <= CONFIG_HISTORY_SIZE_MAX;
+    }
+    if (!ok) {
+        snprintf(err, err_len, "history '%.200s': SIZE must be a count from 1 to %d", spec,
+                 CONFIG_HISTORY_SIZE_MAX);
+        return -1;
+    }
+    if (slash != NULL && parse_ttl(slash + 1, &ttl_ms) != 0) {
+        snprintf(err, err_len, "history '%.200s': TTL must be a number followed by s, m, h or d",
+                 spec);
+        return -1;
+    }
+    memcpy(out->pattern, spec, pattern_len);
+    out->pattern[pattern_len] = '\0';
+    out->size = (size_t)size;
+    out->ttl_ms = ttl_ms;
+    return 0;
+}
+
+/* Appends one policy; -1 with err set when it is malformed or there are too many. */
+static int add_history(struct config *cfg, const char *value, char *err, size_t err_len)
+{
+    if (cfg->history_count == CONFIG_HISTORY_MAX) {
+        snprintf(err, err_len, "history '%.200s': more than %d policies", value,
+                 CONFIG_HISTORY_MAX);
+        return -1;
+    }
+    if (config_parse_history(value, &cfg->history[cfg->history_count], err, err_len) != 0)
+        return -1;
+    cfg->history_count++;
+    return 0;
+}
+
 static int set_value(struct config *cfg, const struct config_key *k, const char *value)
 {
     char *field = (char *)cfg + k->offset;
@@ -290,6 +383,8 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
             return -1;
         *(size_t *)field = (size_t)n;
         return 0;
+    case KEY_HISTORY: /* config_set() takes it first, for its own error message */
+        return -1;
     }
     return -1;
 }
@@ -315,6 +410,8 @@ static const char *type_hint(enum key_type type)
         return "a shorter string";
     case KEY_THREADS:
         return "auto or a number of event loops";
+    case KEY_HISTORY:
+        return "PATTERN=SIZE[/TTL]";
     }
     return "";
 }
@@ -326,6 +423,8 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
         const struct config_key *k = &config_keys[i];
         if (strcmp(k->section, section) != 0 || strcmp(k->name, key) != 0)
             continue;
+        if (k->type == KEY_HISTORY)
+            return add_history(cfg, value, err, err_len);
         if (set_value(cfg, k, value) == 0)
             return 0;
         snprintf(err, err_len, "%s.%s: invalid value '%s' (expected %s)", section, key, value,
@@ -474,6 +573,12 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "queue.overflow must be block or reject");
         return -1;
     }
+    if (cfg->history_count > 0 && cfg->cluster_redis[0] != '\0') {
+        snprintf(err, err_len,
+                 "history policies with cluster.redis are not supported yet (history '%s')",
+                 cfg->history[0].pattern);
+        return -1;
+    }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {
         snprintf(err, err_len,
                  "limits.max_ws_message must be >= 1024 and limits.max_body, "
@@ -523,6 +628,9 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
         else
             snprintf(out, len, "%zu", *(const size_t *)field);
         return;
+    case KEY_HISTORY: /* config_print() writes one line per policy */
+        out[0] = '\0';
+        return;
     case KEY_PATH:
     case KEY_STRING:
         if (field == cfg->cluster_redis)
@@ -530,6 +638,35 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
         else
             snprintf(out, len, "%s", field);
         return;
+    }
+}
+
+/* "PATTERN=SIZE[/TTL]" with the TTL in its largest whole unit: loads back the same. */
+static void format_history(const struct config_history *h, char *out, size_t len)
+{
+    static const struct {
+        char unit;
+        uint64_t ms;
+    } units[] = {{'d', 86400000}, {'h', 3600000}, {'m', 60000}, {'s', 1000}};
+    int n = snprintf(out, len, "%s=%zu", h->pattern, h->size);
+    if (h->ttl_ms == 0 || n < 0 || (size_t)n >= len)
+        return;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (h->ttl_ms % units[i].ms == 0) {
+            snprintf(out + n, len - (size_t)n, "/%llu%c",
+                     (unsigned long long)(h->ttl_ms / units[i].ms), units[i].unit);
+            return;
+        }
+}
+
+static void print_history(const struct config *cfg, FILE *out)
+{
+    if (cfg->history_count == 0)
+        fprintf(out, "; policy = PATTERN=SIZE[/TTL], one line per policy (none set)\n");
+    for (size_t i = 0; i < cfg->history_count; i++) {
+        char value[CONFIG_ADDR_MAX + 64];
+        format_history(&cfg->history[i], value, sizeof(value));
+        fprintf(out, "policy = %s\n", value);
     }
 }
 
@@ -547,6 +684,10 @@ void config_print(const struct config *cfg, FILE *out)
         /* No space before a value that starts with ';': inih takes " ;" for a comment, while
          * "=;..." is how such a value was written in the file it came from. */
         bool spaced = value[0] != '\0' && value[0] != ';';
+        if (k->type == KEY_HISTORY) {
+            print_history(cfg, out);
+            continue;
+        }
         if (k->type == KEY_THREADS && cfg->threads == CONFIG_THREADS_AUTO)
             fprintf(out, "; auto: %zu here, one event loop per CPU this process may use\n",
                     config_threads(cfg));

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define CONFIG_ADDR_MAX 256
@@ -27,6 +28,16 @@ enum config_outbound_frames { OUTBOUND_FRAMES_AUTO, OUTBOUND_FRAMES_TEXT, OUTBOU
  * 64-bit mask), and the value of "auto": one loop per CPU this process may use (cpus.h). */
 #define CONFIG_THREADS_MAX  64
 #define CONFIG_THREADS_AUTO 0
+
+/* [history] policy: the most retention policies (--history flags and policy lines). */
+#define CONFIG_HISTORY_MAX 32
+
+/* One retention policy: "PATTERN=SIZE[/TTL]" (--history, [history] policy). */
+struct config_history {
+    char pattern[CONFIG_ADDR_MAX]; /* a /topic/ name or wildcard pattern */
+    size_t size;                   /* messages kept per destination, at least 1 */
+    uint64_t ttl_ms;               /* how long one is kept; 0: no time limit */
+};
 
 /* auth.workers: the most password-hashing threads (workpool.h). */
 #define CONFIG_AUTH_WORKERS_MAX 64
@@ -74,6 +85,7 @@ struct config {
     size_t max_unacked; /* queue messages delivered and not acked, per connection */
     size_t outbound_high_water;
     size_t slow_consumer_max_drops;
+    size_t history_bytes; /* every retained message of the process together (history.h) */
 
     /* [heartbeat] */
     unsigned heartbeat_send_ms;
@@ -114,6 +126,10 @@ struct config {
     unsigned cluster_queue_visibility_ms;  /* a queue message a node stops renewing is taken
                                               over by another node after this long */
     size_t cluster_queue_buffer_bytes;     /* queue messages kept until Redis confirms them */
+
+    /* [history]: retention policies in the order given; the first that matches wins */
+    struct config_history history[CONFIG_HISTORY_MAX];
+    size_t history_count;
 };
 
 void config_defaults(struct config *cfg);
@@ -126,6 +142,12 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
                char *err, size_t err_len);
 int config_set_dotted(struct config *cfg, const char *dotted, const char *value, char *err,
                       size_t err_len);
+
+/*
+ * Parses a retention policy "PATTERN=SIZE[/TTL]" (TTL: a number with s, m, h or d). Returns 0, or
+ * -1 with a message in err naming the spec and what was wrong (a pattern outside /topic/ too).
+ */
+int config_parse_history(const char *spec, struct config_history *out, char *err, size_t err_len);
 
 /* Loads an INI file; on error returns -1 with "FILE:LINE: message" in err. */
 int config_load_file(struct config *cfg, const char *path, char *err, size_t err_len);

@@ -50,9 +50,12 @@ const char *message_run_id(void)
     return run_id;
 }
 
-/* Headers the broker sets itself or that only concern the SEND frame. */
+/* Headers the broker sets itself or that only concern the SEND frame. x-stream-* are the
+ * broker's (stream offset and epoch): a client must not forge them. */
 static bool header_passed_on(const struct stomp_header *h)
 {
+    if (h->name_len >= 9 && memcmp(h->name, "x-stream-", 9) == 0)
+        return false;
     static const char *const dropped[] = {
         "destination", "receipt",      "transaction", "content-length",
         "message-id",  "subscription", "ack",         "redelivered"};
@@ -150,6 +153,8 @@ struct message *message_clone(const struct message *msg)
     copy->seq = msg->seq;
     memcpy(copy->id, msg->id, sizeof(copy->id));
     memcpy(copy->stream_id, msg->stream_id, sizeof(copy->stream_id));
+    copy->stream_offset = msg->stream_offset;
+    copy->stream_epoch = msg->stream_epoch;
     return copy;
 }
 
@@ -181,6 +186,13 @@ static size_t encode_head(const struct message *msg, enum stomp_version v, char 
     if (out != NULL)
         memcpy(out + used, line, (size_t)n);
     used += (size_t)n;
+    if (msg->stream_offset != 0) { /* the broker's own digits: nothing to escape */
+        n = snprintf(line, sizeof(line), "x-stream-offset:%llu\nx-stream-epoch:%016llx\n",
+                     (unsigned long long)msg->stream_offset, (unsigned long long)msg->stream_epoch);
+        if (out != NULL)
+            memcpy(out + used, line, (size_t)n);
+        used += (size_t)n;
+    }
     for (size_t i = 0; i < msg->header_count; i++) {
         const struct stomp_header *h = &msg->headers[i];
         used +=

@@ -31,6 +31,11 @@ struct message {
     char *body; /* owned (same allocation): body_len bytes then a NUL */
     size_t body_len;
     bool utf8; /* destination, headers and body are all valid UTF-8 */
+    /* A /topic/ destination with a retention policy (core/history.h): the message's place in
+     * its destination's stream and that stream's epoch, shown as x-stream-offset and
+     * x-stream-epoch; 0 when it has no policy. Set before the first delivery. */
+    uint64_t stream_offset;
+    uint64_t stream_epoch;
     /* Owned, built on first use per version (1.0, 1.1, 1.2): the MESSAGE header lines every
      * delivery shares, escaped once: "destination:D\nmessage-id:ID\n", the user headers, then
      * "content-length:N\n\n". encoded_tail is where "message-id" starts (queue deliveries
@@ -42,7 +47,8 @@ struct message {
 
 /*
  * Builds a message from a SEND frame: copies destination, the headers worth passing on (not
- * receipt, transaction, content-length nor the ones the broker sets) and the body. reply_to, when
+ * receipt, transaction, content-length nor the ones the broker sets, x-stream-* included) and
+ * the body. reply_to, when
  * not NULL, replaces the frame's reply-to header value (temporary queue rewriting).
  * Returns NULL when out of memory. The new message has refcount 1, owned by the caller.
  */

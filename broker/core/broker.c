@@ -23,6 +23,7 @@ const char *limit_name(enum limit_kind kind)
         [LIMIT_SLOW_CONSUMER] = "limits.slow_consumer_max_drops",
         [LIMIT_HEARTBEAT] = "heartbeat",
         [LIMIT_CLUSTER_QUEUE_BUFFER] = "cluster.queue_buffer_bytes",
+        [LIMIT_HISTORY_BYTES] = "limits.history_bytes",
     };
     return names[kind];
 }
@@ -38,6 +39,13 @@ uint64_t broker_now_ms(const struct broker *b)
      * (timeouts, heart-beats, rate buckets) is in milliseconds anyway. */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t broker_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 

@@ -39,6 +39,7 @@ struct api;
 struct conn_handler;
 struct workpool;
 struct workpool_mailbox;
+struct history;
 
 /* Every limit a client can hit; each hit is counted (and exported on /metrics). */
 enum limit_kind {
@@ -59,6 +60,7 @@ enum limit_kind {
     LIMIT_SLOW_CONSUMER,
     LIMIT_HEARTBEAT,
     LIMIT_CLUSTER_QUEUE_BUFFER,
+    LIMIT_HISTORY_BYTES,
     LIMIT_COUNT
 };
 
@@ -111,6 +113,11 @@ struct broker {
     struct config cfg;
     struct router router;
     struct fanout fanout; /* beyond this loop: ops NULL for one loop of one node (fanout.h) */
+    /* The retained messages of /topic/ destinations with a policy (history.h): the process's,
+     * shared by every loop; NULL when no policy is configured. Owned when history_owned (one
+     * loop), else borrowed from the group of loops. */
+    struct history *history;
+    bool history_owned;
     /* A /reply-queue/ this loop does not have, for the loop that owns it (threads > 1; NULL
      * otherwise): 0, or an enum router_error. */
     int (*forward_reply)(struct broker *b, struct message *msg, const char *route, size_t len);
@@ -157,5 +164,7 @@ void broker_finish_shutdown(struct broker *b);
 
 /* Monotonic milliseconds, for timeouts, heart-beats and rate limits. */
 uint64_t broker_now_ms(const struct broker *b);
+/* Wall-clock milliseconds since the Unix epoch (coarse): when a retained message was published. */
+uint64_t broker_wall_ms(void);
 
 #endif

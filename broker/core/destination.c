@@ -1,5 +1,6 @@
 #include "broker/core/destination.h"
 
+#include <assert.h>
 #include <string.h>
 
 static bool has_prefix(const char *s, size_t len, const char *prefix)
@@ -54,4 +55,48 @@ bool destination_is_wildcard(const char *dest, size_t len)
         if (destination_is_wildcard_segment(s.ptr[i], s.len[i]))
             return true;
     return false;
+}
+
+/*
+ * Segment matching by dynamic programming from the ends: a client's pattern of many '#' would
+ * take exponential time to match by backtracking. at[i][j]: pattern segments from i match name
+ * segments from j.
+ */
+static bool segments_match(const struct destination_segments *pat,
+                           const struct destination_segments *name)
+{
+    static_assert(DESTINATION_MAX_SEGMENTS <= 64, "the table is on the stack");
+    bool at[DESTINATION_MAX_SEGMENTS + 1][DESTINATION_MAX_SEGMENTS + 1];
+    for (size_t j = 0; j <= name->count; j++)
+        at[pat->count][j] = j == name->count;
+    for (size_t i = pat->count; i-- > 0;) {
+        bool hash = pat->len[i] == 1 && pat->ptr[i][0] == '#';
+        bool star = pat->len[i] == 1 && pat->ptr[i][0] == '*';
+        for (size_t j = name->count + 1; j-- > 0;) {
+            bool m;
+            if (hash)
+                m = at[i + 1][j] || (j < name->count && at[i][j + 1]);
+            else
+                m = j < name->count && at[i + 1][j + 1] &&
+                    (star || (pat->len[i] == name->len[j] &&
+                              memcmp(pat->ptr[i], name->ptr[j], name->len[j]) == 0));
+            at[i][j] = m;
+        }
+    }
+    return at[0][0];
+}
+
+bool destination_matches(const char *pattern, size_t pattern_len, const char *name, size_t name_len)
+{
+    size_t skip = strlen(TOPIC_PREFIX);
+    struct destination_segments pat, segs;
+    if (destination_kind(pattern, pattern_len) != DEST_TOPIC ||
+        destination_kind(name, name_len) != DEST_TOPIC)
+        return false;
+    if (pattern_len == name_len && memcmp(pattern, name, name_len) == 0)
+        return true;
+    if (destination_split(pattern + skip, pattern_len - skip, &pat) != 0 ||
+        destination_split(name + skip, name_len - skip, &segs) != 0)
+        return false;
+    return segments_match(&pat, &segs);
 }

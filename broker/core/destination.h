@@ -33,6 +33,14 @@ struct destination_segments {
 
 /* Splits name into s; -1 when it has more than DESTINATION_MAX_SEGMENTS segments. */
 int destination_split(const char *name, size_t len, struct destination_segments *s);
+/*
+ * Does the /topic/ name match the /topic/ pattern (`*` one segment, `#` zero or more; a pattern
+ * without wildcards matches itself only)? False for anything that is not a /topic/ name or deeper
+ * than DESTINATION_MAX_SEGMENTS.
+ */
+bool destination_matches(const char *pattern, size_t pattern_len, const char *name,
+                         size_t name_len);
+
 /* `*` or `#`. */
 bool destination_is_wildcard_segment(const char *seg, size_t len);
 

@@ -51,6 +51,14 @@ struct fanout_ops {
     /* A topic message published here: this loop's subscribers and everyone else's. Returns the
      * router's result (0 or an enum router_error). */
     int (*publish_topic)(void *ctx, struct message *msg, const char *route, size_t len);
+    /*
+     * Optional: a topic message with a retention policy, whose offset was just assigned. It is
+     * called while the history store holds its lock (history_append()), so it must only hand
+     * copies on, to every loop that has topic subscribers, this one included: each loop then
+     * receives a destination's messages in offset order. NULL: publish_topic is used after the
+     * append.
+     */
+    void (*publish_ordered)(void *ctx, struct message *msg);
     /* A /queue/ message: stored where every loop or node takes from. waiter (NULL for the API)
      * is the publishing session. Returns 0, PUBLISH_PENDING (waiter hears through
      * delivery_ops.publish_done), PUBLISH_FULL, or an enum router_error. */

@@ -1,4 +1,5 @@
 #include "broker/core/router.h"
+#include "broker/core/history.h"
 #include "broker/core/queue.h"
 
 #include <stdio.h>
@@ -276,6 +277,10 @@ static size_t deliver_list(struct router *r, struct subscription *sub, struct me
         struct subscription *next = sub->next; /* deliver may not unlink, but be safe */
         if (sub->last_publish != r->publish_gen) {
             sub->last_publish = r->publish_gen;
+            if (sub->stream_marks != NULL && !history_marks_pass(&sub->stream_marks, msg)) {
+                sub = next; /* it was replayed already */
+                continue;
+            }
             if (r->ops.deliver(sub, msg, false) == 0)
                 r->stats.delivered++;
             else

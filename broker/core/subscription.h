@@ -17,6 +17,7 @@
 
 struct queue;
 struct broker;
+struct dict;
 struct session;
 
 enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
@@ -70,6 +71,9 @@ struct subscription {
     enum sub_target target_kind;      /* which of the three */
     struct subscription *prev, *next; /* links in the target's list (not owned) */
     uint64_t last_publish;            /* publish generation: one copy per message per sub */
+    /* Owned, NULL unless it replayed history: destination -> newest offset replayed; a live copy
+     * at or below it was in the replay and is skipped (history_marks_pass()). */
+    struct dict *stream_marks;
 
     /* Queue consumers with client acks. */
     struct unacked *unacked_head, *unacked_tail; /* owned entries */

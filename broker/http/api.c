@@ -481,6 +481,12 @@ static int query_param(struct ws_slice query, const char *name, struct ws_slice 
     return found;
 }
 
+/* x-stream-offset, x-stream-epoch...: the broker's to set (history.h), never a publisher's. */
+static bool is_stream_header(const char *name, size_t len)
+{
+    return len >= 9 && strncasecmp(name, "x-stream-", 9) == 0;
+}
+
 /*
  * The X-Stomp-NAME request headers as message headers named NAME, lower-cased into names (at
  * least header_bytes long), then the request's Content-Type as content-type.
@@ -500,6 +506,8 @@ static int collect_http_headers(struct api_request *r, struct stomp_header *out,
             char ch = h->name.ptr[prefix + k];
             names[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
         }
+        if (is_stream_header(names, len))
+            continue;
         out[n] = (struct stomp_header){names, len, h->value.ptr, h->value.len};
         names += len;
         if (check_user_header(r, "", out, n++) != 0)
@@ -591,6 +599,8 @@ static int collect_json_headers(struct api_request *r, const char *where, json_t
     {
         if (!json_is_string(value))
             return fail(r, 400, "%sheader '%.100s' must be a string", where, name);
+        if (is_stream_header(name, strlen(name)))
+            continue;
         out[n] = (struct stomp_header){name, strlen(name), json_string_value(value),
                                        json_string_length(value)};
         if (check_user_header(r, where, out, n++) != 0)
@@ -775,12 +785,30 @@ static void answer_error(struct api_request *r, json_t *ids)
     answer(r->c, r->status, r->extra_headers, doc);
 }
 
-static void answer_published(struct api_request *r, json_t *ids)
+/* A message's x-stream-offset for the answer: null when its destination keeps no history. */
+static json_t *offset_json(const struct message *msg)
+{
+    return msg->stream_offset != 0 ? json_integer((json_int_t)msg->stream_offset) : json_null();
+}
+
+/* {"id": ID} or {"ids": [...]}, with "offset" (or "offsets") for destinations with history. */
+static void answer_published(struct api_request *r, json_t *ids, const struct batch *bt)
 {
     log_debug(r->c->id, "api 202: published %zu (key on line %zu of %s)", json_array_size(ids),
               r->key->line, r->b->cfg.api_key_file);
     json_t *doc =
         r->batch ? json_pack("{sO}", "ids", ids) : json_pack("{sO}", "id", json_array_get(ids, 0));
+    bool any = false;
+    for (size_t i = 0; i < bt->count; i++)
+        any = any || bt->msgs[i]->stream_offset != 0;
+    if (doc != NULL && any && !r->batch) {
+        json_object_set_new(doc, "offset", offset_json(bt->msgs[0]));
+    } else if (doc != NULL && any) {
+        json_t *offsets = json_array();
+        for (size_t i = 0; offsets != NULL && i < bt->count; i++)
+            json_array_append_new(offsets, offset_json(bt->msgs[i]));
+        json_object_set_new(doc, "offsets", offsets);
+    }
     answer(r->c, 202, NULL, doc);
 }
 
@@ -805,7 +833,7 @@ void api_serve(struct conn *c, const struct ws_http_request *req, const char *bo
     if (rc == 0)
         rc = publish_all(&r, &bt, ids);
     if (rc == 0)
-        answer_published(&r, ids);
+        answer_published(&r, ids, &bt);
     else
         answer_error(&r, ids);
     json_decref(ids);

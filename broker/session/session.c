@@ -3,6 +3,7 @@
 #include "broker/base/log.h"
 #include "broker/base/message.h"
 #include "broker/base/workpool.h"
+#include "broker/core/history.h"
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
 #include "broker/session/txn.h"
@@ -190,13 +191,24 @@ static const struct stomp_header *find(const struct stomp_frame *f, const char *
     return stomp_frame_header(f, name);
 }
 
-static void write_receipt(struct session *s, const char *id, size_t id_len)
+/* RECEIPT; recovered (NULL: none) adds x-stream-recovered for a SUBSCRIBE that asked for
+ * history. */
+static void write_receipt_with(struct session *s, const char *id, size_t id_len,
+                               const bool *recovered)
 {
     struct head h;
     head_init(&h);
     head_command(&h, STOMP_CMD_RECEIPT);
     head_header(&h, s->version, STOMP_CMD_RECEIPT, "receipt-id", id, id_len);
+    if (recovered != NULL)
+        head_header_str(&h, s->version, STOMP_CMD_RECEIPT, "x-stream-recovered",
+                        *recovered ? "true" : "false");
     send_head(s, &h, STOMP_CMD_RECEIPT, NULL, 0);
+}
+
+static void write_receipt(struct session *s, const char *id, size_t id_len)
+{
+    write_receipt_with(s, id, id_len, NULL);
 }
 
 /* Queues a receipt behind the unconfirmed queue messages; false when out of memory. */
@@ -446,6 +458,7 @@ struct session *session_new(struct conn *c, int version_hint)
 static void free_subscription(struct subscription *sub)
 {
     sub->session->broker->stats.subscriptions--;
+    history_marks_free(sub->stream_marks);
     free(sub->id);
     free(sub->destination);
     free(sub->lines);
@@ -1254,6 +1267,80 @@ static struct subscription *new_subscription(struct session *s, const struct sto
     return sub;
 }
 
+/*
+ * x-stream-offset and x-stream-epoch of a SUBSCRIBE to a /topic/ route: 1 when history is asked
+ * for (req filled in), 0 when not, -1 after an ERROR naming the header.
+ */
+static int history_asked(struct session *s, const struct stomp_frame *f, const char *route,
+                         size_t route_len, struct history_request *req)
+{
+    const struct stomp_header *offset = find(f, "x-stream-offset");
+    const struct stomp_header *epoch = find(f, "x-stream-epoch");
+    if ((offset == NULL && epoch == NULL) || destination_kind(route, route_len) != DEST_TOPIC)
+        return 0; /* queues are untouched */
+    int rc = history_parse_request(
+        offset != NULL ? offset->value : NULL, offset != NULL ? offset->value_len : 0,
+        epoch != NULL ? epoch->value : NULL, epoch != NULL ? epoch->value_len : 0, req);
+    if (rc == HISTORY_HEADER_BAD_OFFSET) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "invalid x-stream-offset header: expected next, last, first, offset=N or "
+                     "timestamp=T");
+        return -1;
+    }
+    if (rc == HISTORY_HEADER_BAD_EPOCH) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "invalid x-stream-epoch header: expected the hex digits of a MESSAGE's "
+                     "x-stream-epoch");
+        return -1;
+    }
+    if (req->from == HISTORY_OFFSET && destination_is_wildcard(route, route_len)) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "x-stream-offset: offset=N needs an exact destination, not a wildcard");
+        return -1;
+    }
+    return req->from != HISTORY_NEXT ? 1 : 0;
+}
+
+/*
+ * The replay of a subscription already in the router: the snapshot, the RECEIPT with
+ * x-stream-recovered, the retained messages, then live. With several loops a live copy of a
+ * replayed message may still be on its way here: the marks make the subscription skip it.
+ * Returns 0, or -1 when out of memory.
+ */
+static int replay_history(struct session *s, const struct stomp_frame *f, struct subscription *sub,
+                          const char *route, size_t route_len, const struct history_request *req)
+{
+    struct broker *b = s->broker;
+    struct history_replay replay;
+    if (history_replay(b->history, route, route_len, destination_is_wildcard(route, route_len), req,
+                       broker_wall_ms(), &replay) != 0) {
+        history_replay_reset(&replay);
+        return -1;
+    }
+    if (b->inboxes != NULL && replay.marks.count > 0) {
+        sub->stream_marks = malloc(sizeof(*sub->stream_marks));
+        if (sub->stream_marks == NULL) {
+            history_replay_reset(&replay);
+            return -1;
+        }
+        *sub->stream_marks = replay.marks; /* moved: the table is the subscription's now */
+        dict_init(&replay.marks);
+    }
+    /* At once, not behind unconfirmed queue appends: those exist only on a cluster node, which
+     * has no history yet (config_validate()). */
+    const struct stomp_header *receipt = find(f, "receipt");
+    if (receipt != NULL)
+        write_receipt_with(s, receipt->value, receipt->value_len, &replay.recovered);
+    for (size_t i = 0; i < replay.count; i++) {
+        if (b->router.ops.deliver(sub, replay.msgs[i], false) == 0)
+            b->router.stats.delivered++;
+        else
+            b->router.stats.dropped++;
+    }
+    history_replay_reset(&replay);
+    return 0;
+}
+
 static void on_subscribe(struct session *s, const struct stomp_frame *f)
 {
     const struct stomp_header *dest = find(f, "destination");
@@ -1288,6 +1375,10 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
     size_t route_len = resolve_route(s, f, dest, true, route, sizeof(route), &create);
     if (route_len == 0)
         return;
+    struct history_request req;
+    int history = history_asked(s, f, route, route_len, &req);
+    if (history < 0)
+        return;
     struct subscription *sub = new_subscription(s, id, dest, ack, prefetch);
     if (sub == NULL || dict_set(&s->subs, id->value, id->value_len, sub) != 0) {
         if (sub != NULL)
@@ -1295,13 +1386,18 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
         session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
         return;
     }
-    /* Receipt first: the subscribe may deliver waiting queue messages at once. */
-    send_receipt(s, f);
+    /* Receipt first: the subscribe may deliver waiting queue messages at once. A topic
+     * replay's receipt says whether it recovered, so it comes after the snapshot. */
+    if (history == 0)
+        send_receipt(s, f);
     if (router_subscribe(&s->broker->router, sub, route, route_len) != 0) {
         dict_remove(&s->subs, id->value, id->value_len);
         free_subscription(sub);
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot subscribe to %s", route);
+        return;
     }
+    if (history > 0 && replay_history(s, f, sub, route, route_len, &req) != 0)
+        session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
 }
 
 static void on_unsubscribe(struct session *s, const struct stomp_frame *f)

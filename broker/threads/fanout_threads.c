@@ -40,6 +40,21 @@ static int publish_topic_across(void *ctx, struct message *msg, const char *rout
     return 0;
 }
 
+/*
+ * A topic message with a retention policy, under the history store's lock: a copy for every
+ * loop whose clients follow topics, this one too, so each loop's inbox holds a destination's
+ * offsets in order (a direct local delivery could overtake a lower offset another loop had
+ * already pushed here). Pushing only appends to the inboxes: nothing is delivered under the lock.
+ */
+static void publish_ordered_across(void *ctx, struct message *msg)
+{
+    struct broker *b = ((struct fanout_threads *)ctx)->b;
+    bool anywhere = inboxes_forward_topic(b->inboxes, SIZE_MAX, msg, &b->stats.loop_inbox_drops);
+    b->router.stats.published++;
+    if (!anywhere)
+        b->router.stats.unroutable++;
+}
+
 void fanout_threads_deliver_topic(struct broker *b, struct message *msg)
 {
     router_publish_topic(&b->router, msg, msg->destination, msg->destination_len);
@@ -170,6 +185,7 @@ static bool always_flushed(void *ctx)
 static const struct fanout_ops fanout_threads_ops = {
     .interest = follow_interest,
     .publish_topic = publish_topic_across,
+    .publish_ordered = publish_ordered_across,
     .publish_queue = publish_to_store,
     .queue_event = follow_store,
     .flushed = always_flushed,

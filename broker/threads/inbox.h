@@ -61,8 +61,9 @@ void inboxes_detach(struct inboxes *in, size_t loop);
 
 /*
  * A topic message published on loop `from`: a copy goes to every other loop whose clients follow
- * any topic. Returns true when at least one other loop should have had it; *dropped counts the
- * copies not sent (inbox full or out of memory).
+ * any topic (from SIZE_MAX: to every such loop, the publisher's too). Returns true when at least
+ * one other loop should have had it; *dropped counts the copies not sent (inbox full or out of
+ * memory).
  */
 bool inboxes_forward_topic(struct inboxes *in, size_t from, const struct message *msg,
                            uint64_t *dropped);
