@@ -118,6 +118,7 @@ class Recorder(stomp.ConnectionListener):
         self.connected = None
         self.messages = []
         self.receipts = []
+        self.receipt_headers = {}  # receipt-id -> the RECEIPT's headers
         self.errors = []
         self.heartbeats = []
         self.disconnected = False
@@ -138,6 +139,7 @@ class Recorder(stomp.ConnectionListener):
 
     def on_receipt(self, frame):
         with self.cond:
+            self.receipt_headers[frame.headers.get("receipt-id")] = dict(frame.headers)
             self.receipts.append(frame.headers.get("receipt-id"))
             self.cond.notify_all()
 

@@ -242,5 +242,37 @@ class HeartbeatTests(BrokerTestCase):
         self.assertEqual(c.rec.wait_messages(1)[0].body, "alive")
 
 
+class HistoryTests(BrokerTestCase):
+    """x-stream-offset with stomp.py: the last value, then a resume by offset (docs/HISTORY.md)."""
+    settings = {"history.policy": "/topic/py.stocks.*=10"}
+
+    def test_last_value_and_resume_by_offset(self):
+        pub = self.client("1.2", "pub")
+        for i in range(3):
+            pub.send("/topic/py.stocks.acme", "price-%d" % i)
+        sub = self.client("1.2", "sub")
+        sub.subscribe("/topic/py.stocks.*", "s", headers={"x-stream-offset": "last"})
+        (m,) = sub.rec.wait_messages(1)
+        self.assertEqual(m.body, "price-2")
+        self.assertEqual(m.headers.get("x-stream-offset"), "3")
+        epoch = m.headers.get("x-stream-epoch")
+        self.assertRegex(epoch, r"^[0-9a-f]{16}$")
+        # Offline for a while: two more prices; then resume after offset 3.
+        sub.close()
+        pub.send("/topic/py.stocks.acme", "price-3")
+        pub.send("/topic/py.stocks.acme", "price-4")
+        again = self.client("1.2", "again")
+        r = again.receipt()
+        again.conn.subscribe("/topic/py.stocks.acme", id="s", ack="auto",
+                             headers={"receipt": r, "x-stream-offset": "offset=4",
+                                      "x-stream-epoch": epoch})
+        again.rec.wait_receipt(r)
+        self.assertEqual(again.rec.receipt_headers[r].get("x-stream-recovered"), "true")
+        got = again.rec.wait_messages(2)
+        self.assertEqual([(f.body, f.headers.get("x-stream-offset")) for f in got],
+                         [("price-3", "4"), ("price-4", "5")])
+        self.assertTrue(again.rec.quiet(0.2, 2), "nothing more")
+
+
 if __name__ == "__main__":
     unittest.main()
