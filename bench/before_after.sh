@@ -25,7 +25,10 @@
 # WARMUP [2], DURATION [5], DRAIN [3], PROCS [2] (generator processes, as in threads.sh),
 # SETTLE [1] (seconds of pause between runs), OUT [none] (a directory to keep each run's files),
 # BROKER_ENV [none] (NAME=VALUE words set for both brokers only, e.g.
-# BROKER_ENV=GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456; see "slow regime" below).
+# BROKER_ENV=GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456; see "slow regime" below),
+# AFTER_ARGS [none] (flag words added to the AFTER broker only, e.g.
+# AFTER_ARGS="--history /topic/bench=1": the after binary with a last-value policy on the
+# generator's topic against the before binary without one; the table's header names them).
 #
 # Both binaries take the same flags (--threads included). With BEFORE_BIN = AFTER_BIN the
 # ratios show the noise of this machine for this scenario: a change inside it is not measured.
@@ -50,6 +53,7 @@ procs=${PROCS:-2}
 settle=${SETTLE:-1}
 keep=${OUT:-}
 read -r -a broker_env <<<"${BROKER_ENV:-}"
+read -r -a after_args <<<"${AFTER_ARGS:-}"
 
 whole() { # whole NAME VALUE MIN MAX
     [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] && return 0
@@ -126,7 +130,9 @@ bench_limit=$((30 + warmup + duration + drain + 30))
 start_broker() { # start_broker WHICH THREADS RUNDIR: sets broker_pid and port
     local i
     : >"$3/broker.out"
-    env "${broker_env[@]}" "$tmp/$1" --threads "$2" "${broker_flags[@]}" \
+    local extra=()
+    [ "$1" != after ] || extra=("${after_args[@]}")
+    env "${broker_env[@]}" "$tmp/$1" --threads "$2" "${broker_flags[@]}" "${extra[@]}" \
         >"$3/broker.out" 2>"$3/broker.err" &
     broker_pid=$!
     port=
@@ -221,7 +227,9 @@ env_note=
 header1="Fan-out before/after, \`bench/before_after.sh\`, $started: before \`$1\` (sha256 $before_sum),"
 header1+=" after \`$2\` (sha256 $after_sum)$same; generator \`$3\`. \`nproc\` = $(nproc),"
 header1+=" load average $load_start at the start, $load_end at the end."
-header2="Each run: a fresh broker \`--threads N ${broker_flags[*]}\`$env_note, then"
+args_note=
+[ ${#after_args[@]} -eq 0 ] || args_note=" (the after broker also \`${after_args[*]}\`)"
+header2="Each run: a fresh broker \`--threads N ${broker_flags[*]}\`$env_note$args_note, then"
 header2+=" \`stompws-bench --url ws://127.0.0.1:PORT/ws ${bench_flags[*]}\`;"
 header2+=" order before, after, before, after, ..."
 H1=$header1 H2=$header2 SUBS=$subscribers SIZE_B=$size WINDOW=$duration \
