@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's two quick-start commands on a fresh Debian 12 machine:
 #   ./quickstart.sh run [stompws flags...]   install what is missing, build, run the broker
+#                                            (with the history policies of examples/)
 #   ./quickstart.sh test [--sanitize]        install what is missing, build, run every test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,13 +33,30 @@ build() {
     ninja -C "$dir" >&2
 }
 
+# `run` adds the history policies the examples rely on (docs/HISTORY.md): the dashboard's last
+# price per symbol, and the notification feed's last 100 per user for an hour, so that a page
+# resumes after a reconnect. They go after the user's own flags: the first matching pattern
+# wins, so a --history given by the user takes precedence. None with --config (the file says
+# what it wants) or --redis (a cluster node refuses history policies for now).
+wants_example_history() {
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+        --config | --config=* | --redis | --redis=*) return 1 ;;
+        esac
+    done
+    return 0
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
 run)
     install_missing
     build build
-    exec build/server/stompws "$@"
+    history=()
+    wants_example_history "$@" && history=(--history '/topic/stocks.*=1' --history '/topic/notifications.*=100/1h')
+    exec build/server/stompws "$@" "${history[@]}"
     ;;
 test)
     install_missing

@@ -1,8 +1,8 @@
 // Stock-ticker dashboard: one STOMP subscription to /topic/stocks.* over WebSocket and one table
 // row per symbol, with the last price, the change since the feeder started, and a flash on each
-// update. The broker serves this page (stompws --static examples/dashboard), so the WebSocket
-// endpoint is on the page's own host. No framework, no build step: the global StompJs comes from
-// vendor/stomp.umd.min.js (@stomp/stompjs).
+// update. The subscription starts from each symbol's last kept price. The broker serves this page
+// (stompws --static examples/dashboard), so the WebSocket endpoint is on the page's own host. No
+// framework, no build step: the global StompJs comes from vendor/stomp.umd.min.js (@stomp/stompjs).
 //
 // Query parameters: ?path=/ws (the broker's server.ws_path) or ?url=ws://host:port/ws.
 'use strict';
@@ -109,11 +109,15 @@
   });
 
   // "live" only once the broker has confirmed the subscription: from then on no price is missed.
+  // x-stream-offset: last asks for the latest kept price of each symbol first (a broker run with
+  // --history '/topic/stocks.*=1', see docs/HISTORY.md), so a page opened between two ticks, or
+  // back after a reconnect, is full at once. Without such a policy the broker sends nothing
+  // extra and the table fills with the next ticks.
   client.onConnect = () => {
     setState('connecting', 'subscribing');
     const receipt = 'subscribed-' + Date.now();
     client.watchForReceipt(receipt, () => setState('live', 'live'));
-    client.subscribe(DESTINATION, onMessage, { receipt });
+    client.subscribe(DESTINATION, onMessage, { receipt, 'x-stream-offset': 'last' });
   };
   // An ERROR frame (refused login, shutdown, ...) is followed by the close: say why there.
   let lastError = null;

@@ -90,10 +90,12 @@ function run(file, args, { env = {}, timeoutMs = 20000 } = {}) {
 
 const signed = (n) => (n > 0 ? '+' : '') + n.toFixed(2);
 
-// Runs feeder.py for count updates (fixed seed, no pause) and checks that the dashboard on page
-// shows, for each symbol, the last price and change the feeder printed.
-async function feedAndCheck(page, broker, count, seed = 7) {
-  const before = Number(await page.textContent('#updates'));
+// The broker flags of the dashboard as ./quickstart.sh run gives them: the last price per symbol.
+const DASHBOARD_ARGS = ['--static', DASHBOARD, '--history', '/topic/stocks.*=1'];
+
+// Runs feeder.py to completion for count updates (fixed seed, no pause: it exits once the broker
+// has routed them all) and returns symbol -> the last update it printed for it.
+async function feed(broker, count, seed) {
   const feeder = await run(PY, [path.join(DASHBOARD, 'feeder.py'), '--port', String(broker.tcpPort),
     '--count', String(count), '--rate', '0', '--seed', String(seed)], { env: { PYTHONDONTWRITEBYTECODE: '1' } });
   assert.equal(feeder.code, 0, `feeder.py failed: ${feeder.stderr}`);
@@ -102,11 +104,16 @@ async function feedAndCheck(page, broker, count, seed = 7) {
   const last = new Map();
   for (const tick of sent) last.set(tick.symbol, tick);
   assert.equal(last.size, 8, 'the feeder covers its 8 symbols');
+  return last;
+}
 
+// Waits (bounded) until the page has counted `updates` updates, then checks that the table
+// shows, for each symbol, the price and change of last.get(symbol).
+async function checkTable(page, last, updates) {
   // Every update counted first, then the table read: no intermediate price can pass for the last.
-  await page.waitForFunction((n) => document.getElementById('updates').textContent === String(n), before + count,
+  await page.waitForFunction((n) => document.getElementById('updates').textContent === String(n), updates,
     { timeout: 10000 }).catch(async (e) => {
-    throw new Error(`page counted ${Number(await page.textContent('#updates')) - before} of ${count} updates: ${e.message}`);
+    throw new Error(`page counted ${await page.textContent('#updates')} updates, not ${updates}: ${e.message}`);
   });
   const rows = await page.$$eval('#quotes tr[data-symbol]', (trs) => trs.map((tr) => ({
     symbol: tr.dataset.symbol,
@@ -121,6 +128,13 @@ async function feedAndCheck(page, broker, count, seed = 7) {
   }
 }
 
+// Runs feeder.py for count updates and checks that the dashboard on page shows, for each symbol,
+// the last price and change the feeder printed.
+async function feedAndCheck(page, broker, count, seed = 7) {
+  const before = Number(await page.textContent('#updates'));
+  await checkTable(page, await feed(broker, count, seed), before + count);
+}
+
 test('the vendored @stomp/stompjs in each example is the version the tests pin', () => {
   const pinned = fs.readFileSync(path.join(HERE, 'node_modules/@stomp/stompjs/bundles/stomp.umd.min.js'));
   for (const dir of [DASHBOARD, NOTIFICATIONS]) {
@@ -133,7 +147,7 @@ test('the vendored @stomp/stompjs in each example is the version the tests pin',
 });
 
 brokerTest('dashboard: the page served by the broker shows the last price the feeder sent for each symbol',
-  { args: ['--static', DASHBOARD], timeout: 60000 }, async (broker, t) => {
+  { args: DASHBOARD_ARGS, timeout: 60000 }, async (broker, t) => {
     const browser = await launchBrowser();
     try {
       const page = await openPage(browser, 'dashboard');
@@ -149,11 +163,31 @@ brokerTest('dashboard: the page served by the broker shows the last price the fe
     }
   });
 
+// The feeder has stopped before the page opens, so no live tick can fill the table: only the
+// subscription's x-stream-offset: last and the broker's last-value policy can.
+brokerTest('dashboard: opened after the prices were published, the table is full at once',
+  { args: DASHBOARD_ARGS, timeout: 60000 }, async (broker, t) => {
+    const last = await feed(broker, 60, 3);
+    const browser = await launchBrowser();
+    try {
+      const page = await openPage(browser, 'dashboard');
+      await page.goto(`http://127.0.0.1:${broker.wsPort}/`);
+      await waitLive(page);
+      // One replayed price per symbol, right behind the receipt that made the page live.
+      await checkTable(page, last, last.size);
+      assert.equal(await page.locator('#empty').count(), 0, 'no "Waiting for prices" row');
+      await screenshot(t, page, 'dashboard-opened-late');
+      assert.deepEqual(page.problems, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
 // The page knows only the address it was loaded from, so the second broker takes over the first
 // one's WebSocket port (free again once it has exited; the listener sets SO_REUSEADDR).
 test('dashboard: after a broker restart the page reconnects by itself and shows new prices',
   { timeout: 90000 }, async (t) => {
-    let broker = await startBroker({ args: ['--static', DASHBOARD] });
+    let broker = await startBroker({ args: DASHBOARD_ARGS });
     const dirs = [broker.dir];
     let browser = null;
     let error = null;
@@ -169,7 +203,7 @@ test('dashboard: after a broker restart the page reconnects by itself and shows 
       await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10000 });
       assert.match(await page.textContent('#state'), /reconnecting$/);
 
-      broker = await startBroker({ ws: `127.0.0.1:${broker.wsPort}`, args: ['--static', DASHBOARD] });
+      broker = await startBroker({ ws: `127.0.0.1:${broker.wsPort}`, args: DASHBOARD_ARGS });
       dirs.push(broker.dir);
       // The page backs off 1 s, 2 s, 4 s, ... (at most 15 s) between attempts.
       await waitLive(page, 30000);
