@@ -2,9 +2,11 @@
 // STOMP/WebSocket to their own topic, /topic/notifications.<user>, and each message body shows up
 // at the top of the list. notify.sh publishes to that topic through the broker's HTTP API.
 //
-// A topic (not a queue) so that every open tab of the user gets each notification; the price is
-// that notifications sent while no tab is open are not kept. With an ACL (docs/SECURITY.md) a
-// user can be limited to reading their own topic.
+// A topic (not a queue) so that every open tab of the user gets each notification. The broker's
+// history policy keeps the recent ones: the page starts from all that are kept, and after a
+// reconnect resumes from the one after the last it showed (x-stream-offset: offset=N), marking
+// in the feed when the broker could no longer replay all it missed. With an ACL
+// (docs/SECURITY.md) a user can be limited to reading their own topic.
 //
 // Query parameters: ?user=NAME, and ?path=/ws (the broker's server.ws_path) or ?url=ws://....
 'use strict';
@@ -44,6 +46,47 @@
     document.getElementById('empty').hidden = true;
   }
 
+  // Where the feed stands in the broker's numbering of the destination (docs/HISTORY.md): the
+  // x-stream-offset and x-stream-epoch of the last notification shown, null before the first.
+  let position = null;
+
+  // A (re)subscription asks for what came after the last notification shown. Before the first
+  // one it asks for everything the broker kept (a broker run with --history
+  // '/topic/notifications.*=100/1h' keeps each user's last 100 for an hour): a page opened
+  // later shows what was sent meanwhile, and none of it can have been shown already.
+  function resumeHeaders() {
+    if (!position) return { 'x-stream-offset': 'first' };
+    return { 'x-stream-offset': 'offset=' + (position.offset + 1), 'x-stream-epoch': position.epoch };
+  }
+
+  function onMessage(message) {
+    const offset = Number(message.headers['x-stream-offset']);
+    const epoch = message.headers['x-stream-epoch'];
+    if (Number.isSafeInteger(offset) && epoch) {
+      // Already shown: the broker sends each once, but a page must not trust that blindly.
+      if (position && position.epoch === epoch && offset <= position.offset) return;
+      position = { offset, epoch };
+    }
+    show(message);
+  }
+
+  // The broker could not replay everything sent while the page was away (it was restarted, or
+  // had already dropped some): say so in the feed, where the hole is.
+  function showGap() {
+    const item = document.createElement('li');
+    item.className = 'gap new';
+    const text = document.createElement('span');
+    text.className = 'gap-text';
+    text.textContent = 'Reconnected, but some notifications sent while you were offline could not '
+      + 'be recovered.';
+    const time = document.createElement('span');
+    time.className = 'time';
+    time.textContent = new Date().toLocaleTimeString();
+    item.append(text, time);
+    feedEl.prepend(item);
+    document.getElementById('empty').hidden = true;
+  }
+
   function openFeed(destination) {
     document.getElementById('signin').hidden = true;
     document.getElementById('inbox').hidden = false;
@@ -58,12 +101,20 @@
       reconnectTimeMode: StompJs.ReconnectionTimeMode.EXPONENTIAL,
       maxReconnectDelay: 15000,
     });
+    let subscriptions = 0;
     // "live" once the broker confirms the subscription: from then on nothing sent is missed.
     client.onConnect = () => {
       setState('connecting', 'subscribing');
-      const receipt = 'subscribed-' + Date.now();
-      client.watchForReceipt(receipt, () => setState('live', 'live'));
-      client.subscribe(destination, show, { receipt });
+      const resuming = subscriptions++ > 0;
+      const receipt = 'subscribed-' + subscriptions + '-' + Date.now();
+      const headers = Object.assign({ receipt }, resumeHeaders());
+      // The RECEIPT comes before the replayed notifications, so a gap marked here sits between
+      // what the page already shows and what the broker still had.
+      client.watchForReceipt(receipt, (frame) => {
+        if (resuming && frame.headers['x-stream-recovered'] === 'false') showGap();
+        setState('live', 'live');
+      });
+      client.subscribe(destination, onMessage, headers);
     };
     // An ERROR frame (refused login, shutdown, ...) is followed by the close: say why there.
     let lastError = null;

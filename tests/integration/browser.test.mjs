@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { brokerTest, startBroker } from './lib/broker.mjs';
+import { startRelay } from './lib/relay.mjs';
 
 const HERE = path.dirname(new URL(import.meta.url).pathname);
 const ROOT = path.resolve(HERE, '../..');
@@ -232,14 +233,31 @@ const keyFile = path.join(keyDir, 'api-keys');
 fs.writeFileSync(keyFile, `# browser.test.mjs\n${apiKey}\n`, { mode: 0o600 });
 process.on('exit', () => fs.rmSync(keyDir, { recursive: true, force: true }));
 
+// The broker flags of the notification feed as ./quickstart.sh run gives them, plus the API key.
+const NOTIFICATIONS_ARGS = ['--static', NOTIFICATIONS, '--api-key-file', keyFile,
+  '--history', '/topic/notifications.*=100/1h'];
+
+// notify.sh USER MESSAGE against broker; returns the offset the broker gave the notification.
+async function notify(broker, user, message) {
+  const r = await run(path.join(NOTIFICATIONS, 'notify.sh'), [user, message],
+    { env: { STOMPWS_URL: `http://127.0.0.1:${broker.wsPort}`, STOMPWS_API_KEY: apiKey } });
+  assert.equal(r.code, 0, `notify.sh ${user}: ${r.stdout}${r.stderr}`);
+  const m = r.stdout.match(/^\{"id":"[^"]+","offset":(\d+)\}\s*$/);
+  assert.ok(m, `notify.sh ${user}: unexpected answer ${r.stdout}`);
+  return Number(m[1]);
+}
+
+// The feed's entries, newest first: notification texts, and "(gap)" where the page says it could
+// not recover what it missed.
+const feedEntries = (page) => page.$$eval('#feed li',
+  (items) => items.map((i) => (i.classList.contains('gap') ? '(gap)' : i.querySelector('.text').textContent)));
+const waitFeedLength = (page, n, timeout = 10000) => page.waitForFunction(
+  (k) => document.querySelectorAll('#feed li').length >= k, n, { timeout }).catch(async (e) => {
+  throw new Error(`feed has ${JSON.stringify(await feedEntries(page))}, wanted ${n} entries: ${e.message}`);
+});
+
 brokerTest('notifications: a notification for alice shows on alice\'s page and not on bob\'s',
-  { args: ['--static', NOTIFICATIONS, '--api-key-file', keyFile], timeout: 60000 }, async (broker, t) => {
-    const notify = async (user, message) => {
-      const r = await run(path.join(NOTIFICATIONS, 'notify.sh'), [user, message],
-        { env: { STOMPWS_URL: `http://127.0.0.1:${broker.wsPort}`, STOMPWS_API_KEY: apiKey } });
-      assert.equal(r.code, 0, `notify.sh ${user}: ${r.stdout}${r.stderr}`);
-      assert.match(r.stdout, /^\{"id":"[^"]+"\}\s*$/);
-    };
+  { args: NOTIFICATIONS_ARGS, timeout: 60000 }, async (broker, t) => {
     const feed = (page) => page.$$eval('#feed li .text', (items) => items.map((i) => i.textContent));
     const waitFeed = (page, n) => page.waitForFunction((k) => document.querySelectorAll('#feed li').length >= k, n,
       { timeout: 10000 });
@@ -257,11 +275,11 @@ brokerTest('notifications: a notification for alice shows on alice\'s page and n
       }
 
       const forAlice = 'Your report is ready <b>not markup</b>';
-      await notify('alice', forAlice);
+      await notify(broker, 'alice', forAlice);
       await waitFeed(pages.alice, 1);
       // bob's own notification is routed after alice's, on the same broker: once bob has it,
       // alice's would already be in bob's list had it been delivered to him.
-      await notify('bob', 'Build #42 passed');
+      await notify(broker, 'bob', 'Build #42 passed');
       await waitFeed(pages.bob, 1);
       await screenshot(t, pages.alice, 'notifications-alice');
       await screenshot(t, pages.bob, 'notifications-bob');
@@ -274,4 +292,107 @@ brokerTest('notifications: a notification for alice shows on alice\'s page and n
     } finally {
       await browser.close();
     }
+  });
+
+// The page reaches the broker through a relay (?url=), so the test can take the network away
+// under it: refuse() cuts the WebSocket and refuses the page's reconnect attempts, as a train's
+// Wi-Fi would, while notify.sh still reaches the broker directly. The page's own reconnect
+// (stompjs, backing off 1 s, 2 s, 4 s, ...) brings it back once the relay lets it through.
+async function openFeedThroughRelay(browser, broker, relay, user) {
+  const page = await openPage(browser, user);
+  const url = `ws://127.0.0.1:${relay.address.port}/ws`;
+  await page.goto(`http://127.0.0.1:${broker.wsPort}/?user=${user}&url=${encodeURIComponent(url)}`);
+  await waitLive(page);
+  return page;
+}
+
+async function dropConnection(page, relay) {
+  relay.refuse(true);
+  await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10000 });
+}
+
+brokerTest('notifications: after the connection drops the page resumes where it was, nothing missing, nothing twice',
+  { args: NOTIFICATIONS_ARGS, timeout: 90000 }, async (broker, t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: broker.wsPort });
+    const browser = await launchBrowser();
+    try {
+      const page = await openFeedThroughRelay(browser, broker, relay, 'alice');
+      const sent = [];
+      const send = async (text) => {
+        const offset = await notify(broker, 'alice', text);
+        assert.equal(offset, sent.length + 1, 'offsets count up from 1');
+        sent.push(text);
+      };
+      await send('before 1');
+      await send('before 2');
+      await waitFeedLength(page, 2);
+
+      await dropConnection(page, relay);
+      for (let i = 1; i <= 5; i++) await send(`while away ${i}`);
+      // Long enough for the page to have failed at least one reconnect attempt.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal((await feedEntries(page)).length, 2, 'nothing reaches the page while it is cut off');
+      relay.refuse(false);
+      await waitLive(page, 30000);
+      await send('after');
+      await waitFeedLength(page, sent.length);
+      await screenshot(t, page, 'notifications-resumed');
+
+      assert.deepEqual(await feedEntries(page), [...sent].reverse(), 'every notification once, newest first, no gap');
+      assert.ok(relay.connections >= 2, 'the page reconnected through the relay');
+      assert.deepEqual(page.problems.filter((p) => p.includes('page error')), []);
+    } finally {
+      await browser.close();
+      await relay.close();
+    }
+  });
+
+// A restarted broker numbers the destination again under a new epoch: the page's offset means
+// nothing there, the broker replays all it has and answers x-stream-recovered: false, and the
+// page marks the gap. The second broker takes over the first one's WebSocket port, where the
+// relay sends the page.
+test('notifications: after a broker restart the page shows that it could not recover',
+  { timeout: 90000 }, async (t) => {
+    let broker = await startBroker({ args: NOTIFICATIONS_ARGS });
+    const dirs = [broker.dir];
+    const relay = await startRelay({ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: broker.wsPort });
+    let browser = null;
+    let error = null;
+    try {
+      browser = await launchBrowser();
+      const page = await openFeedThroughRelay(browser, broker, relay, 'alice');
+      await notify(broker, 'alice', 'old 1');
+      await waitFeedLength(page, 1);
+
+      await dropConnection(page, relay);
+      assert.deepEqual(await broker.stop(), { code: 0, signal: null }, 'the first broker exits 0 on SIGTERM');
+      broker = await startBroker({ ws: `127.0.0.1:${broker.wsPort}`, args: NOTIFICATIONS_ARGS });
+      dirs.push(broker.dir);
+      // Offsets 1 and 2 again, under the new epoch: resuming from offset 2 alone would show
+      // "new 2" and silently skip "new 1".
+      assert.equal(await notify(broker, 'alice', 'new 1'), 1);
+      assert.equal(await notify(broker, 'alice', 'new 2'), 2);
+      relay.refuse(false);
+      await waitLive(page, 30000);
+      await waitFeedLength(page, 4);
+      await screenshot(t, page, 'notifications-not-recovered');
+
+      assert.deepEqual(await feedEntries(page), ['new 2', 'new 1', '(gap)', 'old 1']);
+      assert.match(await page.textContent('#feed li.gap'), /could not be recovered/);
+      assert.ok(await page.isVisible('#feed li.gap'), 'the gap is shown');
+      assert.deepEqual(page.problems.filter((p) => p.includes('page error')), []);
+    } catch (e) {
+      error = e;
+    }
+    await browser?.close().catch(() => {});
+    await relay.close();
+    const exit = await broker.stop();
+    if (!error && (exit.code !== 0 || exit.signal !== null)) {
+      error = new Error(`broker did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
+    }
+    if (error) {
+      error.message += `\n${broker.logTail()}`;
+      throw error;
+    }
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
   });

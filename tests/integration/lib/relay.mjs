@@ -1,9 +1,11 @@
-// A byte relay between a broker and Redis, for cluster_faults.test.mjs.
+// A byte relay between a broker and Redis, for cluster_faults.test.mjs, or between a browser and
+// the broker, for browser.test.mjs.
 //
 // startRelay(listen, target) accepts connections on listen and pipes each one to target (both
 // { host, port } or { path } for a Unix socket), in both directions, order kept. setImpairment()
 // delays every chunk and can hold one back as a lost TCP segment would (below); cutReply() loses
-// one reply together with its connection; the relay is otherwise transparent.
+// one reply together with its connection; refuse() cuts every connection and closes new ones at
+// once, a network that is gone, until refuse(false); the relay is otherwise transparent.
 //
 // Run as a program it is the part of the relay that lives inside a network namespace:
 //   node relay.mjs through-loopback IN.sock OUT.sock
@@ -71,12 +73,21 @@ export async function startRelay(listen, target) {
     cutReply(request, reply) {
       return new Promise((resolve) => { this.cut = { request, reply, resolve }; });
     },
+    refusing: false,
+    refuse(on = true) {
+      this.refusing = on;
+      if (on) for (const c of conns) c();
+    },
     close() {
       for (const c of conns) c();
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
   const server = net.createServer((client) => {
+    if (relay.refusing) {
+      client.destroy();
+      return;
+    }
     relay.connections++;
     const upstream = net.connect(target);
     const up = new DelayedPipe(upstream, relay);
