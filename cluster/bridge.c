@@ -32,6 +32,7 @@ struct channel {
     struct interest *interests; /* not owned (bridge.*_names own them): linked by channel_next */
     bool pattern;               /* a glob, PSUBSCRIBEd */
     bool in_redis;              /* (P)SUBSCRIBE sent on the current subscribe link */
+    bool confirmed;             /* and Redis answered it: messages published from now on come */
     bool dirty;                 /* compare wanted with in_redis at the next flush */
     size_t key_len;
     char key[]; /* the Redis channel or glob, NUL-terminated */
@@ -557,6 +558,7 @@ static void flush_interest(struct bridge *b)
         } else if (up && !wanted && ch->in_redis) {
             batch_add(b, ch->pattern ? punsub : unsub, ch);
             ch->in_redis = false;
+            ch->confirmed = false;
             --*gauge;
         }
         if (!wanted && !ch->in_redis) {
@@ -614,14 +616,48 @@ static void probe_received(struct bridge *b, const char *payload, size_t len)
         b->stats.probe_round_trip_us = cluster_now_us() - b->probe_sent_us;
 }
 
-/* Builds the message a payload stands for, or NULL (counted) when it is dropped. */
+/*
+ * A message the history script published (history_redis.h): BRIDGE_RETAINED_MAGIC, the offset
+ * in decimal, ':', the epoch in hex, ':', then the payload as for a plain PUBLISH. Returns the
+ * bytes before the payload and fills *offset and *epoch, or 0 when it is not one.
+ */
+static size_t retained_prefix(const char *p, size_t len, uint64_t *offset, uint64_t *epoch)
+{
+    size_t magic = sizeof(BRIDGE_RETAINED_MAGIC) - 1;
+    if (len < magic || memcmp(p, BRIDGE_RETAINED_MAGIC, magic) != 0)
+        return 0;
+    size_t i = magic;
+    uint64_t v[2] = {0, 0};
+    for (int field = 0; field < 2; field++) {
+        unsigned base = field == 0 ? 10 : 16, digits = 0;
+        for (; i < len && p[i] != ':'; i++, digits++) {
+            int d = field == 0 ? (p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : -1) : hexval(p[i]);
+            if (d < 0 || digits >= 16 || v[field] > (UINT64_MAX - (unsigned)d) / base)
+                return 0;
+            v[field] = v[field] * base + (unsigned)d;
+        }
+        if (i == len || digits == 0)
+            return 0;
+        i++; /* the ':' */
+    }
+    *offset = v[0];
+    *epoch = v[1];
+    return i;
+}
+
+/* Builds the message a payload stands for, or NULL (counted) when it is dropped. A retained
+ * message comes back to its own node too: that node delivers it from here, in offset order. */
 static struct message *payload_message(struct bridge *b, const char *channel, size_t channel_len,
                                        const char *dest, size_t dest_len, const char *payload,
                                        size_t len)
 {
+    uint64_t offset = 0, epoch = 0;
+    size_t skip = retained_prefix(payload, len, &offset, &epoch);
+    payload += skip;
+    len -= skip;
     const struct payload_source src = {.destination = dest,
                                        .destination_len = dest_len,
-                                       .own_origin = b->cfg.node_id,
+                                       .own_origin = skip > 0 ? NULL : b->cfg.node_id,
                                        .limits = &b->limits,
                                        .headers = b->decoded_headers};
     struct message *msg;
@@ -629,8 +665,12 @@ static struct message *payload_message(struct bridge *b, const char *channel, si
     switch (payload_decode(&src, payload, len, &msg, &error)) {
     case PAYLOAD_RAW:
         b->stats.received_raw++;
+        msg->stream_offset = offset;
+        msg->stream_epoch = epoch;
         return msg;
     case PAYLOAD_ENVELOPE:
+        msg->stream_offset = offset;
+        msg->stream_epoch = epoch;
         return msg;
     case PAYLOAD_OWN:
         b->stats.ignored_own++; /* the router delivered it locally already */
@@ -695,6 +735,21 @@ static bool reply_kind(const redisReply *r, const char *kind)
     return is_string(r->element[0]) && strcasecmp(r->element[0]->str, kind) == 0;
 }
 
+/* A (P)SUBSCRIBE of a channel of interest was answered: from now on its messages come. Tells
+ * ops.confirmed (history replays wait for it). False for a channel not followed (the probe's). */
+static bool subscription_confirmed(struct bridge *b, const redisReply *reply)
+{
+    bool pattern = reply_kind(reply, "psubscribe");
+    struct channel *ch = dict_get(pattern ? &b->globs : &b->exact_channels, reply->element[1]->str,
+                                  (size_t)reply->element[1]->len);
+    if (ch == NULL || !ch->in_redis)
+        return false;
+    ch->confirmed = true;
+    if (b->ops.confirmed != NULL)
+        b->ops.confirmed(b->ops.ctx);
+    return true;
+}
+
 /* Every reply on the subscribe link: messages, pmessages and (un)subscribe confirmations. */
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -710,6 +765,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
                is_string(reply->element[1]) && is_string(reply->element[2]) &&
                is_string(reply->element[3])) {
         message_arrived(b, reply->element[1], reply->element[2], reply->element[3]);
+    } else if ((reply_kind(reply, "subscribe") || reply_kind(reply, "psubscribe")) &&
+               is_string(reply->element[1]) && subscription_confirmed(b, reply)) {
+        /* a channel of interest: confirmed */
     } else if (reply_kind(reply, "subscribe") && is_string(reply->element[1]) &&
                (size_t)reply->element[1]->len == b->probe_channel_len &&
                memcmp(reply->element[1]->str, b->probe_channel, b->probe_channel_len) == 0) {
@@ -896,7 +954,8 @@ static void on_sub_up(void *ctx, struct redis_link *link)
         size_t bucket;
         for (struct dict_entry *e = dict_first(dicts[i], &bucket); e != NULL;
              e = dict_next(dicts[i], &bucket, e)) {
-            ((struct channel *)e->value)->in_redis = false;
+            ((struct channel *)e->value)->in_redis = ((struct channel *)e->value)->confirmed =
+                false;
             mark_dirty(b, e->value);
         }
     }
@@ -915,7 +974,8 @@ static void on_sub_down(void *ctx, struct redis_link *link)
         size_t bucket;
         for (struct dict_entry *e = dict_first(dicts[i], &bucket); e != NULL;
              e = dict_next(dicts[i], &bucket, e))
-            ((struct channel *)e->value)->in_redis = false;
+            ((struct channel *)e->value)->in_redis = ((struct channel *)e->value)->confirmed =
+                false;
     }
     b->stats.channels = b->stats.patterns = 0;
 }
@@ -1098,6 +1158,17 @@ void bridge_free(struct bridge *b)
 bool bridge_link_up(const struct bridge *b)
 {
     return redis_link_is_up(b->pub) && redis_link_is_up(b->sub) && b->probe_ok;
+}
+
+bool bridge_confirmed(struct bridge *b, const char *name, size_t len, bool pattern)
+{
+    struct interest *in = dict_get(pattern ? &b->pattern_names : &b->exact_names, name, len);
+    return in != NULL && in->wanted && in->channel != NULL && in->channel->confirmed;
+}
+
+struct redis_link *bridge_command_link(struct bridge *b)
+{
+    return b->pub;
 }
 
 const char *bridge_node_id(const struct bridge *b)

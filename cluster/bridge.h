@@ -76,6 +76,7 @@ int bridge_parse_url(const char *url, struct bridge_config *cfg, char *err, size
  */
 char *bridge_pattern_glob(const char *prefix, const char *pattern, size_t len, size_t *out_len);
 
+struct redis_link;
 struct redis_link_config;
 struct envelope_limits;
 
@@ -96,6 +97,8 @@ struct bridge_ops {
      * unrefs it after the call (take a ref to keep it). Must not call bridge_free.
      */
     void (*deliver)(void *ctx, struct message *msg, const char *pattern, size_t pattern_len);
+    /* Optional: Redis confirmed a (P)SUBSCRIBE of some interest (see bridge_confirmed()). */
+    void (*confirmed)(void *ctx);
 };
 
 struct bridge;
@@ -120,6 +123,17 @@ void bridge_publish(struct bridge *b, struct message *msg);
 
 /* Both Redis links connected and the subscribe link verified by a probe since it came up. */
 bool bridge_link_up(const struct bridge *b);
+
+/* Local interest in name (a topic name, or a normalized pattern) is subscribed in Redis and
+ * Redis confirmed it: a message published from now on reaches this node. */
+bool bridge_confirmed(struct bridge *b, const char *name, size_t len, bool pattern);
+
+/* The publish link, for commands that must stay in order with this node's publishes (the
+ * history script, history_redis.h). Borrowed: it lives as long as the bridge. */
+struct redis_link *bridge_command_link(struct bridge *b);
+
+/* What starts a payload the history script published: see retained_prefix() in bridge.c. */
+#define BRIDGE_RETAINED_MAGIC "\0SWH"
 
 /* The node id in use (the configured one, or the random one bridge_new made). */
 const char *bridge_node_id(const struct bridge *b);

@@ -3,6 +3,7 @@
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
 #include "cluster/bridge.h"
+#include "cluster/history_redis.h"
 #include "cluster/streams.h"
 
 #include <stdio.h>
@@ -13,6 +14,7 @@ struct fanout_redis {
     struct broker *b;        /* borrowed: the loop it serves */
     struct bridge *bridge;   /* owned: topics */
     struct streams *streams; /* owned: queues */
+    struct history_redis *history; /* owned: the history of topics with a policy */
 };
 
 /* The router's interest transitions, followed in Redis. */
@@ -30,6 +32,26 @@ static int publish_topic(void *ctx, struct message *msg, const char *route, size
     if (rc == 0)
         bridge_publish(fr->bridge, msg);
     return rc;
+}
+
+/* A topic message with a history policy: numbered and kept in Redis, delivered by the bridge. */
+static int retain(void *ctx, struct message *msg, const struct history_policy *p)
+{
+    struct fanout_redis *fr = ctx;
+    return history_redis_retain(fr->history, msg, p);
+}
+
+static int replay(void *ctx, struct subscription *sub, const char *name, size_t len, bool wildcard,
+                  const struct history_request *req, const char *receipt, size_t receipt_len)
+{
+    struct fanout_redis *fr = ctx;
+    return history_redis_replay(fr->history, sub, name, len, wildcard, req, receipt, receipt_len);
+}
+
+static void forget_replay(void *ctx, struct subscription *sub)
+{
+    struct fanout_redis *fr = ctx;
+    history_redis_forget(fr->history, sub);
 }
 
 /* A /queue/ message goes to its stream; a waiting publisher hears once Redis confirms. */
@@ -50,6 +72,14 @@ static void deliver_remote(void *ctx, struct message *msg, const char *pattern, 
         router_publish_exact(&fr->b->router, msg);
     else
         router_publish_pattern(&fr->b->router, msg, pattern, len);
+}
+
+/* Redis confirmed some interest: replays waiting for it may read their streams. */
+static void confirmed(void *ctx)
+{
+    struct fanout_redis *fr = ctx;
+    if (fr->history != NULL)
+        history_redis_confirmed(fr->history);
 }
 
 /* What the router tells of clustered queues, passed on to the streams. */
@@ -219,14 +249,19 @@ static void figures(void *ctx, struct fanout_figures *out)
 static void fanout_redis_free(void *ctx)
 {
     struct fanout_redis *fr = ctx;
+    history_redis_detach(fr->history); /* the bridge's link answers its commands as it goes */
     streams_free(fr->streams);
     bridge_free(fr->bridge);
+    history_redis_free(fr->history);
     free(fr);
 }
 
 static const struct fanout_ops fanout_redis_ops = {
     .interest = follow_interest,
     .publish_topic = publish_topic,
+    .retain = retain,
+    .replay = replay,
+    .forget_replay = forget_replay,
     .publish_queue = publish_queue,
     .queue_event = follow_queue,
     .forget_waiter = forget_waiter,
@@ -298,9 +333,12 @@ int fanout_redis_start(struct broker *b)
     fr->b = b;
     /* Set before the links exist: broker_free() frees a half-built backend the same way. */
     b->fanout = (struct fanout){.ops = &fanout_redis_ops, .ctx = fr};
-    const struct bridge_ops ops = {.ctx = fr, .deliver = deliver_remote};
+    const struct bridge_ops ops = {.ctx = fr, .deliver = deliver_remote, .confirmed = confirmed};
     fr->bridge = bridge_new(b->base, &bcfg, &ops);
     if (fr->bridge == NULL || start_streams(fr, &bcfg) != 0)
+        return -1;
+    fr->history = history_redis_new(b, fr->bridge, &bcfg);
+    if (fr->history == NULL)
         return -1;
     log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(fr->bridge), bcfg.redis_host,
              bcfg.redis_port);

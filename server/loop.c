@@ -281,6 +281,7 @@ static void start_router(struct broker *b)
                                      .queue_event = publish_queue_event,
                                      .ctx = b,
                                      .publish_done = session_append_done,
+                                     .replay_receipt = session_replay_receipt,
                                      .queue_unblocked = session_queue_unblocked};
     router_init(&b->router, &ops, cfg->queue_max_messages);
     b->router.queues.cluster_window = cfg->queue_prefetch != 0 ? cfg->queue_prefetch : 100;

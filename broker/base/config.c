@@ -573,12 +573,6 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "queue.overflow must be block or reject");
         return -1;
     }
-    if (cfg->history_count > 0 && cfg->cluster_redis[0] != '\0') {
-        snprintf(err, err_len,
-                 "history policies with cluster.redis are not supported yet (history '%s')",
-                 cfg->history[0].pattern);
-        return -1;
-    }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {
         snprintf(err, err_len,
                  "limits.max_ws_message must be >= 1024 and limits.max_body, "

@@ -20,6 +20,8 @@
 #include "broker/core/subscription.h"
 
 struct session;
+struct history_policy;
+struct history_request;
 
 /* How /metrics adds a backend figure up over the loops, and how it prints it. */
 enum fanout_figure_kind {
@@ -59,6 +61,23 @@ struct fanout_ops {
      * append.
      */
     void (*publish_ordered)(void *ctx, struct message *msg);
+    /*
+     * Optional: a backend that keeps history itself (a cluster: Redis) publishes a topic message
+     * whose destination has policy p. It assigns the offset and epoch with the append, and
+     * delivers the message to this loop's subscribers once they are known (or at once without
+     * them when it cannot keep it). Returns 0 or an enum router_error. NULL: the process's store.
+     */
+    int (*retain)(void *ctx, struct message *msg, const struct history_policy *p);
+    /*
+     * Optional, with retain: replays what req asks of name (an exact /topic/ name, or a pattern
+     * when wildcard) to sub, which is in the router already and whose replay_pending is set.
+     * Answered later, never from inside this call, through publish_replay_done(); receipt
+     * (borrowed, NULL when none) is to be handed back there. Returns 0 or -1 when out of memory.
+     */
+    int (*replay)(void *ctx, struct subscription *sub, const char *name, size_t len, bool wildcard,
+                  const struct history_request *req, const char *receipt, size_t receipt_len);
+    /* sub, whose replay is pending, is going away: its answer must not reach it. */
+    void (*forget_replay)(void *ctx, struct subscription *sub);
     /* A /queue/ message: stored where every loop or node takes from. waiter (NULL for the API)
      * is the publishing session. Returns 0, PUBLISH_PENDING (waiter hears through
      * delivery_ops.publish_done), PUBLISH_FULL, or an enum router_error. */

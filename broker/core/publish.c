@@ -2,6 +2,8 @@
 #include "broker/core/history.h"
 #include "broker/core/queue.h"
 
+#include <stdlib.h>
+
 /* publish_ordered's shape for history_append()'s callback. */
 static void hand_on_ordered(void *arg, struct message *msg)
 {
@@ -19,6 +21,8 @@ static int publish_retained(struct broker *b, const struct history_policy *polic
                             struct message *msg, const char *route, size_t len)
 {
     const struct fanout_ops *ops = b->fanout.ops;
+    if (ops != NULL && ops->retain != NULL)
+        return ops->retain(b->fanout.ctx, msg, policy);
     bool ordered = ops != NULL && ops->publish_ordered != NULL;
     size_t evicted;
     int rc = history_append(b->history, policy, msg, broker_wall_ms(),
@@ -81,4 +85,74 @@ void publish_queue_event(void *ctx, struct queue *q, enum queue_event ev, struct
         publish_queue_unblocked(b, q->name);
     else if (b->fanout.ops != NULL)
         b->fanout.ops->queue_event(b->fanout.ctx, q, ev, msg);
+}
+
+/* The newest offset replayed of msg's destination, from marks (0: none replayed). */
+static uint64_t replayed_mark(const struct dict *marks, const struct message *msg)
+{
+    const uint64_t *mark = dict_get(marks, msg->destination, msg->destination_len);
+    return mark != NULL ? *mark : 0;
+}
+
+static void deliver_counted(struct broker *b, struct subscription *sub, struct message *msg)
+{
+    if (b->router.ops.deliver(sub, msg, false) == 0)
+        b->router.stats.delivered++;
+    else
+        b->router.stats.dropped++;
+}
+
+static void drop_held(struct subscription *sub)
+{
+    for (size_t i = 0; i < sub->held_count; i++)
+        message_unref(sub->held[i]);
+    free(sub->held);
+    sub->held = NULL;
+    sub->held_count = sub->held_cap = 0;
+}
+
+void publish_replay_done(struct broker *b, struct subscription *sub, const char *receipt,
+                         size_t receipt_len, bool recovered, struct message **msgs, size_t count)
+{
+    sub->replay_pending = false;
+    if (receipt != NULL && b->router.ops.replay_receipt != NULL)
+        b->router.ops.replay_receipt(sub, receipt, receipt_len, recovered);
+    struct dict marks; /* destination -> newest offset replayed (values point into msgs) */
+    dict_init(&marks);
+    for (size_t i = 0; i < count; i++) {
+        deliver_counted(b, sub, msgs[i]);
+        /* Out of memory for a mark: a live copy may come twice rather than be lost. */
+        (void)dict_set(&marks, msgs[i]->destination, msgs[i]->destination_len,
+                       &msgs[i]->stream_offset);
+    }
+    for (size_t i = 0; i < sub->held_count; i++) {
+        struct message *msg = sub->held[i];
+        if (msg->stream_offset == 0 || msg->stream_offset > replayed_mark(&marks, msg))
+            deliver_counted(b, sub, msg);
+    }
+    dict_reset(&marks);
+    drop_held(sub);
+}
+
+void publish_forget_replay(struct broker *b, struct subscription *sub)
+{
+    if (sub->replay_pending && b->fanout.ops != NULL && b->fanout.ops->forget_replay != NULL)
+        b->fanout.ops->forget_replay(b->fanout.ctx, sub);
+    sub->replay_pending = false;
+    drop_held(sub);
+}
+
+int publish_replay(struct broker *b, struct subscription *sub, const char *name, size_t len,
+                   bool wildcard, const struct history_request *req, const char *receipt,
+                   size_t receipt_len)
+{
+    const struct fanout_ops *ops = b->fanout.ops;
+    if (ops == NULL || ops->replay == NULL)
+        return 1;
+    sub->replay_pending = true;
+    if (ops->replay(b->fanout.ctx, sub, name, len, wildcard, req, receipt, receipt_len) != 0) {
+        sub->replay_pending = false;
+        return -1;
+    }
+    return 0;
 }

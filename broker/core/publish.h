@@ -18,6 +18,8 @@
 
 #include "broker/core/broker.h"
 
+struct history_request;
+
 /* publish_waiting(): the message went to a store that confirms later; delivery_ops.publish_done
  * tells the waiter once it has (or has refused it). */
 #define PUBLISH_PENDING 1
@@ -42,6 +44,22 @@ void publish_forget_waiter(struct broker *b, struct session *waiter);
 
 /* Publishers paused on queue `name` may go on (delivery_ops.queue_unblocked). */
 void publish_queue_unblocked(struct broker *b, const char *name);
+
+/*
+ * A backend's replay of sub (fanout_ops.replay) is answered: the RECEIPT (receipt NULL: none)
+ * with x-stream-recovered, then msgs (borrowed, per destination oldest first), then the live
+ * messages held meanwhile that are newer than the replayed ones of their destination.
+ */
+void publish_replay_done(struct broker *b, struct subscription *sub, const char *receipt,
+                         size_t receipt_len, bool recovered, struct message **msgs, size_t count);
+/* Starts the backend's replay of sub (fanout_ops.replay): 0, answered later through
+ * publish_replay_done(); 1 when the backend keeps no history (replay from the process's store);
+ * -1 when out of memory. */
+int publish_replay(struct broker *b, struct subscription *sub, const char *name, size_t len,
+                   bool wildcard, const struct history_request *req, const char *receipt,
+                   size_t receipt_len);
+/* sub is going away: its pending replay (if any) is forgotten and its held messages freed. */
+void publish_forget_replay(struct broker *b, struct subscription *sub);
 
 /* delivery_ops.interest and delivery_ops.queue_event of every loop (ctx: the broker): handed to
  * the backend, or to the paused publishers for QUEUE_EV_UNBLOCK. */

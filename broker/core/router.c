@@ -269,6 +269,26 @@ void router_unsubscribe(struct router *r, struct subscription *sub)
     sub->target_kind = SUB_TARGET_NONE;
 }
 
+/* Live messages held for a subscription whose replay is pending: beyond this many the newest
+ * are dropped (counted), so a replay that never answers cannot grow a subscription forever. */
+#define HELD_MAX 65536
+
+static int hold_message(struct subscription *sub, struct message *msg)
+{
+    if (sub->held_count == sub->held_cap) {
+        size_t cap = sub->held_cap ? sub->held_cap * 2 : 16;
+        if (cap > HELD_MAX)
+            return -1;
+        struct message **held = realloc(sub->held, cap * sizeof(*held));
+        if (held == NULL)
+            return -1;
+        sub->held = held;
+        sub->held_cap = cap;
+    }
+    sub->held[sub->held_count++] = message_ref(msg);
+    return 0;
+}
+
 /* Delivers to each subscription of a list once per publish generation. */
 static size_t deliver_list(struct router *r, struct subscription *sub, struct message *msg)
 {
@@ -281,10 +301,14 @@ static size_t deliver_list(struct router *r, struct subscription *sub, struct me
                 sub = next; /* it was replayed already */
                 continue;
             }
-            if (r->ops.deliver(sub, msg, false) == 0)
+            if (sub->replay_pending) {
+                if (hold_message(sub, msg) != 0)
+                    r->stats.dropped++;
+            } else if (r->ops.deliver(sub, msg, false) == 0) {
                 r->stats.delivered++;
-            else
+            } else {
                 r->stats.dropped++;
+            }
             n++;
         }
         sub = next;

@@ -74,6 +74,11 @@ struct subscription {
     /* Owned, NULL unless it replayed history: destination -> newest offset replayed; a live copy
      * at or below it was in the replay and is skipped (history_marks_pass()). */
     struct dict *stream_marks;
+    /* A backend's replay (fanout_ops.replay) is on its way: live messages wait in held (owned
+     * references, in arrival order) until publish_replay_done() delivers them after it. */
+    bool replay_pending;
+    struct message **held;
+    size_t held_count, held_cap;
 
     /* Queue consumers with client acks. */
     struct unacked *unacked_head, *unacked_tail; /* owned entries */
@@ -98,6 +103,9 @@ struct delivery_ops {
     void *ctx;
     /* A message the publishing session waited for was stored (error NULL) or refused. */
     void (*publish_done)(struct session *waiter, const char *error);
+    /* Optional: the RECEIPT of a SUBSCRIBE whose replay a backend answered later. */
+    void (*replay_receipt)(struct subscription *sub, const char *receipt, size_t len,
+                           bool recovered);
     /* Publishers of the loop paused on queue `queue` may go on (it drained, or is going away). */
     void (*queue_unblocked)(struct broker *b, const char *queue);
 };

@@ -206,6 +206,11 @@ static void write_receipt_with(struct session *s, const char *id, size_t id_len,
     send_head(s, &h, STOMP_CMD_RECEIPT, NULL, 0);
 }
 
+void session_replay_receipt(struct subscription *sub, const char *id, size_t id_len, bool recovered)
+{
+    write_receipt_with(sub->session, id, id_len, &recovered);
+}
+
 static void write_receipt(struct session *s, const char *id, size_t id_len)
 {
     write_receipt_with(s, id, id_len, NULL);
@@ -458,6 +463,7 @@ struct session *session_new(struct conn *c, int version_hint)
 static void free_subscription(struct subscription *sub)
 {
     sub->session->broker->stats.subscriptions--;
+    publish_forget_replay(sub->session->broker, sub);
     history_marks_free(sub->stream_marks);
     free(sub->id);
     free(sub->destination);
@@ -1311,6 +1317,12 @@ static int replay_history(struct session *s, const struct stomp_frame *f, struct
                           const char *route, size_t route_len, const struct history_request *req)
 {
     struct broker *b = s->broker;
+    const struct stomp_header *receipt = find(f, "receipt");
+    int started =
+        publish_replay(b, sub, route, route_len, destination_is_wildcard(route, route_len), req,
+                       receipt ? receipt->value : NULL, receipt ? receipt->value_len : 0);
+    if (started <= 0)
+        return started; /* the backend answers later (publish_replay_done()) */
     struct history_replay replay;
     if (history_replay(b->history, route, route_len, destination_is_wildcard(route, route_len), req,
                        broker_wall_ms(), &replay) != 0) {
@@ -1326,9 +1338,8 @@ static int replay_history(struct session *s, const struct stomp_frame *f, struct
         *sub->stream_marks = replay.marks; /* moved: the table is the subscription's now */
         dict_init(&replay.marks);
     }
-    /* At once, not behind unconfirmed queue appends: those exist only on a cluster node, which
-     * has no history yet (config_validate()). */
-    const struct stomp_header *receipt = find(f, "receipt");
+    /* At once, not behind unconfirmed queue appends: those exist only on a cluster node, whose
+     * backend keeps the history (publish_replay() above). */
     if (receipt != NULL)
         write_receipt_with(s, receipt->value, receipt->value_len, &replay.recovered);
     for (size_t i = 0; i < replay.count; i++) {

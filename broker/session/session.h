@@ -41,6 +41,10 @@ void session_shutdown(struct session *s, const char *reason);
  * sends the RECEIPTs that waited for it, or an ERROR. */
 void session_append_done(struct session *s, const char *error);
 
+/* delivery_ops.replay_receipt: the RECEIPT of a SUBSCRIBE whose replay a backend answered. */
+void session_replay_receipt(struct subscription *sub, const char *id, size_t id_len,
+                            bool recovered);
+
 /* Queue flow control: publishers paused on queue `queue` go on reading (it drained, or is going
  * away). */
 void session_queue_unblocked(struct broker *b, const char *queue);

@@ -1,0 +1,203 @@
+// History in a cluster (--history with --redis, docs/CLUSTER.md "History in Redis"): three nodes
+// and the test's own Redis. Offsets are the same on every node, a client resumes on another node
+// and after a node's restart, a raw PUBLISH is delivered but not kept, and Redis going away
+// during a replay neither crashes a node nor stops live traffic.
+import assert from 'node:assert/strict';
+import { sleep } from './lib/broker.mjs';
+import {
+  PREFIX, RedisServer, clusterTest, linksUp, pollReady, startNode, useSharedRedis,
+} from './lib/cluster.mjs';
+import { tcpStomp, uniq } from './lib/stomp.mjs';
+
+useSharedRedis();
+
+const broker = { args: ['--history', '/topic/h.flat.#=100000', '--history', '/topic/h.#=100'] };
+const offsetOf = (m) => Number(m.headers['x-stream-offset']);
+const channel = (dest) => `${PREFIX}:${dest}`;
+
+// Publishes n messages (bodies prefix-0 ...) and waits for the last one's RECEIPT.
+async function publishN(client, destination, n, prefix) {
+  for (let i = 0; i < n - 1; i++) client.send('SEND', { destination }, `${prefix}-${i}`);
+  await client.sendWithReceipt('SEND', { destination }, `${prefix}-${n - 1}`);
+}
+
+// Waits until Redis keeps n entries for dest (the script runs after the publisher's RECEIPT).
+async function waitKept(redis, dest, n, timeout = 5000) {
+  const key = `${PREFIX}:{${dest}}:stream`;
+  const deadline = Date.now() + timeout;
+  let last;
+  while ((last = await redis.command('XLEN', key)) !== n) {
+    if (Date.now() > deadline) throw new Error(`XLEN ${key}: ${last}, expected ${n} within ${timeout} ms`);
+    await sleep(20);
+  }
+}
+
+clusterTest('publish on A, the same offsets live on A and replayed on C; resume by offset', { broker }, async ({ nodes, redis }) => {
+  const [a, b, c] = nodes;
+  const dest = `/topic/h.${uniq('a')}`;
+  const live = await tcpStomp(a);
+  await live.subscribe(dest, 'live');
+  await redis.waitNumsub(channel(dest), 1);
+  const pub = await tcpStomp(a);
+  await publishN(pub, dest, 5, 'm');
+  const onA = await live.messages(5, 'live');
+  assert.deepEqual(onA.map(offsetOf), [1, 2, 3, 4, 5]);
+  const epoch = onA[0].headers['x-stream-epoch'];
+  assert.match(epoch, /^[0-9a-f]{16}$/);
+  await waitKept(redis, dest, 5);
+
+  const onC = await tcpStomp(c);
+  const r = await onC.subscribe(dest, 'first', { 'x-stream-offset': 'first', receipt: 'r1' });
+  assert.equal(r.headers['x-stream-recovered'], 'true');
+  const replayed = await onC.messages(5, 'first');
+  assert.deepEqual(replayed.map((m) => [offsetOf(m), m.headers['x-stream-epoch'], m.text]),
+    onA.map((m) => [offsetOf(m), epoch, m.text]));
+
+  const resumed = await onC.subscribe(dest, 'resume',
+    { 'x-stream-offset': 'offset=4', 'x-stream-epoch': epoch, receipt: 'r2' });
+  assert.equal(resumed.headers['x-stream-recovered'], 'true');
+  assert.deepEqual((await onC.messages(2, 'resume')).map(offsetOf), [4, 5]);
+
+  // A wrong epoch: not recovered, everything kept is replayed.
+  const wrong = await onC.subscribe(dest, 'wrong',
+    { 'x-stream-offset': 'offset=4', 'x-stream-epoch': '0123456789abcdef', receipt: 'r3' });
+  assert.equal(wrong.headers['x-stream-recovered'], 'false');
+  assert.deepEqual((await onC.messages(5, 'wrong')).map(offsetOf), [1, 2, 3, 4, 5]);
+
+  // Live from B: offset 6 once on every subscription of C, and on A.
+  await redis.waitNumsub(channel(dest), 2);
+  const pubB = await tcpStomp(b);
+  await pubB.sendWithReceipt('SEND', { destination: dest }, 'from-b');
+  for (const sub of ['first', 'resume', 'wrong']) {
+    const m = await onC.message(sub);
+    assert.equal(offsetOf(m), 6);
+    assert.equal(m.text, 'from-b');
+  }
+  assert.equal(offsetOf(await live.message('live')), 6);
+  await onC.inbox.quiet(200, (f) => f.command === 'MESSAGE');
+
+  // Wildcard last on B: each destination's newest.
+  const other = `/topic/h.${uniq('b')}`;
+  await publishN(pub, other, 2, 'o');
+  await waitKept(redis, other, 2);
+  const w = await tcpStomp(b);
+  const wr = await w.subscribe('/topic/h.*', 'w', { 'x-stream-offset': 'last', receipt: 'r4' });
+  assert.equal(wr.headers['x-stream-recovered'], 'true');
+  const lasts = await w.messages(2, 'w');
+  assert.deepEqual(lasts.map((m) => `${m.headers.destination}#${offsetOf(m)}`).sort(),
+    [`${dest}#6`, `${other}#2`].sort());
+
+  // A raw PUBLISH is delivered, without offset, and not kept.
+  await redis.command('PUBLISH', channel(dest), 'raw');
+  const raw = await live.message('live');
+  assert.equal(raw.text, 'raw');
+  assert.equal(raw.headers['x-stream-offset'], undefined);
+  assert.equal(await redis.command('XLEN', `${PREFIX}:{${dest}}:stream`), 6);
+});
+
+clusterTest('no gap, no duplicate: a replay on C while A publishes flat out', { broker }, async ({ nodes }) => {
+  const [a, , c] = nodes;
+  const dest = `/topic/h.flat.${uniq('f')}`;
+  const pub = await tcpStomp(a);
+  await publishN(pub, dest, 20, 'p');
+  let sent = 20;
+  let stop = false;
+  const flood = (async () => {
+    while (!stop && sent < 2000) {
+      for (let i = 0; i < 20; i++) pub.send('SEND', { destination: dest }, `p-${sent++}`);
+      await sleep(1);
+    }
+    await pub.sendWithReceipt('SEND', { destination: dest }, `p-${sent++}`);
+  })();
+  await sleep(20);
+  const sub = await tcpStomp(c);
+  const r = await sub.subscribe(dest, 's', { 'x-stream-offset': 'first', receipt: 'r' });
+  assert.equal(r.headers['x-stream-recovered'], 'true');
+  await sleep(100);
+  stop = true;
+  await flood;
+  const got = await sub.messages(sent, 's', 10000);
+  assert.deepEqual(got.map(offsetOf), Array.from({ length: sent }, (_, i) => i + 1));
+  await sub.inbox.quiet(200, (f) => f.command === 'MESSAGE');
+});
+
+clusterTest('a client resumes on B after B restarts', { broker }, async ({ nodes, redis }) => {
+  const [a, b] = nodes;
+  const dest = `/topic/h.${uniq('restart')}`;
+  const pub = await tcpStomp(a);
+  await publishN(pub, dest, 3, 'x');
+  await waitKept(redis, dest, 3);
+  const first = await tcpStomp(b);
+  await first.subscribe(dest, 's', { 'x-stream-offset': 'first', receipt: 'r' });
+  const seen = await first.messages(3, 's');
+  const epoch = seen[0].headers['x-stream-epoch'];
+  await first.disconnect();
+
+  await b.stop();
+  const b2 = await startNode(redis, 'nB', broker);
+  nodes[1] = b2; // stopped by clusterTest
+  await linksUp(b2);
+  await publishN(pub, dest, 2, 'y');
+  await waitKept(redis, dest, 5);
+  const again = await tcpStomp(b2);
+  const r = await again.subscribe(dest, 's',
+    { 'x-stream-offset': 'offset=4', 'x-stream-epoch': epoch, receipt: 'r' });
+  assert.equal(r.headers['x-stream-recovered'], 'true');
+  const got = await again.messages(2, 's');
+  assert.deepEqual(got.map((m) => [offsetOf(m), m.headers['x-stream-epoch'], m.text]),
+    [[4, epoch, 'y-0'], [5, epoch, 'y-1']]);
+});
+
+clusterTest('Redis restarted during a replay: no crash, then a new epoch and live traffic',
+  { broker, redis: () => RedisServer.start() }, async ({ nodes, redis }) => {
+    const [a, , c] = nodes;
+    const dest = `/topic/h.${uniq('down')}`;
+    const pub = await tcpStomp(a);
+    await publishN(pub, dest, 50, 'd');
+    await waitKept(redis, dest, 50);
+    const before = await tcpStomp(c);
+    await before.subscribe(dest, 'b', { 'x-stream-offset': 'last', receipt: 'r0' });
+    const oldEpoch = (await before.message('b')).headers['x-stream-epoch'];
+
+    // Replays in flight while Redis dies: each is answered, recovered or not.
+    const subs = [];
+    for (let i = 0; i < 5; i++) {
+      const cl = await tcpStomp(c);
+      cl.send('SUBSCRIBE', { destination: dest, id: 's', 'x-stream-offset': 'first', receipt: `r${i}` });
+      subs.push(cl);
+    }
+    await redis.kill();
+    for (const cl of subs) {
+      const r = await cl.inbox.take((f) => f.command === 'RECEIPT', 5000, 'the replay RECEIPT');
+      if (r.headers['x-stream-recovered'] === 'true') {
+        assert.deepEqual((await cl.messages(50, 's')).map(offsetOf), Array.from({ length: 50 }, (_, i) => i + 1));
+      } else {
+        assert.equal(r.headers['x-stream-recovered'], 'false');
+      }
+    }
+
+    // Redis down: a replay answers false at once, and A's own subscribers still get A's messages.
+    const down = await tcpStomp(c);
+    const r = await down.subscribe(dest, 'd', { 'x-stream-offset': 'first', receipt: 'rd' });
+    assert.equal(r.headers['x-stream-recovered'], 'false');
+    const localSub = await tcpStomp(a);
+    await localSub.subscribe(dest, 'l');
+    pub.send('SEND', { destination: dest }, 'while-down');
+    const m = await localSub.message('l');
+    assert.equal(m.text, 'while-down');
+    assert.equal(m.headers['x-stream-offset'], undefined);
+
+    // Redis back, empty: a new epoch, offsets from 1, delivered across nodes again.
+    await redis.spawn();
+    await Promise.all(nodes.map((n) => pollReady(n, 15000)));
+    await redis.waitNumsub(channel(dest), 2, 10000);
+    await pub.sendWithReceipt('SEND', { destination: dest }, 'after');
+    const after = await before.inbox.take((f) => f.command === 'MESSAGE' && f.text === 'after', 5000, 'live after restart');
+    assert.equal(offsetOf(after), 1);
+    assert.notEqual(after.headers['x-stream-epoch'], oldEpoch);
+    const resume = await tcpStomp(c);
+    const rr = await resume.subscribe(dest, 'x',
+      { 'x-stream-offset': 'offset=51', 'x-stream-epoch': oldEpoch, receipt: 'rx' });
+    assert.equal(rr.headers['x-stream-recovered'], 'false');
+    assert.equal((await resume.message('x')).text, 'after');
+  });
