@@ -16,8 +16,10 @@
 #include <sys/random.h>
 
 /*
- * KEYS: stream, seq, epoch. ARGV: channel, payload, SIZE, TTL in ms (0: none), the epoch to
- * start when the stream is missing. Returns {offset, epoch}. docs/CLUSTER.md shows it.
+ * KEYS: stream, seq, epoch [, index]. ARGV: channel, payload, SIZE, TTL in ms (0: none), the
+ * epoch to start when the stream is missing [, destination]. Returns {offset, epoch}. The
+ * broker SADDs to the index itself (another hash slot); a redis-cli user on one Redis passes it
+ * as KEYS[4] (docs/CLUSTER.md shows this script: keep the two the same).
  */
 static const char RETAIN_SCRIPT[] =
     "local t = redis.call('TIME')\n"
@@ -33,6 +35,7 @@ static const char RETAIN_SCRIPT[] =
     "if tonumber(ARGV[4]) > 0 then\n"
     "  redis.call('XTRIM', KEYS[1], 'MINID', now - tonumber(ARGV[4]))\n"
     "end\n"
+    "if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[6]) end\n"
     "redis.call('PUBLISH', ARGV[1], '\\0SWH' .. n .. ':' .. epoch .. ':' .. ARGV[2])\n"
     "return {n, epoch}\n";
 

@@ -3,6 +3,8 @@
 // and after a node's restart, a raw PUBLISH is delivered but not kept, and Redis going away
 // during a replay neither crashes a node nor stops live traffic.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { sleep } from './lib/broker.mjs';
 import {
   PREFIX, RedisServer, clusterTest, linksUp, pollReady, startNode, useSharedRedis,
@@ -93,6 +95,27 @@ clusterTest('publish on A, the same offsets live on A and replayed on C; resume 
   assert.equal(raw.text, 'raw');
   assert.equal(raw.headers['x-stream-offset'], undefined);
   assert.equal(await redis.command('XLEN', `${PREFIX}:{${dest}}:stream`), 6);
+
+  // The redis-cli command of docs/CLUSTER.md: the broker's own script (Redis has it under the
+  // same SHA1), kept and delivered with the next offset.
+  const doc = fs.readFileSync(new URL('../../docs/CLUSTER.md', import.meta.url), 'utf8');
+  const script = doc.match(/```lua\n([\s\S]*?)```/)[1];
+  const sha = crypto.createHash('sha1').update(script).digest('hex');
+  assert.deepEqual(await redis.command('SCRIPT', 'EXISTS', sha), [1]);
+  const key = (what) => `${PREFIX}:{${dest}}:${what}`;
+  await redis.command('EVAL', script, '4', key('stream'), key('seq'), key('epoch'), `${PREFIX}:history`,
+    channel(dest), 'from-redis-cli', '100', '0', '0123456789abcdef', dest);
+  const viaCli = await live.message('live');
+  assert.equal(viaCli.text, 'from-redis-cli');
+  assert.equal(offsetOf(viaCli), 7);
+  assert.equal(viaCli.headers['x-stream-epoch'], epoch);
+  assert.equal(await redis.command('XLEN', key('stream')), 7);
+
+  // Redis forgot the scripts (SCRIPT FLUSH): NOSCRIPT, then EVAL; numbering goes on.
+  await redis.command('SCRIPT', 'FLUSH');
+  await publishN(pub, dest, 2, 'after-flush');
+  assert.deepEqual((await live.messages(2, 'live')).map(offsetOf), [8, 9]);
+  await waitKept(redis, dest, 9);
 });
 
 clusterTest('no gap, no duplicate: a replay on C while A publishes flat out', { broker }, async ({ nodes }) => {
