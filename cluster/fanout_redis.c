@@ -173,6 +173,10 @@ enum {
     FIG_DECODE_ERRORS,
     FIG_BUFFERED_BYTES,
     FIG_HELD,
+    FIG_HISTORY_RETAINED,
+    FIG_HISTORY_NOT_RETAINED,
+    FIG_HISTORY_REPLAYS,
+    FIG_HISTORY_REPLAYS_LOST,
     FIG_COUNT
 };
 
@@ -218,6 +222,19 @@ static const struct fanout_figure figure_names[FIG_COUNT] = {
     [FIG_HELD] = {"stompws_cluster_queue_held",
                   "Stream entries this node holds for its consumers (waiting or unacked).",
                   FANOUT_GAUGE},
+    [FIG_HISTORY_RETAINED] = {"stompws_cluster_history_retained_total",
+                              "Messages with a history policy Redis numbered and kept.",
+                              FANOUT_COUNTER},
+    [FIG_HISTORY_NOT_RETAINED] = {"stompws_cluster_history_not_retained_total",
+                                  "Messages with a history policy delivered on their node only, "
+                                  "without offset (Redis down or the script failed).",
+                                  FANOUT_COUNTER},
+    [FIG_HISTORY_REPLAYS] = {"stompws_cluster_history_replays_total",
+                             "Subscriptions answered with a replay from Redis.", FANOUT_COUNTER},
+    [FIG_HISTORY_REPLAYS_LOST] = {"stompws_cluster_history_replays_unreachable_total",
+                                  "Replays answered x-stream-recovered:false because Redis could "
+                                  "not be read.",
+                                  FANOUT_COUNTER},
 };
 
 static void figures(void *ctx, struct fanout_figures *out)
@@ -243,6 +260,11 @@ static void figures(void *ctx, struct fanout_figures *out)
     v[FIG_DECODE_ERRORS] = s->decode_errors;
     v[FIG_BUFFERED_BYTES] = s->buffered_bytes;
     v[FIG_HELD] = s->held;
+    const struct history_redis_stats *h = history_redis_stats(fr->history);
+    v[FIG_HISTORY_RETAINED] = h->retained;
+    v[FIG_HISTORY_NOT_RETAINED] = h->not_retained;
+    v[FIG_HISTORY_REPLAYS] = h->replays;
+    v[FIG_HISTORY_REPLAYS_LOST] = h->replays_lost;
 }
 
 /* After the loop's sessions: their releases and unsubscribes still reach the links. */

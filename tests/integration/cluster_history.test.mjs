@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { sleep } from './lib/broker.mjs';
 import {
-  PREFIX, RedisServer, clusterTest, linksUp, pollReady, startNode, useSharedRedis,
+  PREFIX, RedisServer, clusterTest, linksUp, metricsText, pollReady, startNode, useSharedRedis,
 } from './lib/cluster.mjs';
 import { tcpStomp, uniq } from './lib/stomp.mjs';
 
@@ -209,6 +209,8 @@ clusterTest('Redis restarted during a replay: no crash, then a new epoch and liv
     const m = await localSub.message('l');
     assert.equal(m.text, 'while-down');
     assert.equal(m.headers['x-stream-offset'], undefined);
+    assert.match(await metricsText(a), /^stompws_cluster_history_not_retained_total [1-9]/m);
+    assert.match(await metricsText(c), /^stompws_cluster_history_replays_unreachable_total [1-9]/m);
 
     // Redis back, empty: a new epoch, offsets from 1, delivered across nodes again.
     await redis.spawn();
