@@ -144,6 +144,30 @@ clusterTest('no gap, no duplicate: a replay on C while A publishes flat out', { 
   await sub.inbox.quiet(200, (f) => f.command === 'MESSAGE');
 });
 
+clusterTest('A and B publish at once: one offset sequence, in order on every node', { broker }, async ({ nodes, redis }) => {
+  const [a, b, c] = nodes;
+  const dest = `/topic/h.flat.${uniq('two')}`;
+  const subs = [];
+  for (const n of [a, c]) {
+    const cl = await tcpStomp(n);
+    await cl.subscribe(dest, 's');
+    subs.push(cl);
+  }
+  await redis.waitNumsub(channel(dest), 2);
+  const pa = await tcpStomp(a);
+  const pb = await tcpStomp(b);
+  await Promise.all([publishN(pa, dest, 300, 'A'), publishN(pb, dest, 300, 'B')]);
+  for (const cl of subs) {
+    const got = await cl.messages(600, 's', 10000);
+    assert.deepEqual(got.map(offsetOf), Array.from({ length: 600 }, (_, i) => i + 1));
+    // Each publisher's own order holds inside the one sequence.
+    for (const label of ['A', 'B']) {
+      const mine = got.filter((m) => m.text.startsWith(`${label}-`)).map((m) => Number(m.text.slice(2)));
+      assert.deepEqual(mine, Array.from({ length: 300 }, (_, i) => i));
+    }
+  }
+});
+
 clusterTest('a client resumes on B after B restarts', { broker }, async ({ nodes, redis }) => {
   const [a, b] = nodes;
   const dest = `/topic/h.${uniq('restart')}`;
