@@ -80,7 +80,8 @@ struct replay {
     char *pattern; /* owned: the wildcard, NULL for an exact name */
     size_t pattern_len;
     size_t outstanding; /* commands not answered yet */
-    bool waiting;       /* for Redis to confirm the subscription's interest (later: a bound) */
+    bool waiting;       /* for Redis to confirm the subscription's interest (later: a check) */
+    uint64_t wait_deadline_ms; /* cluster_now_ms() past which the wait ends, not recovered */
     bool recovered;
     struct message **msgs; /* owned references, in the order they are to be delivered */
     size_t count, cap;
@@ -336,16 +337,13 @@ static void read_done(struct replay *r)
         replay_finish(r);
 }
 
+static void on_waiting(evutil_socket_t fd, short what, void *arg);
+
 static void on_later(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct replay *r = arg;
-    if (r->waiting) { /* Redis never confirmed the interest: the replay could have a gap */
-        r->hr->stats.replays_lost++;
-        r->recovered = false;
-    }
-    replay_finish(r);
+    replay_finish(arg);
 }
 
 /* Answers r on the next loop turn, never from inside fanout_ops.replay. */
@@ -591,16 +589,37 @@ static int start_reads(struct replay *r, const char *name, size_t len)
  * there is no gap between the two. The wait is bounded (REPLAY_WAIT_MS): past it, the replay is
  * answered empty and not recovered.
  */
-#define REPLAY_WAIT_MS 5000
+#define REPLAY_WAIT_MS  5000
+#define REPLAY_CHECK_MS 100 /* how often a waiting replay looks at the link */
+
+static int arm_check(struct replay *r)
+{
+    struct timeval tick = {0, REPLAY_CHECK_MS * 1000};
+    return event_add(r->later, &tick);
+}
 
 static int wait_confirmation(struct replay *r)
 {
     r->waiting = true;
-    r->later = evtimer_new(r->hr->b->base, on_later, r);
+    r->wait_deadline_ms = cluster_now_ms() + REPLAY_WAIT_MS;
+    r->later = evtimer_new(r->hr->b->base, on_waiting, r);
     if (r->later == NULL)
         return -1;
-    struct timeval bound = {REPLAY_WAIT_MS / 1000, (REPLAY_WAIT_MS % 1000) * 1000};
-    return event_add(r->later, &bound);
+    return arm_check(r);
+}
+
+/* A waiting replay's tick: the link went down, or the confirmation did not come in time: the
+ * replay is answered empty and not recovered (it could have a gap). */
+static void on_waiting(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct replay *r = arg;
+    if (link_up(r->hr) && cluster_now_ms() < r->wait_deadline_ms && arm_check(r) == 0)
+        return;
+    r->hr->stats.replays_lost++;
+    r->recovered = false;
+    replay_finish(r);
 }
 
 static bool interest_confirmed(const struct replay *r, const char *name, size_t len)
