@@ -1,9 +1,12 @@
-/* Router: exact and wildcard topic matching, one copy per subscription, unsubscribe cleanup. */
+/* Router: exact and wildcard topic matching, one copy per subscription, unsubscribe cleanup, and
+ * the live messages held while a backend's replay is pending (publish_replay_done()). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/core/broker.h"
+#include "broker/core/publish.h"
 #include "broker/core/router.h"
 
 /* Deliveries recorded by the fake ops: which subscription got which message. */
@@ -236,6 +239,79 @@ START_TEST(test_remote_deliveries_split_exact_and_pattern)
 }
 END_TEST
 
+/* ---- a backend's replay: live messages held, then released after the replayed ones ---------- */
+
+static char receipt_log[64];
+
+static void record_receipt(struct subscription *sub, const char *id, size_t len, bool recovered)
+{
+    (void)sub;
+    snprintf(receipt_log, sizeof(receipt_log), "%.*s:%s@%zu", (int)len, id,
+             recovered ? "true" : "false", delivery_count);
+}
+
+static struct message *numbered(const char *dest, uint64_t offset)
+{
+    struct message *msg = message_new(dest, strlen(dest), NULL, 0, "x", 1);
+    msg->stream_offset = offset;
+    msg->stream_epoch = 7;
+    return msg;
+}
+
+START_TEST(test_replay_holds_live_messages)
+{
+    static struct broker b; /* only its router is used */
+    const struct delivery_ops replay_ops = {
+        .deliver = record, .writable = always_writable, .replay_receipt = record_receipt};
+    router_init(&b.router, &replay_ops, 100);
+    struct subscription *sub = calloc(1, sizeof(*sub));
+    ck_assert_int_eq(router_subscribe(&b.router, sub, "/topic/h.#", 10), 0);
+    sub->replay_pending = true;
+    receipt_log[0] = '\0';
+
+    /* Live while the replay is on its way: 3 (in the replay too), 4, a raw one, and 2 of another
+     * destination that the replay did not cover. */
+    struct message *live[4] = {numbered("/topic/h.a", 3), numbered("/topic/h.a", 4),
+                               numbered("/topic/h.a", 0), numbered("/topic/h.b", 2)};
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(router_publish(&b.router, live[i], live[i]->destination,
+                                        live[i]->destination_len, false), 0);
+    ck_assert_uint_eq(delivery_count, 0);
+    ck_assert_uint_eq(sub->held_count, 4);
+
+    struct message *replayed[3] = {numbered("/topic/h.a", 1), numbered("/topic/h.a", 2),
+                                   numbered("/topic/h.a", 3)};
+    publish_replay_done(&b, sub, "r1", 2, true, replayed, 3);
+    ck_assert_str_eq(receipt_log, "r1:true@0"); /* the RECEIPT before any message */
+    struct message *want[6] = {replayed[0], replayed[1], replayed[2], live[1], live[2], live[3]};
+    ck_assert_uint_eq(delivery_count, 6);
+    for (int i = 0; i < 6; i++)
+        ck_assert_ptr_eq(deliveries[i].msg, want[i]);
+    ck_assert(!sub->replay_pending);
+    ck_assert_uint_eq(sub->held_count, 0);
+    ck_assert_ptr_null(sub->held);
+
+    /* Then live as usual. */
+    ck_assert_int_eq(router_publish(&b.router, live[1], "/topic/h.a", 10, false), 0);
+    ck_assert_uint_eq(delivery_count, 7);
+
+    /* A subscription going away while its replay is pending frees what it held. */
+    sub->replay_pending = true;
+    ck_assert_int_eq(router_publish(&b.router, live[0], "/topic/h.a", 10, false), 0);
+    ck_assert_uint_eq(sub->held_count, 1);
+    publish_forget_replay(&b, sub);
+    ck_assert_uint_eq(sub->held_count, 0);
+
+    router_unsubscribe(&b.router, sub);
+    free(sub);
+    router_reset(&b.router);
+    for (int i = 0; i < 4; i++)
+        message_unref(live[i]);
+    for (int i = 0; i < 3; i++)
+        message_unref(replayed[i]);
+}
+END_TEST
+
 static Suite *router_suite(void)
 {
     Suite *s = suite_create("router");
@@ -250,6 +326,7 @@ static Suite *router_suite(void)
     tcase_add_test(tc, test_publish_errors);
     tcase_add_test(tc, test_interest_transitions);
     tcase_add_test(tc, test_remote_deliveries_split_exact_and_pattern);
+    tcase_add_test(tc, test_replay_holds_live_messages);
     suite_add_tcase(s, tc);
     return s;
 }
