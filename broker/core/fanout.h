@@ -63,9 +63,10 @@ struct fanout_ops {
     void (*publish_ordered)(void *ctx, struct message *msg);
     /*
      * Optional: a backend that keeps history itself (a cluster: Redis) publishes a topic message
-     * whose destination has policy p. It assigns the offset and epoch with the append, and
-     * delivers the message to this loop's subscribers once they are known (or at once without
-     * them when it cannot keep it). Returns 0 or an enum router_error. NULL: the process's store.
+     * whose destination has policy p. It assigns the offset and epoch with the append and
+     * delivers the message to this loop's subscribers once they are known, through its own
+     * delivery path (or at once, without them, when it cannot keep it). Returns 0 or an enum
+     * router_error. NULL: the process's store (history_append()).
      */
     int (*retain)(void *ctx, struct message *msg, const struct history_policy *p);
     /*

@@ -11,8 +11,9 @@
  * This is the single-node store: one per process, shared by every event loop (server.threads),
  * every function takes its mutex. It keeps its own copies and hands out copies (message_clone):
  * a message never crosses loops. The epoch is random at each start, so offsets from before a
- * restart are never taken for today's. A store kept elsewhere (Redis, for a cluster) would take
- * its place behind the fan-out seam (docs/ARCHITECTURE.md); nothing here names a backend.
+ * restart are never taken for today's. A cluster keeps its history in Redis instead, behind
+ * the fan-out seam (fanout_ops.retain and replay, docs/ARCHITECTURE.md); nothing here names a
+ * backend.
  *
  * Also here: the x-stream-offset and x-stream-epoch SUBSCRIBE header values, and the marks a
  * replaying subscription keeps so that a live copy of a message it already replayed is skipped.

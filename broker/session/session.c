@@ -1310,7 +1310,9 @@ static int history_asked(struct session *s, const struct stomp_frame *f, const c
 /*
  * The replay of a subscription already in the router: the snapshot, the RECEIPT with
  * x-stream-recovered, the retained messages, then live. With several loops a live copy of a
- * replayed message may still be on its way here: the marks make the subscription skip it.
+ * replayed message may still be on its way here: the marks make the subscription skip it. A
+ * backend that keeps the history (a cluster: Redis) answers later instead, through
+ * publish_replay_done(), and the subscription holds its live messages until then.
  * Returns 0, or -1 when out of memory.
  */
 static int replay_history(struct session *s, const struct stomp_frame *f, struct subscription *sub,
