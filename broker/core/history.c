@@ -360,12 +360,13 @@ static int replay_push(struct history_replay *r, const struct message *stored)
     return 0;
 }
 
-static int set_mark(struct history_replay *r, const struct history_stream *s)
+static int set_mark(struct history_replay *r, const struct history_stream *s, uint64_t epoch)
 {
-    uint64_t *mark = malloc(sizeof(*mark));
+    struct history_mark *mark = malloc(sizeof(*mark));
     if (mark == NULL)
         return -1;
-    *mark = s->next_offset - 1;
+    mark->offset = s->next_offset - 1;
+    mark->epoch = epoch;
     free(dict_get(&r->marks, s->name, s->name_len));
     if (dict_set(&r->marks, s->name, s->name_len, mark) != 0) {
         free(mark);
@@ -425,7 +426,7 @@ static int replay_stream(struct history *h, struct history_stream *s,
     for (; e != NULL; e = e->newer)
         if (replay_push(out, e->msg) != 0)
             return -1;
-    return set_mark(out, s);
+    return set_mark(out, s, h->epoch);
 }
 
 static int replay_locked(struct history *h, const char *name, size_t len, bool wildcard,
@@ -495,10 +496,10 @@ bool history_marks_pass(struct dict **marks, const struct message *msg)
 {
     if (*marks == NULL || msg->stream_offset == 0)
         return true;
-    uint64_t *mark = dict_get(*marks, msg->destination, msg->destination_len);
+    const struct history_mark *mark = dict_get(*marks, msg->destination, msg->destination_len);
     if (mark == NULL)
         return true;
-    if (msg->stream_offset <= *mark)
+    if (msg->stream_epoch == mark->epoch && msg->stream_offset <= mark->offset)
         return false;
     free(dict_remove(*marks, msg->destination, msg->destination_len));
     if ((*marks)->count == 0) {

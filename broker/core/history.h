@@ -100,13 +100,19 @@ int history_parse_request(const char *offset, size_t offset_len, const char *epo
 
 /* ---- replay ------------------------------------------------------------------------------- */
 
+/* A replayed destination's newest offset, and the epoch it belongs to. */
+struct history_mark {
+    uint64_t offset;
+    uint64_t epoch;
+};
+
 /* What a subscription is replayed: copies the caller owns, per destination oldest first. */
 struct history_replay {
     struct message **msgs; /* owned: count references, from history_replay_reset() freed */
     size_t count, cap;
     bool recovered;    /* every message from the requested position on was still retained, and the
                           epoch matched when one was given */
-    struct dict marks; /* owned values (uint64_t *): destination -> newest offset at the
+    struct dict marks; /* owned values (struct history_mark *): destination -> newest offset at the
                           snapshot, for history_marks_take(); moved to the subscription */
 };
 
@@ -122,8 +128,9 @@ void history_replay_reset(struct history_replay *r);
 
 /*
  * Live delivery of msg to a subscription with marks (*marks, owned, NULL when none): false when
- * msg is at or below its destination's mark (it was in the replay: skip it). The first newer
- * message of a destination drops its mark, and the last mark frees the dict.
+ * msg is at or below its destination's mark in the same epoch (it was in the replay: skip it).
+ * The first newer message of a destination, or one of another epoch (its history was lost and
+ * numbering started again), drops its mark, and the last mark frees the dict.
  */
 bool history_marks_pass(struct dict **marks, const struct message *msg);
 /* Frees the marks (a subscription going away). */

@@ -87,11 +87,25 @@ void publish_queue_event(void *ctx, struct queue *q, enum queue_event ev, struct
         b->fanout.ops->queue_event(b->fanout.ctx, q, ev, msg);
 }
 
-/* The newest offset replayed of msg's destination, from marks (0: none replayed). */
-static uint64_t replayed_mark(const struct dict *marks, const struct message *msg)
+/* Raises msg's destination's mark in *marks (created on first use; values owned, as
+ * history_marks_pass() wants them). Out of memory: no mark, a live copy may come twice. */
+static void raise_mark(struct dict **marks, const struct message *msg)
 {
-    const uint64_t *mark = dict_get(marks, msg->destination, msg->destination_len);
-    return mark != NULL ? *mark : 0;
+    if (*marks == NULL && (*marks = malloc(sizeof(**marks))) != NULL)
+        dict_init(*marks);
+    if (*marks == NULL)
+        return;
+    struct history_mark *mark = dict_get(*marks, msg->destination, msg->destination_len);
+    if (mark == NULL) {
+        if ((mark = malloc(sizeof(*mark))) == NULL)
+            return;
+        if (dict_set(*marks, msg->destination, msg->destination_len, mark) != 0) {
+            free(mark);
+            return;
+        }
+    }
+    mark->offset = msg->stream_offset;
+    mark->epoch = msg->stream_epoch;
 }
 
 static void deliver_counted(struct broker *b, struct subscription *sub, struct message *msg)
@@ -117,20 +131,19 @@ void publish_replay_done(struct broker *b, struct subscription *sub, const char 
     sub->replay_pending = false;
     if (receipt != NULL && b->router.ops.replay_receipt != NULL)
         b->router.ops.replay_receipt(sub, receipt, receipt_len, recovered);
-    struct dict marks; /* destination -> newest offset replayed (values point into msgs) */
-    dict_init(&marks);
+    /* Destination -> newest offset replayed. A live copy at or below it is skipped: held here,
+     * or still on its way (the subscribe link may lag behind the read's answer), so the marks
+     * stay with the subscription until a newer message of each destination arrives. */
+    struct dict *marks = NULL;
     for (size_t i = 0; i < count; i++) {
         deliver_counted(b, sub, msgs[i]);
-        /* Out of memory for a mark: a live copy may come twice rather than be lost. */
-        (void)dict_set(&marks, msgs[i]->destination, msgs[i]->destination_len,
-                       &msgs[i]->stream_offset);
+        raise_mark(&marks, msgs[i]);
     }
-    for (size_t i = 0; i < sub->held_count; i++) {
-        struct message *msg = sub->held[i];
-        if (msg->stream_offset == 0 || msg->stream_offset > replayed_mark(&marks, msg))
-            deliver_counted(b, sub, msg);
-    }
-    dict_reset(&marks);
+    for (size_t i = 0; i < sub->held_count; i++)
+        if (history_marks_pass(&marks, sub->held[i]))
+            deliver_counted(b, sub, sub->held[i]);
+    history_marks_free(sub->stream_marks);
+    sub->stream_marks = marks;
     drop_held(sub);
 }
 

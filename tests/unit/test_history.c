@@ -255,9 +255,10 @@ START_TEST(test_replay_positions_and_recovered)
         ck_assert_int_eq(history_replay(h, "/topic/n.a", 10, false, &cases[i].req, 9000, &r), 0);
         ck_assert_msg(strcmp(offsets(&r), cases[i].want) == 0, "case %zu: %s", i, offsets(&r));
         ck_assert_msg(r.recovered == cases[i].recovered, "case %zu", i);
-        uint64_t *mark = dict_get(&r.marks, "/topic/n.a", 10);
+        const struct history_mark *mark = dict_get(&r.marks, "/topic/n.a", 10);
         ck_assert_ptr_nonnull(mark);
-        ck_assert_uint_eq(*mark, 5);
+        ck_assert_uint_eq(mark->offset, 5);
+        ck_assert_uint_eq(mark->epoch, history_epoch(h));
         history_replay_reset(&r);
     }
     history_free(h);
@@ -416,6 +417,7 @@ START_TEST(test_marks_skip_replayed_copies)
     history_replay_reset(&r);
     struct message *live = message_new("/topic/m", 8, NULL, 0, "x", 1);
     live->stream_offset = 2;
+    live->stream_epoch = history_epoch(h);
     ck_assert(!history_marks_pass(&marks, live)); /* already replayed */
     ck_assert_ptr_nonnull(marks);
     struct message *other = message_new("/topic/n", 8, NULL, 0, "x", 1);
@@ -424,6 +426,17 @@ START_TEST(test_marks_skip_replayed_copies)
     live->stream_offset = 3;
     ck_assert(history_marks_pass(&marks, live));
     ck_assert_ptr_null(marks); /* the last mark went with the first newer message */
+
+    /* Another epoch (the history was lost, numbering started again): not a replayed copy. */
+    history_replay(h, "/topic/m", 8, false, &req, 1000, &r);
+    marks = malloc(sizeof(*marks));
+    *marks = r.marks;
+    dict_init(&r.marks);
+    history_replay_reset(&r);
+    live->stream_offset = 1;
+    live->stream_epoch = history_epoch(h) + 1;
+    ck_assert(history_marks_pass(&marks, live));
+    ck_assert_ptr_null(marks);
     message_unref(live);
     message_unref(other);
     history_free(h);

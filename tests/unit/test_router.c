@@ -283,6 +283,7 @@ START_TEST(test_replay_holds_live_messages)
                                    numbered("/topic/h.a", 3)};
     publish_replay_done(&b, sub, "r1", 2, true, replayed, 3);
     ck_assert_str_eq(receipt_log, "r1:true@0"); /* the RECEIPT before any message */
+    ck_assert_ptr_null(sub->stream_marks); /* h.a 4 passed its mark: none left */
     struct message *want[6] = {replayed[0], replayed[1], replayed[2], live[1], live[2], live[3]};
     ck_assert_uint_eq(delivery_count, 6);
     for (int i = 0; i < 6; i++)
@@ -294,6 +295,23 @@ START_TEST(test_replay_holds_live_messages)
     /* Then live as usual. */
     ck_assert_int_eq(router_publish(&b.router, live[1], "/topic/h.a", 10, false), 0);
     ck_assert_uint_eq(delivery_count, 7);
+
+    /* A live copy that comes only after the replay (the subscribe link lagging behind the read):
+     * skipped while at or below the mark, which the first newer one drops. */
+    sub->replay_pending = true;
+    struct message *c2 = numbered("/topic/h.c", 2), *c3 = numbered("/topic/h.c", 3);
+    struct message *c_replayed[2] = {numbered("/topic/h.c", 1), c2};
+    publish_replay_done(&b, sub, NULL, 0, true, c_replayed, 2);
+    ck_assert_uint_eq(delivery_count, 9);
+    ck_assert_ptr_nonnull(sub->stream_marks);
+    ck_assert_int_eq(router_publish(&b.router, c2, "/topic/h.c", 10, false), 0);
+    ck_assert_uint_eq(delivery_count, 9);
+    ck_assert_int_eq(router_publish(&b.router, c3, "/topic/h.c", 10, false), 0);
+    ck_assert_uint_eq(delivery_count, 10);
+    ck_assert_ptr_null(sub->stream_marks);
+    message_unref(c_replayed[0]);
+    message_unref(c2);
+    message_unref(c3);
 
     /* A subscription going away while its replay is pending frees what it held. */
     sub->replay_pending = true;
