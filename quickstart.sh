@@ -37,7 +37,8 @@ build() {
 # price per symbol, and the notification feed's last 100 per user for an hour, so that a page
 # resumes after a reconnect. They go after the user's own flags: the first matching pattern
 # wins, so a --history given by the user takes precedence. None with --config (the file says
-# what it wants) or --redis (a cluster node refuses history policies for now).
+# what it wants) or --redis (every node of a cluster must be given the same policies: the
+# user's to choose).
 wants_example_history() {
     local arg
     for arg in "$@"; do
