@@ -275,7 +275,8 @@ START_TEST(test_replay_holds_live_messages)
                                numbered("/topic/h.a", 0), numbered("/topic/h.b", 2)};
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(router_publish(&b.router, live[i], live[i]->destination,
-                                        live[i]->destination_len, false), 0);
+                                        live[i]->destination_len, false),
+                         0);
     ck_assert_uint_eq(delivery_count, 0);
     ck_assert_uint_eq(sub->held_count, 4);
 
@@ -283,7 +284,7 @@ START_TEST(test_replay_holds_live_messages)
                                    numbered("/topic/h.a", 3)};
     publish_replay_done(&b, sub, "r1", 2, true, replayed, 3);
     ck_assert_str_eq(receipt_log, "r1:true@0"); /* the RECEIPT before any message */
-    ck_assert_ptr_null(sub->stream_marks); /* h.a 4 passed its mark: none left */
+    ck_assert_ptr_null(sub->stream_marks);      /* h.a 4 passed its mark: none left */
     struct message *want[6] = {replayed[0], replayed[1], replayed[2], live[1], live[2], live[3]};
     ck_assert_uint_eq(delivery_count, 6);
     for (int i = 0; i < 6; i++)
