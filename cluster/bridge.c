@@ -839,17 +839,7 @@ void bridge_publish(struct bridge *b, struct message *msg)
     }
     size_t channel_len;
     const char *channel = channel_name(b, msg->destination, msg->destination_len, &channel_len);
-    struct envelope env = {
-        .origin = b->cfg.node_id,
-        .origin_len = strlen(b->cfg.node_id),
-        .seq = b->seq + 1,
-        .destination = msg->destination,
-        .destination_len = msg->destination_len,
-        .headers = msg->headers,
-        .header_count = msg->header_count,
-        .body = msg->body,
-        .body_len = msg->body_len,
-    };
+    struct envelope env = payload_envelope(b->cfg.node_id, b->seq + 1, msg);
     if (channel == NULL || publish_envelope(b, channel, channel_len, &env, on_published) != 0) {
         drop_publish(b, msg, "out of memory or unencodable");
         return;

@@ -188,17 +188,7 @@ static void on_retained(redisAsyncContext *ac, void *r, void *privdata)
 /* The payload the bridge would PUBLISH for msg: an envelope from this node. */
 static char *encode_payload(struct history_redis *hr, const struct message *msg, size_t *len)
 {
-    struct envelope env = {
-        .origin = hr->node_id,
-        .origin_len = strlen(hr->node_id),
-        .seq = ++hr->seq,
-        .destination = msg->destination,
-        .destination_len = msg->destination_len,
-        .headers = msg->headers,
-        .header_count = msg->header_count,
-        .body = msg->body,
-        .body_len = msg->body_len,
-    };
+    struct envelope env = payload_envelope(hr->node_id, ++hr->seq, msg);
     size_t n = envelope_size(&env);
     char *out = n > 0 ? malloc(n) : NULL;
     if (out == NULL || envelope_encode(&env, out, n) != n) {

@@ -38,3 +38,18 @@ enum payload_result payload_decode(const struct payload_source *src, const char 
                        env.body, env.body_len);
     return *out != NULL ? PAYLOAD_ENVELOPE : PAYLOAD_NOMEM;
 }
+
+struct envelope payload_envelope(const char *origin, uint64_t seq, const struct message *msg)
+{
+    return (struct envelope){
+        .origin = origin,
+        .origin_len = strlen(origin),
+        .seq = seq,
+        .destination = msg->destination,
+        .destination_len = msg->destination_len,
+        .headers = msg->headers,
+        .header_count = msg->header_count,
+        .body = msg->body,
+        .body_len = msg->body_len,
+    };
+}

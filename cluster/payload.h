@@ -1,5 +1,6 @@
 /*
- * payload.h - what a node makes of bytes it reads from Redis: a message.
+ * payload.h - what a node makes of bytes it reads from Redis (a message), and the envelope it
+ * writes for a message it publishes.
  *
  * Topic channels (cluster/bridge.c) and queue streams (cluster/streams.c) carry the same
  * payloads: an envelope written by a node (cluster/envelope.h), or any other bytes, which are a
@@ -14,6 +15,7 @@
 #endif
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "broker/base/message.h"
 #include "cluster/envelope.h"
@@ -34,6 +36,10 @@ enum payload_result {
     PAYLOAD_REFUSED = -1, /* *error says why: over a limit, a bad envelope, another destination */
     PAYLOAD_NOMEM = -2,
 };
+
+/* The envelope this node (origin, a NUL-terminated node id) writes for msg: its destination,
+ * headers and body, all borrowed from msg. */
+struct envelope payload_envelope(const char *origin, uint64_t seq, const struct message *msg);
 
 /* Builds the message payload[0..len) stands for (refcount 1, owned by the caller) in *out. */
 enum payload_result payload_decode(const struct payload_source *src, const char *payload,

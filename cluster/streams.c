@@ -315,17 +315,7 @@ static int pending_add(struct streams *s, void *waiter, bool is_append)
 
 int streams_append(struct streams *s, const struct message *msg, void *waiter)
 {
-    struct envelope env = {
-        .origin = s->cfg.node_id,
-        .origin_len = strlen(s->cfg.node_id),
-        .seq = msg->seq,
-        .destination = msg->destination,
-        .destination_len = msg->destination_len,
-        .headers = msg->headers,
-        .header_count = msg->header_count,
-        .body = msg->body,
-        .body_len = msg->body_len,
-    };
+    struct envelope env = payload_envelope(s->cfg.node_id, msg->seq, msg);
     size_t size = envelope_size(&env);
     if (size == 0)
         return -1;
