@@ -31,19 +31,24 @@
     stateEl.textContent = text;
   }
 
-  // textContent, never innerHTML: a notification is text from a backend, not markup.
-  function show(message) {
+  // A feed line at the top: its text and the time it came. textContent, never innerHTML: a
+  // notification is text from a backend, not markup.
+  function prependLine(itemClass, textClass, content) {
     const item = document.createElement('li');
-    item.className = 'new';
+    item.className = itemClass;
     const text = document.createElement('span');
-    text.className = 'text';
-    text.textContent = message.body;
+    text.className = textClass;
+    text.textContent = content;
     const time = document.createElement('span');
     time.className = 'time';
     time.textContent = new Date().toLocaleTimeString();
     item.append(text, time);
     feedEl.prepend(item);
     document.getElementById('empty').hidden = true;
+  }
+
+  function show(message) {
+    prependLine('new', 'text', message.body);
   }
 
   // Where the feed stands in the broker's numbering of the destination (docs/HISTORY.md): the
@@ -73,18 +78,8 @@
   // The broker could not replay everything sent while the page was away (it was restarted, or
   // had already dropped some): say so in the feed, where the hole is.
   function showGap() {
-    const item = document.createElement('li');
-    item.className = 'gap new';
-    const text = document.createElement('span');
-    text.className = 'gap-text';
-    text.textContent = 'Reconnected, but some notifications sent while you were offline could not '
-      + 'be recovered.';
-    const time = document.createElement('span');
-    time.className = 'time';
-    time.textContent = new Date().toLocaleTimeString();
-    item.append(text, time);
-    feedEl.prepend(item);
-    document.getElementById('empty').hidden = true;
+    prependLine('gap new', 'gap-text', 'Reconnected, but some notifications sent while you were '
+      + 'offline could not be recovered.');
   }
 
   function openFeed(destination) {

@@ -136,6 +136,20 @@ async function feedAndCheck(page, broker, count, seed = 7) {
   await checkTable(page, await feed(broker, count, seed), before + count);
 }
 
+// The end of a test that started its own broker: SIGTERM must end it with exit 0; the test's
+// error (or that one) is thrown with the broker's log; the directories go once all went well.
+async function stopBroker(broker, error, dirs) {
+  const exit = await broker.stop();
+  if (!error && (exit.code !== 0 || exit.signal !== null)) {
+    error = new Error(`broker did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
+  }
+  if (error) {
+    error.message += `\n${broker.logTail()}`;
+    throw error;
+  }
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+}
+
 test('the vendored @stomp/stompjs in each example is the version the tests pin', () => {
   const pinned = fs.readFileSync(path.join(HERE, 'node_modules/@stomp/stompjs/bundles/stomp.umd.min.js'));
   for (const dir of [DASHBOARD, NOTIFICATIONS]) {
@@ -216,15 +230,7 @@ test('dashboard: after a broker restart the page reconnects by itself and shows 
       error = e;
     }
     await browser?.close().catch(() => {});
-    const exit = await broker.stop();
-    if (!error && (exit.code !== 0 || exit.signal !== null)) {
-      error = new Error(`broker did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
-    }
-    if (error) {
-      error.message += `\n${broker.logTail()}`;
-      throw error;
-    }
-    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+    await stopBroker(broker, error, dirs);
   });
 
 const apiKey = crypto.randomBytes(24).toString('hex');
@@ -386,13 +392,5 @@ test('notifications: after a broker restart the page shows that it could not rec
     }
     await browser?.close().catch(() => {});
     await relay.close();
-    const exit = await broker.stop();
-    if (!error && (exit.code !== 0 || exit.signal !== null)) {
-      error = new Error(`broker did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
-    }
-    if (error) {
-      error.message += `\n${broker.logTail()}`;
-      throw error;
-    }
-    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+    await stopBroker(broker, error, dirs);
   });
