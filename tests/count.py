@@ -4,6 +4,10 @@ Each meson test is a Check suite ("NN%: Checks: C, Failures: F, Errors: E") or a
 prints "N passed, M failed" (or
 node --test's TAP summary "# pass N" / "# fail M"). A test that printed neither counts as one case. A test that failed
 without reporting a failed case (a crash, a timeout) adds one failure so it is never hidden.
+
+With --failures FILE it also writes one line per failed test to FILE: the test's name, its
+result, and the first lines that name a failed case ("not ok", Check's failure lines), so that
+the end of a long CI log still says what failed.
 """
 import json
 import re
@@ -52,19 +56,42 @@ def count(test):
     return passed, failed
 
 
-def main(path):
+FAILED_CASE = re.compile(r"^\s*(?:not ok \d+ - .*|.*:[EF]:.*)$", re.M)
+
+
+def describe_failure(test, limit=5):
+    """One line for a failed test: its name, its result and up to `limit` failed cases."""
+    out = (test.get("stdout") or "") + (test.get("stderr") or "")
+    cases = [m.group(0).strip() for m in FAILED_CASE.finditer(out)][:limit]
+    line = f"{test.get('name')}: {test.get('result')} after {test.get('duration', 0):.0f}s"
+    return line + "".join(f"\n    {c}" for c in cases)
+
+
+def main(path, failures_path=None):
     passed = failed = 0
+    failures = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.strip():
-                    p, fl = count(json.loads(line))
+                    test = json.loads(line)
+                    p, fl = count(test)
                     passed += p
                     failed += fl
+                    if fl:
+                        failures.append(describe_failure(test))
     except OSError:
         failed += 1
+        failures.append(f"{path}: unreadable")
+    if failures_path:
+        with open(failures_path, "w", encoding="utf-8") as out:
+            out.writelines(f + "\n" for f in failures)
     print(passed, failed)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    args = sys.argv[1:]
+    failures_file = None
+    if len(args) == 3 and args[1] == "--failures":
+        failures_file = args[2]
+    main(args[0], failures_file)
