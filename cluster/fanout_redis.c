@@ -35,10 +35,11 @@ static int publish_topic(void *ctx, struct message *msg, const char *route, size
 }
 
 /* A topic message with a history policy: numbered and kept in Redis, delivered by the bridge. */
-static int retain(void *ctx, struct message *msg, const struct history_policy *p)
+static int retain(void *ctx, struct message *msg, const struct history_policy *p,
+                  struct offset_waiter *w)
 {
     struct fanout_redis *fr = ctx;
-    return history_redis_retain(fr->history, msg, p);
+    return history_redis_retain(fr->history, msg, p, w);
 }
 
 static int replay(void *ctx, struct subscription *sub, const char *name, size_t len, bool wildcard,

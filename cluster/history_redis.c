@@ -102,6 +102,7 @@ struct retain_call {
     struct history_redis *hr;
     struct message *msg; /* holds a reference: delivered here if the script fails */
     const struct history_policy *policy;
+    struct offset_waiter *waiter; /* borrowed, NULL when none: told once, whatever happens */
     bool eval; /* sent as EVAL already (no second fallback) */
 };
 
@@ -160,6 +161,22 @@ static void deliver_unretained(struct history_redis *hr, struct message *msg, co
     router_publish(&hr->b->router, msg, msg->destination, msg->destination_len, false);
 }
 
+/* The script's {offset, epoch (16 hex digits)} into msg, for its publisher: the copies the
+ * bridge delivers carry their own. */
+static void take_offset(struct message *msg, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer <= 0 ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    char *end;
+    unsigned long long epoch = strtoull(reply->element[1]->str, &end, 16);
+    if (*end != '\0' || end == reply->element[1]->str)
+        return;
+    msg->stream_offset = (uint64_t)reply->element[0]->integer;
+    msg->stream_epoch = epoch;
+}
+
 static void on_retained(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
@@ -180,7 +197,11 @@ static void on_retained(redisAsyncContext *ac, void *r, void *privdata)
         deliver_unretained(hr, call->msg, reply->str);
     } else {
         hr->stats.retained++; /* delivered here by the bridge, as on every node */
+        if (call->waiter != NULL)
+            take_offset(call->msg, reply);
     }
+    if (call->waiter != NULL)
+        call->waiter->assigned(call->waiter, call->msg);
     message_unref(call->msg);
     free(call);
 }
@@ -259,7 +280,7 @@ static int send_retain(struct retain_call *call)
 }
 
 int history_redis_retain(struct history_redis *hr, struct message *msg,
-                         const struct history_policy *p)
+                         const struct history_policy *p, struct offset_waiter *w)
 {
     hr->b->router.stats.published++;
     if (!link_up(hr)) {
@@ -269,13 +290,14 @@ int history_redis_retain(struct history_redis *hr, struct message *msg,
     struct retain_call *call = calloc(1, sizeof(*call));
     if (call == NULL)
         return ROUTER_ERR_NOMEM;
-    *call = (struct retain_call){.hr = hr, .msg = message_ref(msg), .policy = p};
+    *call = (struct retain_call){.hr = hr, .msg = message_ref(msg), .policy = p, .waiter = w};
     if (send_retain(call) != 0) {
         deliver_unretained(hr, msg, "the command could not be sent");
         message_unref(call->msg);
         free(call);
+        return 0;
     }
-    return 0;
+    return w != NULL ? PUBLISH_PENDING : 0;
 }
 
 /* ---- replay ---------------------------------------------------------------------------------- */

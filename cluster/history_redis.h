@@ -14,6 +14,8 @@
  * A retained message reaches this node's subscribers as it reaches the others': through the
  * bridge's subscribe link, so every node sees a destination in offset order. When Redis is down
  * (or the script fails), the message is delivered here at once, without offset, and not kept.
+ * A publisher that reports the offset (the HTTP API) hears it when the script answers: the
+ * script's {offset, epoch} is written into its message (struct offset_waiter).
  *
  * A replay reads the stream on the bridge's publish link (a read-only script: epoch, last
  * offset, entries) and answers through publish_replay_done(); meanwhile the subscription holds
@@ -36,6 +38,7 @@
 
 #include "broker/core/broker.h"
 #include "broker/core/history.h"
+#include "broker/core/publish.h"
 #include "cluster/bridge.h"
 
 struct history_redis;
@@ -56,7 +59,7 @@ void history_redis_free(struct history_redis *hr);
 
 /* fanout_ops.retain, fanout_ops.replay and fanout_ops.forget_replay. */
 int history_redis_retain(struct history_redis *hr, struct message *msg,
-                         const struct history_policy *p);
+                         const struct history_policy *p, struct offset_waiter *w);
 int history_redis_replay(struct history_redis *hr, struct subscription *sub, const char *name,
                          size_t len, bool wildcard, const struct history_request *req,
                          const char *receipt, size_t receipt_len);

@@ -258,6 +258,7 @@ static const struct conn_handler conn_handler = {
     .stomp_close = session_free,
     .http_body_wanted = http_body_wanted,
     .http_serve = http_serve,
+    .http_abandon = http_abandon,
 };
 
 /* Only loop 0 handles signals: the others' threads block them (threads.c). */

@@ -22,6 +22,7 @@
 struct session;
 struct history_policy;
 struct history_request;
+struct offset_waiter;
 
 /* How /metrics adds a backend figure up over the loops, and how it prints it. */
 enum fanout_figure_kind {
@@ -65,10 +66,12 @@ struct fanout_ops {
      * Optional: a backend that keeps history itself (a cluster: Redis) publishes a topic message
      * whose destination has policy p. It assigns the offset and epoch with the append and
      * delivers the message to this loop's subscribers once they are known, through its own
-     * delivery path (or at once, without them, when it cannot keep it). Returns 0 or an enum
-     * router_error. NULL: the process's store (history_append()).
+     * delivery path (or at once, without them, when it cannot keep it). w (NULL: nobody asks)
+     * wants the offset: PUBLISH_PENDING promises one call of w->assigned. Returns 0,
+     * PUBLISH_PENDING or an enum router_error. NULL: the process's store (history_append()).
      */
-    int (*retain)(void *ctx, struct message *msg, const struct history_policy *p);
+    int (*retain)(void *ctx, struct message *msg, const struct history_policy *p,
+                  struct offset_waiter *w);
     /*
      * Optional, with retain: replays what req asks of name (an exact /topic/ name, or a pattern
      * when wildcard) to sub, which is in the router already and whose replay_pending is set.

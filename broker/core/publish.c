@@ -18,11 +18,12 @@ static void hand_on_ordered(void *arg, struct message *msg)
  * offsets reach every loop in order. Out of memory for the copy: published without an offset.
  */
 static int publish_retained(struct broker *b, const struct history_policy *policy,
-                            struct message *msg, const char *route, size_t len)
+                            struct message *msg, const char *route, size_t len,
+                            struct offset_waiter *w)
 {
     const struct fanout_ops *ops = b->fanout.ops;
     if (ops != NULL && ops->retain != NULL)
-        return ops->retain(b->fanout.ctx, msg, policy);
+        return ops->retain(b->fanout.ctx, msg, policy, w);
     bool ordered = ops != NULL && ops->publish_ordered != NULL;
     size_t evicted;
     int rc = history_append(b->history, policy, msg, broker_wall_ms(),
@@ -35,15 +36,15 @@ static int publish_retained(struct broker *b, const struct history_policy *polic
     return router_publish(&b->router, msg, route, len, false);
 }
 
-int publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
-                    bool create_queue, struct session *waiter)
+static int publish_to(struct broker *b, struct message *msg, const char *route, size_t len,
+                      bool create_queue, struct session *waiter, struct offset_waiter *w)
 {
     const struct fanout_ops *ops = b->fanout.ops;
     enum dest_kind kind = destination_kind(route, len);
     if (kind == DEST_TOPIC && b->history != NULL) {
         const struct history_policy *policy = history_policy_for(b->history, route, len);
         if (policy != NULL)
-            return publish_retained(b, policy, msg, route, len);
+            return publish_retained(b, policy, msg, route, len, w);
     }
     if (ops != NULL && kind == DEST_QUEUE)
         return ops->publish_queue(b->fanout.ctx, msg, waiter);
@@ -55,9 +56,21 @@ int publish_waiting(struct broker *b, struct message *msg, const char *route, si
     return rc;
 }
 
+int publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
+                    bool create_queue, struct session *waiter)
+{
+    return publish_to(b, msg, route, len, create_queue, waiter, NULL);
+}
+
 int publish(struct broker *b, struct message *msg, const char *route, size_t len, bool create_queue)
 {
-    return publish_waiting(b, msg, route, len, create_queue, NULL);
+    return publish_to(b, msg, route, len, create_queue, NULL, NULL);
+}
+
+int publish_for_offset(struct broker *b, struct message *msg, const char *route, size_t len,
+                       bool create_queue, struct offset_waiter *w)
+{
+    return publish_to(b, msg, route, len, create_queue, NULL, w);
 }
 
 void publish_forget_waiter(struct broker *b, struct session *waiter)

@@ -20,6 +20,16 @@
 
 struct history_request;
 
+/*
+ * Who wants to hear a retained message's offset when a backend assigns it later (a cluster:
+ * Redis numbers it). assigned() is called once per message handed to publish_for_offset() that
+ * answered PUBLISH_PENDING, always, even when the message could not be kept (its stream_offset
+ * is then 0) or the loop is going away; the waiter must live until then.
+ */
+struct offset_waiter {
+    void (*assigned)(struct offset_waiter *w, struct message *msg);
+};
+
 /* publish_waiting(): the message went to a store that confirms later; delivery_ops.publish_done
  * tells the waiter once it has (or has refused it). */
 #define PUBLISH_PENDING 1
@@ -38,6 +48,12 @@ int publish(struct broker *b, struct message *msg, const char *route, size_t len
  * PUBLISH_PENDING or PUBLISH_FULL. */
 int publish_waiting(struct broker *b, struct message *msg, const char *route, size_t len,
                     bool create_queue, struct session *waiter);
+
+/* publish() for a publisher that reports the offset (the HTTP API): PUBLISH_PENDING when w
+ * hears it later through w->assigned; otherwise msg->stream_offset holds it already (0 when the
+ * destination keeps no history). */
+int publish_for_offset(struct broker *b, struct message *msg, const char *route, size_t len,
+                       bool create_queue, struct offset_waiter *w);
 
 /* waiter is going away: the backend must not tell it anything any more. */
 void publish_forget_waiter(struct broker *b, struct session *waiter);

@@ -2,6 +2,7 @@
 #include "broker/http/respond.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
+#include "broker/core/history.h"
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
 
@@ -719,15 +720,37 @@ static bool queue_at_limit(const struct api_request *r, const struct message *ms
     return q != NULL && !q->clustered && queue_full(qs, q);
 }
 
-/* Publishes each message as a SEND is published, in order; ids gets each one that went out. */
-static int publish_all(struct api_request *r, struct batch *bt, json_t *ids)
+/*
+ * A request whose answer waits for offsets a backend assigns later (a cluster: Redis numbers
+ * retained messages). Owned by itself: freed by the last offset_waiter.assigned() call, after
+ * answering on c if c is still there (conn.http_pending points here until then).
+ */
+struct api_wait {
+    struct offset_waiter waiter; /* first member: assigned() gets this struct back */
+    struct conn *c;              /* borrowed; NULL once the connection is gone or was answered */
+    struct broker *b;            /* borrowed */
+    struct batch bt;             /* owned: the messages the answer reports */
+    json_t *ids;                 /* owned: their ids */
+    bool batch;                  /* the JSON form: answered with "ids" and "offsets" */
+    size_t key_line;             /* the caller's key, for the log */
+    size_t outstanding;          /* assigned() calls still to come */
+};
+
+/* Publishes each message as a SEND is published, in order; ids gets each one that went out.
+ * A message whose offset comes later counts in wait->outstanding. */
+static int publish_all(struct api_request *r, struct batch *bt, json_t *ids, struct api_wait *wait)
 {
     for (size_t i = 0; i < bt->count; i++) {
         struct message *msg = bt->msgs[i];
         bool create = destination_kind(msg->destination, msg->destination_len) != DEST_REPLY_QUEUE;
         int rc = queue_at_limit(r, msg)
                      ? ROUTER_ERR_QUEUE_FULL
-                     : publish(r->b, msg, msg->destination, msg->destination_len, create);
+                     : publish_for_offset(r->b, msg, msg->destination, msg->destination_len, create,
+                                          &wait->waiter);
+        if (rc == PUBLISH_PENDING) {
+            wait->outstanding++;
+            rc = 0;
+        }
         if (rc == ROUTER_ERR_QUEUE_FULL) {
             r->limit_hit = LIMIT_QUEUE_MESSAGES;
             r->extra_headers = "Retry-After: 1\r\n";
@@ -791,25 +814,60 @@ static json_t *offset_json(const struct message *msg)
     return msg->stream_offset != 0 ? json_integer((json_int_t)msg->stream_offset) : json_null();
 }
 
-/* {"id": ID} or {"ids": [...]}, with "offset" (or "offsets") for destinations with history. */
-static void answer_published(struct api_request *r, json_t *ids, const struct batch *bt)
+static bool has_policy(const struct broker *b, const struct message *msg)
 {
-    log_debug(r->c->id, "api 202: published %zu (key on line %zu of %s)", json_array_size(ids),
-              r->key->line, r->b->cfg.api_key_file);
-    json_t *doc =
-        r->batch ? json_pack("{sO}", "ids", ids) : json_pack("{sO}", "id", json_array_get(ids, 0));
-    bool any = false;
-    for (size_t i = 0; i < bt->count; i++)
-        any = any || bt->msgs[i]->stream_offset != 0;
-    if (doc != NULL && any && !r->batch) {
-        json_object_set_new(doc, "offset", offset_json(bt->msgs[0]));
+    return b->history != NULL &&
+           destination_kind(msg->destination, msg->destination_len) == DEST_TOPIC &&
+           history_policy_for(b->history, msg->destination, msg->destination_len) != NULL;
+}
+
+/* {"id": ID} or {"ids": [...]}, with "offset" (or "offsets") for destinations with history. */
+static void answer_published(const struct api_wait *w)
+{
+    log_debug(w->c->id, "api 202: published %zu (key on line %zu of %s)", json_array_size(w->ids),
+              w->key_line, w->b->cfg.api_key_file);
+    json_t *doc = w->batch ? json_pack("{sO}", "ids", w->ids)
+                           : json_pack("{sO}", "id", json_array_get(w->ids, 0));
+    bool any = false; /* "offset" is there, maybe null (not kept: Redis down), with a policy */
+    for (size_t i = 0; i < w->bt.count; i++)
+        any = any || w->bt.msgs[i]->stream_offset != 0 || has_policy(w->b, w->bt.msgs[i]);
+    if (doc != NULL && any && !w->batch) {
+        json_object_set_new(doc, "offset", offset_json(w->bt.msgs[0]));
     } else if (doc != NULL && any) {
         json_t *offsets = json_array();
-        for (size_t i = 0; offsets != NULL && i < bt->count; i++)
-            json_array_append_new(offsets, offset_json(bt->msgs[i]));
+        for (size_t i = 0; offsets != NULL && i < w->bt.count; i++)
+            json_array_append_new(offsets, offset_json(w->bt.msgs[i]));
         json_object_set_new(doc, "offsets", offsets);
     }
-    answer(r->c, 202, NULL, doc);
+    answer(w->c, 202, NULL, doc);
+}
+
+static void wait_free(struct api_wait *w)
+{
+    json_decref(w->ids);
+    batch_free(&w->bt);
+    free(w);
+}
+
+/* offset_waiter.assigned: the last offset answers the request (if anyone is still there). */
+static void offset_assigned(struct offset_waiter *waiter, struct message *msg)
+{
+    (void)msg; /* its offset is in the message, which w->bt holds */
+    struct api_wait *w = (struct api_wait *)waiter;
+    if (--w->outstanding > 0)
+        return;
+    if (w->c != NULL) {
+        w->c->http_pending = NULL;
+        answer_published(w);
+    }
+    wait_free(w);
+}
+
+void api_abandon(struct conn *c)
+{
+    struct api_wait *w = c->http_pending;
+    c->http_pending = NULL;
+    w->c = NULL; /* freed by its last assigned() call */
 }
 
 size_t api_body_wanted(struct broker *b, const struct ws_http_request *req)
@@ -821,21 +879,34 @@ size_t api_body_wanted(struct broker *b, const struct ws_http_request *req)
 void api_serve(struct conn *c, const struct ws_http_request *req, const char *body, size_t body_len)
 {
     struct api_request r = {.c = c, .b = c->broker, .req = req, .limit_hit = -1};
-    struct batch bt = {0};
-    json_t *ids = NULL;
+    struct api_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        conn_close(c);
+        return;
+    }
+    *w = (struct api_wait){.waiter.assigned = offset_assigned, .c = c, .b = c->broker};
     int rc = check_head(&r);
     if (rc == 0)
-        rc = build_messages(&r, body != NULL ? body : "", body != NULL ? body_len : 0, &bt);
+        rc = build_messages(&r, body != NULL ? body : "", body != NULL ? body_len : 0, &w->bt);
     if (rc == 0)
-        rc = take_tokens(&r, bt.count);
-    if (rc == 0 && (ids = json_array()) == NULL)
+        rc = take_tokens(&r, w->bt.count);
+    if (rc == 0 && (w->ids = json_array()) == NULL)
         rc = fail(&r, 500, "out of memory");
     if (rc == 0)
-        rc = publish_all(&r, &bt, ids);
-    if (rc == 0)
-        answer_published(&r, ids, &bt);
-    else
-        answer_error(&r, ids);
-    json_decref(ids);
-    batch_free(&bt);
+        rc = publish_all(&r, &w->bt, w->ids, w);
+    if (rc != 0) {
+        answer_error(&r, w->ids);
+        w->c = NULL; /* answered: offsets still to come only free it */
+        if (w->outstanding == 0)
+            wait_free(w);
+        return;
+    }
+    w->batch = r.batch;
+    w->key_line = r.key->line;
+    if (w->outstanding > 0) {
+        c->http_pending = w; /* answered by the last offset_assigned() */
+        return;
+    }
+    answer_published(w);
+    wait_free(w);
 }

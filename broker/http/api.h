@@ -41,8 +41,13 @@ void api_free(struct api *api);
  */
 size_t api_body_wanted(struct broker *b, const struct ws_http_request *req);
 
-/* Answers req (202 or a JSON error) and closes c gracefully. body: api_body_wanted() bytes. */
+/* Answers req (202 or a JSON error) and closes c gracefully. body: api_body_wanted() bytes.
+ * When a backend assigns the offsets of retained messages later (a cluster), the 202 waits for
+ * them: c->http_pending holds the request until then. */
 void api_serve(struct conn *c, const struct ws_http_request *req, const char *body,
                size_t body_len);
+
+/* c goes away while its answer waits for offsets (conn_handler.http_abandon). */
+void api_abandon(struct conn *c);
 
 #endif

@@ -164,6 +164,11 @@ size_t http_body_wanted(struct conn *c, const struct ws_http_request *req)
     return is_api(req) ? api_body_wanted(c->broker, req) : 0;
 }
 
+void http_abandon(struct conn *c)
+{
+    api_abandon(c); /* the only route that answers later */
+}
+
 void http_serve(struct conn *c, const struct ws_http_request *req, const char *body,
                 size_t body_len)
 {

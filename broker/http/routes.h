@@ -31,8 +31,12 @@ int http_start(struct broker *b);
  */
 size_t http_body_wanted(struct conn *c, const struct ws_http_request *req);
 
-/* Answers req on c and closes c gracefully. body: the http_body_wanted() bytes (NULL if 0). */
+/* Answers req on c and closes c gracefully; an API publish whose offsets a backend assigns later
+ * is answered then (c->http_pending). body: the http_body_wanted() bytes (NULL if 0). */
 void http_serve(struct conn *c, const struct ws_http_request *req, const char *body,
                 size_t body_len);
+
+/* conn_handler.http_abandon: c goes away before its pending answer. */
+void http_abandon(struct conn *c);
 
 #endif

@@ -196,6 +196,8 @@ void conn_free(struct conn *c)
     flush_unlink(c);
     if (c->session != NULL)
         c->broker->conn_handler->stomp_close(c->session);
+    if (c->http_pending != NULL)
+        c->broker->conn_handler->http_abandon(c);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -594,6 +596,8 @@ static void serve_http(struct conn *c, struct evbuffer *in, struct ws_http_reque
 /* Returns the bytes of the request head consumed, 0 when more are needed. */
 static size_t handle_http(struct conn *c, struct evbuffer *in)
 {
+    if (c->http_pending != NULL)
+        return 0; /* a request is being answered: what follows waits (and is never served) */
     size_t len = evbuffer_get_length(in);
     size_t limit = c->broker->cfg.max_http_header_bytes;
     size_t look = len < limit + 1 ? len : limit + 1;

@@ -52,9 +52,11 @@ struct conn_handler {
     void (*stomp_close)(struct session *s);
     /* Bytes of request body the route for req reads before http_serve() (0: none). */
     size_t (*http_body_wanted)(struct conn *c, const struct ws_http_request *req);
-    /* Answers req and closes c gracefully. */
+    /* Answers req and closes c gracefully, or leaves c->http_pending set: answered later. */
     void (*http_serve)(struct conn *c, const struct ws_http_request *req, const char *body,
                        size_t body_len);
+    /* c goes away before the answer its http_pending waits for: nobody may answer on it. */
+    void (*http_abandon)(struct conn *c);
 };
 
 /* Frame ends a connection remembers; the output's front is at most outbound_high_water /
@@ -75,6 +77,7 @@ struct conn {
     enum ws_subprotocol subprotocol;
     struct session *session; /* owned: created once STOMP bytes may flow */
     char *bearer;            /* owned: token from the handshake (Authorization or access_token) */
+    void *http_pending;      /* the HTTP layer's while an answer waits; see http_abandon */
     size_t bearer_len;
     struct event *timer;      /* owned: handshake / CONNECT / closing deadline */
     uint64_t last_write_ms;   /* for heart-beats: when we last queued bytes */

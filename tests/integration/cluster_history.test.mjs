@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { sleep } from './lib/broker.mjs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { sleep, withTimeout } from './lib/broker.mjs';
 import {
   PREFIX, RedisServer, clusterTest, linksUp, metricsText, pollReady, startNode, useSharedRedis,
 } from './lib/cluster.mjs';
@@ -13,7 +16,15 @@ import { tcpStomp, uniq } from './lib/stomp.mjs';
 
 useSharedRedis();
 
-const broker = { args: ['--history', '/topic/h.flat.#=100000', '--history', '/topic/h.#=100'] };
+const KEY = crypto.randomBytes(24).toString('base64url');
+const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-cluster-history-key-'));
+const keyFile = path.join(keyDir, 'keys');
+fs.writeFileSync(keyFile, `${KEY}\n`);
+process.on('exit', () => fs.rmSync(keyDir, { recursive: true, force: true }));
+
+const broker = {
+  args: ['--history', '/topic/h.flat.#=100000', '--history', '/topic/h.#=100', '--api-key-file', keyFile],
+};
 const offsetOf = (m) => Number(m.headers['x-stream-offset']);
 const channel = (dest) => `${PREFIX}:${dest}`;
 
@@ -21,6 +32,22 @@ const channel = (dest) => `${PREFIX}:${dest}`;
 async function publishN(client, destination, n, prefix) {
   for (let i = 0; i < n - 1; i++) client.send('SEND', { destination }, `${prefix}-${i}`);
   await client.sendWithReceipt('SEND', { destination }, `${prefix}-${n - 1}`);
+}
+
+// POST /api/publish on node's WebSocket port: { status, json }. query: '?destination=...' or ''.
+function apiPublish(node, query, body, contentType = 'text/plain') {
+  return withTimeout(new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port: node.wsPort, method: 'POST', agent: false, path: `/api/publish${query}`,
+      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  }), 5000, 'POST /api/publish');
 }
 
 // Waits until Redis keeps n entries for dest (the script runs after the publisher's RECEIPT).
@@ -195,6 +222,46 @@ clusterTest('a client resumes on B after B restarts', { broker }, async ({ nodes
     [[4, epoch, 'y-0'], [5, epoch, 'y-1']]);
 });
 
+clusterTest('the HTTP publish API on any node answers the offset Redis gave', { broker }, async ({ nodes }) => {
+  const [a, b, c] = nodes;
+  const dest = `/topic/h.${uniq('api')}`;
+  const sub = await tcpStomp(c);
+  await sub.subscribe(dest, 's');
+  const first = await apiPublish(a, `?destination=${encodeURIComponent(dest)}`, 'one');
+  assert.equal(first.status, 202);
+  assert.equal(first.json.offset, 1);
+  const r = await apiPublish(b, '', JSON.stringify({ messages: [
+    { destination: dest, body: 'two' }, { destination: '/topic/no-policy', body: 'x' }, { destination: dest, body: 'three' },
+  ] }), 'application/json');
+  assert.equal(r.status, 202);
+  assert.deepEqual(r.json.offsets, [2, null, 3]);
+  const live = await sub.messages(3, 's');
+  assert.deepEqual(live.map((m) => [m.text, offsetOf(m)]), [['one', 1], ['two', 2], ['three', 3]]);
+});
+
+clusterTest('an HTTP publish whose client leaves before Redis answers', { broker, ids: ['nA'] }, async ({ nodes, redis }) => {
+  const [a] = nodes;
+  const dest = `/topic/h.${uniq('gone')}`;
+  await redis.command('CLIENT', 'PAUSE', '800', 'ALL'); // the script waits in Redis meanwhile
+  const req = http.request({
+    host: '127.0.0.1', port: a.wsPort, method: 'POST', agent: false,
+    path: `/api/publish?destination=${encodeURIComponent(dest)}`,
+    headers: { Authorization: `Bearer ${KEY}`, 'Content-Length': 4 },
+  });
+  let answered = false;
+  req.on('response', () => { answered = true; });
+  const gone = new Promise((resolve) => { req.on('error', resolve); req.on('close', resolve); });
+  req.end('left');
+  await sleep(300);
+  req.destroy();
+  await gone;
+  assert.equal(answered, false, 'answered while Redis was paused');
+  // Once Redis runs again the first message is kept (offset 1) and the node goes on answering.
+  const r = await apiPublish(a, `?destination=${encodeURIComponent(dest)}`, 'next');
+  assert.equal(r.status, 202);
+  assert.equal(r.json.offset, 2);
+});
+
 clusterTest('Redis restarted during a replay: no crash, then a new epoch and live traffic',
   { broker, redis: () => RedisServer.start() }, async ({ nodes, redis }) => {
     const [a, , c] = nodes;
@@ -233,6 +300,11 @@ clusterTest('Redis restarted during a replay: no crash, then a new epoch and liv
     const m = await localSub.message('l');
     assert.equal(m.text, 'while-down');
     assert.equal(m.headers['x-stream-offset'], undefined);
+    // The HTTP API answers at once, without an offset: the message was delivered, not kept.
+    const api = await apiPublish(a, `?destination=${encodeURIComponent(dest)}`, 'api-while-down');
+    assert.equal(api.status, 202);
+    assert.equal(api.json.offset, null);
+    assert.equal((await localSub.message('l')).text, 'api-while-down');
     assert.match(await metricsText(a), /^stompws_cluster_history_not_retained_total [1-9]/m);
     assert.match(await metricsText(c), /^stompws_cluster_history_replays_unreachable_total [1-9]/m);
 
