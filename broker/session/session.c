@@ -69,8 +69,14 @@ struct session {
      * Nothing more is parsed until it is done: TCP bytes wait in the connection's input, the
      * rest of a WebSocket message that held the CONNECT waits in held_bytes. */
     struct login_job *login; /* the pool's while it runs; cancelled by session_free */
-    char *held_bytes;        /* owned: WebSocket bytes after the CONNECT, NULL when none */
+    char *held_bytes;        /* owned: WebSocket bytes after the stop, NULL when none */
     size_t held_len;
+
+    /* SUBSCRIBEs with a receipt whose replay a backend answers later (a cluster reads Redis):
+     * nothing more is parsed until their RECEIPTs are out, so that no later frame's RECEIPT
+     * comes first. Parsing starts again from resume_event, outside the replay's answer. */
+    size_t replays_waited;
+    struct event *resume_event; /* owned: made at the first such replay, NULL before */
 };
 
 /* A CONNECT waiting for its passcode hash, with what answering it needs (the frame is gone). */
@@ -208,7 +214,12 @@ static void write_receipt_with(struct session *s, const char *id, size_t id_len,
 
 void session_replay_receipt(struct subscription *sub, const char *id, size_t id_len, bool recovered)
 {
-    write_receipt_with(sub->session, id, id_len, &recovered);
+    struct session *s = sub->session;
+    write_receipt_with(s, id, id_len, &recovered);
+    /* The frames after the SUBSCRIBE are parsed once the replay's messages are out too: from
+     * the loop, since the caller is still delivering them to sub. */
+    if (s->replays_waited > 0 && --s->replays_waited == 0)
+        event_active(s->resume_event, EV_TIMEOUT, 0);
 }
 
 static void write_receipt(struct session *s, const char *id, size_t id_len)
@@ -588,11 +599,18 @@ static void unpause(struct session *s)
     s->paused_on = NULL;
 }
 
+/* Nothing more is parsed, not even the rest of a WebSocket message: the passcode hash of its
+ * CONNECT runs (authenticating), or a replay's RECEIPT is still to come. */
+static bool parsing_stopped(const struct session *s)
+{
+    return s->login != NULL || s->replays_waited > 0;
+}
+
 /* Reading s waits: for a full queue (queue.overflow = block), the publish rate (throttle) or
- * the passcode hash of its CONNECT (authenticating). */
+ * a stop of parsing. */
 static bool reading_held(const struct session *s)
 {
-    return s->paused_on != NULL || s->throttled || s->login != NULL;
+    return s->paused_on != NULL || s->throttled || parsing_stopped(s);
 }
 
 /* One hold of flow control ended: s is read again once no other holds it. */
@@ -639,6 +657,8 @@ void session_free(struct session *s)
         event_free(s->hb_timer);
     if (s->throttle_timer != NULL)
         event_free(s->throttle_timer);
+    if (s->resume_event != NULL)
+        event_free(s->resume_event);
     auth_identity_reset(&s->identity);
     stomp_parser_free(s->parser);
     free(s);
@@ -823,7 +843,7 @@ static int start_login_job(struct session *s, const struct stomp_frame *f,
     return 0;
 }
 
-/* The rest of a WebSocket message that held the CONNECT, parsed now that the login is done. */
+/* The rest of a WebSocket message that stopped parsing, parsed now that the stop is over. */
 static void feed_held_bytes(struct session *s)
 {
     char *held = s->held_bytes;
@@ -1307,6 +1327,29 @@ static int history_asked(struct session *s, const struct stomp_frame *f, const c
     return req->from != HISTORY_NEXT ? 1 : 0;
 }
 
+/* The replay's RECEIPT is out and its messages are delivered: the frames after it go on. */
+static void replay_receipt_sent_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct session *s = arg;
+    if (s->replays_waited > 0 || !conn_is_open(s->conn))
+        return;
+    feed_held_bytes(s);
+    resume_unless_held(s);
+}
+
+/* A replay answered later with a RECEIPT: stop parsing until session_replay_receipt(). */
+static int wait_for_replay_receipt(struct session *s)
+{
+    if (s->resume_event == NULL &&
+        (s->resume_event = event_new(s->broker->base, -1, 0, replay_receipt_sent_cb, s)) == NULL)
+        return 0; /* out of memory: the RECEIPT may come after a later frame's, nothing worse */
+    s->replays_waited++;
+    conn_pause_reading(s->conn);
+    return 0;
+}
+
 /*
  * The replay of a subscription already in the router: the snapshot, the RECEIPT with
  * x-stream-recovered, the retained messages, then live. With several loops a live copy of a
@@ -1323,6 +1366,8 @@ static int replay_history(struct session *s, const struct stomp_frame *f, struct
     int started =
         publish_replay(b, sub, route, route_len, destination_is_wildcard(route, route_len), req,
                        receipt ? receipt->value : NULL, receipt ? receipt->value_len : 0);
+    if (started == 0 && receipt != NULL)
+        return wait_for_replay_receipt(s);
     if (started <= 0)
         return started; /* the backend answers later (publish_replay_done()) */
     struct history_replay replay;
@@ -1633,7 +1678,7 @@ size_t session_feed(struct session *s, const char *data, size_t len)
 {
     size_t total = len;
     bool may_stop = s->conn->transport == CONN_TCP;
-    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed && s->login == NULL &&
+    while (len > 0 && conn_is_open(s->conn) && !s->auth_failed && !parsing_stopped(s) &&
            !(may_stop && reading_held(s))) {
         struct stomp_frame frame;
         enum stomp_event ev;
@@ -1656,7 +1701,7 @@ size_t session_feed(struct session *s, const char *data, size_t len)
     }
     /* Most connections sit idle between frames: they should not hold a frame's buffers. */
     stomp_parser_shrink(s->parser);
-    if (s->login != NULL && !may_stop && len > 0 && hold_bytes(s, data, len) != 0)
+    if (parsing_stopped(s) && !may_stop && len > 0 && hold_bytes(s, data, len) != 0)
         return total;
     return may_stop && reading_held(s) ? total - len : total; /* the rest waits its turn */
 }

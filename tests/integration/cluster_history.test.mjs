@@ -12,7 +12,7 @@ import { sleep, withTimeout } from './lib/broker.mjs';
 import {
   PREFIX, RedisServer, clusterTest, linksUp, metricsText, pollReady, startNode, useSharedRedis,
 } from './lib/cluster.mjs';
-import { tcpStomp, uniq } from './lib/stomp.mjs';
+import { encodeFrame, tcpStomp, uniq, wsStomp } from './lib/stomp.mjs';
 
 useSharedRedis();
 
@@ -220,6 +220,28 @@ clusterTest('a client resumes on B after B restarts', { broker }, async ({ nodes
   const got = await again.messages(2, 's');
   assert.deepEqual(got.map((m) => [offsetOf(m), m.headers['x-stream-epoch'], m.text]),
     [[4, epoch, 'y-0'], [5, epoch, 'y-1']]);
+});
+
+clusterTest('a replayed SUBSCRIBE\'s RECEIPT comes before the RECEIPTs of the frames after it', { broker }, async ({ nodes, redis }) => {
+  const [a, , c] = nodes;
+  const dest = `/topic/h.${uniq('order')}`;
+  await publishN(await tcpStomp(a), dest, 3, 'o');
+  await waitKept(redis, dest, 3);
+  // Redis answers the replay after a round trip or two; the frames after it need none. Over
+  // TCP both frames come in one write; over WebSocket, in one message.
+  for (const open of [tcpStomp, wsStomp]) {
+    const cl = await open(c);
+    const frames = Buffer.concat([
+      encodeFrame('SUBSCRIBE', { destination: dest, id: 's', 'x-stream-offset': 'first', receipt: 'replay' }),
+      encodeFrame('SEND', { destination: '/topic/no-policy', receipt: 'send' }, 'x'),
+      encodeFrame('UNSUBSCRIBE', { id: 's', receipt: 'unsub' }),
+    ].map((f) => Buffer.from(f)));
+    cl.sendBytes(frames);
+    await cl.inbox.take((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === 'unsub', 5000, 'the last RECEIPT');
+    assert.deepEqual(cl.inbox.all.filter((f) => f.command !== 'CONNECTED').map((f) => f.headers['receipt-id'] ?? f.text),
+      ['replay', 'o-0', 'o-1', 'o-2', 'send', 'unsub'], open.name);
+    assert.equal(cl.inbox.all.find((f) => f.headers['receipt-id'] === 'replay').headers['x-stream-recovered'], 'true');
+  }
 });
 
 clusterTest('the HTTP publish API on any node answers the offset Redis gave', { broker }, async ({ nodes }) => {
