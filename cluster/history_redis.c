@@ -161,7 +161,7 @@ static void deliver_unretained(struct history_redis *hr, struct message *msg, co
     router_publish(&hr->b->router, msg, msg->destination, msg->destination_len, false);
 }
 
-/* The script's {offset, epoch (16 hex digits)} into msg, for its publisher: the copies the
+/* The script's {offset, epoch (hex digits)} into msg, for its publisher: the copies the
  * bridge delivers carry their own. */
 static void take_offset(struct message *msg, const redisReply *reply)
 {
@@ -220,7 +220,8 @@ static char *encode_payload(struct history_redis *hr, const struct message *msg,
     return out;
 }
 
-/* The epoch the script starts if the stream is missing: random, never 0 (xorshift64). */
+/* The epoch the script starts if the stream is missing: random 32 bits (8 hex digits, as on
+ * one node: history.c), never 0 (xorshift64). */
 static void next_epoch(struct history_redis *hr, char out[17])
 {
     uint64_t x = hr->rng;
@@ -228,7 +229,8 @@ static void next_epoch(struct history_redis *hr, char out[17])
     x ^= x >> 7;
     x ^= x << 17;
     hr->rng = x;
-    snprintf(out, 17, "%016" PRIx64, x);
+    uint32_t epoch = (uint32_t)(x >> 32) != 0 ? (uint32_t)(x >> 32) : 1;
+    snprintf(out, 17, "%08" PRIx32, epoch);
 }
 
 static int send_retain(struct retain_call *call)

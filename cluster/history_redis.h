@@ -4,7 +4,7 @@
  *
  * Each destination D with a policy has, under the node's prefix P, the keys P:{D}:stream (a
  * Stream: one entry per message, fields o = offset, t = publish time in ms, m = the payload as
- * the bridge publishes it), P:{D}:seq (the last offset given) and P:{D}:epoch (16 hex digits);
+ * the bridge publishes it), P:{D}:seq (the last offset given) and P:{D}:epoch (8 hex digits);
  * the braces make the three one hash slot. P:history is a SET of the destinations that have
  * history (wildcard replays read it: never KEYS). A Lua script (RETAIN_SCRIPT in the .c) gives
  * the offset, appends, trims by SIZE and TTL and PUBLISHes on the bridge's channel in one step,

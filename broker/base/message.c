@@ -187,7 +187,7 @@ static size_t encode_head(const struct message *msg, enum stomp_version v, char 
         memcpy(out + used, line, (size_t)n);
     used += (size_t)n;
     if (msg->stream_offset != 0) { /* the broker's own digits: nothing to escape */
-        n = snprintf(line, sizeof(line), "x-stream-offset:%llu\nx-stream-epoch:%016llx\n",
+        n = snprintf(line, sizeof(line), "x-stream-offset:%llu\nx-stream-epoch:%08llx\n",
                      (unsigned long long)msg->stream_offset, (unsigned long long)msg->stream_epoch);
         if (out != NULL)
             memcpy(out + used, line, (size_t)n);

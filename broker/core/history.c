@@ -44,14 +44,18 @@ struct history {
     struct history_entry *oldest, *newest; /* every entry, in publish order */
 };
 
-/* A random non-zero epoch; the clock and the process when there is no entropy yet. */
+/*
+ * A random non-zero epoch of 32 bits (8 hex digits in every MESSAGE: each byte of a header line
+ * is paid once per delivery). It only has to differ from the last one; two starts draw the same
+ * with odds of one in four billion. The clock and the process when there is no entropy yet.
+ */
 static uint64_t new_epoch(void)
 {
-    uint64_t v = 0;
+    uint32_t v = 0;
     if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        v = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 40;
+        v = (uint32_t)((uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid());
     }
     return v != 0 ? v : 1;
 }
