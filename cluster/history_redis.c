@@ -1,4 +1,5 @@
 #include "cluster/history_redis.h"
+#include "broker/base/dict.h"
 #include "broker/base/log.h"
 #include "broker/core/destination.h"
 #include "broker/core/publish.h"
@@ -64,6 +65,10 @@ struct history_redis {
     struct envelope_limits limits;
     struct stomp_header *headers; /* owned: decoder scratch, limits.max_headers entries */
     struct replay *replays;       /* owned: pending replays, a doubly linked list */
+    /* Destinations this node put in the index (P:history) on the link's current connection:
+     * SADD once per destination, not once per message. Keys only (values: hr). */
+    struct dict indexed;
+    uint64_t indexed_on; /* the link's connects count the set belongs to */
     uint64_t last_warn_ms;
     struct history_redis_stats stats;
 };
@@ -103,7 +108,8 @@ struct retain_call {
     struct message *msg; /* holds a reference: delivered here if the script fails */
     const struct history_policy *policy;
     struct offset_waiter *waiter; /* borrowed, NULL when none: told once, whatever happens */
-    bool eval; /* sent as EVAL already (no second fallback) */
+    bool eval;    /* sent as EVAL already (no second fallback) */
+    bool indexed; /* a SADD to the index went with it */
 };
 
 static void script_sha(const char *script, char out[41])
@@ -150,6 +156,37 @@ static bool is_noscript(const redisReply *reply)
 
 static int send_retain(struct retain_call *call);
 
+/* Destinations kept in `indexed` at most: past it the set starts again (more SADDs, no harm). */
+#define INDEXED_MAX 65536
+
+/* SADDs name to the index that wildcard replays read (adding a member already there changes
+ * nothing). The reply is not waited for. */
+static void send_index(struct history_redis *hr, const char *name, size_t len)
+{
+    char index[96];
+    snprintf(index, sizeof(index), "%s:history", hr->prefix);
+    const char *argv[] = {"SADD", index, name};
+    const size_t lens[] = {4, strlen(index), len};
+    (void)redis_link_command_argv(hr->link, NULL, NULL, 3, argv, lens);
+}
+
+/* Indexes name unless this node did on this connection already; true when it sent the SADD. */
+static bool index_once(struct history_redis *hr, const char *name, size_t len)
+{
+    uint64_t connects = redis_link_stats(hr->link)->connects;
+    if (hr->indexed_on != connects || hr->indexed.count >= INDEXED_MAX) {
+        dict_reset(&hr->indexed); /* a new connection may lead to a Redis that lost its data */
+        dict_init(&hr->indexed);
+        hr->indexed_on = connects;
+    }
+    if (dict_get(&hr->indexed, name, len) != NULL)
+        return false;
+    send_index(hr, name, len);
+    (void)dict_set(&hr->indexed, name, len, hr); /* out of memory: indexed again next time */
+    return true;
+}
+
+
 static void deliver_unretained(struct history_redis *hr, struct message *msg, const char *why)
 {
     hr->stats.not_retained++;
@@ -177,6 +214,13 @@ static void take_offset(struct message *msg, const redisReply *reply)
     msg->stream_epoch = epoch;
 }
 
+/* Did the script start the stream ({1, epoch})? */
+static bool first_offset(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+           reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1;
+}
+
 static void on_retained(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
@@ -197,6 +241,8 @@ static void on_retained(redisAsyncContext *ac, void *r, void *privdata)
         deliver_unretained(hr, call->msg, reply->str);
     } else {
         hr->stats.retained++; /* delivered here by the bridge, as on every node */
+        if (first_offset(reply) && !call->indexed) /* a new stream: maybe a new index (FLUSHALL) */
+            send_index(hr, call->msg->destination, call->msg->destination_len);
         if (call->waiter != NULL)
             take_offset(call->msg, reply);
     }
@@ -271,13 +317,7 @@ static int send_retain(struct retain_call *call)
     free(payload); /* hiredis copied the command */
     if (rc != 0)
         return -1;
-    /* The index wildcard replays read; SADD of a member already there changes nothing. */
-    const char *sadd[] = {"SADD", NULL, msg->destination};
-    char index[96];
-    snprintf(index, sizeof(index), "%s:history", hr->prefix);
-    sadd[1] = index;
-    const size_t sadd_lens[] = {4, strlen(index), msg->destination_len};
-    (void)redis_link_command_argv(hr->link, NULL, NULL, 3, sadd, sadd_lens);
+    call->indexed = index_once(hr, msg->destination, msg->destination_len) || call->indexed;
     return 0;
 }
 
@@ -713,6 +753,7 @@ struct history_redis *history_redis_new(struct broker *b, struct bridge *bridge,
     hr->b = b;
     hr->bridge = bridge;
     hr->link = bridge_command_link(bridge);
+    dict_init(&hr->indexed);
     snprintf(hr->prefix, sizeof(hr->prefix), "%s", cfg->prefix);
     snprintf(hr->node_id, sizeof(hr->node_id), "%s", bridge_node_id(bridge));
     bridge_envelope_limits(cfg, &hr->limits);
@@ -740,6 +781,7 @@ void history_redis_free(struct history_redis *hr)
         return;
     while (hr->replays != NULL)
         replay_free(hr->replays); /* answered later without Redis: nobody is left to tell */
+    dict_reset(&hr->indexed);
     free(hr->headers);
     free(hr);
 }

@@ -222,6 +222,34 @@ clusterTest('a client resumes on B after B restarts', { broker }, async ({ nodes
     [[4, epoch, 'y-0'], [5, epoch, 'y-1']]);
 });
 
+// The calls of one Redis command so far (INFO commandstats), 0 when never called.
+async function commandCalls(redis, name) {
+  const info = await redis.command('INFO', 'commandstats');
+  const m = new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+clusterTest('the history index: one SADD per destination, again after FLUSHALL', { broker, ids: ['nA'], redis: () => RedisServer.start() }, async ({ nodes, redis }) => {
+  const [a] = nodes;
+  const base = uniq('idx');
+  const pub = await tcpStomp(a);
+  const before = await commandCalls(redis, 'sadd');
+  await publishN(pub, `/topic/h.${base}.one`, 20, 'x');
+  await waitKept(redis, `/topic/h.${base}.one`, 20);
+  assert.equal(await commandCalls(redis, 'sadd') - before, 1);
+
+  // Redis loses everything without the link dropping: the next publish starts a new stream and
+  // indexes it again, so a wildcard replay still finds it.
+  await redis.command('FLUSHALL');
+  await publishN(pub, `/topic/h.${base}.one`, 1, 'after');
+  await waitKept(redis, `/topic/h.${base}.one`, 1);
+  const sub = await tcpStomp(a);
+  const r = await sub.subscribe(`/topic/h.${base}.*`, 's', { 'x-stream-offset': 'last', receipt: 'r' });
+  assert.equal(r.headers['x-stream-recovered'], 'true');
+  const m = await sub.message('s');
+  assert.deepEqual([m.text, offsetOf(m)], ['after-0', 1]);
+});
+
 clusterTest('a replayed SUBSCRIBE\'s RECEIPT comes before the RECEIPTs of the frames after it', { broker }, async ({ nodes, redis }) => {
   const [a, , c] = nodes;
   const dest = `/topic/h.${uniq('order')}`;
