@@ -315,7 +315,7 @@ static int start_history(struct broker *b, const struct loop_peers *peers)
     }
     if (b->cfg.history_count == 0)
         return 0;
-    b->history = history_new(&b->cfg);
+    b->history = history_new(&b->cfg, false);
     b->history_owned = true;
     if (b->history == NULL)
         log_error(0, "history: out of memory");

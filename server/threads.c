@@ -97,7 +97,7 @@ static struct loops *loops_new(const struct config *cfg)
                                                 strcmp(cfg->queue_overflow, "block") == 0)) != NULL;
     /* One offset sequence per destination for every loop: one store for the process. */
     if (ok && cfg->history_count > 0)
-        ok = (g->peers.history = history_new(cfg)) != NULL;
+        ok = (g->peers.history = history_new(cfg, true)) != NULL;
     if (ok)
         ok = (g->peers.board = metrics_board_new(g->count, g->peers.store)) != NULL;
     /* One set of passcode hashing workers for every loop (started on the first login). */

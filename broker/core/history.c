@@ -18,7 +18,7 @@ struct history_entry {
     uint64_t offset;
     uint64_t published_ms; /* wall clock */
     size_t bytes;          /* what it counts against limits.history_bytes */
-    struct message *msg;   /* owned: the store's copy */
+    struct message *msg;   /* owned: the store's copy, or a reference when not shared */
 };
 
 /* One destination's stream. Kept for the process's life: its next offset must not restart. */
@@ -38,6 +38,9 @@ struct history {
     struct history_policy *policies; /* owned: policy_count of them, never changed */
     size_t policy_count;
     uint64_t epoch;
+    /* Several loops publish and replay through it: each gets copies, since a message's
+     * reference count belongs to one loop. One loop's store keeps and hands out references. */
+    bool shared;
     size_t max_bytes;
     size_t bytes, messages;
     struct dict streams;                   /* owned values: name -> struct history_stream */
@@ -60,11 +63,12 @@ static uint64_t new_epoch(void)
     return v != 0 ? v : 1;
 }
 
-struct history *history_new(const struct config *cfg)
+struct history *history_new(const struct config *cfg, bool shared)
 {
     struct history *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return NULL;
+    h->shared = shared;
     h->policies = calloc(cfg->history_count + 1, sizeof(*h->policies));
     if (h->policies == NULL) {
         free(h);
@@ -233,7 +237,7 @@ int history_append(struct history *h, const struct history_policy *p, struct mes
     }
     msg->stream_offset = s->next_offset;
     msg->stream_epoch = h->epoch;
-    if ((e->msg = message_clone(msg)) == NULL) {
+    if ((e->msg = h->shared ? message_clone(msg) : message_ref(msg)) == NULL) {
         msg->stream_offset = msg->stream_epoch = 0;
         pthread_mutex_unlock(&h->lock);
         free(e);
@@ -347,7 +351,7 @@ int history_parse_request(const char *offset, size_t offset_len, const char *epo
 
 /* ---- replay ------------------------------------------------------------------------------- */
 
-static int replay_push(struct history_replay *r, const struct message *stored)
+static int replay_push(const struct history *h, struct history_replay *r, struct message *stored)
 {
     if (r->count == r->cap) {
         size_t cap = r->cap != 0 ? r->cap * 2 : 16;
@@ -357,7 +361,7 @@ static int replay_push(struct history_replay *r, const struct message *stored)
         r->msgs = grown;
         r->cap = cap;
     }
-    struct message *copy = message_clone(stored);
+    struct message *copy = h->shared ? message_clone(stored) : message_ref(stored);
     if (copy == NULL)
         return -1;
     r->msgs[r->count++] = copy;
@@ -428,7 +432,7 @@ static int replay_stream(struct history *h, struct history_stream *s,
     const struct history_entry *e = replay_start(s, &asked, &recovered);
     out->recovered = out->recovered && recovered && epoch_ok;
     for (; e != NULL; e = e->newer)
-        if (replay_push(out, e->msg) != 0)
+        if (replay_push(h, out, e->msg) != 0)
             return -1;
     return set_mark(out, s, h->epoch);
 }

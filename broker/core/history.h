@@ -44,8 +44,9 @@ struct history_policy {
 };
 
 /* A store for the policies of cfg (history, history_count, history_bytes); NULL when out of
- * memory. With no policy it retains nothing, and callers may skip it altogether. */
-struct history *history_new(const struct config *cfg);
+ * memory. With no policy it retains nothing, and callers may skip it altogether. shared: used
+ * by several loops (copies in and out), else by one (references to the published messages). */
+struct history *history_new(const struct config *cfg, bool shared);
 void history_free(struct history *h);
 
 /* The epoch every offset of this store belongs to. */

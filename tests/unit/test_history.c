@@ -12,8 +12,8 @@
 #include "broker/core/destination.h"
 #include "broker/core/history.h"
 
-/* A store for the given specs, with limits.history_bytes = bytes. */
-static struct history *store(const char *const *specs, size_t n, size_t bytes)
+/* A store for the given specs, with limits.history_bytes = bytes; shared by loops or one's. */
+static struct history *store_of(const char *const *specs, size_t n, size_t bytes, bool shared)
 {
     static struct config cfg; /* large: not on the stack */
     config_defaults(&cfg);
@@ -24,9 +24,15 @@ static struct history *store(const char *const *specs, size_t n, size_t bytes)
                       err);
         cfg.history_count++;
     }
-    struct history *h = history_new(&cfg);
+    struct history *h = history_new(&cfg, shared);
     ck_assert_ptr_nonnull(h);
     return h;
+}
+
+/* A store shared by several loops: copies in and out. */
+static struct history *store(const char *const *specs, size_t n, size_t bytes)
+{
+    return store_of(specs, n, bytes, true);
 }
 
 /* Publishes one message to dest at time now_ms; returns its offset. */
@@ -380,6 +386,34 @@ START_TEST(test_bytes_cap_evicts_oldest_of_the_process)
 }
 END_TEST
 
+/* One loop's store keeps the published message itself and replays it: no copy either way. */
+START_TEST(test_one_loop_store_shares_messages)
+{
+    static const char *const specs[] = {"/topic/a=2"};
+    struct history *h = store_of(specs, 1, 1 << 20, false);
+    const struct history_policy *p = history_policy_for(h, "/topic/a", 8);
+    struct message *published[3];
+    size_t evicted;
+    for (int i = 0; i < 3; i++) {
+        published[i] = message_new("/topic/a", 8, NULL, 0, "x", 1);
+        ck_assert_int_eq(history_append(h, p, published[i], 1000, NULL, NULL, &evicted), 0);
+    }
+    ck_assert_int_eq(published[0]->refcount, 1); /* evicted by the third: the store let go */
+    ck_assert_int_eq(published[2]->refcount, 2);
+    struct history_request req = ask(HISTORY_FIRST, 0);
+    struct history_replay r;
+    ck_assert_int_eq(history_replay(h, "/topic/a", 8, false, &req, 1000, &r), 0);
+    ck_assert_uint_eq(r.count, 2);
+    ck_assert_ptr_eq(r.msgs[0], published[1]);
+    ck_assert_ptr_eq(r.msgs[1], published[2]);
+    ck_assert_int_eq(published[2]->refcount, 3);
+    history_replay_reset(&r);
+    for (int i = 0; i < 3; i++)
+        message_unref(published[i]);
+    history_free(h); /* frees the last references: ASan finds a leak or a double free */
+}
+END_TEST
+
 START_TEST(test_wildcard_replay)
 {
     const char *specs[] = {"/topic/s.*=1", "/topic/other=5"};
@@ -460,6 +494,7 @@ static Suite *history_suite(void)
     tcase_add_test(tc, test_no_policy_and_no_stream);
     tcase_add_test(tc, test_ttl_expires);
     tcase_add_test(tc, test_bytes_cap_evicts_oldest_of_the_process);
+    tcase_add_test(tc, test_one_loop_store_shares_messages);
     tcase_add_test(tc, test_wildcard_replay);
     tcase_add_test(tc, test_marks_skip_replayed_copies);
     suite_add_tcase(s, tc);
