@@ -35,6 +35,7 @@ void ws_decoder_config_default(struct ws_decoder_config *cfg)
 {
     cfg->max_message_size = WS_DEFAULT_MAX_MESSAGE;
     cfg->expect_masked = true;
+    cfg->allow_compressed = false;
 }
 
 static void reset_header(struct ws_decoder *d)
@@ -66,10 +67,15 @@ static int fail(struct ws_decoder *d, int err)
 static int check_first_byte(struct ws_decoder *d)
 {
     uint8_t b = d->header[0];
-    if (b & 0x70)
-        return WS_ERR_RSV;
     d->fin = (b & 0x80) != 0;
+    d->rsv1 = (b & 0x40) != 0;
     d->opcode = b & 0x0F;
+    if (b & 0x30)
+        return WS_ERR_RSV;
+    /* RSV1 marks a compressed message: only on its first frame, never on a control frame. */
+    if (d->rsv1 &&
+        (!d->config.allow_compressed || is_control(d->opcode) || d->opcode == WS_OP_CONTINUATION))
+        return WS_ERR_RSV;
     if (!opcode_known(d->opcode))
         return WS_ERR_OPCODE;
     if (is_control(d->opcode))
@@ -188,6 +194,7 @@ static void begin_frame(struct ws_decoder *d)
         d->message_opcode = d->opcode;
         d->message_size = 0;
         d->message_started = false;
+        d->message_compressed = d->rsv1;
         d->in_message = true;
         ws_utf8_init(&d->utf8);
     }
@@ -226,7 +233,8 @@ static ssize_t emit_data(struct ws_decoder *d, uint8_t *p, size_t avail, struct 
 {
     size_t n = d->remaining < avail ? (size_t)d->remaining : avail;
     bool text = d->message_opcode == WS_OP_TEXT;
-    if (text) {
+    bool check_utf8 = text && !d->message_compressed; /* compressed: checked once inflated */
+    if (check_utf8) {
         int err = unmask_text(d, p, n);
         if (err != 0)
             return err;
@@ -235,12 +243,13 @@ static ssize_t emit_data(struct ws_decoder *d, uint8_t *p, size_t avail, struct 
     }
     d->remaining -= n;
     bool end = d->remaining == 0 && d->fin;
-    if (end && text && !ws_utf8_complete(&d->utf8))
+    if (end && check_utf8 && !ws_utf8_complete(&d->utf8))
         return WS_ERR_INVALID_UTF8;
     ev->type = WS_EVENT_DATA;
     ev->data = p;
     ev->len = n;
     ev->text = text;
+    ev->compressed = d->message_compressed;
     ev->message_start = !d->message_started;
     ev->message_end = end;
     d->message_started = true;
@@ -321,6 +330,7 @@ static void clear_event(struct ws_event *ev)
     ev->data = NULL;
     ev->len = 0;
     ev->text = false;
+    ev->compressed = false;
     ev->message_start = false;
     ev->message_end = false;
     ev->close_code = 0;
@@ -488,6 +498,8 @@ static const struct error_info error_table[] = {
     {WS_ERR_CLOSE_CODE, WS_CLOSE_PROTOCOL_ERROR, "invalid close code"},
     {WS_ERR_CLOSE_REASON_UTF8, WS_CLOSE_INVALID_DATA, "close reason is not valid UTF-8"},
     {WS_ERR_AFTER_CLOSE, WS_CLOSE_PROTOCOL_ERROR, "data after close frame"},
+    {WS_ERR_INFLATE, WS_CLOSE_INVALID_DATA, "compressed message does not inflate"},
+    {WS_ERR_INFLATED_TOO_BIG, WS_CLOSE_TOO_BIG, "message exceeds max_message_size once inflated"},
 };
 
 static const struct error_info *error_lookup(int err)

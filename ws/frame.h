@@ -64,6 +64,8 @@ enum ws_error {
     WS_ERR_CLOSE_CODE = -14,        /* 1002: close code that may not be sent */
     WS_ERR_CLOSE_REASON_UTF8 = -15, /* 1007: close reason is not UTF-8 */
     WS_ERR_AFTER_CLOSE = -16,       /* 1002: bytes after the close frame */
+    WS_ERR_INFLATE = -17,           /* 1007: a compressed message that does not inflate */
+    WS_ERR_INFLATED_TOO_BIG = -18,  /* 1009: a message over max_message_size once inflated */
 };
 
 /* Close code to send for a decoder error (WS_CLOSE_PROTOCOL_ERROR for unknown values). */
@@ -74,9 +76,11 @@ const char *ws_error_message(int err);
 struct ws_decoder_config {
     size_t max_message_size; /* bytes per message across fragments; default 1 MiB */
     bool expect_masked;      /* true on the server; false to decode server frames (clients) */
+    bool allow_compressed;   /* permessage-deflate was negotiated: RSV1 may mark a message's
+                                first frame as compressed (RFC 7692 section 6) */
 };
 
-/* 1 MiB messages, masked input (server side). */
+/* 1 MiB messages, masked input (server side), no compression. */
 void ws_decoder_config_default(struct ws_decoder_config *cfg);
 
 /*
@@ -94,6 +98,7 @@ struct ws_decoder {
 
     uint8_t opcode;      /* current frame */
     bool fin;            /* current frame */
+    bool rsv1;           /* current frame: the message is compressed (first frame only) */
     uint8_t mask[4];     /* current frame's masking key */
     uint8_t mask_offset; /* payload bytes already unmasked, mod 4 */
     uint64_t remaining;  /* payload bytes of the current frame not yet consumed */
@@ -101,6 +106,7 @@ struct ws_decoder {
     uint8_t message_opcode; /* WS_OP_TEXT or WS_OP_BINARY while a message is in progress */
     bool in_message;        /* from a message's first header until its FIN frame is consumed */
     bool message_started;   /* the current message's first DATA event was already emitted */
+    bool message_compressed; /* the current message had RSV1: its UTF-8 is checked once inflated */
     uint64_t message_size;  /* payload bytes of the current message so far */
     struct ws_utf8 utf8;    /* validator for the current text message */
 
@@ -124,7 +130,9 @@ struct ws_event {
                       or into the decoder (control frames split across reads); valid until
                       the next decode call or until that buffer is reused */
     size_t len;
-    bool text;           /* DATA: the message is text (already UTF-8 checked up to here) */
+    bool text;           /* DATA: the message is text (already UTF-8 checked up to here, unless
+                            compressed: the caller checks the inflated bytes) */
+    bool compressed;     /* DATA: the message is compressed (permessage-deflate, RSV1) */
     bool message_start;  /* DATA: first chunk of a message */
     bool message_end;    /* DATA: last chunk of the message (FIN frame fully consumed) */
     uint16_t close_code; /* CLOSE: the code received, WS_CLOSE_NO_STATUS if the payload was empty */

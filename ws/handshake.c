@@ -514,6 +514,11 @@ int ws_upgrade_response(char *out, size_t cap, const struct ws_upgrade *up)
         puts_w(&w, protocol);
         puts_w(&w, "\r\n");
     }
+    if (up->extensions != NULL) {
+        puts_w(&w, "Sec-WebSocket-Extensions: ");
+        puts_w(&w, up->extensions);
+        puts_w(&w, "\r\n");
+    }
     puts_w(&w, "\r\n");
     return finish(&w);
 }

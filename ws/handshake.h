@@ -120,6 +120,8 @@ struct ws_upgrade {
     const char *message;             /* static, short human reason ("ok" on success) */
     enum ws_subprotocol subprotocol; /* chosen; NONE when the client offered no header */
     char accept[WS_ACCEPT_LEN + 1];  /* Sec-WebSocket-Accept value, NUL-terminated */
+    const char *extensions;          /* borrowed: the Sec-WebSocket-Extensions value to answer
+                                        with (deflate.h), NULL for none; the check sets NULL */
 };
 
 /*
@@ -140,9 +142,10 @@ int ws_accept_key(const char *key, size_t key_len, char accept[WS_ACCEPT_LEN + 1
 
 /*
  * Writes the 101 Switching Protocols head for an accepted upgrade (Sec-WebSocket-Protocol only
- * when one was chosen). Returns its length, or WS_HTTP_ERR_NO_SPACE if cap is too small. Like
- * every response builder here, it also writes a NUL after the response, so cap must have room
- * for it (the NUL is not counted in the length).
+ * when one was chosen, Sec-WebSocket-Extensions only when up->extensions is set). Returns its
+ * length, or WS_HTTP_ERR_NO_SPACE if cap is too small. Like every response builder here, it also
+ * writes a NUL after the response, so cap must have room for it (the NUL is not counted in the
+ * length).
  */
 int ws_upgrade_response(char *out, size_t cap, const struct ws_upgrade *up);
 

@@ -1043,6 +1043,67 @@ START_TEST(test_binary_not_utf8_checked)
 }
 END_TEST
 
+/* permessage-deflate: RSV1 on a message's first frame marks it compressed, and its bytes (not
+ * UTF-8 before they are inflated) are handed out unchecked. */
+START_TEST(test_rsv1_compressed_message)
+{
+    uint8_t in[32], out[16];
+    size_t n = put_frame(in, 0xC1, "\xC0\x80\xFF", 3, KEY_A);
+    struct ws_decoder_config cfg = server_cfg(0);
+    cfg.allow_compressed = true;
+    struct ws_event ev = decode_one(&cfg, in, n, out);
+    ck_assert_int_eq(ev.type, WS_EVENT_DATA);
+    ck_assert(ev.text);
+    ck_assert(ev.compressed);
+    ck_assert(ev.message_end);
+    ck_assert_mem_eq(out, "\xC0\x80\xFF", 3);
+    /* without the extension the same frame is a protocol error */
+    cfg.allow_compressed = false;
+    struct ws_decoder d;
+    ws_decoder_init(&d, &cfg);
+    ck_assert_int_eq(ws_decoder_decode(&d, in, n, &ev), WS_ERR_RSV);
+}
+END_TEST
+
+/* RSV1 belongs to the first frame only: on a continuation or a control frame it is an error, and
+ * RSV2/RSV3 stay errors; the continuation of a compressed message is reported compressed. */
+START_TEST(test_rsv1_rules)
+{
+    struct ws_decoder_config cfg = server_cfg(0);
+    cfg.allow_compressed = true;
+    struct {
+        uint8_t b0_first, b0_second;
+        int want; /* error of the second frame, 0: accepted */
+    } cases[] = {
+        {0x41, 0xC0, WS_ERR_RSV}, /* RSV1 on the continuation */
+        {0x41, 0xA0, WS_ERR_RSV}, /* RSV2 on the continuation */
+        {0x41, 0x80, 0},          /* a plain continuation of a compressed message */
+        {0x41, 0xC9, WS_ERR_RSV}, /* RSV1 on a ping between fragments */
+        {0x81, 0xE1, WS_ERR_RSV}, /* RSV1 + RSV2 on a new message */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t in[32];
+        size_t n = put_frame(in, cases[i].b0_first, "ab", 2, KEY_A);
+        n += put_frame(in + n, cases[i].b0_second, "cd", 2, KEY_B);
+        struct ws_decoder d;
+        struct ws_event ev;
+        ws_decoder_init(&d, &cfg);
+        ssize_t r = ws_decoder_decode(&d, in, n, &ev);
+        ck_assert_int_gt(r, 0);
+        ck_assert(ev.compressed == ((cases[i].b0_first & 0x40) != 0));
+        r = ws_decoder_decode(&d, in + r, n - (size_t)r, &ev);
+        if (cases[i].want != 0) {
+            ck_assert_int_eq(r, cases[i].want);
+            ck_assert_uint_eq(ws_error_close_code((int)r), WS_CLOSE_PROTOCOL_ERROR);
+        } else {
+            ck_assert_int_gt(r, 0);
+            ck_assert(ev.compressed);
+            ck_assert(ev.message_end);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_config_defaults)
 {
     struct ws_decoder_config cfg;
@@ -1259,6 +1320,8 @@ static Suite *frame_suite(void)
     tcase_add_test(decoder, test_close_variants);
     tcase_add_test(decoder, test_binary_not_utf8_checked);
     tcase_add_test(decoder, test_config_defaults);
+    tcase_add_test(decoder, test_rsv1_compressed_message);
+    tcase_add_test(decoder, test_rsv1_rules);
     suite_add_tcase(s, decoder);
 
     TCase *encoder = tcase_create("encoder");
