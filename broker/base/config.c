@@ -19,6 +19,7 @@ enum key_type {
     KEY_SIZE,
     KEY_STRING,
     KEY_THREADS,
+    KEY_BOOL,   /* on/off, true/false, yes/no, 1/0 */
     KEY_HISTORY /* repeatable: each value adds a policy */
 };
 
@@ -102,6 +103,9 @@ static const struct config_key config_keys[] = {
     KEY("cluster", "reconnect_max_ms", KEY_MS, cluster_reconnect_max_ms),
     KEY("cluster", "queue_visibility_ms", KEY_MS, cluster_queue_visibility_ms),
     KEY("cluster", "queue_buffer_bytes", KEY_SIZE, cluster_queue_buffer_bytes),
+    KEY("compression", "enabled", KEY_BOOL, compression_enabled),
+    KEY("compression", "min_size", KEY_SIZE, compression_min_size),
+    KEY("compression", "level", KEY_SIZE, compression_level),
     KEY("history", "policy", KEY_HISTORY, history),
 };
 
@@ -162,6 +166,10 @@ void config_defaults(struct config *cfg)
     strcpy(cfg->auth_anonymous, "auto");
     cfg->auth_workers = 2;
     strcpy(cfg->queue_overflow, "block");
+
+    cfg->compression_enabled = true;
+    cfg->compression_min_size = 256; /* below it, deflate's headers eat most of the gain */
+    cfg->compression_level = 6;      /* zlib's default: a message is deflated once per fan-out */
 }
 
 int config_parse_addr(const char *text, struct config_addr *out)
@@ -383,6 +391,16 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
             return -1;
         *(size_t *)field = (size_t)n;
         return 0;
+    case KEY_BOOL: {
+        static const char *const yes[] = {"on", "true", "yes", "1"};
+        static const char *const no[] = {"off", "false", "no", "0"};
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+            if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+                *(bool *)field = strcmp(value, yes[i]) == 0;
+                return 0;
+            }
+        return -1;
+    }
     case KEY_HISTORY: /* config_set() takes it first, for its own error message */
         return -1;
     }
@@ -410,6 +428,8 @@ static const char *type_hint(enum key_type type)
         return "a shorter string";
     case KEY_THREADS:
         return "auto or a number of event loops";
+    case KEY_BOOL:
+        return "on or off";
     case KEY_HISTORY:
         return "PATTERN=SIZE[/TTL]";
     }
@@ -573,6 +593,10 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "queue.overflow must be block or reject");
         return -1;
     }
+    if (cfg->compression_level < 1 || cfg->compression_level > 9) {
+        snprintf(err, err_len, "compression.level must be 1 (fastest) to 9 (smallest)");
+        return -1;
+    }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {
         snprintf(err, err_len,
                  "limits.max_ws_message must be >= 1024 and limits.max_body, "
@@ -621,6 +645,9 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
             snprintf(out, len, "auto");
         else
             snprintf(out, len, "%zu", *(const size_t *)field);
+        return;
+    case KEY_BOOL:
+        snprintf(out, len, "%s", *(const bool *)field ? "on" : "off");
         return;
     case KEY_HISTORY: /* config_print() writes one line per policy */
         out[0] = '\0';

@@ -127,6 +127,11 @@ struct config {
                                               over by another node after this long */
     size_t cluster_queue_buffer_bytes;     /* queue messages kept until Redis confirms them */
 
+    /* [compression]: permessage-deflate (RFC 7692) on WebSocket connections */
+    bool compression_enabled;    /* offer accepted when a client makes one */
+    size_t compression_min_size; /* frames shorter than this go uncompressed */
+    size_t compression_level;    /* zlib level, 1..9 */
+
     /* [history]: retention policies in the order given; the first that matches wins */
     struct config_history history[CONFIG_HISTORY_MAX];
     size_t history_count;

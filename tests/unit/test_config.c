@@ -157,6 +157,39 @@ START_TEST(test_print_loads_back_a_value_starting_with_semicolon)
 }
 END_TEST
 
+/* [compression]: on by default, a switch that reads on/off and friends, a level in 1..9. */
+START_TEST(test_compression_keys)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert(cfg.compression_enabled);
+    ck_assert_uint_eq(cfg.compression_min_size, 256);
+    ck_assert_uint_eq(cfg.compression_level, 6);
+    ck_assert_int_eq(config_set_dotted(&cfg, "compression.enabled", "off", err, sizeof(err)), 0);
+    ck_assert(!cfg.compression_enabled);
+    ck_assert_int_eq(config_set_dotted(&cfg, "compression.enabled", "true", err, sizeof(err)), 0);
+    ck_assert(cfg.compression_enabled);
+    ck_assert_int_eq(config_set_dotted(&cfg, "compression.enabled", "maybe", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "on or off"));
+    ck_assert_int_eq(config_set_dotted(&cfg, "compression.min_size", "1k", err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.compression_min_size, 1024);
+    ck_assert_int_eq(config_set_dotted(&cfg, "compression.level", "10", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "compression.level"));
+    ck_assert_int_eq(config_set_dotted(&cfg, "compression.level", "1", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+    /* --print-config writes it back in a form that loads */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    config_print(&cfg, out);
+    fclose(out);
+    ck_assert_ptr_nonnull(
+        strstr(text, "[compression]\nenabled = on\nmin_size = 1024\nlevel = 1\n"));
+    free(text);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -167,6 +200,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_numbers_digits_only);
     tcase_add_test(tc, test_file_and_line_numbers);
     tcase_add_test(tc, test_print_loads_back_a_value_starting_with_semicolon);
+    tcase_add_test(tc, test_compression_keys);
     suite_add_tcase(s, tc);
     return s;
 }
