@@ -168,8 +168,11 @@ void message_unref(struct message *msg)
 {
     if (msg == NULL || --msg->refcount > 0)
         return;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         free(msg->encoded[i]);
+        free(msg->deflated[i][0]);
+        free(msg->deflated[i][1]);
+    }
     free(msg);
 }
 

@@ -43,7 +43,15 @@ struct message {
     char *encoded[3];
     size_t encoded_len[3];
     size_t encoded_tail[3];
+    /* Owned, made on the first compressed delivery per version and per server window (the 2^15
+     * one, then the 2^9 one; broker/net/conn_deflate.c): encoded[v] from encoded_tail[v] on,
+     * the body and the frame's NUL, deflated once as a message of its own for every subscriber.
+     * NULL: not made yet; deflated_len MESSAGE_NOT_DEFLATED: deflate saves nothing here. */
+    uint8_t *deflated[3][2];
+    size_t deflated_len[3][2];
 };
+
+#define MESSAGE_NOT_DEFLATED ((size_t)-1)
 
 /*
  * Builds a message from a SEND frame: copies destination, the headers worth passing on (not

@@ -38,6 +38,7 @@ struct metrics_board;
 struct api;
 struct conn_handler;
 struct workpool;
+struct conn_deflate_loop;
 struct workpool_mailbox;
 struct history;
 
@@ -134,6 +135,9 @@ struct broker {
     struct event *reap_event;       /* owned: activated when reap_list is non-empty */
     struct conn *flush_list;        /* plain connections with output to write this turn */
     struct event *flush_event;      /* owned: activated when flush_list becomes non-empty */
+    /* owned by net/conn_deflate.c: the loop's zlib streams for permessage-deflate, made on first
+     * use; NULL until then */
+    struct conn_deflate_loop *deflate_loop;
     struct event *signal_events[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
     struct event *shutdown_timer;   /* owned: bounds the drain at shutdown */
     bool shutting_down;

@@ -1,6 +1,7 @@
 #include "broker/net/conn.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
+#include "broker/net/conn_deflate.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -209,6 +210,7 @@ void conn_free(struct conn *c)
     if (c->timer != NULL)
         event_free(c->timer);
     free(c->bearer);
+    conn_deflate_forget(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     log_debug(c->id, "connection closed");
@@ -372,8 +374,9 @@ static int add_long_frame(struct evbuffer *out, const uint8_t *ws_header, size_t
     return evbuffer_commit_space(out, vecs, n);
 }
 
-void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
-                     const char *body, size_t body_len, bool utf8)
+/* conn_send_frame() without compression. */
+static void send_plain_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
+                             const char *body, size_t body_len, bool utf8)
 {
     if (c->state != CONN_OPEN)
         return;
@@ -415,6 +418,36 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
         evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
     note_frame_end(c);
     c->last_write_ms = broker_now_ms(c->broker);
+}
+
+/* A compressed frame was queued: the bookkeeping every frame gets. */
+static void sent_deflated(struct conn *c)
+{
+    note_frame_end(c);
+    c->last_write_ms = broker_now_ms(c->broker);
+}
+
+void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
+                     const char *body, size_t body_len, bool utf8)
+{
+    if (c->state == CONN_OPEN && c->deflate &&
+        conn_deflate_frame(c, data_opcode(c, utf8), head, head_len, msg != NULL ? msg->body : body,
+                           msg != NULL ? msg->body_len : body_len)) {
+        sent_deflated(c);
+        return;
+    }
+    send_plain_frame(c, head, head_len, msg, body, body_len, utf8);
+}
+
+void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t common_len,
+                       struct message *msg, enum stomp_version v, bool utf8)
+{
+    if (c->state == CONN_OPEN && c->deflate &&
+        conn_deflate_message(c, data_opcode(c, utf8), head, head_len, common_len, msg, v)) {
+        sent_deflated(c);
+        return;
+    }
+    send_plain_frame(c, head, head_len, msg, NULL, 0, utf8);
 }
 
 void conn_send_heartbeat(struct conn *c)
@@ -538,6 +571,9 @@ static void upgrade(struct conn *c, const struct ws_http_request *req)
         return;
     }
     keep_bearer(c, req);
+    char extensions[128];
+    if (conn_deflate_accept(c, req, extensions, sizeof(extensions)))
+        up.extensions = extensions;
     char response[512];
     int n = ws_upgrade_response(response, sizeof(response), &up);
     if (n < 0) {
@@ -553,7 +589,8 @@ static void upgrade(struct conn *c, const struct ws_http_request *req)
         conn_close(c);
         return;
     }
-    log_debug(c->id, "websocket open, subprotocol %s", ws_subprotocol_name(up.subprotocol));
+    log_debug(c->id, "websocket open, subprotocol %s%s", ws_subprotocol_name(up.subprotocol),
+              c->deflate ? ", permessage-deflate" : "");
 }
 
 /* "Expect: 100-continue" (curl sends it for larger bodies and waits a second without an answer). */
@@ -625,20 +662,29 @@ static size_t handle_http(struct conn *c, struct evbuffer *in)
 
 static void protocol_failure(struct conn *c, int err)
 {
-    if (err == WS_ERR_TOO_BIG)
+    /* an inflated message is held to the same limit as a plain one: the close names the key */
+    const char *reason = err == WS_ERR_INFLATED_TOO_BIG
+                             ? "inflated message exceeds limits.max_ws_message"
+                             : ws_error_message(err);
+    if (err == WS_ERR_TOO_BIG || err == WS_ERR_INFLATED_TOO_BIG)
         c->broker->stats.limit_hits[LIMIT_WS_MESSAGE]++;
     else
         c->broker->stats.protocol_errors++;
-    log_info(c->id, "websocket protocol error from %s: %s", c->peer, ws_error_message(err));
-    conn_close_gracefully(c, ws_error_close_code(err), ws_error_message(err));
+    log_info(c->id, "websocket protocol error from %s: %s", c->peer, reason);
+    conn_close_gracefully(c, ws_error_close_code(err), reason);
 }
 
 static void handle_ws_event(struct conn *c, const struct ws_event *ev)
 {
     switch (ev->type) {
     case WS_EVENT_DATA:
-        if (ev->len > 0)
+        if (ev->compressed) {
+            int err = conn_deflate_input(c, ev);
+            if (err < 0)
+                protocol_failure(c, err);
+        } else if (ev->len > 0) {
             c->broker->conn_handler->stomp_feed(c->session, (const char *)ev->data, ev->len);
+        }
         break;
     case WS_EVENT_PING:
         send_ws_control(c, WS_OP_PONG, ev->data, ev->len);
@@ -819,6 +865,7 @@ void conn_free_all(struct broker *b)
     while (b->conns != NULL)
         conn_free(b->conns);
     b->reap_list = NULL;
+    conn_deflate_loop_free(b);
     if (b->reap_event != NULL)
         event_free(b->reap_event);
     if (b->flush_event != NULL)

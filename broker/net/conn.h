@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "broker/core/broker.h"
+#include "stomp/frame.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
@@ -99,6 +100,12 @@ struct conn {
     uint32_t out_added, out_taken;
     uint32_t frame_ends[CONN_FRAME_ENDS];
     uint8_t frame_ends_first, frame_ends_count;
+    /* permessage-deflate (conn_deflate.c); zlib state is the loop's, never the connection's */
+    bool deflate;              /* negotiated at the upgrade */
+    bool deflate_small_window; /* the client asked for a server window under 2^15 */
+    uint8_t *inflate_pending;  /* owned: a compressed message's payload while its frames arrive,
+                                  NULL between messages */
+    size_t inflate_pending_len, inflate_pending_cap;
 };
 
 /* Takes ownership of fd (accepted socket), of ssl (NULL for plain TCP; the TLS handshake runs
@@ -138,6 +145,15 @@ void conn_free_all(struct broker *b);
  */
 void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
                      const char *body, size_t body_len, bool utf8);
+
+/*
+ * Queues a MESSAGE frame for msg: head ends with the common_len bytes every delivery of msg in
+ * version v ends with (from message_encoded_head()'s tail on); the rest of head is this
+ * delivery's. With permessage-deflate that common part and the body are deflated once per
+ * message; otherwise the same as conn_send_frame(c, head, head_len, msg, NULL, 0, utf8).
+ */
+void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t common_len,
+                       struct message *msg, enum stomp_version v, bool utf8);
 
 /* Queues a heart-beat (an EOL; a one-byte text message on WebSocket). */
 void conn_send_heartbeat(struct conn *c);

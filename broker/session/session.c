@@ -1801,6 +1801,7 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
     const char *shared = message_encoded_head(msg, s->version, &shared_len, &tail);
     if (shared == NULL)
         return -1;
+    size_t common_len = shared_len - tail; /* what every delivery ends with (conn_send_message) */
     struct head h;
     head_init(&h);
     head_raw(&h, "MESSAGE\n", 8);
@@ -1823,7 +1824,7 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
         head_release(&h);
         return -1;
     }
-    conn_send_frame(c, h.p, h.len, msg, NULL, 0, msg->utf8 && sub->id_utf8);
+    conn_send_message(c, h.p, h.len, common_len, msg, s->version, msg->utf8 && sub->id_utf8);
     head_release(&h);
     return 0;
 }

@@ -2,6 +2,7 @@
 // to send what a well-behaved library never sends: unmasked frames, invalid UTF-8, odd splits,
 // bad upgrade requests. Every wait is bounded.
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { sleep } from './broker.mjs';
 import { Inbox, StompParser, connectTcp } from './stomp.mjs';
 
@@ -184,22 +185,28 @@ export class RawWs {
         };
       }
       this.inbox.push({ command: `OP${opcode}`, headers: {}, frame });
+      // RSV1 on a message's first frame: permessage-deflate (RFC 7692), inflated whole.
       if (opcode === OP.TEXT || opcode === OP.BINARY) {
-        if (fin) this.onMessage(payload, opcode);
-        else this.fragments = { opcode, parts: [payload] };
+        const compressed = (frame.rsv & 4) !== 0;
+        if (fin) this.onMessage(payload, opcode, compressed);
+        else this.fragments = { opcode, parts: [payload], compressed };
       } else if (opcode === OP.CONT && this.fragments) {
         this.fragments.parts.push(payload);
         if (fin) {
-          const { opcode: op, parts } = this.fragments;
+          const { opcode: op, parts, compressed } = this.fragments;
           this.fragments = null;
-          this.onMessage(Buffer.concat(parts), op);
+          this.onMessage(Buffer.concat(parts), op, compressed);
         }
       }
     }
   }
 
-  onMessage(payload, opcode) {
-    const p = new StompParser({ onFrame: (f) => { f.wsOpcode = opcode; this.stomp.push(f); }, onHeartbeat: () => {} });
+  onMessage(payload, opcode, compressed = false) {
+    if (compressed) {
+      payload = zlib.inflateRawSync(Buffer.concat([payload, Buffer.from([0, 0, 0xff, 0xff])]),
+        { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    }
+    const p = new StompParser({ onFrame: (f) => { f.wsOpcode = opcode; f.wsCompressed = compressed; this.stomp.push(f); }, onHeartbeat: () => {} });
     p.version = this.version;
     p.push(payload);
     for (const f of this.stomp.all) if (f.command === 'CONNECTED' && f.headers.version) this.version = f.headers.version;
@@ -223,11 +230,12 @@ export class RawWs {
 }
 
 // Performs the upgrade handshake on a raw socket; throws unless the server answers 101.
-export async function rawWsConnect(broker, { path = '/ws', protocols = ['v12.stomp'], timeout = 5000 } = {}) {
+// extra: more request header lines ('Sec-WebSocket-Extensions: permessage-deflate').
+export async function rawWsConnect(broker, { path = '/ws', protocols = ['v12.stomp'], timeout = 5000, extra = [] } = {}) {
   const socket = await connectTcp(broker.wsPort, timeout);
   broker.track(socket);
   const reader = new ByteReader(socket);
-  const req = upgradeRequest({ path, protocols });
+  const req = upgradeRequest({ path, protocols, extra });
   socket.write(req.text);
   const head = await reader.httpHead(timeout);
   if (head.status !== 101) throw new Error(`expected 101, got ${head.statusLine}`);

@@ -389,9 +389,11 @@ export class WsStomp extends StompClientBase {
 }
 
 // Opens a WebSocket (no STOMP yet). protocols: array of subprotocols (default v12/v11/v10).
-export async function wsOpen(broker, { protocols = ['v12.stomp', 'v11.stomp', 'v10.stomp'], path = '/ws', label = 'ws', timeout = 5000 } = {}) {
-  const ws = new WebSocket(broker.url(path), protocols, { handshakeTimeout: timeout, perMessageDeflate: false });
+// perMessageDeflate: the ws package's option (false: no offer; true or an object: offer it).
+export async function wsOpen(broker, { protocols = ['v12.stomp', 'v11.stomp', 'v10.stomp'], path = '/ws', label = 'ws', timeout = 5000, perMessageDeflate = false } = {}) {
+  const ws = new WebSocket(broker.url(path), protocols, { handshakeTimeout: timeout, perMessageDeflate });
   const client = broker.track(new WsStomp(ws, label));
+  ws.once('upgrade', (res) => { client.upgradeHeaders = res.headers; });
   await withTimeout(new Promise((resolve, reject) => {
     ws.once('open', resolve);
     ws.once('error', reject);
@@ -400,8 +402,8 @@ export async function wsOpen(broker, { protocols = ['v12.stomp', 'v11.stomp', 'v
   return client;
 }
 
-export async function wsStomp(broker, { label = 'ws', headers = {}, protocols, version = '1.2', path } = {}) {
-  const c = await wsOpen(broker, { label, protocols, path });
+export async function wsStomp(broker, { label = 'ws', headers = {}, protocols, version = '1.2', path, perMessageDeflate } = {}) {
+  const c = await wsOpen(broker, { label, protocols, path, perMessageDeflate });
   await c.connect({ 'accept-version': version, host: '127.0.0.1', ...headers });
   return c;
 }
