@@ -28,7 +28,12 @@
 # BROKER_ENV=GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456; see "slow regime" below),
 # AFTER_ARGS [none] (flag words added to the AFTER broker only, e.g.
 # AFTER_ARGS="--history /topic/bench=1": the after binary with a last-value policy on the
-# generator's topic against the before binary without one; the table's header names them).
+# generator's topic against the before binary without one; the table's header names them),
+# BEFORE_ARGS [none] (the same for the BEFORE broker only, e.g. BEFORE_ARGS="--set
+# compression.enabled=off" with the same binary both sides), BENCH_ARGS [none] (flag words added
+# to every generator run, e.g. BENCH_ARGS="--deflate --body json": offer permessage-deflate).
+# The table also gives the bytes the generator read from its sockets per delivery
+# (wire_bytes_in / deliveries), which is what compression changes.
 #
 # Both binaries take the same flags (--threads included). With BEFORE_BIN = AFTER_BIN the
 # ratios show the noise of this machine for this scenario: a change inside it is not measured.
@@ -54,6 +59,8 @@ settle=${SETTLE:-1}
 keep=${OUT:-}
 read -r -a broker_env <<<"${BROKER_ENV:-}"
 read -r -a after_args <<<"${AFTER_ARGS:-}"
+read -r -a before_args <<<"${BEFORE_ARGS:-}"
+read -r -a bench_args <<<"${BENCH_ARGS:-}"
 
 whole() { # whole NAME VALUE MIN MAX
     [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] && return 0
@@ -124,7 +131,7 @@ broker_flags=(--ws 127.0.0.1:0 --tcp off --log-level warn --set limits.publish_r
     --set limits.connection_rate=0 --set limits.max_connections_per_address=100000)
 bench_flags=(--scenario fanout --publishers 1 --subscribers "$subscribers" --size "$size" --rate 0
     --warmup "$warmup" --duration "$duration" --drain "$drain" --procs "$procs"
-    --setup-timeout 30 --json)
+    --setup-timeout 30 --json "${bench_args[@]}")
 bench_limit=$((30 + warmup + duration + drain + 30))
 
 start_broker() { # start_broker WHICH THREADS RUNDIR: sets broker_pid and port
@@ -132,6 +139,7 @@ start_broker() { # start_broker WHICH THREADS RUNDIR: sets broker_pid and port
     : >"$3/broker.out"
     local extra=()
     [ "$1" != after ] || extra=("${after_args[@]}")
+    [ "$1" != before ] || extra=("${before_args[@]}")
     env "${broker_env[@]}" "$tmp/$1" --threads "$2" "${broker_flags[@]}" "${extra[@]}" \
         >"$3/broker.out" 2>"$3/broker.err" &
     broker_pid=$!
@@ -150,13 +158,13 @@ start_broker() { # start_broker WHICH THREADS RUNDIR: sets broker_pid and port
 }
 
 # run_one WHICH THREADS ROUND: appends one line to $tmp/results
-#   threads which round status deliveries_per_s broker_cpu_s deliveries flags
+#   threads which round status deliveries_per_s broker_cpu_s deliveries flags wire_bytes_in
 run_one() {
     local which=$1 threads=$2 round=$3 dir c0 c1 rc line
     dir=$tmp/runs/t$threads.r$round.$which
     mkdir -p "$dir"
     if ! start_broker "$which" "$threads" "$dir"; then
-        echo "$threads $which $round failed - - - broker-did-not-start" >>"$tmp/results"
+        echo "$threads $which $round failed - - - broker-did-not-start -" >>"$tmp/results"
         echo "  round $round, --threads $threads, $which: failed, the broker did not start" >&2
         return 1
     fi
@@ -177,7 +185,7 @@ path, rc, c0, c1, subs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 try:
     r = json.loads(open(path).read().strip().splitlines()[-1])
 except (OSError, ValueError, IndexError):
-    print(f"failed - - - generator-exit-{rc}-no-json")
+    print(f"failed - - - generator-exit-{rc}-no-json -")
     sys.exit()
 flags = []
 if rc != 0:
@@ -193,7 +201,8 @@ if r.get("generator_saturated"):
 cpu = f"{float(c1) - float(c0):.3f}" if c0 and c1 else "-"
 total = r.get("received", 0) + r.get("received_outside_window", 0)
 status = "ok" if rc == 0 and "deliveries_per_s" in r else "failed"
-print(status, f"{r.get('deliveries_per_s', 0):.1f}", cpu, total, ",".join(flags) or "-")
+print(status, f"{r.get('deliveries_per_s', 0):.1f}", cpu, total, ",".join(flags) or "-",
+      r.get("wire_bytes_in", "-"))
 PY
 )
     echo "$threads $which $round $line" >>"$tmp/results"
@@ -229,6 +238,7 @@ header1+=" after \`$2\` (sha256 $after_sum)$same; generator \`$3\`. \`nproc\` = 
 header1+=" load average $load_start at the start, $load_end at the end."
 args_note=
 [ ${#after_args[@]} -eq 0 ] || args_note=" (the after broker also \`${after_args[*]}\`)"
+[ ${#before_args[@]} -eq 0 ] || args_note+=" (the before broker also \`${before_args[*]}\`)"
 header2="Each run: a fresh broker \`--threads N ${broker_flags[*]}\`$env_note$args_note, then"
 header2+=" \`stompws-bench --url ws://127.0.0.1:PORT/ws ${bench_flags[*]}\`;"
 header2+=" order before, after, before, after, ..."
@@ -239,9 +249,11 @@ import os, statistics, sys
 path, rounds, threads_list = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 runs = {}
 for line in open(path):
-    t, which, rnd, status, dps, cpu, total, flags = line.split()
+    t, which, rnd, status, dps, cpu, total, flags, wire = line.split()
     run = dict(ok=status == "ok", dps=float(dps) if status == "ok" else None,
-               flags=[] if flags == "-" else flags.split(","), us=None)
+               flags=[] if flags == "-" else flags.split(","), us=None, wire=None)
+    if run["ok"] and wire != "-" and int(total) > 0:
+        run["wire"] = int(wire) / int(total)
     if run["ok"] and cpu != "-" and int(total) > 0:
         run["us"] = float(cpu) / int(total) * 1e6
     runs[(t, which, int(rnd))] = run
@@ -268,7 +280,7 @@ print(f"| fan-out 1 -> {num(int(os.environ['SUBS']))}, {os.environ['SIZE_B']} B,
       f" deliveries/s (broker CPU us per delivery) | {cols} | median deliveries/s"
       " | median broker CPU us/delivery |")
 print("|---|" + "---:|" * (rounds + 2))
-notes, slow = [], False
+notes, slow, wire_rows = [], False, []
 for t in threads_list:
     rows = {w: [runs.get((t, w, r)) for r in range(1, rounds + 1)] for w in ("before", "after")}
     fastest = min((x["us"] for w in rows for x in rows[w] if x and x["us"] is not None), default=None)
@@ -302,12 +314,20 @@ for t in threads_list:
                          f" ({ratio(a and a['us'], b and b['us'])})")
     print(f"| `--threads {t}`, after/before | " + " | ".join(per_round)
           + f" | **{ratio(meds['after'], meds['before'])}** | {ratio(cpus['after'], cpus['before'])} |")
+    wires = {w: med([x["wire"] for x in rows[w] if x]) for w in ("before", "after")}
+    wire_rows.append(f"| `--threads {t}` | {num(wires['before'])} | {num(wires['after'])}"
+                     f" | {ratio(wires['after'], wires['before'])} |")
+print()
+print("| bytes on the wire per delivery (median) | before | after | after/before |")
+print("|---|---:|---:|---:|")
+print("\n".join(wire_rows))
 print()
 print(f"deliveries/s: the generator's deliveries_per_s (deliveries that arrived inside the {window} s"
       f" window / {window} s). Broker CPU: utime + stime of the broker (all threads) over the"
       " generator's run, divided by every delivery counted in it (warm-up included). after/before:"
       " per round, and of the medians; for CPU per delivery, above 1 means the after binary spends"
-      " more per delivery.")
+      " more per delivery. Bytes on the wire: what the generator read from all its sockets over"
+      " the run (handshakes and the publisher's receipts included) / the deliveries counted.")
 for i, n in enumerate(notes, 1):
     print(f"[{i}] {n}")
 if any("gaps=" in n for n in notes):

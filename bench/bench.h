@@ -63,6 +63,8 @@ struct bench_options {
     unsigned sources;       /* loopback source addresses (0 when not binding) */
     const char *label;      /* free text for the report ("stompws", "rabbitmq") */
     bool json_only;         /* print only the JSON line */
+    bool json_body;         /* bodies are JSON-like text (quotes), not a-z filler */
+    bool deflate;           /* ws: offer permessage-deflate (bench_target.deflate) */
 };
 
 /* One worker's part of the run: counts and where its ids start. */
@@ -117,6 +119,8 @@ struct bench_result {
     uint64_t gaps;             /* sequence numbers skipped and never filled (per subscriber) */
     uint64_t bad_bodies;       /* MESSAGE without a stamp, or from an unknown publisher */
     uint64_t cycles;           /* connect-storm: cycles completed inside the window */
+    uint64_t wire_bytes_in;    /* bytes read from every socket, the whole run (bench_conn.h) */
+    uint64_t compressed_in;    /* WebSocket messages that arrived compressed (--deflate) */
     double setup_s;
     double drain_s;    /* how long the drain after the window took */
     double window_s;   /* the window as this worker measured it */

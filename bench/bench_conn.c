@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 #include "stomp/encode.h"
 #include "stomp/parser.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
@@ -60,6 +62,8 @@ struct bench_conn {
     char key[WS_KEY_LEN + 1];    /* ws: Sec-WebSocket-Key sent */
     struct ws_decoder ws;        /* ws: the broker's frames */
     struct stomp_parser *parser; /* owned */
+    uint8_t *compressed;         /* owned: a compressed message's payload while it arrives */
+    size_t compressed_len, compressed_cap;
     bool want_write;             /* call on_writable (see bench_conn_want_write) */
     size_t low_water;            /* ... while fewer bytes than this wait */
     unsigned busy;               /* entries from the loop under way */
@@ -67,6 +71,19 @@ struct bench_conn {
 };
 
 static uint8_t read_buf[READ_BUF_SIZE];
+
+/* This process's totals (bench_conn_bytes_read, bench_conn_compressed_messages). */
+static uint64_t bytes_read, compressed_messages;
+
+uint64_t bench_conn_bytes_read(void)
+{
+    return bytes_read;
+}
+
+uint64_t bench_conn_compressed_messages(void)
+{
+    return compressed_messages;
+}
 
 /* ---- masking keys and nonces: xorshift64*, seeded at first use ---- */
 
@@ -98,6 +115,7 @@ static void conn_free(struct bench_conn *c)
         evbuffer_free(c->out);
     stomp_parser_free(c->parser);
     free(c->head);
+    free(c->compressed);
     close(c->fd);
     free(c);
 }
@@ -415,10 +433,14 @@ static void send_upgrade(struct bench_conn *c)
         memcpy(nonce + i, &r, 8);
     }
     ws_client_key(nonce, c->key);
-    struct ws_client_request req = {.host = c->target->host_header,
-                                    .target = c->target->target,
-                                    .key = c->key,
-                                    .subprotocols = WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V12_STOMP)};
+    struct ws_client_request req = {
+        .host = c->target->host_header,
+        .target = c->target->target,
+        .key = c->key,
+        .subprotocols = WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V12_STOMP),
+        .extra_headers = c->target->deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                              "client_max_window_bits\r\n"
+                                            : NULL};
     int n = ws_client_request(request, sizeof(request), &req);
     if (n < 0) {
         fail(c, "cannot build the WebSocket upgrade request (host or path not visible ASCII?)");
@@ -440,6 +462,157 @@ static void on_ws_close(struct bench_conn *c, const struct ws_event *ev)
     fail(c, why);
 }
 
+/* The process's one inflate stream: the broker keeps no context between messages. */
+static z_stream *inflater(void)
+{
+    static z_stream zs;
+    static bool ready;
+    if (!ready && ws_inflate_init(&zs) == 0)
+        ready = true;
+    return ready ? &zs : NULL;
+}
+
+static int inflated_to_stomp(void *arg, const uint8_t *data, size_t len)
+{
+    feed_stomp(arg, (const char *)data, len);
+    return 0;
+}
+
+/*
+ * One generator process stands for many clients, and a broker that compresses a fan-out once
+ * sends each of them the same deflated bytes behind a few stored (uncompressed) blocks of their
+ * own (docs/COMPRESSION.md). Each real client inflates its copy on its own machine; here the
+ * copies would share two CPUs with the broker. So the part after the leading stored blocks is
+ * inflated once and kept: it is reused when a later message carries the same bytes. A few parts
+ * are kept (SHARED_PARTS, by a hash of their bytes), since a connection's backlog is read whole
+ * before the next connection's and the same messages come round again. Sound for any sender: a
+ * part is only kept when it inflates on its own (a reference into the stored prefix would fail
+ * that), and the same bytes inflate to the same output.
+ */
+#define SHARED_PARTS 256
+struct shared_part {
+    uint8_t *deflated; /* owned: the bytes after the stored blocks, as received */
+    size_t deflated_len;
+    uint8_t *inflated; /* owned: what they inflate to */
+    size_t inflated_len, inflated_cap;
+    bool valid;
+};
+
+static struct shared_part shared_parts[SHARED_PARTS];
+
+/* FNV-1a over the length and up to 32 bytes at each end (a message id, a stamp near the start
+ * or the end of the body make two messages differ there). */
+static size_t shared_slot(const uint8_t *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325u ^ len;
+    for (size_t i = 0; i < len && i < 32; i++)
+        h = (h ^ s[i]) * 0x100000001b3u;
+    for (size_t i = len > 32 ? len - 32 : 0; i < len; i++)
+        h = (h ^ s[i]) * 0x100000001b3u;
+    return (size_t)(h % SHARED_PARTS);
+}
+
+static int keep_inflated(void *arg, const uint8_t *data, size_t len)
+{
+    struct shared_part *sp = arg;
+    if (sp->inflated_cap - sp->inflated_len < len) {
+        size_t cap = (sp->inflated_len + len) * 2;
+        uint8_t *grown = realloc(sp->inflated, cap);
+        if (grown == NULL)
+            return -1;
+        sp->inflated = grown;
+        sp->inflated_cap = cap;
+    }
+    memcpy(sp->inflated + sp->inflated_len, data, len);
+    sp->inflated_len += len;
+    return 0;
+}
+
+/* Where the leading stored blocks of p end (0: none, or not well formed). */
+static size_t stored_blocks_end(const uint8_t *p, size_t len)
+{
+    size_t pos = 0;
+    while (len - pos >= 5 && p[pos] == 0x00) {
+        size_t block = (size_t)p[pos + 1] | (size_t)p[pos + 2] << 8;
+        size_t nblock = (size_t)p[pos + 3] | (size_t)p[pos + 4] << 8;
+        if ((block ^ 0xFFFF) != nblock || len - pos - 5 < block)
+            return 0;
+        pos += 5 + block;
+    }
+    return pos;
+}
+
+/* The shared part s[0..len) inflated, from shared_parts or freshly; NULL if it does not stand
+ * alone. */
+static const struct shared_part *shared_inflated(const uint8_t *s, size_t len, size_t max,
+                                                 z_stream *zs)
+{
+    struct shared_part *sp = &shared_parts[shared_slot(s, len)];
+    if (sp->valid && sp->deflated_len == len && memcmp(sp->deflated, s, len) == 0)
+        return sp;
+    sp->valid = false;
+    sp->inflated_len = 0;
+    uint8_t *copy = realloc(sp->deflated, len > 0 ? len : 1);
+    if (copy == NULL)
+        return NULL;
+    sp->deflated = copy;
+    memcpy(sp->deflated, s, len);
+    sp->deflated_len = len;
+    if (ws_inflate_message(zs, s, len, max, keep_inflated, sp) < 0)
+        return NULL;
+    sp->valid = true;
+    return sp;
+}
+
+/* A whole compressed message: the stored prefix as it is, then the shared part inflated. */
+static void inflate_message(struct bench_conn *c, const uint8_t *p, size_t len)
+{
+    z_stream *zs = inflater();
+    size_t prefix_end = stored_blocks_end(p, len);
+    const struct shared_part *sp =
+        zs != NULL ? shared_inflated(p + prefix_end, len - prefix_end, c->target->max_message, zs)
+                   : NULL;
+    if (sp != NULL) {
+        for (size_t pos = 0; pos < prefix_end && !c->dead;) {
+            size_t block = (size_t)p[pos + 1] | (size_t)p[pos + 2] << 8;
+            feed_stomp(c, (const char *)p + pos + 5, block);
+            pos += 5 + block;
+        }
+        if (!c->dead)
+            feed_stomp(c, (const char *)sp->inflated, sp->inflated_len);
+        return;
+    }
+    if (zs == NULL ||
+        ws_inflate_message(zs, p, len, c->target->max_message, inflated_to_stomp, c) < 0)
+        fail(c, "a compressed message from the broker does not inflate");
+}
+
+/* A chunk of a compressed message: kept until the message is whole, then inflated. */
+static void feed_compressed(struct bench_conn *c, const struct ws_event *ev)
+{
+    compressed_messages += ev->message_end;
+    if (ev->message_start && ev->message_end) { /* the common case: nothing to keep */
+        inflate_message(c, ev->data, ev->len);
+        return;
+    }
+    if (c->compressed_cap - c->compressed_len < ev->len) {
+        size_t cap = c->compressed_len + ev->len + 4096;
+        uint8_t *grown = realloc(c->compressed, cap);
+        if (grown == NULL) {
+            fail(c, "out of memory for a compressed message");
+            return;
+        }
+        c->compressed = grown;
+        c->compressed_cap = cap;
+    }
+    memcpy(c->compressed + c->compressed_len, ev->data, ev->len);
+    c->compressed_len += ev->len;
+    if (!ev->message_end)
+        return;
+    inflate_message(c, c->compressed, c->compressed_len);
+    c->compressed_len = 0;
+}
+
 static void feed_ws(struct bench_conn *c, uint8_t *data, size_t len)
 {
     while (len > 0 && !c->dead) {
@@ -454,7 +627,9 @@ static void feed_ws(struct bench_conn *c, uint8_t *data, size_t len)
         }
         data += n;
         len -= (size_t)n;
-        if (ev.type == WS_EVENT_DATA)
+        if (ev.type == WS_EVENT_DATA && ev.compressed)
+            feed_compressed(c, &ev);
+        else if (ev.type == WS_EVENT_DATA)
             feed_stomp(c, (const char *)ev.data, ev.len);
         else if (ev.type == WS_EVENT_PING)
             send_control(c, WS_OP_PONG, ev.data, ev.len);
@@ -477,6 +652,17 @@ static void refused(struct bench_conn *c, const struct ws_http_response *r)
     snprintf(why, sizeof(why), "the broker refused the WebSocket upgrade: HTTP %d %.*s", r->status,
              (int)r->reason.len, r->reason.ptr);
     fail(c, why);
+}
+
+/* The answer names permessage-deflate (the one extension --deflate offers). */
+static bool answers_deflate(const struct ws_http_response *resp)
+{
+    for (size_t i = 0; i < resp->num_headers; i++) {
+        const struct ws_http_header *h = &resp->headers[i];
+        if (h->name.len == 24 && strncasecmp(h->name.ptr, "sec-websocket-extensions", 24) == 0)
+            return h->value.len >= 18 && strncmp(h->value.ptr, "permessage-deflate", 18) == 0;
+    }
+    return false;
 }
 
 /* UPGRADING: gathers the answer's head; on a valid 101 feeds what followed it as frames. */
@@ -502,6 +688,14 @@ static void feed_upgrade(struct bench_conn *c, uint8_t *data, size_t len)
         return;
     }
     struct ws_client_upgrade up;
+    /* With --deflate the broker may answer with the extension ws_client_response_check() does
+     * not know: permessage-deflate, and then its frames may carry RSV1. */
+    if (c->target->deflate && answers_deflate(&resp)) {
+        resp.sec_websocket_extensions = false;
+        struct ws_decoder_config cfg = c->ws.config;
+        cfg.allow_compressed = true;
+        ws_decoder_init(&c->ws, &cfg); /* nothing decoded yet: the frames follow the head */
+    }
     if (ws_client_response_check(&resp, c->key, WS_SUBPROTOCOL_BIT(WS_SUBPROTOCOL_V12_STOMP),
                                  &up) != 0) {
         char why[200];
@@ -533,6 +727,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     struct bench_conn *c = arg;
     enter(c);
     ssize_t n = read(fd, read_buf, sizeof(read_buf));
+    if (n > 0)
+        bytes_read += (uint64_t)n;
     if (n > 0)
         consume(c, read_buf, (size_t)n);
     else if (n == 0)

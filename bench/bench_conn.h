@@ -44,6 +44,7 @@ struct bench_target {
     const char *login;                /* borrowed: NULL for none */
     const char *passcode;             /* borrowed: NULL for none */
     size_t max_message;               /* largest inbound WebSocket message / STOMP body */
+    bool deflate; /* ws: offer permessage-deflate (RFC 7692) and inflate what comes compressed */
 };
 
 struct bench_conn;
@@ -73,6 +74,11 @@ void bench_source_address(unsigned k, struct sockaddr_in *out);
  * sentence in err when the socket cannot even be created ("socket: Too many open files");
  * anything later is reported through on_close. cb is copied; target and arg are borrowed.
  */
+/* This process's totals over all its connections: bytes read from sockets, messages that
+ * arrived compressed. */
+uint64_t bench_conn_bytes_read(void);
+uint64_t bench_conn_compressed_messages(void);
+
 struct bench_conn *bench_conn_open(struct event_base *base, const struct bench_target *target,
                                    const struct sockaddr_in *source,
                                    const struct bench_conn_callbacks *cb, void *arg, char *err,

@@ -13,7 +13,9 @@
 # and stop the broker. The difference between the two runs' instructions (Ir, whole process),
 # divided by the difference in deliveries, is the cost of one delivery with start-up and
 # connection set-up taken out. One table row per binary. Environment: SUBSCRIBERS [200],
-# RATE [50], WARMUP [1], DURATION [8], SIZE [100].
+# RATE [50], WARMUP [1], DURATION [8], SIZE [100], BROKER_ARGS [none] (flag words for every
+# broker, e.g. "--set compression.enabled=off"), CLIENT_ARGS [none] (flag words for the
+# generator, e.g. "--deflate --body json").
 set -euo pipefail
 
 [ $# -ge 2 ] || { sed -n '7p' "$0" | sed 's/^# */usage: /' >&2; exit 2; }
@@ -24,6 +26,8 @@ rate=${RATE:-50}
 warmup=${WARMUP:-1}
 duration=${DURATION:-8}
 size=${SIZE:-100}
+read -r -a broker_args <<<"${BROKER_ARGS:-}"
+read -r -a client_args <<<"${CLIENT_ARGS:-}"
 
 work=$(mktemp -d)
 broker_pid=
@@ -51,14 +55,14 @@ wait_port() {
 measure() { # measure BIN SECONDS: prints "deliveries Ir"
     local bin=$1 seconds=$2 log=$work/broker.log out=$work/callgrind.out
     valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --threads "${STOMPWS_THREADS:-1}" --ws 127.0.0.1:0 --tcp off \
-        --log-level warn >"$log" 2>&1 &
+        --log-level warn "${broker_args[@]}" >"$log" 2>&1 &
     broker_pid=$!
     local port
     port=$(wait_port "$log")
     local json
     json=$("$client" --url "ws://127.0.0.1:$port/ws" --scenario fanout --publishers 1 \
         --subscribers "$subscribers" --size "$size" --rate "$rate" --warmup "$warmup" \
-        --duration "$seconds" --drain 5 --setup-timeout 60 --json)
+        --duration "$seconds" --drain 5 --setup-timeout 60 --json "${client_args[@]}")
     kill -TERM "$broker_pid"
     local i
     for i in $(seq 300); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done

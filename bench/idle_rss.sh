@@ -25,6 +25,10 @@
 # sockets hold none; its peak while the broadcasts are in flight is reported too); the sockets
 # themselves are slab objects, read from /proc/slabinfo (root only): TCP, sock_inode_cache, filp,
 # dentry, eventpoll_epi, ep_head and the LSM caches. Other work on the machine moves both.
+#
+# BENCH_ARGS (environment, default none): flag words added to the generator, e.g.
+# BENCH_ARGS="--deflate --size 1024 --body json" for connections that negotiated
+# permessage-deflate and broadcasts of 1 KiB JSON (docs/COMPRESSION.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -196,6 +200,8 @@ gen=("$bench")
 for p in "${node_port[@]}"; do gen+=(--url "ws://127.0.0.1:$p/ws"); done
 gen+=(--scenario idle --connections "$conns" --procs "$procs" --setup-timeout $((60 + conns / 500))
     --warmup "$quiet" --duration "$hold" --label stompws)
+read -r -a bench_args <<<"${BENCH_ARGS:-}"
+gen+=("${bench_args[@]}")
 if [ "$broadcasts" -gt 0 ]; then
     gen+=(--publishers 1 --rate "$(awk -v k="$broadcasts" -v h="$hold" 'BEGIN { print k / h }')"
         --drain 10)

@@ -43,6 +43,8 @@ void result_merge(struct bench_result *dst, const struct bench_result *src)
     dst->duplicates += src->duplicates;
     dst->gaps += src->gaps;
     dst->bad_bodies += src->bad_bodies;
+    dst->wire_bytes_in += src->wire_bytes_in;
+    dst->compressed_in += src->compressed_in;
     dst->cycles += src->cycles;
     dst->setup_s = src->setup_s > dst->setup_s ? src->setup_s : dst->setup_s;
     dst->drain_s = src->drain_s > dst->drain_s ? src->drain_s : dst->drain_s;
@@ -204,8 +206,9 @@ static void json_params(const struct bench_options *o)
     printf(",\"dest\":");
     json_string(o->dest);
     printf(",\"warmup_s\":%.6g,\"duration_s\":%.6g,\"drain_s\":%.6g,\"procs\":%u,\"sources\":%u,"
-           "\"connect_rate\":%.6g}",
-           o->warmup, o->duration, o->drain, o->procs, o->sources, o->connect_rate);
+           "\"connect_rate\":%.6g,\"deflate\":%s,\"body\":\"%s\"}",
+           o->warmup, o->duration, o->drain, o->procs, o->sources, o->connect_rate,
+           o->targets[0].deflate ? "true" : "false", o->json_body ? "json" : "letters");
 }
 
 static void json_latency(const struct bench_result *r, const struct figures *f)
@@ -270,10 +273,11 @@ static void print_json(const struct bench_options *o, const struct bench_result 
            ",\"deliveries_per_s\":%.1f"
            ",\"publish_rate\":%.1f,\"loss\":%" PRIu64 ",\"loss_ratio\":%.6f,\"gaps\":%" PRIu64
            ",\"reordered\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"bad_bodies\":%" PRIu64
-           ",\"cycles\":%" PRIu64 ",\"connects_per_s\":%.1f,",
+           ",\"cycles\":%" PRIu64 ",\"connects_per_s\":%.1f,\"wire_bytes_in\":%" PRIu64
+           ",\"compressed_in\":%" PRIu64 ",",
            r->sent, r->expected, r->received, r->received_outside, r->arrived, f->deliveries_per_s,
            f->publish_rate, f->loss, f->loss_ratio, r->gaps, r->reordered, r->duplicates,
-           r->bad_bodies, r->cycles, f->connects_per_s);
+           r->bad_bodies, r->cycles, f->connects_per_s, r->wire_bytes_in, r->compressed_in);
     json_latency(r, f);
     printf(",");
     json_errors(r);

@@ -91,6 +91,9 @@ static void usage(FILE *out)
             "                       1000 connections; only for a broker in 127.0.0.0/8)\n"
             "  --label TEXT         copied into the report (e.g. the broker's name)\n"
             "  --json               print only the JSON line\n"
+            "  --deflate            ws: offer permessage-deflate and inflate what comes\n"
+            "                       compressed (wire_bytes_in shows the difference)\n"
+            "  --body json          bodies of JSON quotes after the stamp (default: letters)\n"
             "  --version, --help\n"
             "\n"
             "Output: a table, then one JSON line (the last line). idle prints \"up N of M\n"
@@ -216,6 +219,8 @@ enum {
     OPT_SOURCES,
     OPT_LABEL,
     OPT_JSON,
+    OPT_DEFLATE,
+    OPT_BODY,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -250,6 +255,8 @@ static const struct option long_options[] = {
     {"sources", required_argument, NULL, OPT_SOURCES},
     {"label", required_argument, NULL, OPT_LABEL},
     {"json", no_argument, NULL, OPT_JSON},
+    {"deflate", no_argument, NULL, OPT_DEFLATE},
+    {"body", required_argument, NULL, OPT_BODY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -355,6 +362,16 @@ static int apply_option(struct bench_options *o, struct given *g, int opt, const
         return 0;
     case OPT_JSON:
         o->json_only = true;
+        return 0;
+    case OPT_DEFLATE:
+        o->deflate = true;
+        return 0;
+    case OPT_BODY:
+        if (strcmp(v, "json") != 0 && strcmp(v, "letters") != 0) {
+            fprintf(stderr, "stompws-bench: --body: expected json or letters\n");
+            return -1;
+        }
+        o->json_body = strcmp(v, "json") == 0;
         return 0;
     }
     return -1;
@@ -507,6 +524,7 @@ static int resolve_target(const struct bench_options *o, const char *text, struc
     t->login = o->login;
     t->passcode = o->passcode;
     t->websocket = url.websocket;
+    t->deflate = o->deflate && url.websocket;
     snprintf(t->host_header, sizeof(t->host_header), "%s", url.host_header);
     if (t->target[0] == '\0')
         snprintf(t->target, sizeof(t->target), "%s", url.target);
