@@ -17,6 +17,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { brokerTest, startBroker } from './lib/broker.mjs';
 import { startRelay } from './lib/relay.mjs';
+import { tcpStomp } from './lib/stomp.mjs';
 
 const HERE = path.dirname(new URL(import.meta.url).pathname);
 const ROOT = path.resolve(HERE, '../..');
@@ -173,6 +174,69 @@ brokerTest('dashboard: the page served by the broker shows the last price the fe
       await screenshot(t, page, 'dashboard');
       assert.equal(await page.textContent('#state'), 'live');
       assert.deepEqual(page.problems, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+// Chromium offers permessage-deflate on its own: the 101 as DevTools saw it must name the
+// extension, the dashboard must work through it, and a MESSAGE big enough to be compressed (a
+// stored block with the subscriber's own lines, then the part deflated once for every
+// subscriber) must read right in the page, for two subscriptions at once.
+brokerTest('dashboard: chromium negotiates permessage-deflate and reads compressed messages',
+  { args: DASHBOARD_ARGS, timeout: 60000 }, async (broker, t) => {
+    const browser = await launchBrowser();
+    try {
+      const page = await openPage(browser, 'dashboard-deflate');
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send('Network.enable');
+      const handshakes = [];
+      cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push(e.response));
+      await page.goto(`http://127.0.0.1:${broker.wsPort}/`);
+      await waitLive(page);
+      await feedAndCheck(page, broker, 60);
+      const extensionsOf = (response) => Object.entries(response.headers)
+        .find(([k]) => k.toLowerCase() === 'sec-websocket-extensions')?.[1];
+      assert.equal(handshakes.length, 1, 'the dashboard opened one WebSocket');
+      assert.equal(handshakes[0].status, 101);
+      assert.equal(extensionsOf(handshakes[0]),
+        'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
+
+      // A socket of the page's own, two subscriptions, then one large JSON message.
+      await page.evaluate(() => new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://${location.host}/ws`, ['v12.stomp']);
+        window.bigMessages = [];
+        ws.onerror = () => reject(new Error('WebSocket error'));
+        ws.onopen = () => {
+          ws.send('CONNECT\naccept-version:1.2\nhost:x\n\n\0');
+          ws.send('SUBSCRIBE\nid:first\ndestination:/topic/big\n\n\0');
+          ws.send('SUBSCRIBE\nid:second-subscription\ndestination:/topic/big\nack:client\nreceipt:ready\n\n\0');
+        };
+        ws.onmessage = (e) => {
+          if (e.data.startsWith('RECEIPT')) resolve();
+          else if (e.data.startsWith('MESSAGE')) window.bigMessages.push(e.data);
+        };
+      }));
+      assert.equal(handshakes.length, 2);
+      assert.match(extensionsOf(handshakes[1]), /^permessage-deflate/);
+      const quotes = [];
+      for (let i = 0; JSON.stringify(quotes).length < 20000; i++) quotes.push({ symbol: `S${i % 50}`, price: (100 + (i * 13) % 97).toFixed(2) });
+      const body = JSON.stringify(quotes);
+      const pub = await tcpStomp(broker);
+      try {
+        await pub.sendWithReceipt('SEND', { destination: '/topic/big', 'content-type': 'application/json' }, body);
+      } finally {
+        pub.destroy();
+      }
+      await page.waitForFunction(() => window.bigMessages.length === 2, null, { timeout: 10000 });
+      const got = await page.evaluate(() => window.bigMessages);
+      for (const id of ['first', 'second-subscription']) {
+        const frame = got.find((m) => m.slice(0, m.indexOf('\n\n')).split('\n').includes(`subscription:${id}`));
+        assert.ok(frame, `a MESSAGE for subscription ${id}`);
+        assert.equal(frame.slice(frame.indexOf('\n\n') + 2), `${body}\0`, `${id}: the body arrives whole`);
+      }
+      assert.deepEqual(page.problems, []);
+      await screenshot(t, page, 'dashboard-deflate');
     } finally {
       await browser.close();
     }
