@@ -65,6 +65,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/core/broker.h"
 #include "server/loop.h"
@@ -75,6 +76,7 @@
 #include "broker/core/queue.h"
 #include "stomp/frame.h"
 #include "stomp/parser.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 #include "ws/utf8.h"
@@ -151,6 +153,7 @@ struct client {
     struct ws_decoder ws;       /* PHASE_WS */
     struct bytes message;       /* owned: the WebSocket message being reassembled */
     bool message_text;          /* its opcode */
+    bool message_compressed;    /* it came with RSV1 (permessage-deflate) */
     int version;                /* fixed by the subprotocol, then by CONNECTED; 0 before */
     struct stomp_parser *stomp; /* owned */
     bool connected;             /* CONNECTED seen */
@@ -244,10 +247,34 @@ static void stomp_bytes(struct client *cl, const uint8_t *p, size_t n, bool whol
     }
 }
 
+static int inflated_add(void *out, const uint8_t *p, size_t n)
+{
+    bytes_add(out, p, n);
+    return 0;
+}
+
+/* A compressed message inflated in place, as a client of RFC 7692 does: it must inflate. */
+static void inflate_message(struct bytes *m)
+{
+    static z_stream zs;
+    static bool ready;
+    if (!ready) {
+        CHECK(ws_inflate_init(&zs) == 0);
+        ready = true;
+    }
+    struct bytes out = {0};
+    CHECK(ws_inflate_message(&zs, m->p, m->len, 64u << 20, inflated_add, &out) >= 0);
+    m->len = 0;
+    bytes_add(m, out.p, out.len);
+    free(out.p);
+}
+
 /* A whole WebSocket message: one STOMP frame (or heart-beat) in the right kind of frame. */
 static void ws_message(struct client *cl)
 {
     struct bytes *m = &cl->message;
+    if (cl->message_compressed)
+        inflate_message(m);
     CHECK(m->len > 0);
     if (cl->binary_only)
         CHECK(!cl->message_text);
@@ -270,6 +297,7 @@ static void ws_bytes(struct client *cl, uint8_t *p, size_t n)
             if (ev.message_start) {
                 cl->message.len = 0;
                 cl->message_text = ev.text;
+                cl->message_compressed = ev.compressed;
             }
             bytes_add(&cl->message, ev.data, ev.len);
             if (ev.message_end)
@@ -287,6 +315,35 @@ static void ws_bytes(struct client *cl, uint8_t *p, size_t n)
     }
 }
 
+/*
+ * The 101 named an extension: it must be permessage-deflate, answering an offer the request
+ * made, with the answer ws/deflate.c gives that offer. The client's decoder then takes RSV1, and
+ * plain is the response without the extension for ws_client_response_check().
+ */
+static void accept_deflate(struct client *cl, const struct ws_http_request *req,
+                           const struct ws_http_response *resp, struct ws_http_response *plain)
+{
+    struct ws_deflate_params params;
+    CHECK(ws_deflate_negotiate(req, &params) == 0);
+    char want[160];
+    int want_len = ws_deflate_response_value(want, sizeof(want), &params);
+    CHECK(want_len > 0);
+    bool found = false;
+    for (size_t i = 0; i < resp->num_headers; i++) {
+        const struct ws_http_header *h = &resp->headers[i];
+        if (h->name.len != 24 || strncasecmp(h->name.ptr, "sec-websocket-extensions", 24) != 0)
+            continue;
+        CHECK(!found && h->value.len == (size_t)want_len);
+        CHECK(memcmp(h->value.ptr, want, (size_t)want_len) == 0);
+        found = true;
+    }
+    CHECK(found);
+    plain->sec_websocket_extensions = false;
+    struct ws_decoder_config cfg = cl->ws.config;
+    cfg.allow_compressed = true;
+    ws_decoder_init(&cl->ws, &cfg);
+}
+
 /* The 101 for the request at the start of what the client wrote, as a WebSocket client checks. */
 static void check_upgrade(struct client *cl, const struct ws_http_response *resp)
 {
@@ -298,7 +355,10 @@ static void check_upgrade(struct client *cl, const struct ws_http_response *resp
     memcpy(key, req.sec_websocket_key.ptr, req.sec_websocket_key.len);
     key[req.sec_websocket_key.len] = '\0';
     struct ws_client_upgrade up;
-    CHECK(ws_client_response_check(resp, key, req.subprotocols, &up) == 0);
+    struct ws_http_response plain = *resp;
+    if (resp->sec_websocket_extensions)
+        accept_deflate(cl, &req, resp, &plain);
+    CHECK(ws_client_response_check(&plain, key, req.subprotocols, &up) == 0);
     static const int versions[] = {[WS_SUBPROTOCOL_V12_STOMP] = STOMP_V1_2,
                                    [WS_SUBPROTOCOL_V11_STOMP] = STOMP_V1_1,
                                    [WS_SUBPROTOCOL_V10_STOMP] = STOMP_V1_0,
