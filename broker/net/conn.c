@@ -374,12 +374,24 @@ static int add_long_frame(struct evbuffer *out, const uint8_t *ws_header, size_t
     return evbuffer_commit_space(out, vecs, n);
 }
 
-/* conn_send_frame() without compression. */
-static void send_plain_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
-                             const char *body, size_t body_len, bool utf8)
+/* A compressed frame was queued: the bookkeeping every frame gets. */
+static void sent_deflated(struct conn *c)
+{
+    note_frame_end(c);
+    c->last_write_ms = broker_now_ms(c->broker);
+}
+
+void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
+                     const char *body, size_t body_len, bool utf8)
 {
     if (c->state != CONN_OPEN)
         return;
+    /* permessage-deflate, for frames of their own: deliveries come through conn_send_message() */
+    if (c->deflate && msg == NULL &&
+        conn_deflate_frame(c, data_opcode(c, utf8), head, head_len, body, body_len)) {
+        sent_deflated(c);
+        return;
+    }
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (msg != NULL) {
         body = msg->body;
@@ -420,25 +432,6 @@ static void send_plain_frame(struct conn *c, const char *head, size_t head_len, 
     c->last_write_ms = broker_now_ms(c->broker);
 }
 
-/* A compressed frame was queued: the bookkeeping every frame gets. */
-static void sent_deflated(struct conn *c)
-{
-    note_frame_end(c);
-    c->last_write_ms = broker_now_ms(c->broker);
-}
-
-void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
-                     const char *body, size_t body_len, bool utf8)
-{
-    if (c->state == CONN_OPEN && c->deflate &&
-        conn_deflate_frame(c, data_opcode(c, utf8), head, head_len, msg != NULL ? msg->body : body,
-                           msg != NULL ? msg->body_len : body_len)) {
-        sent_deflated(c);
-        return;
-    }
-    send_plain_frame(c, head, head_len, msg, body, body_len, utf8);
-}
-
 void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t common_len,
                        struct message *msg, enum stomp_version v, bool utf8)
 {
@@ -447,7 +440,7 @@ void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t
         sent_deflated(c);
         return;
     }
-    send_plain_frame(c, head, head_len, msg, NULL, 0, utf8);
+    conn_send_frame(c, head, head_len, msg, NULL, 0, utf8);
 }
 
 void conn_send_heartbeat(struct conn *c)

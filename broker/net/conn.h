@@ -141,7 +141,8 @@ void conn_free_all(struct broker *b);
  * Queues one STOMP frame: head (command line, headers, blank line), then the body and the frame's
  * closing NUL. With msg, the body is msg's (shared by reference, never copied); otherwise body is
  * copied. utf8 says whether head and body are valid UTF-8 (picks text or binary WebSocket
- * frames in auto mode).
+ * frames in auto mode). With permessage-deflate a frame without msg is compressed on its own
+ * (from compression.min_size on); MESSAGE deliveries take conn_send_message().
  */
 void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct message *msg,
                      const char *body, size_t body_len, bool utf8);
