@@ -1,6 +1,10 @@
 #include "broker/core/destination.h"
 
+#include "ws/utf8.h"
+
 #include <assert.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 static bool has_prefix(const char *s, size_t len, const char *prefix)
@@ -19,6 +23,8 @@ enum dest_kind destination_kind(const char *dest, size_t len)
         return len > strlen(TEMP_QUEUE_PREFIX) ? DEST_TEMP_QUEUE : DEST_UNKNOWN;
     if (has_prefix(dest, len, REPLY_QUEUE_PREFIX))
         return len > strlen(REPLY_QUEUE_PREFIX) ? DEST_REPLY_QUEUE : DEST_UNKNOWN;
+    if (has_prefix(dest, len, USER_PREFIX))
+        return len > strlen(USER_PREFIX) ? DEST_USER : DEST_UNKNOWN;
     return DEST_UNKNOWN;
 }
 
@@ -99,4 +105,86 @@ bool destination_matches(const char *pattern, size_t pattern_len, const char *na
         destination_split(name + skip, name_len - skip, &segs) != 0)
         return false;
     return segments_match(&pat, &segs);
+}
+
+/* ---- user destinations ---- */
+
+static bool has_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return true;
+    return false;
+}
+
+bool destination_user_login_valid(const char *login, size_t len)
+{
+    return len > 0 && len <= DESTINATION_USER_LOGIN_MAX && memchr(login, '/', len) == NULL &&
+           !has_control(login, len) && ws_utf8_valid((const uint8_t *)login, len);
+}
+
+/* Checks "queue/NAME" or "topic/NAME" (what follows the login). */
+static int check_kind_and_name(const char *s, size_t len)
+{
+    static const size_t word = 6; /* strlen("queue/") == strlen("topic/") */
+    if (len < word || (memcmp(s, "queue/", word) != 0 && memcmp(s, "topic/", word) != 0))
+        return DEST_USER_ERR_FORM;
+    const char *name = s + word;
+    size_t name_len = len - word;
+    if (name_len == 0 || has_control(name, name_len) ||
+        !ws_utf8_valid((const uint8_t *)name, name_len))
+        return DEST_USER_ERR_NAME;
+    return 0;
+}
+
+int destination_user_parse(const char *dest, size_t len, struct destination_user *out)
+{
+    size_t skip = strlen(USER_PREFIX);
+    if (!has_prefix(dest, len, USER_PREFIX))
+        return DEST_USER_ERR_FORM;
+    const char *login = dest + skip;
+    const char *slash = memchr(login, '/', len - skip);
+    if (slash == NULL)
+        return DEST_USER_ERR_FORM;
+    size_t login_len = (size_t)(slash - login);
+    if (!destination_user_login_valid(login, login_len))
+        return DEST_USER_ERR_LOGIN;
+    const char *kind = slash + 1;
+    size_t kind_len = len - skip - login_len - 1;
+    int rc = check_kind_and_name(kind, kind_len);
+    if (rc != 0)
+        return rc;
+    if (out != NULL)
+        *out = (struct destination_user){
+            .login = login, .login_len = login_len, .kind = kind, .kind_len = kind_len};
+    return 0;
+}
+
+bool destination_user_is_own(const char *dest, size_t len)
+{
+    return has_prefix(dest, len, USER_PREFIX "queue/") ||
+           has_prefix(dest, len, USER_PREFIX "topic/");
+}
+
+int destination_user_route(const char *dest, size_t len, const char *login, size_t login_len,
+                           char *out, size_t cap)
+{
+    size_t skip = strlen(USER_PREFIX);
+    if (!destination_user_is_own(dest, len))
+        return DEST_USER_ERR_FORM;
+    int rc = check_kind_and_name(dest + skip, len - skip);
+    if (rc != 0)
+        return rc;
+    if (!destination_user_login_valid(login, login_len))
+        return DEST_USER_ERR_LOGIN;
+    /* "/user/" LOGIN "/" + what followed "/user/", and the NUL */
+    size_t route_len = skip + login_len + 1 + (len - skip);
+    if (route_len >= cap || route_len > INT_MAX)
+        return DEST_USER_ERR_SPACE;
+    memcpy(out, USER_PREFIX, skip);
+    memcpy(out + skip, login, login_len);
+    out[skip + login_len] = '/';
+    memcpy(out + skip + login_len + 1, dest + skip, len - skip);
+    out[route_len] = '\0';
+    return (int)route_len;
 }
