@@ -585,6 +585,12 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 /* ---- receiving ------------------------------------------------------------------------------- */
 
+/* Channels carry topics and user destinations (exact topic names of their own, routed alike). */
+static bool bridged_kind(enum dest_kind kind)
+{
+    return kind == DEST_TOPIC || kind == DEST_USER;
+}
+
 static void decode_error(struct bridge *b, const char *channel, size_t len, const char *why)
 {
     b->stats.decode_errors++;
@@ -700,9 +706,9 @@ static void message_arrived(struct bridge *b, const redisReply *glob, const redi
     size_t len = (size_t)channel->len;
     const char *dest = channel->str + skip;
     if (len <= skip || memcmp(channel->str, b->cfg.prefix, prefix_len) != 0 ||
-        channel->str[prefix_len] != ':' || destination_kind(dest, len - skip) != DEST_TOPIC ||
+        channel->str[prefix_len] != ':' || !bridged_kind(destination_kind(dest, len - skip)) ||
         memchr(dest, '\0', len - skip) || len - skip > b->limits.max_destination) {
-        decode_error(b, channel->str, len, "not a /topic/ channel under the prefix");
+        decode_error(b, channel->str, len, "not a /topic/ or /user/ channel under the prefix");
         return;
     }
     struct channel *ch = glob != NULL ? dict_get(&b->globs, glob->str, (size_t)glob->len)
@@ -827,7 +833,7 @@ static void drop_publish(struct bridge *b, const struct message *msg, const char
 
 void bridge_publish(struct bridge *b, struct message *msg)
 {
-    if (destination_kind(msg->destination, msg->destination_len) != DEST_TOPIC)
+    if (!bridged_kind(destination_kind(msg->destination, msg->destination_len)))
         return;
     if (!redis_link_is_up(b->pub)) {
         drop_publish(b, msg, "the Redis publish link is down");

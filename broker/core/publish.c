@@ -48,7 +48,8 @@ static int publish_to(struct broker *b, struct message *msg, const char *route, 
     }
     if (ops != NULL && kind == DEST_QUEUE)
         return ops->publish_queue(b->fanout.ctx, msg, waiter);
-    if (ops != NULL && kind == DEST_TOPIC)
+    /* A /user/ route is an exact topic name to the backends: to every loop and node. */
+    if (ops != NULL && (kind == DEST_TOPIC || kind == DEST_USER))
         return ops->publish_topic(b->fanout.ctx, msg, route, len);
     int rc = router_publish(&b->router, msg, route, len, create_queue);
     if (rc == ROUTER_ERR_NO_QUEUE && kind == DEST_REPLY_QUEUE && b->forward_reply != NULL)

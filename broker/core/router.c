@@ -222,6 +222,10 @@ int router_subscribe(struct router *r, struct subscription *sub, const char *nam
             return subscribe_wildcard(r, sub, name + skip, len - skip);
         return subscribe_topic(r, sub, name, len);
     }
+    case DEST_USER: /* an exact topic name of its own: the trie never sees it */
+        if (destination_user_parse(name, len, NULL) != 0)
+            return ROUTER_ERR_BAD_DEST;
+        return subscribe_topic(r, sub, name, len);
     case DEST_QUEUE:
     case DEST_REPLY_QUEUE: {
         struct queue *q = queue_lookup(&r->queues, name, len, true);
@@ -343,7 +347,8 @@ static size_t publish_topic(struct router *r, struct message *msg, const char *n
     struct topic *t = dict_get(&r->topics, name, len);
     if (t != NULL)
         n += deliver_list(r, t->subs, msg);
-    if (r->wildcards == NULL)
+    /* /topic/ patterns match /topic/ names only: a /user/ route takes its exact subscribers. */
+    if (r->wildcards == NULL || destination_kind(name, len) != DEST_TOPIC)
         return n;
     struct destination_segments s;
     size_t skip = strlen(TOPIC_PREFIX);
@@ -359,6 +364,13 @@ int router_publish(struct router *r, struct message *msg, const char *name, size
     switch (destination_kind(name, len)) {
     case DEST_TOPIC:
         if (destination_is_wildcard(name, len))
+            return ROUTER_ERR_BAD_DEST;
+        if (publish_topic(r, msg, name, len) == 0)
+            r->stats.unroutable++;
+        r->stats.published++;
+        return 0;
+    case DEST_USER:
+        if (destination_user_parse(name, len, NULL) != 0)
             return ROUTER_ERR_BAD_DEST;
         if (publish_topic(r, msg, name, len) == 0)
             r->stats.unroutable++;

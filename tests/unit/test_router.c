@@ -99,6 +99,7 @@ START_TEST(test_dest_kinds)
     ck_assert_int_eq(destination_kind("/queue/a", 8), DEST_QUEUE);
     ck_assert_int_eq(destination_kind("/temp-queue/a", 13), DEST_TEMP_QUEUE);
     ck_assert_int_eq(destination_kind("/reply-queue/a", 14), DEST_REPLY_QUEUE);
+    ck_assert_int_eq(destination_kind("/user/a/queue/b", 15), DEST_USER);
     ck_assert_int_eq(destination_kind("/topic/", 7), DEST_UNKNOWN);
     ck_assert_int_eq(destination_kind("/exchange/a", 11), DEST_UNKNOWN);
     ck_assert_int_eq(destination_kind("topic/a", 7), DEST_UNKNOWN);
@@ -239,6 +240,51 @@ START_TEST(test_remote_deliveries_split_exact_and_pattern)
 }
 END_TEST
 
+/* A /user/ route is an exact name of its own: its subscribers get it, /topic/ patterns never. */
+START_TEST(test_user_routes_are_exact)
+{
+    struct subscription *alice = sub_new("/user/alice/queue/x");
+    struct subscription *alice2 = sub_new("/user/alice/queue/x");
+    struct subscription *bob = sub_new("/user/bob/queue/x");
+    struct subscription *all = sub_new("/topic/#");
+    ck_assert_uint_eq(publish_count("/user/alice/queue/x", alice), 1);
+    ck_assert_uint_eq(delivery_count, 2); /* alice's two subscriptions, nobody else */
+    ck_assert(deliveries[0].sub == alice2 || deliveries[1].sub == alice2);
+    ck_assert_uint_eq(publish_count("/user/alice/topic/x", alice), 0);
+    ck_assert_uint_eq(publish_count("/user/bob/queue/x", all), 0);
+    ck_assert_uint_eq(delivery_count, 3);
+    /* Remote deliveries: exact only; a /topic/ pattern from Redis does not reach it either. */
+    struct message *msg = message_new("/user/bob/queue/x", 17, NULL, 0, "x", 1);
+    ck_assert_uint_eq(router_publish_exact(&router, msg), 1);
+    ck_assert_uint_eq(router_publish_pattern(&router, msg, "/topic/#", 8), 0);
+    ck_assert_uint_eq(router_publish_topic(&router, msg, "/user/bob/queue/x", 17), 1);
+    message_unref(msg);
+    sub_free(alice);
+    sub_free(alice2);
+    sub_free(bob);
+    sub_free(all);
+    ck_assert_str_eq(interest_log, "+/user/alice/queue/x;+/user/bob/queue/x;+p:/topic/#;"
+                                   "-/user/alice/queue/x;-/user/bob/queue/x;-p:/topic/#;");
+}
+END_TEST
+
+START_TEST(test_malformed_user_routes_refused)
+{
+    static const char *const bad[] = {"/user/queue/x", "/user//queue/x", "/user/a/queue/",
+                                      "/user/a/b/x"};
+    struct message *msg = message_new("/user/a/queue/x", 15, NULL, 0, "x", 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct subscription sub = {0};
+        ck_assert_int_eq(router_subscribe(&router, &sub, bad[i], strlen(bad[i])),
+                         ROUTER_ERR_BAD_DEST);
+        ck_assert_int_eq(router_publish(&router, msg, bad[i], strlen(bad[i]), true),
+                         ROUTER_ERR_BAD_DEST);
+    }
+    message_unref(msg);
+    ck_assert_uint_eq(router.topics.count, 0);
+}
+END_TEST
+
 /* ---- a backend's replay: live messages held, then released after the replayed ones ---------- */
 
 static char receipt_log[64];
@@ -345,6 +391,8 @@ static Suite *router_suite(void)
     tcase_add_test(tc, test_publish_errors);
     tcase_add_test(tc, test_interest_transitions);
     tcase_add_test(tc, test_remote_deliveries_split_exact_and_pattern);
+    tcase_add_test(tc, test_user_routes_are_exact);
+    tcase_add_test(tc, test_malformed_user_routes_refused);
     tcase_add_test(tc, test_replay_holds_live_messages);
     suite_add_tcase(s, tc);
     return s;
