@@ -609,6 +609,16 @@ static void add_segment(struct pattern *p, const char *seg, size_t len)
         .text = seg, .len = len, .stars = star, .wildcard = star || hash, .hash = hash};
 }
 
+/*
+ * The segment separator after a prefix: '.' (topic names), but '/' under /user/, whose names are
+ * /user/LOGIN/queue/NAME: a login is then one segment, so a `*` in its place grants every
+ * user's destination of that name, and '.' stays literal, as in a login "j.doe".
+ */
+static char segment_separator(const char *s, size_t prefix_len)
+{
+    return prefix_len == 6 && memcmp(s, "/user/", 6) == 0 ? '/' : '.';
+}
+
 /* Splits s into p; -1 when it has no "/PREFIX/" or more than AUTH_MAX_SEGMENTS segments. */
 static int parse_pattern(const char *s, size_t len, struct pattern *p)
 {
@@ -618,9 +628,10 @@ static int parse_pattern(const char *s, size_t len, struct pattern *p)
     p->prefix_len = (size_t)(slash - s) + 1;
     p->count = 0;
     const char *end = s + len;
+    char separator = segment_separator(s, p->prefix_len);
     size_t segments = 0;
     for (const char *seg = slash + 1, *dot;; seg = dot + 1) {
-        dot = memchr(seg, '.', (size_t)(end - seg));
+        dot = memchr(seg, separator, (size_t)(end - seg));
         if (segments++ == AUTH_MAX_SEGMENTS)
             return -1;
         add_segment(p, seg, (size_t)((dot != NULL ? dot : end) - seg));

@@ -164,7 +164,8 @@ int auth_jwt_verify(const struct auth_jwt *jwt, const char *token, size_t len, i
 
 enum auth_verb { AUTH_READ = 1, AUTH_WRITE = 2 };
 
-/* Destinations and patterns deeper than this many '.'-separated segments are never allowed. */
+/* Destinations and patterns deeper than this many segments are never allowed. Segments are
+ * separated by '.', but by '/' under /user/ (so that `*` stands for one login). */
 #define AUTH_MAX_SEGMENTS 128
 
 struct auth_acl;

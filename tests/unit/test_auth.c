@@ -1077,6 +1077,29 @@ static bool covers(const char *allowed, const char *requested)
     return result;
 }
 
+/* Under /user/ segments are separated by '/': `*` stands for one login, '.' is literal. */
+START_TEST(test_user_patterns_split_on_slash)
+{
+    ck_assert(auth_pattern_valid("/user/*/queue/#", 15));
+    ck_assert(!auth_pattern_valid("/user/a*/queue/x", 16));
+    ck_assert(covers("/user/*/queue/#", "/user/alice/queue/updates"));
+    ck_assert(covers("/user/*/queue/#", "/user/j.doe/queue/a.b"));
+    ck_assert(covers("/user/*/queue/#", "/user/alice/queue/a/b"));
+    ck_assert(!covers("/user/*/queue/#", "/user/alice/topic/updates"));
+    ck_assert(covers("/user/*/queue/alerts", "/user/bob/queue/alerts"));
+    ck_assert(!covers("/user/*/queue/alerts", "/user/bob/queue/alerts.x"));
+    ck_assert(!covers("/user/*/queue/alerts", "/user/a/b/queue/alerts")); /* one login only */
+    ck_assert(covers("/user/#", "/user/anyone/topic/anything"));
+    ck_assert(covers("/user/bob/queue/chat", "/user/bob/queue/chat"));
+    ck_assert(!covers("/user/bob/queue/chat", "/user/bobby/queue/chat"));
+    ck_assert(!covers("/user/j.*/queue/x", "/user/j.doe/queue/x")); /* '.' is literal here */
+    ck_assert(!covers("/topic/#", "/user/alice/topic/x"));
+    /* Elsewhere '/' stays literal inside a segment, as before. */
+    ck_assert(covers("/topic/#", "/topic/a/b"));
+    ck_assert(!covers("/topic/a/*", "/topic/a/b"));
+}
+END_TEST
+
 START_TEST(test_pattern_covers_table)
 {
     static const struct {
@@ -1399,6 +1422,7 @@ static Suite *auth_suite(void)
     tcase_add_test(acl, test_acl_malformed_lines);
     tcase_add_test(acl, test_pattern_valid);
     tcase_add_test(acl, test_pattern_covers_table);
+    tcase_add_test(acl, test_user_patterns_split_on_slash);
     tcase_add_test(acl, test_pattern_covers_exhaustive);
     tcase_add_test(acl, test_pattern_depth_limit);
     suite_add_tcase(s, acl);
