@@ -60,10 +60,14 @@ struct subscription {
     enum ack_mode ack;
     size_t prefetch; /* queue consumers: max unacked messages, 0 = no limit */
     bool id_utf8;
+    /* A /user/ subscription: routed by /user/LOGIN/..., shown as the client wrote it, so every
+     * MESSAGE takes its destination line from lines, as a queue consumer's does. */
+    bool own_destination;
     uint64_t serial; /* broker-wide, never reused: identifies a consumer without a pointer */
     char *lines;     /* owned: "subscription:ID\ndestination:DEST\n", escaped once for the
-                        session's version: every MESSAGE copies them (queue consumers both,
-                        topic subscribers the first, the message carries the destination) */
+                        session's version: every MESSAGE copies them (queue consumers and
+                        /user/ subscribers both, topic subscribers the first, the message
+                        carries the destination) */
     size_t lines_len, id_line_len;
 
     /* Set by the router while subscribed. */

@@ -359,6 +359,13 @@ static int check_destination(struct api_request *r, const char *where, const cha
     case DEST_QUEUE:
     case DEST_REPLY_QUEUE:
         return 0;
+    case DEST_USER:
+        if (destination_user_parse(dest, len, NULL) != 0)
+            return fail(r, 400,
+                        "%sinvalid user destination '%.*s': expected /user/LOGIN/queue/NAME or "
+                        "/user/LOGIN/topic/NAME (LOGIN without '/')",
+                        where, shown(len), dest);
+        return 0;
     case DEST_TEMP_QUEUE:
         return fail(r, 400,
                     "%s/temp-queue/ names are private to one STOMP connection: publish to the "
@@ -367,7 +374,7 @@ static int check_destination(struct api_request *r, const char *where, const cha
     default:
         return fail(r, 400,
                     "%sunknown destination '%.*s': allowed prefixes are /topic/, /queue/, "
-                    "/reply-queue/",
+                    "/reply-queue/, /user/",
                     where, shown(len), dest);
     }
 }

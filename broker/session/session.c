@@ -23,7 +23,7 @@
 #include "stomp/parser.h"
 #include "ws/utf8.h"
 
-#define ALLOWED_PREFIXES "/topic/, /queue/, /temp-queue/, /reply-queue/"
+#define ALLOWED_PREFIXES "/topic/, /queue/, /temp-queue/, /reply-queue/, /user/"
 
 struct session {
     struct conn *conn;           /* borrowed: owns this session */
@@ -1004,10 +1004,73 @@ static char *dup_value(const struct stomp_header *h)
     return strndup(h->value, h->value_len);
 }
 
+/* Why a /user/ destination is refused, for its ERROR. */
+static const char *user_dest_problem(int rc)
+{
+    switch (rc) {
+    case DEST_USER_ERR_LOGIN:
+        return "the login must be 1 to 127 bytes of UTF-8 without '/' or control characters";
+    case DEST_USER_ERR_NAME:
+        return "the name must be at least one byte of UTF-8 without control characters";
+    case DEST_USER_ERR_SPACE:
+        return "too long";
+    default:
+        return "expected /user/LOGIN/queue/NAME or /user/LOGIN/topic/NAME to send, "
+               "/user/queue/NAME or /user/topic/NAME to subscribe";
+    }
+}
+
+/*
+ * The route of a /user/ destination, in out. A SUBSCRIBE to /user/queue/NAME (or topic) is
+ * rewritten with the session's login; one naming a login must name the session's own. A SEND
+ * names its user. Returns the length, or 0 after an ERROR. (Anonymous sessions were refused by
+ * permitted().)
+ */
+static size_t resolve_user_route(struct session *s, const struct stomp_frame *f,
+                                 const struct stomp_header *dest, bool subscribing, char *out,
+                                 size_t cap)
+{
+    int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
+    const char *login = s->identity.user;
+    int rc;
+    if (subscribing && destination_user_is_own(dest->value, dest->value_len)) {
+        if (!destination_user_login_valid(login, strlen(login))) {
+            session_fail(s, f, WS_CLOSE_POLICY,
+                         "your login cannot be addressed by /user/ destinations: %s",
+                         user_dest_problem(DEST_USER_ERR_LOGIN));
+            return 0;
+        }
+        rc = destination_user_route(dest->value, dest->value_len, login, strlen(login), out, cap);
+    } else {
+        struct destination_user parts;
+        rc = destination_user_parse(dest->value, dest->value_len, &parts);
+        if (rc == 0 && subscribing &&
+            (parts.login_len != strlen(login) || memcmp(parts.login, login, parts.login_len))) {
+            session_fail(s, f, WS_CLOSE_POLICY,
+                         "permission denied: cannot SUBSCRIBE to another user's destination %.*s",
+                         shown, dest->value);
+            return 0;
+        }
+        if (rc == 0 && dest->value_len >= cap)
+            rc = DEST_USER_ERR_SPACE;
+        if (rc == 0) {
+            memcpy(out, dest->value, dest->value_len);
+            out[dest->value_len] = '\0';
+            rc = (int)dest->value_len;
+        }
+    }
+    if (rc > 0)
+        return (size_t)rc;
+    session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "invalid user destination '%.*s': %s", shown,
+                 dest->value, user_dest_problem(rc));
+    return 0;
+}
+
 /*
  * Resolves the destination of a SEND (subscribing false) or SUBSCRIBE to the router's name for it
  * in out, and whether a missing queue may be created. Returns the length, or 0 after an ERROR:
- * nobody SENDs to a wildcard, nobody but the owner reads a /reply-queue/ (through /temp-queue/).
+ * nobody SENDs to a wildcard, nobody but the owner reads a /reply-queue/ (through /temp-queue/)
+ * or a /user/ destination.
  */
 static size_t resolve_route(struct session *s, const struct stomp_frame *f,
                             const struct stomp_header *dest, bool subscribing, char *out,
@@ -1022,6 +1085,8 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
             session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "cannot create temporary queue");
         return n;
     }
+    if (kind == DEST_USER)
+        return resolve_user_route(s, f, dest, subscribing, out, cap);
     if (kind == DEST_UNKNOWN) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
                      "unknown destination '%.*s': allowed prefixes are " ALLOWED_PREFIXES, shown,
@@ -1118,13 +1183,25 @@ static int tx_check(struct session *s, const struct stomp_frame *f, int rc)
 /*
  * May this client read (SUBSCRIBE) or write (SEND to) dest? Temporary queues are the client's
  * own, and a /reply-queue/ name is a capability handed out in reply-to: neither is checked.
- * Sends an ERROR naming the destination and the verb when not.
+ * /user/ destinations need a login; reading them is not checked (a session subscribes only to
+ * its own: resolve_user_route()), writing them is. Sends an ERROR naming the destination and the
+ * verb when not.
  */
 static bool permitted(struct session *s, const struct stomp_frame *f, enum auth_verb verb,
                       const struct stomp_header *dest)
 {
     enum dest_kind kind = destination_kind(dest->value, dest->value_len);
+    if (kind == DEST_USER && s->identity.user[0] == '\0') {
+        s->broker->stats.permission_denials++;
+        session_fail(s, f, WS_CLOSE_POLICY,
+                     "permission denied: anonymous sessions cannot use /user/ destinations "
+                     "(CONNECT with a login or a token)");
+        return false;
+    }
+    /* A malformed /user/ name is refused by resolve_route(), with the form it should have. */
     if (kind == DEST_TEMP_QUEUE || kind == DEST_REPLY_QUEUE ||
+        (kind == DEST_USER &&
+         (verb == AUTH_READ || destination_user_parse(dest->value, dest->value_len, NULL) != 0)) ||
         security_allows(&s->broker->security, &s->identity, verb, dest->value, dest->value_len))
         return true;
     s->broker->stats.permission_denials++;
@@ -1438,6 +1515,8 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
     if (history < 0)
         return;
     struct subscription *sub = new_subscription(s, id, dest, ack, prefetch);
+    if (sub != NULL)
+        sub->own_destination = destination_kind(route, route_len) == DEST_USER;
     if (sub == NULL || dict_set(&s->subs, id->value, id->value_len, sub) != 0) {
         if (sub != NULL)
             free_subscription(sub);
@@ -1805,7 +1884,8 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
     struct head h;
     head_init(&h);
     head_raw(&h, "MESSAGE\n", 8);
-    if (queue) { /* the consumer's destination (a /temp-queue/ name stays as it wrote it) */
+    if (queue || sub->own_destination) { /* the subscriber's destination (a /temp-queue/ or
+                                              /user/queue/ name stays as it wrote it) */
         head_raw(&h, sub->lines, sub->lines_len);
         shared += tail;
         shared_len -= tail;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { brokerTest } from './lib/broker.mjs';
 import { wsStomp, tcpStomp, encodeFrame } from './lib/stomp.mjs';
 
-const PREFIXES = ['/topic/', '/queue/', '/temp-queue/', '/reply-queue/'];
+const PREFIXES = ['/topic/', '/queue/', '/temp-queue/', '/reply-queue/', '/user/'];
 
 brokerTest('unknown command over TCP -> ERROR (message, receipt-id, body names the frame), then close', {}, async (broker) => {
   const c = await tcpStomp(broker);

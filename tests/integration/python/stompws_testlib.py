@@ -211,7 +211,8 @@ def next_id(prefix):
 class Client:
     """A stomp.py connection plus its Recorder."""
 
-    def __init__(self, broker, version="1.2", name=None, auto_decode=True, heartbeats=(0, 0)):
+    def __init__(self, broker, version="1.2", name=None, auto_decode=True, heartbeats=(0, 0),
+                 login=None, passcode=None):
         self.version = version
         self.name = name or "py%s" % version
         cls = CONNECTION_CLASSES[version]
@@ -222,7 +223,7 @@ class Client:
         self.conn = cls(**kwargs)
         self.rec = Recorder(self.name)
         self.conn.set_listener("rec", self.rec)
-        self.conn.connect(wait=False)
+        self.conn.connect(username=login, passcode=passcode, wait=False)
         self.connected = self.rec.wait_connected()
 
     def receipt(self):

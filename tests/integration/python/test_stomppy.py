@@ -184,7 +184,7 @@ class MoreTests(BrokerTestCase):
         c.conn.send("/foo/bar", "x")
         err = c.rec.wait_error()
         msg = err.headers.get("message", "")
-        for p in ("/topic/", "/queue/", "/temp-queue/", "/reply-queue/"):
+        for p in ("/topic/", "/queue/", "/temp-queue/", "/reply-queue/", "/user/"):
             self.assertIn(p, msg)
         c.rec.wait_disconnected()
 
