@@ -1046,6 +1046,7 @@ static size_t resolve_user_route(struct session *s, const struct stomp_frame *f,
         rc = destination_user_parse(dest->value, dest->value_len, &parts);
         if (rc == 0 && subscribing &&
             (parts.login_len != strlen(login) || memcmp(parts.login, login, parts.login_len))) {
+            s->broker->stats.permission_denials++;
             session_fail(s, f, WS_CLOSE_POLICY,
                          "permission denied: cannot SUBSCRIBE to another user's destination %.*s",
                          shown, dest->value);
@@ -1884,8 +1885,9 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
     struct head h;
     head_init(&h);
     head_raw(&h, "MESSAGE\n", 8);
-    if (queue || sub->own_destination) { /* the subscriber's destination (a /temp-queue/ or
-                                              /user/queue/ name stays as it wrote it) */
+    /* A queue consumer's or /user/ subscriber's destination is its own: a /temp-queue/ or
+     * /user/queue/ name stays as it wrote it. */
+    if (queue || sub->own_destination) {
         head_raw(&h, sub->lines, sub->lines_len);
         shared += tail;
         shared_len -= tail;
