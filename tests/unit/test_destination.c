@@ -20,10 +20,10 @@ static const struct {
     {"/user/alice/queue/updates", 0, "alice", "queue/updates"},
     {"/user/alice/topic/news", 0, "alice", "topic/news"},
     {"/user/j.doe/queue/a.b", 0, "j.doe", "queue/a.b"},
-    {"/user/alice/queue/a/b", 0, "alice", "queue/a/b"},   /* '/' in a name is literal */
-    {"/user/alice/topic/*", 0, "alice", "topic/*"},       /* and so are wildcards */
+    {"/user/alice/queue/a/b", 0, "alice", "queue/a/b"}, /* '/' in a name is literal */
+    {"/user/alice/topic/*", 0, "alice", "topic/*"},     /* and so are wildcards */
     {"/user/\xc3\xa9lise/queue/x", 0, "\xc3\xa9lise", "queue/x"},
-    {"/user/queue/queue/x", 0, "queue", "queue/x"},       /* a user called "queue" */
+    {"/user/queue/queue/x", 0, "queue", "queue/x"}, /* a user called "queue" */
     {"/user/alice/queue/", DEST_USER_ERR_NAME, NULL, NULL},
     {"/user/alice/queue/a\nb", DEST_USER_ERR_NAME, NULL, NULL},
     {"/user/alice/queue/\xff", DEST_USER_ERR_NAME, NULL, NULL},
