@@ -9,6 +9,7 @@
 #include "broker/net/listener.h"
 #include "broker/net/tls.h"
 #include "broker/session/session.h"
+#include "broker/session/sse.h"
 #include "broker/core/history.h"
 #include "broker/threads/fanout_threads.h"
 #include "broker/threads/inbox.h"
@@ -259,6 +260,7 @@ static const struct conn_handler conn_handler = {
     .http_body_wanted = http_body_wanted,
     .http_serve = http_serve,
     .http_abandon = http_abandon,
+    .sse_open = sse_open,
 };
 
 /* Only loop 0 handles signals: the others' threads block them (threads.c). */

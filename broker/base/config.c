@@ -107,6 +107,7 @@ static const struct config_key config_keys[] = {
     KEY("compression", "min_size", KEY_SIZE, compression_min_size),
     KEY("compression", "level", KEY_SIZE, compression_level),
     KEY("history", "policy", KEY_HISTORY, history),
+    KEY("sse", "keepalive_s", KEY_SIZE, sse_keepalive_s),
 };
 
 void config_defaults(struct config *cfg)
@@ -133,6 +134,7 @@ void config_defaults(struct config *cfg)
     cfg->publish_burst = 20000;
     strcpy(cfg->publish_rate_action, "throttle");
     cfg->handshake_timeout_ms = 10000;
+    cfg->sse_keepalive_s = 15;
     cfg->connect_timeout_ms = 10000;
     cfg->max_http_header_bytes = 8192;
     cfg->max_ws_message = 1024 * 1024;
@@ -555,6 +557,11 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 
 int config_validate(const struct config *cfg, char *err, size_t err_len)
 {
+    if (cfg->sse_keepalive_s < 1 || cfg->sse_keepalive_s > 3600) {
+        snprintf(err, err_len, "sse.keepalive_s (%zu) must be from 1 to 3600 seconds",
+                 cfg->sse_keepalive_s);
+        return -1;
+    }
     if (cfg->heartbeat_min_ms > cfg->heartbeat_max_ms) {
         snprintf(err, err_len, "heartbeat.min_ms (%u) is greater than heartbeat.max_ms (%u)",
                  cfg->heartbeat_min_ms, cfg->heartbeat_max_ms);

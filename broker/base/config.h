@@ -86,6 +86,7 @@ struct config {
     size_t outbound_high_water;
     size_t slow_consumer_max_drops;
     size_t history_bytes; /* every retained message of the process together (history.h) */
+    size_t sse_keepalive_s; /* a comment line to each idle GET /sse reader this often (1..3600) */
 
     /* [heartbeat] */
     unsigned heartbeat_send_ms;

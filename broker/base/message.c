@@ -173,6 +173,8 @@ void message_unref(struct message *msg)
         free(msg->deflated[i][0]);
         free(msg->deflated[i][1]);
     }
+    for (int i = 0; i < 2; i++)
+        free(msg->sse_data[i]);
     free(msg);
 }
 

@@ -49,6 +49,11 @@ struct message {
      * NULL: not made yet; deflated_len MESSAGE_NOT_DEFLATED: deflate saves nothing here. */
     uint8_t *deflated[3][2];
     size_t deflated_len[3][2];
+    /* Owned, built on the first delivery to a Server-Sent Events reader per format (JSON, raw:
+     * broker/session/sse.c), then shared by every reader: the event's data lines and the blank
+     * line that ends it. NULL until then. */
+    char *sse_data[2];
+    size_t sse_data_len[2];
 };
 
 #define MESSAGE_NOT_DEFLATED ((size_t)-1)

@@ -68,6 +68,9 @@ enum limit_kind {
 /* The config key that names a limit ("limits.publish_rate", ...). */
 const char *limit_name(enum limit_kind kind);
 
+/* Transports /metrics counts sessions of (broker_stats.clients). */
+#define BROKER_TRANSPORTS 6
+
 struct broker_stats {
     uint64_t limit_hits[LIMIT_COUNT];
     uint64_t connections_accepted;
@@ -83,7 +86,8 @@ struct broker_stats {
     uint64_t loop_inbox_drops;    /* topic copies not handed to another loop: its inbox was full */
     uint64_t publishers_paused;   /* gauge: sessions not read until a full queue drains */
     /* Gauges kept as sessions come and go, so /metrics walks no connection: */
-    uint64_t clients[4];    /* STOMP sessions by transport: ws, wss, tcp, stomp-tls */
+    /* STOMP sessions by transport: ws, wss, tcp, stomp-tls, sse, sse-tls (GET /sse readers) */
+    uint64_t clients[BROKER_TRANSPORTS];
     uint64_t subscriptions; /* subscriptions of those sessions */
 };
 

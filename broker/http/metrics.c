@@ -150,7 +150,7 @@ static void add_stats(struct broker_stats *sum, const struct broker_stats *s)
     sum->reply_queue_drops += s->reply_queue_drops;
     sum->loop_inbox_drops += s->loop_inbox_drops;
     sum->publishers_paused += s->publishers_paused;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < BROKER_TRANSPORTS; i++)
         sum->clients[i] += s->clients[i];
     sum->subscriptions += s->subscriptions;
 }
@@ -217,10 +217,11 @@ static void metric(struct evbuffer *m, const char *name, const char *type, const
 
 static void render_connections(struct evbuffer *m, const struct metrics_figures *f)
 {
-    static const char *const kinds[4] = {"ws", "wss", "tcp", "stomp-tls"};
+    static const char *const kinds[BROKER_TRANSPORTS] = {"ws",        "wss", "tcp",
+                                                         "stomp-tls", "sse", "sse-tls"};
     metric(m, "stompws_connections", "gauge",
            "Open client connections (past the handshake) by transport.");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < BROKER_TRANSPORTS; i++)
         evbuffer_add_printf(m, "stompws_connections{transport=\"%s\"} %" PRIu64 "\n", kinds[i],
                             f->stats.clients[i]);
     metric(m, "stompws_connections_accepted_total", "counter", "Connections accepted.");
@@ -234,9 +235,10 @@ static void render_loops(struct evbuffer *m, const struct metrics_figures *each,
     metric(m, "stompws_loop_connections", "gauge",
            "Open client connections (past the handshake) per event loop (server.threads).");
     for (size_t i = 0; i < n; i++) {
-        const uint64_t *c = each[i].stats.clients;
-        evbuffer_add_printf(m, "stompws_loop_connections{loop=\"%zu\"} %" PRIu64 "\n", i,
-                            c[0] + c[1] + c[2] + c[3]);
+        uint64_t sum = 0;
+        for (int t = 0; t < BROKER_TRANSPORTS; t++)
+            sum += each[i].stats.clients[t];
+        evbuffer_add_printf(m, "stompws_loop_connections{loop=\"%zu\"} %" PRIu64 "\n", i, sum);
     }
 }
 

@@ -443,6 +443,19 @@ void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t
     conn_send_frame(c, head, head_len, msg, NULL, 0, utf8);
 }
 
+void conn_send_bytes(struct conn *c, const char *prefix, size_t prefix_len, const char *data,
+                     size_t len)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (prefix != NULL)
+        evbuffer_add(out, prefix, prefix_len);
+    evbuffer_add(out, data, len);
+    note_frame_end(c);
+    c->last_write_ms = broker_now_ms(c->broker);
+}
+
 void conn_send_heartbeat(struct conn *c)
 {
     if (c->state != CONN_OPEN)
@@ -645,6 +658,10 @@ static size_t handle_http(struct conn *c, struct evbuffer *in)
         http_reply(c, 400, "malformed HTTP request");
         return 0;
     }
+    if (c->broker->conn_handler->sse_open != NULL && path_is(&req.path, CONN_SSE_PATH)) {
+        c->broker->conn_handler->sse_open(c, &req);
+        return (size_t)rc; /* a reader sends nothing more: what follows is drained */
+    }
     if (c->transport != CONN_WS || !path_is(&req.path, c->broker->cfg.ws_path)) {
         serve_http(c, in, &req, (size_t)rc);
         return 0;
@@ -744,6 +761,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
     if (c->transport == CONN_WS)
         handle_ws(c, in);
+    else if (c->transport == CONN_SSE)
+        evbuffer_drain(in, evbuffer_get_length(in)); /* an SSE reader has nothing to say */
     else
         handle_tcp(c, in);
     if (c->state != CONN_OPEN)

@@ -21,8 +21,13 @@
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
-/* CONN_PLAIN_HTTP: the --http listener, plain HTTP routes only (never upgraded). */
-enum conn_transport { CONN_WS, CONN_TCP, CONN_PLAIN_HTTP };
+/* CONN_PLAIN_HTTP: the --http listener, plain HTTP routes only (never upgraded). CONN_SSE: a
+ * GET /sse reader (on the WebSocket or HTTP port) once its request was taken: nothing more is
+ * read from it, events are written as they are. */
+enum conn_transport { CONN_WS, CONN_TCP, CONN_PLAIN_HTTP, CONN_SSE };
+
+/* The Server-Sent Events endpoint (broker/session/sse.h), on the WebSocket and HTTP ports. */
+#define CONN_SSE_PATH "/sse"
 
 enum conn_state {
     CONN_HTTP,    /* WebSocket: waiting for the upgrade request */
@@ -58,6 +63,9 @@ struct conn_handler {
                        size_t body_len);
     /* c goes away before the answer its http_pending waits for: nobody may answer on it. */
     void (*http_abandon)(struct conn *c);
+    /* A request for CONN_SSE_PATH: answers it with an error, or makes c a CONN_SSE reader with
+     * a session. NULL: the path goes to http_serve like any other. */
+    void (*sse_open)(struct conn *c, const struct ws_http_request *req);
 };
 
 /* Frame ends a connection remembers; the output's front is at most outbound_high_water /
@@ -155,6 +163,11 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
  */
 void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t common_len,
                        struct message *msg, enum stomp_version v, bool utf8);
+
+/* Queues prefix (NULL: none) then data, as they are and as one unit: the slow-consumer cut
+ * (conn_drop_queued) never separates them (a Server-Sent Event's id: and data: lines). */
+void conn_send_bytes(struct conn *c, const char *prefix, size_t prefix_len, const char *data,
+                     size_t len);
 
 /* Queues a heart-beat (an EOL; a one-byte text message on WebSocket). */
 void conn_send_heartbeat(struct conn *c);

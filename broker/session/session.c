@@ -1,4 +1,5 @@
 #include "broker/session/session.h"
+#include "broker/session/sse.h"
 #include "broker/net/conn.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
@@ -77,6 +78,10 @@ struct session {
      * comes first. Parsing starts again from resume_event, outside the replay's answer. */
     size_t replays_waited;
     struct event *resume_event; /* owned: made at the first such replay, NULL before */
+
+    /* A GET /sse reader's session (sse.h): CONNECTED, RECEIPT and ERROR become the HTTP answer,
+     * MESSAGE frames become events. Owned; NULL for every other client. */
+    struct sse_stream *sse;
 };
 
 /* A CONNECT waiting for its passcode hash, with what answering it needs (the frame is gone). */
@@ -202,6 +207,8 @@ static const struct stomp_header *find(const struct stomp_frame *f, const char *
 static void write_receipt_with(struct session *s, const char *id, size_t id_len,
                                const bool *recovered)
 {
+    if (s->sse != NULL)
+        return; /* a reader asks for none: an event stream has no place for one */
     struct head h;
     head_init(&h);
     head_command(&h, STOMP_CMD_RECEIPT);
@@ -296,6 +303,11 @@ static void send_error(struct session *s, const struct stomp_header *receipt, co
     if (!conn_is_open(s->conn))
         return;
     log_info(s->conn->id, "error to %s: %s", s->conn->peer, message);
+    if (s->sse != NULL) {
+        sse_fail(s->sse, s->connected, message);
+        conn_close_gracefully(s->conn, ws_code, message);
+        return;
+    }
     struct head h;
     head_init(&h);
     head_command(&h, STOMP_CMD_ERROR);
@@ -437,7 +449,8 @@ static void make_session_id(struct session *s)
 static uint64_t *clients_gauge(const struct session *s)
 {
     const struct conn *c = s->conn;
-    return &s->broker->stats.clients[(c->transport == CONN_TCP ? 2 : 0) + (c->tls ? 1 : 0)];
+    size_t first = c->transport == CONN_TCP ? 2 : c->transport == CONN_SSE ? 4 : 0;
+    return &s->broker->stats.clients[first + (c->tls ? 1 : 0)];
 }
 
 struct session *session_new(struct conn *c, int version_hint)
@@ -659,6 +672,7 @@ void session_free(struct session *s)
         event_free(s->throttle_timer);
     if (s->resume_event != NULL)
         event_free(s->resume_event);
+    sse_stream_free(s->sse);
     auth_identity_reset(&s->identity);
     stomp_parser_free(s->parser);
     free(s);
@@ -957,6 +971,10 @@ static void connected(struct session *s, unsigned cx, unsigned cy)
     s->connected = true;
     if (s->version >= STOMP_V1_1)
         start_heartbeats(s, cx, cy);
+    if (s->sse != NULL) { /* the HTTP head instead of CONNECTED, or a 403 */
+        sse_connected(s->sse, &s->broker->security, &s->identity);
+        return;
+    }
 
     struct head h;
     head_init(&h);
@@ -1875,6 +1893,8 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
     if (!queue && conn_outbound(c) >= s->broker->cfg.outbound_high_water)
         return drop_for_slow_consumer(s);
     s->consecutive_drops = 0;
+    if (s->sse != NULL)
+        return sse_deliver(s->sse, msg);
 
     /* Only copies here: the escaped lines were made once per subscription and per message. */
     size_t shared_len, tail;
@@ -1909,6 +1929,11 @@ int session_deliver(struct subscription *sub, struct message *msg, bool redelive
     conn_send_message(c, h.p, h.len, common_len, msg, s->version, msg->utf8 && sub->id_utf8);
     head_release(&h);
     return 0;
+}
+
+void session_set_sse(struct session *s, struct sse_stream *st)
+{
+    s->sse = st;
 }
 
 void session_drained(struct session *s)

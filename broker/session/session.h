@@ -49,6 +49,11 @@ void session_replay_receipt(struct subscription *sub, const char *id, size_t id_
  * away). */
 void session_queue_unblocked(struct broker *b, const char *queue);
 
+/* Makes s a GET /sse reader's session (takes st, freed with s): see sse.h. Before its first
+ * bytes are fed. */
+struct sse_stream;
+void session_set_sse(struct session *s, struct sse_stream *st);
+
 /* The router's delivery callbacks. */
 int session_deliver(struct subscription *sub, struct message *msg, bool redelivered);
 bool session_writable(const struct subscription *sub);
