@@ -458,3 +458,68 @@ test('notifications: after a broker restart the page shows that it could not rec
     await relay.close();
     await stopBroker(broker, error, dirs);
   });
+
+// GET /sse in the browser: a page with a bare EventSource, served by the broker, reads
+// /topic/feed through the relay (another port, so the request is cross-origin and the CORS
+// headers must let the page read it). The relay then cuts the connection and refuses the
+// reconnects for a while; messages published meanwhile are kept (--history), and the browser's
+// own reconnect sends Last-Event-ID, from which the broker resumes.
+const SSE_PAGE = `<!doctype html><meta charset="utf-8"><title>sse</title><pre id="log"></pre>
+<script>
+  const url = new URLSearchParams(location.search).get('url');
+  window.got = [];
+  window.opens = 0;
+  window.es = new EventSource(url);
+  es.onopen = () => { window.opens++; };
+  es.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    window.got.push(m.body);
+    document.getElementById('log').textContent += m.destination + ' ' + m.body + '\\n';
+  };
+</script>`;
+
+brokerTest('sse: an EventSource page gets every message, reconnects on its own after a drop and misses nothing',
+  { args: ['--static', (() => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-sse-page-'));
+    fs.writeFileSync(path.join(dir, 'sse.html'), SSE_PAGE);
+    return dir;
+  })(), '--history', '/topic/feed=100'], timeout: 60000 }, async (broker, t) => {
+    const { tcpStomp } = await import('./lib/stomp.mjs');
+    const relay = await startRelay({ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: broker.wsPort });
+    const browser = await launchBrowser();
+    try {
+      const page = await openPage(browser, 'sse');
+      const url = `http://127.0.0.1:${relay.address.port}/sse?destination=/topic/feed`;
+      await page.goto(`http://127.0.0.1:${broker.wsPort}/sse.html?url=${encodeURIComponent(url)}`);
+      await page.waitForFunction(() => window.opens === 1 && window.es.readyState === 1);
+      const pub = await tcpStomp(broker);
+      const sent = [];
+      const send = async (body) => {
+        await pub.sendWithReceipt('SEND', { destination: '/topic/feed' }, body);
+        sent.push(body);
+      };
+      const waitGot = (n) => page.waitForFunction((k) => window.got.length >= k, n, { timeout: 20000 });
+      await send('before 1');
+      await send('before 2');
+      await waitGot(2);
+
+      relay.refuse(true);
+      await page.waitForFunction(() => window.es.readyState === 0, null, { timeout: 10000 });
+      for (let i = 1; i <= 5; i++) await send(`while away ${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // a refused retry or two
+      assert.deepEqual(await page.evaluate(() => window.got), sent.slice(0, 2));
+      relay.refuse(false);
+      await waitGot(sent.length);
+      await send('after');
+      await waitGot(sent.length);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await screenshot(t, page, 'sse-resumed');
+
+      assert.deepEqual(await page.evaluate(() => window.got), sent, 'every message once, in order');
+      assert.ok(await page.evaluate(() => window.opens) >= 2, 'the EventSource reconnected');
+      assert.deepEqual(page.problems.filter((p) => p.includes('page error')), []);
+    } finally {
+      await browser.close();
+      await relay.close();
+    }
+  });
