@@ -449,7 +449,7 @@ void conn_send_bytes(struct conn *c, const char *prefix, size_t prefix_len, cons
     if (c->state != CONN_OPEN)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (prefix != NULL)
+    if (prefix_len > 0) /* an empty add can still cost libevent a chain */
         evbuffer_add(out, prefix, prefix_len);
     evbuffer_add(out, data, len);
     note_frame_end(c);
