@@ -4,7 +4,12 @@
 // (stompws --static examples/dashboard), so the WebSocket endpoint is on the page's own host. No
 // framework, no build step: the global StompJs comes from vendor/stomp.umd.min.js (@stomp/stompjs).
 //
-// Query parameters: ?path=/ws (the broker's server.ws_path) or ?url=ws://host:port/ws.
+// Without WebSocket (a proxy that drops it) the page falls back to Server-Sent Events: the same
+// prices from GET /sse on the same broker (docs/SSE.md), with the browser's EventSource doing
+// the reconnects and the resume.
+//
+// Query parameters: ?path=/ws (the broker's server.ws_path) or ?url=ws://host:port/ws;
+// ?transport=sse starts with Server-Sent Events at once (what the fallback would use).
 'use strict';
 
 (function () {
@@ -23,6 +28,13 @@
   function sameHostURL(path) {
     if (!location.host) return 'ws://127.0.0.1:15674' + path;
     return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
+  }
+
+  // GET /sse on the broker the WebSocket URL names: same host and port, http(s) for ws(s).
+  function sseURL() {
+    const ws = new URL(brokerURL);
+    const query = new URLSearchParams({ destination: DESTINATION, 'x-stream-offset': 'last' });
+    return (ws.protocol === 'wss:' ? 'https://' : 'http://') + ws.host + '/sse?' + query;
   }
 
   function setState(state, text) {
@@ -97,6 +109,37 @@
     show(tick);
   }
 
+  // Server-Sent Events: each event's data is {destination, headers, body}. EventSource
+  // reconnects by itself (after 1 s, the broker's retry:) and resumes from its last event; a
+  // refusal (401, 403) closes it for good.
+  function startSSE(why) {
+    const url = sseURL();
+    document.getElementById('source').textContent = DESTINATION + ' on ' + url;
+    setState('connecting', why ? why + ': trying Server-Sent Events' : 'connecting (SSE)');
+    const feed = new EventSource(url);
+    feed.onopen = () => setState('live', 'live (SSE)');
+    feed.onmessage = (e) => {
+      let m;
+      try {
+        m = JSON.parse(e.data);
+      } catch (err) {
+        console.warn('not JSON from /sse', e.data);
+        return;
+      }
+      if (m.encoding === 'base64') return; // not text: no price update
+      onMessage({ body: m.body, headers: { destination: m.destination } });
+    };
+    feed.onerror = () => {
+      if (feed.readyState === EventSource.CLOSED) setState('reconnecting', 'SSE refused: reload to retry');
+      else setState('reconnecting', 'SSE disconnected, reconnecting');
+    };
+  }
+
+  if (params.get('transport') === 'sse') {
+    startSSE(null);
+    return;
+  }
+
   document.getElementById('source').textContent = DESTINATION + ' on ' + brokerURL;
   setState('connecting', 'connecting');
 
@@ -108,12 +151,14 @@
     maxReconnectDelay: 15000,
   });
 
+  let everConnected = false; // a WebSocket session was up at least once
   // "live" only once the broker has confirmed the subscription: from then on no price is missed.
   // x-stream-offset: last asks for the latest kept price of each symbol first (a broker run with
   // --history '/topic/stocks.*=1', see docs/HISTORY.md), so a page opened between two ticks, or
   // back after a reconnect, is full at once. Without such a policy the broker sends nothing
   // extra and the table fills with the next ticks.
   client.onConnect = () => {
+    everConnected = true;
     setState('connecting', 'subscribing');
     const receipt = 'subscribed-' + Date.now();
     client.watchForReceipt(receipt, () => setState('live', 'live'));
@@ -123,6 +168,13 @@
   let lastError = null;
   client.onStompError = (frame) => { lastError = frame.headers.message || 'ERROR'; };
   client.onWebSocketClose = () => {
+    // A WebSocket that never opened (a proxy that refuses the upgrade) will not open on the next
+    // try either: switch to Server-Sent Events. One that worked before is only reconnecting.
+    if (!everConnected && !lastError) {
+      client.deactivate();
+      startSSE('WebSocket failed');
+      return;
+    }
     setState('reconnecting', (lastError ? lastError + '; ' : 'disconnected, ') + 'reconnecting');
     lastError = null;
   };

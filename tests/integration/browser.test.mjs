@@ -523,3 +523,26 @@ brokerTest('sse: an EventSource page gets every message, reconnects on its own a
       await relay.close();
     }
   });
+
+// The dashboard without WebSocket: ?transport=sse starts on Server-Sent Events, and a WebSocket
+// that never opens (here a wrong ?path=, refused with 404 as a proxy would refuse the upgrade)
+// makes the page fall back to them. Either way the table shows the feeder's last prices.
+for (const [name, query] of [['?transport=sse forces it', '?transport=sse'],
+  ['a failing WebSocket falls back to it', '?path=/no-websocket-here']]) {
+  brokerTest(`dashboard over Server-Sent Events: ${name}`,
+    { args: DASHBOARD_ARGS, timeout: 60000 }, async (broker, t) => {
+      const browser = await launchBrowser();
+      try {
+        const page = await openPage(browser, 'dashboard-sse');
+        await page.goto(`http://127.0.0.1:${broker.wsPort}/${query}`);
+        await waitLive(page);
+        assert.equal(await page.textContent('#state'), 'live (SSE)');
+        assert.match(await page.textContent('#source'), /\/sse\?destination=/);
+        await feedAndCheck(page, broker, 40);
+        await screenshot(t, page, `dashboard-sse-${query.includes('path') ? 'fallback' : 'forced'}`);
+        assert.deepEqual(page.problems.filter((p) => p.includes('page error')), []);
+      } finally {
+        await browser.close();
+      }
+    });
+}
