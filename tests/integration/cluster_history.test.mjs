@@ -372,3 +372,39 @@ clusterTest('Redis restarted during a replay: no crash, then a new epoch and liv
     assert.equal(rr.headers['x-stream-recovered'], 'false');
     assert.equal((await resume.message('x')).text, 'after');
   });
+
+// GET /sse on a cluster (docs/SSE.md): a reader of an exact destination and a wildcard on A gets
+// the kept messages, leaves, and comes back on C with the last id: as Last-Event-ID while B
+// published: exactly what it missed, then live, nothing twice.
+clusterTest('SSE: Last-Event-ID resumes on another node, exact and wildcard destinations', { broker }, async ({ nodes, redis }) => {
+  const [a, b, c] = nodes;
+  const { sseOpen } = await import('./lib/sse.mjs');
+  const open = async (node, headers = {}) => {
+    const query = 'destination=/topic/h.sse.x&destination=/topic/h.sse.w.*&x-stream-offset=first';
+    const r = await sseOpen(node.wsPort, `/sse?${query}`, { headers });
+    node.track({ close: () => r.close() });
+    assert.equal(r.status, 200, r.raw);
+    return r;
+  };
+  const bodies = (events) => events.map((e) => JSON.parse(e.data).body).sort();
+  const pub = await tcpStomp(b);
+  await publishN(pub, '/topic/h.sse.x', 1, 'x');
+  await publishN(pub, '/topic/h.sse.w.1', 1, 'w1');
+  await waitKept(redis, '/topic/h.sse.x', 1);
+  await waitKept(redis, '/topic/h.sse.w.1', 1);
+  const first = await open(a);
+  const got = await first.eventsN(2, 10000);
+  assert.deepEqual(bodies(got), ['w1-0', 'x-0']);
+  first.close();
+
+  await publishN(pub, '/topic/h.sse.x', 1, 'x-away');
+  await publishN(pub, '/topic/h.sse.w.1', 1, 'w1-away');
+  await publishN(pub, '/topic/h.sse.w.2', 1, 'w2-away');
+  await waitKept(redis, '/topic/h.sse.w.2', 1);
+  const back = await open(c, { 'Last-Event-ID': got[1].id });
+  assert.deepEqual(bodies(await back.eventsN(3, 10000)), ['w1-away-0', 'w2-away-0', 'x-away-0']);
+  await publishN(pub, '/topic/h.sse.w.2', 1, 'live');
+  assert.equal(JSON.parse((await back.event(10000)).data).body, 'live-0');
+  await sleep(300);
+  assert.equal(back.events.length, 0, 'nothing twice');
+});
