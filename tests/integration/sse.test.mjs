@@ -234,3 +234,34 @@ brokerTest('the --http port serves /sse too; /metrics counts readers as transpor
     r.close();
     await gauge(0);
   });
+
+// A reader that stops reading is a slow consumer like any other: over the high-water mark its
+// messages are dropped, then it is closed, with a comment saying why; what was queued before is
+// cut between two events, never inside one.
+brokerTest('a reader that stops reading is dropped then closed as a slow consumer, events whole',
+  { set: { 'limits.outbound_high_water': 65536, 'limits.slow_consumer_max_drops': 50 }, timeout: 60000 }, async (broker) => {
+    const r = await reader(broker, `${q('/topic/slow')}&format=raw`);
+    r.res.pause(); // the socket's buffers fill, then the broker's output
+    const pub = await tcpStomp(broker);
+    const pad = 'p'.repeat(1000);
+    const frames = [];
+    for (let i = 0; i < 20000; i++) frames.push(`SEND\ndestination:/topic/slow\n\n${String(i).padStart(6, '0')}:${pad}\0`);
+    for (let i = 0; i < frames.length; i += 200) {
+      pub.sendBytes(Buffer.from(frames.slice(i, i + 200).join('')));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await pub.sendWithReceipt('SEND', { destination: '/topic/other' }, 'fence', 30000);
+    r.res.resume();
+    await r.closed(30000);
+    assert.match(r.raw, /\n: error: slow consumer: \d+ messages dropped in a row/);
+    assert.ok(r.events.length > 0 && r.events.length < 20000, `${r.events.length} events`);
+    let last = -1;
+    for (const e of r.events) {
+      assert.match(e.data, /^\d{6}:p{1000}$/, 'every event whole');
+      const seq = Number(e.data.slice(0, 6));
+      assert.ok(seq > last, 'in order');
+      last = seq;
+    }
+    const m = await get(broker.wsPort, '/metrics');
+    assert.match(m.body, /stompws_limit_hits_total\{limit="limits.slow_consumer_max_drops"\} 1\n/);
+  });

@@ -83,10 +83,9 @@ export class SseReader {
     return this.events.splice(0, n);
   }
 
-  async ended_(ms = 5000) {
-    await withTimeout(new Promise((resolve) => {
-      if (this.ended) resolve(); else this.waiters.push(() => { if (this.ended) resolve(); else this.waiters.push(resolve); });
-    }), ms, 'the end of the stream');
+  // Resolves once the broker has closed the stream.
+  async closed(ms = 5000) {
+    await this.until(() => this.ended, ms, 'the end of the stream');
   }
 
   // The whole body of an answer that ends (errors).
