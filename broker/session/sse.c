@@ -278,11 +278,12 @@ void sse_fail(struct sse_stream *st, bool connected, const char *message)
      * the browser reconnects and resumes, or hears the reason as a 401/403. */
     char line[600];
     int n = snprintf(line, sizeof(line), ": error: %.500s\n\n", message);
-    for (int i = 9; i < n - 2; i++)
+    if (n <= 0 || (size_t)n >= sizeof(line))
+        return;
+    for (int i = 9; i < n - 2; i++) /* one comment line, whatever the message holds */
         if (line[i] == '\n' || line[i] == '\r')
             line[i] = ' ';
-    if (n > 0)
-        conn_send_bytes(c, NULL, 0, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    conn_send_bytes(c, NULL, 0, line, (size_t)n);
 }
 
 bool sse_connected(struct sse_stream *st, const struct security *sec,
@@ -508,11 +509,15 @@ void sse_open(struct conn *c, const struct ws_http_request *req)
     if (st == NULL)
         return;
     struct evbuffer *frames = evbuffer_new();
-    if (frames == NULL || build_frames(st, &args, frames) != 0) {
-        if (frames != NULL)
-            evbuffer_free(frames);
+    if (frames == NULL) {
         sse_stream_free(st);
-        answer_error(c, frames == NULL ? 500 : 400, cors, "destination too long");
+        answer_error(c, 500, cors, "out of memory");
+        return;
+    }
+    if (build_frames(st, &args, frames) != 0) { /* cannot happen within the query's bounds */
+        evbuffer_free(frames);
+        sse_stream_free(st);
+        answer_error(c, 400, cors, "destination too long");
         return;
     }
     keep_bearer(c, req, st->req);
