@@ -48,6 +48,8 @@
  *   fixed if one did), MESSAGE, RECEIPT and ERROR come, each with the headers
  *   stomp_frame_validate() asks for (MESSAGE: subscription and message-id in every version;
  *   ERROR: message); nothing follows an ERROR.
+ * - GET /sse: a 200 without a Content-Length only answers a request for /sse, and is followed by
+ *   lines of the fields the broker writes (data:, id:, retry:, comments, blank), never a CR.
  * - No byte arrives after the broker's end of file.
  * At the end the clients read everything and leave (end of file); every connection must be gone
  * within a bounded number of loop turns (conn_count 0), with no topic, wildcard, consumer or
@@ -140,6 +142,7 @@ enum phase {
     PHASE_BODY, /* a final non-101 answer: its body, then nothing */
     PHASE_WS,   /* WebSocket frames carrying STOMP */
     PHASE_TCP,  /* a raw STOMP stream */
+    PHASE_SSE,  /* a GET /sse event stream: lines, until the broker closes */
 };
 
 struct client {
@@ -165,6 +168,8 @@ struct client {
     char last_id[64];           /* message-id of the last MESSAGE, for "$ID" */
     char last_reply_to[256];    /* its reply-to, for "$RT" */
     size_t received, eof_mark;  /* bytes read; bytes there were when the end of file came */
+    char sse_line[6];           /* PHASE_SSE: the start of the line being read */
+    size_t sse_line_len;        /* and its length so far */
 };
 
 static void client_event(struct bufferevent *end, short what, void *arg)
@@ -368,6 +373,34 @@ static void check_upgrade(struct client *cl, const struct ws_http_response *resp
         stomp_parser_set_version(cl->stomp, (enum stomp_version)cl->version);
 }
 
+/* Whether the request the client wrote was a GET /sse (the event stream has no length). */
+static bool asked_for_sse(const struct client *cl)
+{
+    struct ws_http_request req;
+    return ws_http_parse(&req, (const char *)cl->sent.p, cl->sent.len, SENT_KEPT) > 0 &&
+           req.path.len == 4 && memcmp(req.path.ptr, "/sse", 4) == 0;
+}
+
+/* An event stream, line by line (docs/SSE.md): only the fields the broker writes, never a CR
+ * (it would end a line early in the reader), and a data: line of JSON is one object. */
+static void sse_bytes(struct client *cl, uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        CHECK(p[i] != '\r');
+        if (p[i] != '\n') {
+            cl->sse_line_len++;
+            if (cl->sse_line_len <= 6)
+                cl->sse_line[cl->sse_line_len - 1] = (char)p[i];
+            continue;
+        }
+        const char *l = cl->sse_line;
+        size_t len = cl->sse_line_len;
+        CHECK(len == 0 || l[0] == ':' || (len >= 6 && memcmp(l, "data: ", 6) == 0) ||
+              (len >= 4 && memcmp(l, "id: ", 4) == 0) || (len >= 6 && memcmp(l, "retry:", 6) == 0));
+        cl->sse_line_len = 0;
+    }
+}
+
 /* Response bytes before the WebSocket starts; returns once a phase change used them up. */
 static void http_bytes(struct client *cl, uint8_t *p, size_t n)
 {
@@ -381,6 +414,9 @@ static void http_bytes(struct client *cl, uint8_t *p, size_t n)
         if (resp.status == 101) {
             check_upgrade(cl, &resp);
             cl->phase = PHASE_WS;
+        } else if (resp.status == 200 && resp.content_length < 0) {
+            CHECK(asked_for_sse(cl)); /* the only answer without a length */
+            cl->phase = PHASE_SSE;
         } else if (resp.status >= 200) {
             CHECK(resp.status < 600 && resp.content_length >= 0);
             cl->body_left = (size_t)resp.content_length;
@@ -392,6 +428,8 @@ static void http_bytes(struct client *cl, uint8_t *p, size_t n)
     cl->http.len = 0;
     if (cl->phase == PHASE_WS) {
         ws_bytes(cl, cl->http.p, rest);
+    } else if (cl->phase == PHASE_SSE) {
+        sse_bytes(cl, cl->http.p, rest);
     } else {
         CHECK(rest <= cl->body_left); /* nothing after the answer */
         cl->body_left -= rest;
@@ -413,6 +451,9 @@ static void client_bytes(struct client *cl, uint8_t *p, size_t n)
         break;
     case PHASE_TCP:
         stomp_bytes(cl, p, n, false);
+        break;
+    case PHASE_SSE:
+        sse_bytes(cl, p, n);
         break;
     }
 }
