@@ -164,8 +164,9 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
 void conn_send_message(struct conn *c, const char *head, size_t head_len, size_t common_len,
                        struct message *msg, enum stomp_version v, bool utf8);
 
-/* Queues prefix (NULL: none) then data, as they are and as one unit: the slow-consumer cut
- * (conn_drop_queued) never separates them (a Server-Sent Event's id: and data: lines). */
+/* Queues prefix (prefix_len 0: none) then data, as they are and as one unit: the cut
+ * of a slow consumer's output (conn_drop_queued) never separates them (an event's id: and
+ * data: lines). */
 void conn_send_bytes(struct conn *c, const char *prefix, size_t prefix_len, const char *data,
                      size_t len);
 
