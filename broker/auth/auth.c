@@ -1,4 +1,5 @@
 #include "broker/auth/auth.h"
+#include "broker/base/base64.h"
 #include "broker/base/dict.h"
 
 #include <errno.h>
@@ -157,71 +158,6 @@ static int parse_lines(const char *path, const char *text, size_t len,
     return 0;
 }
 
-/* ---- base64, unpadded (RFC 4648 section 4 alphabet, or section 5 "url") ---- */
-
-static int b64_value(unsigned char c, bool url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
-
-/*
- * Decodes unpadded base64 into out. Returns the byte count, or -1 for a character outside the
- * alphabet (padding included), a length no encoding has, non-zero unused bits (so each value
- * has exactly one encoding) or more than cap bytes.
- */
-static long b64_decode(const char *in, size_t len, bool url, unsigned char *out, size_t cap)
-{
-    if (len % 4 == 1)
-        return -1;
-    unsigned acc = 0, bits = 0;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value((unsigned char)in[i], url);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    return acc == 0 && n <= LONG_MAX ? (long)n : -1;
-}
-
-/* Encodes len bytes as unpadded base64 into out (room for 4 * ceil(len / 3) + 1 bytes). */
-static void b64_encode(const unsigned char *in, size_t len, bool url, char *out)
-{
-    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    static const char web[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const char *alphabet = url ? web : std;
-    unsigned acc = 0, bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            *out++ = alphabet[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        *out++ = alphabet[(acc << (6 - bits)) & 63];
-    *out = '\0';
-}
-
 /* ---- Users file ---- */
 
 bool auth_user_name_valid(const char *name, size_t len)
@@ -291,16 +227,16 @@ static int parse_user_line(struct line l, struct line *name, struct user_entry *
         return fail(msg, msg_len, -1, "iterations must be a number from %u to %u",
                     AUTH_PBKDF2_MIN_ITERATIONS, AUTH_PBKDF2_MAX_ITERATIONS);
     const char *dollar = memchr(p, '$', (size_t)(end - p));
-    long salt_len = dollar != NULL
-                        ? b64_decode(p, (size_t)(dollar - p), false, out->salt, sizeof(out->salt))
-                        : -1;
+    long salt_len =
+        dollar != NULL ? base64_decode(p, (size_t)(dollar - p), false, out->salt, sizeof(out->salt))
+                       : -1;
     if (salt_len < SALT_MIN_BYTES)
         return fail(msg, msg_len, -1, "salt must be %d to %d bytes of unpadded base64",
                     SALT_MIN_BYTES, SALT_MAX_BYTES);
     out->salt_len = (size_t)salt_len;
     p = dollar + 1;
     unsigned char hash[AUTH_PBKDF2_HASH_BYTES + 1];
-    if (b64_decode(p, (size_t)(end - p), false, hash, sizeof(hash)) != AUTH_PBKDF2_HASH_BYTES)
+    if (base64_decode(p, (size_t)(end - p), false, hash, sizeof(hash)) != AUTH_PBKDF2_HASH_BYTES)
         return fail(msg, msg_len, -1, "hash must be %d bytes of unpadded base64",
                     AUTH_PBKDF2_HASH_BYTES);
     memcpy(out->hash, hash, sizeof(out->hash));
@@ -439,8 +375,8 @@ int auth_passwd_entry(char *out, size_t cap, const char *user, const char *passw
         return AUTH_ERR_CRYPTO;
     }
     char salt64[4 * ((sizeof(salt) + 2) / 3) + 1], hash64[4 * ((sizeof(hash) + 2) / 3) + 1];
-    b64_encode(salt, sizeof(salt), false, salt64);
-    b64_encode(hash, sizeof(hash), false, hash64);
+    base64_encode(salt, sizeof(salt), false, salt64);
+    base64_encode(hash, sizeof(hash), false, hash64);
     OPENSSL_cleanse(hash, sizeof(hash));
     int n = snprintf(out, cap, "%s:%s%u$%s$%s", user, PBKDF2_SCHEME, iterations, salt64, hash64);
     return n >= 0 && (size_t)n < cap ? n : AUTH_ERR_SPACE;
@@ -1109,7 +1045,7 @@ static json_t *json_part(const char *b64, size_t len)
 {
     size_t cap = len / 4 * 3 + 3;
     unsigned char *raw = malloc(cap);
-    long n = raw != NULL ? b64_decode(b64, len, true, raw, cap) : -1;
+    long n = raw != NULL ? base64_decode(b64, len, true, raw, cap) : -1;
     json_t *value =
         n >= 0 ? json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL) : NULL;
     free(raw);
@@ -1124,7 +1060,7 @@ static json_t *json_part(const char *b64, size_t len)
 static bool is_base64url(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if (s[i] != '.' && b64_value((unsigned char)s[i], true) < 0)
+        if (s[i] != '.' && base64_value((unsigned char)s[i], true) < 0)
             return false;
     return true;
 }
@@ -1217,7 +1153,7 @@ static int verify_signature(const struct auth_jwt *jwt, enum jwt_alg alg, const 
                             size_t err_len)
 {
     unsigned char sig[SIGNATURE_MAX];
-    long sig_len = b64_decode(sig_b64, sig_b64_len, true, sig, sizeof(sig));
+    long sig_len = base64_decode(sig_b64, sig_b64_len, true, sig, sizeof(sig));
     if (sig_len < 0)
         return fail(err, err_len, AUTH_ERR_MALFORMED, "token signature is not base64url");
     int rc;

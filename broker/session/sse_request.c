@@ -9,6 +9,7 @@
  * streams it may read anyway (the ACL is checked on every request).
  */
 #include "broker/session/sse_request.h"
+#include "broker/base/base64.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -125,60 +126,6 @@ int sse_request_parse(struct sse_request *out, const char *query, size_t len)
 
 /* ---- the token ------------------------------------------------------------------------------ */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(char c)
-{
-    const char *at = c != '\0' ? memchr(b64url, c, 64) : NULL;
-    return at != NULL ? (int)(at - b64url) : -1;
-}
-
-/* base64url without padding; out has room for (len + 2) / 3 * 4 + 1. */
-static size_t b64url_encode(const unsigned char *in, size_t len, char *out)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[n++] = b64url[(v >> 18) & 63];
-        out[n++] = b64url[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[n++] = b64url[(v >> 6) & 63];
-        if (i + 2 < len)
-            out[n++] = b64url[v & 63];
-    }
-    out[n] = '\0';
-    return n;
-}
-
-/* Returns the decoded length, or -1 (bad character, impossible length, or over cap). */
-static long b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap)
-{
-    if (len % 4 == 1)
-        return -1;
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value(in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    return (long)n;
-}
-
 /* An unsigned number in base 10 or 16 up to the delimiter; advances *p past the delimiter. */
 static int read_number(const char **p, const char *end, int base, char delim, uint64_t *out)
 {
@@ -205,7 +152,7 @@ int sse_token_decode(struct sse_token *out, const char *text, size_t len)
     unsigned char raw[TOKEN_RAW_MAX];
     out->count = 0;
     out->clock = 0;
-    long n = len <= SSE_TOKEN_MAX ? b64url_decode(text, len, raw, sizeof(raw)) : -1;
+    long n = len <= SSE_TOKEN_MAX ? base64_decode(text, len, true, raw, sizeof(raw)) : -1;
     if (n < 3 || raw[0] != '1' || raw[1] != ' ')
         return SSE_REQUEST_BAD_TOKEN;
     const char *p = (const char *)raw + 2, *end = (const char *)raw + n;
@@ -270,7 +217,7 @@ size_t sse_token_encode(const struct sse_token *t, char *out, size_t cap)
             out[0] = '\0';
         return 0;
     }
-    return b64url_encode((const unsigned char *)raw, len, out);
+    return base64_encode((const unsigned char *)raw, len, true, out);
 }
 
 struct sse_mark *sse_token_find(struct sse_token *t, const char *name, size_t len)
