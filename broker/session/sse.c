@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "stomp/encode.h"
+#include "ws/handshake.h"
 #include "ws/utf8.h"
 
 /* What the browser waits before it reconnects (EventSource's `retry:`): a dropped reader is back
@@ -41,22 +42,6 @@ struct sse_stream {
 };
 
 /* ---- answers -------------------------------------------------------------------------------- */
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 405:
-        return "Method Not Allowed";
-    default:
-        return "Internal Server Error";
-    }
-}
 
 /* Appends s as a JSON string (quotes included). Bytes of a string that is not UTF-8 are taken
  * as Latin-1, so the JSON stays valid whatever the input. */
@@ -101,7 +86,7 @@ static void answer_error(struct conn *c, int status, const char *cors, const cha
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                         "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%s%s"
                         "Connection: close\r\n\r\n",
-                        status, status_text(status), evbuffer_get_length(body), cors,
+                        status, ws_http_status_text(status), evbuffer_get_length(body), cors,
                         status == 401 ? "WWW-Authenticate: Bearer realm=\"stompws\"\r\n" : "",
                         status == 405 ? "Allow: GET\r\n" : "");
     evbuffer_add_buffer(out, body);
