@@ -6,21 +6,16 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import { sleep, withTimeout } from './lib/broker.mjs';
+import { sleep } from './lib/broker.mjs';
 import {
   PREFIX, RedisServer, clusterTest, linksUp, metricsText, pollReady, startNode, useSharedRedis,
 } from './lib/cluster.mjs';
 import { encodeFrame, tcpStomp, uniq, wsStomp } from './lib/stomp.mjs';
+import { apiKeyFile, apiPost } from './lib/api.mjs';
 
 useSharedRedis();
 
-const KEY = crypto.randomBytes(24).toString('base64url');
-const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-cluster-history-key-'));
-const keyFile = path.join(keyDir, 'keys');
-fs.writeFileSync(keyFile, `${KEY}\n`);
-process.on('exit', () => fs.rmSync(keyDir, { recursive: true, force: true }));
+const { key: KEY, file: keyFile } = apiKeyFile();
 
 const broker = {
   args: ['--history', '/topic/h.flat.#=100000', '--history', '/topic/h.#=100', '--api-key-file', keyFile],
@@ -35,20 +30,8 @@ async function publishN(client, destination, n, prefix) {
 }
 
 // POST /api/publish on node's WebSocket port: { status, json }. query: '?destination=...' or ''.
-function apiPublish(node, query, body, contentType = 'text/plain') {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: node.wsPort, method: 'POST', agent: false, path: `/api/publish${query}`,
-      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) },
-    }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text) }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  }), 5000, 'POST /api/publish');
-}
+const apiPublish = (node, query, body, contentType = 'text/plain') =>
+  apiPost(node.wsPort, KEY, query, body, { contentType });
 
 // Waits until Redis keeps n entries for dest (the script runs after the publisher's RECEIPT).
 async function waitKept(redis, dest, n, timeout = 5000) {

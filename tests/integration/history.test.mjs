@@ -3,7 +3,6 @@
 // x-stream-recovered on the RECEIPT, TTL expiry, a restart's new epoch, the HTTP API's offset,
 // forged headers dropped, and one offset sequence per destination across --threads 2.
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -12,6 +11,7 @@ import { test } from 'node:test';
 import { brokerTest, runBroker, startBroker, withTimeout } from './lib/broker.mjs';
 import { tcpStomp, uniq, wsStomp } from './lib/stomp.mjs';
 import { StompJs } from './lib/stompjs.mjs';
+import { apiKeyFile, apiPublishTo } from './lib/api.mjs';
 
 const history = (...specs) => ({ args: specs.flatMap((s) => ['--history', s]) });
 const offsetOf = (m) => Number(m.headers['x-stream-offset']);
@@ -269,27 +269,9 @@ test('a restart draws a new epoch: the old offset is answered recovered:false', 
   }
 });
 
-const KEY = crypto.randomBytes(24).toString('base64url');
-const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-history-key-'));
-const keyFile = path.join(keyDir, 'keys');
-fs.writeFileSync(keyFile, `${KEY}\n`);
-process.on('exit', () => fs.rmSync(keyDir, { recursive: true, force: true }));
-
-function apiPublish(port, destination, body, headers = {}) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port, method: 'POST', agent: false,
-      path: `/api/publish?destination=${encodeURIComponent(destination)}`,
-      headers: { Authorization: `Bearer ${KEY}`, 'Content-Length': Buffer.byteLength(body), ...headers },
-    }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text) }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  }), 5000, 'POST /api/publish');
-}
+const { key: KEY, file: keyFile } = apiKeyFile();
+const apiPublish = (port, destination, body, headers = {}) =>
+  apiPublishTo(port, KEY, destination, body, { headers });
 
 brokerTest('the HTTP publish API retains and answers the offset', { args: ['--history', '/topic/h=5', '--api-key-file', keyFile] }, async (broker) => {
   let r = await apiPublish(broker.wsPort, '/topic/h', 'one', { 'X-Stomp-X-Stream-Offset': '77' });

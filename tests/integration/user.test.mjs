@@ -6,15 +6,14 @@
 // permission, a user reads only their own), anonymous sessions, malformed names, /topic/
 // wildcards that must not see /user/ traffic, and the HTTP publish API.
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { brokerTest, withTimeout, writeUsersFile } from './lib/broker.mjs';
+import { brokerTest, writeUsersFile } from './lib/broker.mjs';
 import { PREFIX, clusterTest, useSharedRedis } from './lib/cluster.mjs';
 import { tcpStomp, wsStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
+import { apiKeyFile, apiPublishTo } from './lib/api.mjs';
 
 useSharedRedis();
 
@@ -33,9 +32,7 @@ fs.writeFileSync(acl, [
   '*       read,write  /topic/#',
   '',
 ].join('\n'));
-const apiKey = crypto.randomBytes(24).toString('base64url');
-const keyFile = path.join(dir, 'api-keys');
-fs.writeFileSync(keyFile, `${apiKey}\n`);
+const { key: apiKey, file: keyFile } = apiKeyFile();
 const authArgs = ['--users', users, '--acl', acl, '--api-key-file', keyFile];
 
 const login = (name, pw = `${name}-pw`) => ({ login: name, passcode: pw });
@@ -51,25 +48,7 @@ async function refusedWith(c, re) {
 }
 
 // POST /api/publish?destination=... with the key; resolves { status, json }.
-function apiPublish(broker, destination, body) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: broker.wsPort, method: 'POST', agent: false,
-      path: `/api/publish?destination=${encodeURIComponent(destination)}`,
-      headers: { Authorization: `Bearer ${apiKey}`, 'Content-Length': Buffer.byteLength(body) },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode, text, json: JSON.parse(text) });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  }), 5000, `POST /api/publish ${destination}`);
-}
+const apiPublish = (broker, destination, body) => apiPublishTo(broker.wsPort, apiKey, destination, body);
 
 // ---- one node ---------------------------------------------------------------------------------
 
