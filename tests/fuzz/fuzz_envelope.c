@@ -28,15 +28,6 @@ static const struct envelope_limits small_limits = {
 
 static const size_t header_caps[4] = {MAX_HEADERS, 0, 2, 5};
 
-static uint8_t *exact_copy(const uint8_t *p, size_t n)
-{
-    uint8_t *copy = malloc(n > 0 ? n : 1);
-    CHECK(copy != NULL);
-    if (n > 0)
-        memcpy(copy, p, n);
-    return copy;
-}
-
 static bool inside(const void *p, size_t n, const uint8_t *buf, size_t len)
 {
     const uint8_t *b = p;

@@ -24,15 +24,6 @@
 #include "broker/session/sse_request.h"
 #include "tests/fuzz/fuzz.h"
 
-static char *exact_copy(const uint8_t *p, size_t n)
-{
-    char *copy = malloc(n > 0 ? n : 1);
-    CHECK(copy != NULL);
-    if (n > 0)
-        memcpy(copy, p, n);
-    return copy;
-}
-
 /* `destination` keys in the query, by splitting on '&' and '='. */
 static size_t count_destination_keys(const char *q, size_t len)
 {

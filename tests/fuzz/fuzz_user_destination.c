@@ -27,15 +27,6 @@
 #include "broker/core/destination.h"
 #include "tests/fuzz/fuzz.h"
 
-static char *exact_copy(const uint8_t *p, size_t n)
-{
-    char *copy = malloc(n > 0 ? n : 1);
-    CHECK(copy != NULL);
-    if (n > 0)
-        memcpy(copy, p, n);
-    return copy;
-}
-
 /* UTF-8 as RFC 3629 has it: shortest forms, no surrogates, nothing above U+10FFFF. */
 static bool ref_utf8(const uint8_t *s, size_t n)
 {

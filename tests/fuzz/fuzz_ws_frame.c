@@ -32,15 +32,6 @@
 
 static const size_t message_limits[4] = {WS_DEFAULT_MAX_MESSAGE, 4096, 256, 16};
 
-static uint8_t *exact_copy(const uint8_t *p, size_t n)
-{
-    uint8_t *copy = malloc(n > 0 ? n : 1);
-    CHECK(copy != NULL);
-    if (n > 0)
-        memcpy(copy, p, n);
-    return copy;
-}
-
 /* Size of the k-th piece of a stream with `left` bytes to go: 1..64, or all when the seed is 0. */
 static size_t piece_size(const uint8_t seeds[4], unsigned k, size_t left)
 {

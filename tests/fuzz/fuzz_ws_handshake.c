@@ -27,16 +27,6 @@
 
 static const size_t header_limits[4] = {WS_DEFAULT_MAX_HEADER_BYTES, 1024, 256, 64};
 
-/* A copy of bytes in a heap block of exactly their size; NULL-safe free with free(). */
-static char *exact_copy(const uint8_t *p, size_t n)
-{
-    char *copy = malloc(n > 0 ? n : 1);
-    CHECK(copy != NULL);
-    if (n > 0)
-        memcpy(copy, p, n);
-    return copy;
-}
-
 static char lower(char c)
 {
     return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
