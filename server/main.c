@@ -2,6 +2,9 @@
  * main.c - the stompws command line: flags and config file -> struct config -> broker.
  */
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +321,25 @@ static int check_and_print(const struct config *cfg, const struct run_mode *mode
     return 0;
 }
 
+/*
+ * Keeps glibc from giving the top of the heap back to the kernel after every write. A loop that
+ * writes out all it has at each turn frees its output chains at once; with glibc's default trim
+ * threshold (128 KiB until a large block is freed) the freed top goes back with brk() and the
+ * next turn faults it in again, a page fault per chain: GET /sse fan-out ran at a fifth of its
+ * speed in that regime, and WebSocket fan-out fell into it on a loaded CPU
+ * (docs/PERFORMANCE.md, "Server-Sent Events fan-out"). The values are the ceilings glibc's own
+ * dynamic rule reaches (64-bit): up to 64 MiB of free heap top is kept for reuse, and blocks of
+ * up to 32 MiB (message bodies up to 32 times the default limits.max_body) come from the heap, not
+ * from mmap().
+ */
+static void tune_allocator(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
@@ -337,6 +359,7 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    tune_allocator();
     cfg.threads = config_threads(&cfg); /* "auto" becomes a count once, before any loop starts */
     if (cfg.threads > 1) {
         int code = loops_main(&cfg);
