@@ -234,8 +234,7 @@ size_t conn_outbound(const struct conn *c)
     return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
-/* Frees the message reference an evbuffer held for a body it no longer needs. */
-static void release_body(const void *data, size_t len, void *msg)
+void conn_release_message(const void *data, size_t len, void *msg)
 {
     (void)data;
     (void)len;
@@ -427,7 +426,8 @@ void conn_send_frame(struct conn *c, const char *head, size_t head_len, struct m
     }
     /* msg->body is followed by a NUL in the same allocation: it ends the frame too. */
     if (shared)
-        evbuffer_add_reference(out, msg->body, msg->body_len + 1, release_body, message_ref(msg));
+        evbuffer_add_reference(out, msg->body, msg->body_len + 1, conn_release_message,
+                               message_ref(msg));
     note_frame_end(c);
     c->last_write_ms = broker_now_ms(c->broker);
 }

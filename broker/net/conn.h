@@ -176,6 +176,10 @@ void conn_send_heartbeat(struct conn *c);
 /* Bytes queued for the peer and not yet written to the socket. */
 size_t conn_outbound(const struct conn *c);
 
+/* An evbuffer_add_reference() cleanup: drops the message reference (msg) that kept the bytes
+ * alive, once the output no longer needs them. */
+void conn_release_message(const void *data, size_t len, void *msg);
+
 /*
  * Ends the connection politely: for WebSocket a close frame with ws_code and reason, then flush
  * and shut the socket (the frames queued before go out first).

@@ -133,13 +133,6 @@ static uint8_t *deflate_pieces(z_stream *zs, const char *a, size_t a_len, const 
     return shrunk != NULL ? shrunk : out;
 }
 
-static void release_message(const void *data, size_t len, void *msg)
-{
-    (void)data;
-    (void)len;
-    message_unref(msg);
-}
-
 /*
  * Queues the frame: header with RSV1, prefix as stored blocks, then deflated (by reference to
  * msg when it is long and msg is given). Returns false when out of memory, with nothing queued.
@@ -167,7 +160,7 @@ static bool queue_frame(struct conn *c, enum ws_opcode op, const char *prefix, s
     if (frame != stack)
         free(frame);
     if (by_reference)
-        evbuffer_add_reference(out, deflated, deflated_len, release_message, message_ref(msg));
+        evbuffer_add_reference(out, deflated, deflated_len, conn_release_message, message_ref(msg));
     else if (deflated_len > 0)
         evbuffer_add(out, deflated, deflated_len);
     return true;
