@@ -2,6 +2,7 @@
 #include "broker/base/log.h"
 #include "broker/base/workpool.h"
 #include "broker/core/publish.h"
+#include "broker/http/admin.h"
 #include "broker/http/api.h"
 #include "broker/http/metrics.h"
 #include "broker/http/routes.h"
@@ -111,6 +112,7 @@ void broker_reload(struct broker *b)
     else
         log_info(0, "auth files reloaded");
     api_reload(b);
+    admin_reload(b);
 }
 
 static int open_listeners(struct broker *b)
@@ -417,6 +419,7 @@ void broker_free(struct broker *b)
     admit_reset(&b->admit);
     security_reset(&b->security);
     api_free(b->api);
+    admin_free(b->admin);
     if (b->fanout.ops != NULL) /* after the sessions: their releases still reach it */
         b->fanout.ops->free(b->fanout.ctx);
     if (b->history_owned)

@@ -35,6 +35,8 @@ static void usage(FILE *out)
         "                        too on paths other than --ws-path)\n"
         "  --api-key-file FILE   turn on the HTTP publish API (POST /api/publish) for the\n"
         "                        bearer keys in FILE, one per line (see docs/API.md)\n"
+        "  --admin-key-file FILE turn on the admin API (/api/connections, /api/destinations,\n"
+        "                        /api/users/LOGIN/disconnect) for the bearer keys in FILE\n"
         "  --static DIR          serve the files in DIR over HTTP on paths not taken by\n"
         "                        the routes above (default off)\n"
         "  --wss HOST:PORT       WebSocket over TLS listener (default off; needs --tls-cert/key)\n"
@@ -105,6 +107,7 @@ enum {
     OPT_PRINT_CONFIG,
     OPT_THREADS,
     OPT_HISTORY,
+    OPT_ADMIN_KEY_FILE, /* admin API (issue #15) */
 };
 
 static const struct option options[] = {
@@ -136,6 +139,7 @@ static const struct option options[] = {
     {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"history", required_argument, NULL, OPT_HISTORY},
+    {"admin-key-file", required_argument, NULL, OPT_ADMIN_KEY_FILE},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -180,6 +184,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "tcp", arg, err, err_len);
     case OPT_LOG_LEVEL:
         return config_set(cfg, "server", "log_level", arg, err, err_len);
+    case OPT_ADMIN_KEY_FILE:
+        return config_set(cfg, "server", "admin_key_file", arg, err, err_len);
     case OPT_HISTORY:
         return config_set(cfg, "history", "policy", arg, err, err_len);
     case OPT_THREADS:

@@ -3,6 +3,7 @@
 #include "broker/base/workpool.h"
 #include "broker/core/history.h"
 #include "broker/core/publish.h"
+#include "broker/http/admin.h"
 #include "broker/http/metrics.h"
 #include "broker/net/listener.h"
 #include "broker/threads/fanout_threads.h"
@@ -58,6 +59,12 @@ static void receive(void *ctx, const struct inbox_item *item)
         break;
     case INBOX_RELOAD:
         broker_reload(b);
+        break;
+    case INBOX_ADMIN:
+        admin_inbox_request(b, item->name);
+        break;
+    case INBOX_ADMIN_ANSWER:
+        admin_take_answer(b, item->name, strlen(item->name));
         break;
     }
 }

@@ -45,6 +45,7 @@ static const struct config_key config_keys[] = {
     KEY("server", "stomp_tls", KEY_ADDR, stomp_tls),
     KEY("server", "http", KEY_ADDR, http),
     KEY("server", "api_key_file", KEY_STRING, api_key_file),
+    KEY("server", "admin_key_file", KEY_STRING, admin_key_file), /* admin API (issue #15) */
     KEY("server", "static_dir", KEY_STRING, static_dir),
     KEY("server", "log_level", KEY_LOG_LEVEL, log_level),
     KEY("server", "log_file", KEY_STRING, log_file),

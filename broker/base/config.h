@@ -136,6 +136,9 @@ struct config {
     /* [history]: retention policies in the order given; the first that matches wins */
     struct config_history history[CONFIG_HISTORY_MAX];
     size_t history_count;
+
+    /* admin API (issue #15): its bearer keys, apart from the publish API's ("" = admin API off) */
+    char admin_key_file[CONFIG_ADDR_MAX];
 };
 
 void config_defaults(struct config *cfg);

@@ -36,6 +36,7 @@ struct listener;
 struct inboxes;
 struct metrics_board;
 struct api;
+struct admin;
 struct conn_handler;
 struct workpool;
 struct conn_deflate_loop;
@@ -89,6 +90,8 @@ struct broker_stats {
     /* STOMP sessions by transport: ws, wss, tcp, stomp-tls, sse, sse-tls (GET /sse readers) */
     uint64_t clients[BROKER_TRANSPORTS];
     uint64_t subscriptions; /* subscriptions of those sessions */
+    /* admin API (issue #15) */
+    uint64_t admin_kicks; /* sessions ended by DELETE /api/connections/ID or a user's disconnect */
 };
 
 /*
@@ -161,6 +164,8 @@ struct broker {
     struct broker_stats stats;
     struct broker_loop_lag loop_lag;
     struct session *paused_publishers; /* not owned: sessions paused on a full queue (session.c) */
+    /* admin API (issue #15) */
+    struct admin *admin; /* owned: its keys and waiting requests (http/admin.h); NULL while off */
 };
 
 /*

@@ -101,6 +101,16 @@ struct fanout_ops {
     void (*free)(void *ctx);
     const struct fanout_figure *figure_names; /* static: figure_count of them */
     size_t figure_count;
+
+    /* ---- admin API (issue #15): optional, for a backend that reaches other nodes ---- */
+    /*
+     * Sends an admin request (JSON text, http/admin.h) to every other node. Returns 0 once it is
+     * on its way: the backend then says through the wiring how many nodes heard request id
+     * (admin_expect) and hands their answers in (admin_take_answer). -1 when it cannot go out.
+     */
+    int (*admin_request)(void *ctx, uint64_t id, const char *json, size_t len);
+    /* This node's id in the cluster: the node part of connection ids. NULL: none. */
+    const char *(*node_id)(void *ctx);
 };
 
 /* A loop's backend: ops NULL for none. */

@@ -186,6 +186,34 @@ int api_check_config(const struct config *cfg, char *err, size_t err_len)
     return 0;
 }
 
+int api_keys_load(const char *path, struct api_key **out, size_t *count, char *err, size_t err_len)
+{
+    return load_keys(path, out, count, err, err_len);
+}
+
+long api_keys_match(const struct api_key *keys, size_t count, const struct ws_slice *authorization,
+                    bool *missing)
+{
+    *missing = authorization->ptr == NULL || authorization->len <= 7 ||
+               strncasecmp(authorization->ptr, "Bearer ", 7) != 0;
+    if (*missing)
+        return -1;
+    const char *token = authorization->ptr + 7;
+    size_t len = authorization->len - 7;
+    while (len > 0 && *token == ' ') {
+        token++;
+        len--;
+    }
+    unsigned char digest[DIGEST_LEN];
+    long match = -1;
+    /* Every key is compared, in constant time: how long this takes says nothing about them. */
+    if (digest_of(token, len, digest) == 0)
+        for (size_t i = 0; i < count; i++)
+            if (CRYPTO_memcmp(digest, keys[i].digest, DIGEST_LEN) == 0)
+                match = (long)i;
+    return match;
+}
+
 void api_reload(struct broker *b)
 {
     struct api *api = b->api;
@@ -269,36 +297,23 @@ static bool slice_is(const struct ws_slice *s, const char *want)
 /* The key the request's "Authorization: Bearer KEY" names; NULL after a 401. */
 static struct api_key *authorize(struct api_request *r, struct api *api)
 {
-    const struct ws_slice *auth = &r->req->authorization;
-    r->auth_failed = true;
-    if (auth->ptr == NULL || auth->len <= 7 || strncasecmp(auth->ptr, "Bearer ", 7) != 0) {
+    bool missing;
+    long match = api_keys_match(api->keys, api->key_count, &r->req->authorization, &missing);
+    r->auth_failed = match < 0;
+    if (missing) {
         r->extra_headers = "WWW-Authenticate: Bearer realm=\"stompws\"\r\n";
         fail(r, 401,
              "missing API key: send 'Authorization: Bearer KEY' with a key from "
              "server.api_key_file");
         return NULL;
     }
-    const char *token = auth->ptr + 7;
-    size_t len = auth->len - 7;
-    while (len > 0 && *token == ' ') {
-        token++;
-        len--;
-    }
-    unsigned char digest[DIGEST_LEN];
-    struct api_key *match = NULL;
-    /* Every key is compared, in constant time: how long this takes says nothing about them. */
-    if (digest_of(token, len, digest) == 0)
-        for (size_t i = 0; i < api->key_count; i++)
-            if (CRYPTO_memcmp(digest, api->keys[i].digest, DIGEST_LEN) == 0)
-                match = &api->keys[i];
-    if (match == NULL) {
+    if (match < 0) {
         r->extra_headers =
             "WWW-Authenticate: Bearer realm=\"stompws\", error=\"invalid_token\"\r\n";
         fail(r, 401, "invalid API key");
         return NULL;
     }
-    r->auth_failed = false;
-    return match;
+    return &api->keys[match];
 }
 
 /* Everything the request head decides, before a byte of the body is read. */

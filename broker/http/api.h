@@ -12,12 +12,14 @@
 #ifndef STOMPWS_API_H
 #define STOMPWS_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "broker/net/conn.h"
 #include "ws/handshake.h"
 
 struct api;
+struct api_key;
 
 /* Requests whose path starts with this belong to the API. */
 #define API_PATH_PREFIX "/api/"
@@ -49,5 +51,15 @@ void api_serve(struct conn *c, const struct ws_http_request *req, const char *bo
 
 /* c goes away while its answer waits for offsets (conn_handler.http_abandon). */
 void api_abandon(struct conn *c);
+
+/* ---- key files, shared with the admin API (admin.h) ---- */
+
+/* Reads a key file (one key per line, '#' comments) into a fresh array (free() it): 0, or -1
+ * with "FILE:LINE: why" in err. */
+int api_keys_load(const char *path, struct api_key **out, size_t *count, char *err, size_t err_len);
+/* The index in keys of the key "Authorization: Bearer KEY" names (every key compared, in
+ * constant time), or -1; *missing says there was no bearer credential at all. */
+long api_keys_match(const struct api_key *keys, size_t count, const struct ws_slice *authorization,
+                    bool *missing);
 
 #endif

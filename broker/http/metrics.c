@@ -153,6 +153,7 @@ static void add_stats(struct broker_stats *sum, const struct broker_stats *s)
     for (int i = 0; i < BROKER_TRANSPORTS; i++)
         sum->clients[i] += s->clients[i];
     sum->subscriptions += s->subscriptions;
+    sum->admin_kicks += s->admin_kicks; /* admin API (issue #15) */
 }
 
 /* Adds f to sum: counters and gauges add up; the latest lag is the worst loop's. */
@@ -307,6 +308,10 @@ static void render_errors(struct evbuffer *m, const struct metrics_figures *f)
                         f->stats.permission_denials);
     evbuffer_add_printf(m, "stompws_errors_total{kind=\"protocol\"} %" PRIu64 "\n",
                         f->stats.protocol_errors);
+    /* admin API (issue #15) */
+    counter(m, "stompws_admin_disconnects_total",
+            "Sessions ended by the admin API (DELETE /api/connections/ID, a user's disconnect).",
+            f->stats.admin_kicks);
 }
 
 /* The fan-out backend's own figures, in its table's order (the cluster's stompws_cluster_*). */

@@ -8,6 +8,8 @@
 static const char *status_text(int status)
 {
     switch (status) {
+    case 204:
+        return "No Content";
     case 408:
         return "Request Timeout";
     case 411:

@@ -1,5 +1,6 @@
 #include "broker/http/routes.h"
 #include "broker/base/log.h"
+#include "broker/http/admin.h"
 #include "broker/http/api.h"
 #include "broker/http/metrics.h"
 #include "broker/http/respond.h"
@@ -144,6 +145,10 @@ int http_check_config(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "server.api_key_file: %s", why);
         return -1;
     }
+    if (admin_check_config(cfg, why, sizeof(why)) != 0) {
+        snprintf(err, err_len, "server.admin_key_file: %s", why);
+        return -1;
+    }
     return 0;
 }
 
@@ -156,17 +161,18 @@ int http_start(struct broker *b)
     }
     if (b->cfg.static_dir[0] != '\0')
         log_info(0, "serving static files from %s", b->cfg.static_dir);
-    return api_start(b);
+    return api_start(b) != 0 ? -1 : admin_start(b);
 }
 
 size_t http_body_wanted(struct conn *c, const struct ws_http_request *req)
 {
-    return is_api(req) ? api_body_wanted(c->broker, req) : 0;
+    return is_api(req) && !admin_claims(req) ? api_body_wanted(c->broker, req) : 0;
 }
 
 void http_abandon(struct conn *c)
 {
-    api_abandon(c); /* the only route that answers later */
+    if (!admin_abandon(c)) /* the admin API's and the publish API's answers may come later */
+        api_abandon(c);
 }
 
 void http_serve(struct conn *c, const struct ws_http_request *req, const char *body,
@@ -174,6 +180,10 @@ void http_serve(struct conn *c, const struct ws_http_request *req, const char *b
 {
     log_debug(c->id, "http %.*s %.*s", (int)req->method.len, req->method.ptr, (int)req->path.len,
               req->path.ptr);
+    if (admin_claims(req)) {
+        admin_serve(c, req);
+        return;
+    }
     if (is_api(req)) {
         api_serve(c, req, body, body_len);
         return;

@@ -82,6 +82,9 @@ struct session {
     /* A GET /sse reader's session (sse.h): CONNECTED, RECEIPT and ERROR become the HTTP answer,
      * MESSAGE frames become events. Owned; NULL for every other client. */
     struct sse_stream *sse;
+
+    /* admin API (issue #15): shown as connected_at by GET /api/connections */
+    uint64_t started_wall_ms;
 };
 
 /* A CONNECT waiting for its passcode hash, with what answering it needs (the frame is gone). */
@@ -461,6 +464,7 @@ struct session *session_new(struct conn *c, int version_hint)
     s->conn = c;
     s->broker = c->broker;
     (*clients_gauge(s))++; /* until session_free(), on every path */
+    s->started_wall_ms = broker_wall_ms();
     s->version_hint = version_hint;
     s->version = version_hint != 0 ? (enum stomp_version)version_hint : STOMP_V1_2;
     const struct config *cfg = &c->broker->cfg;
@@ -1945,4 +1949,30 @@ void session_drained(struct session *s)
         if (sub->target_kind == SUB_TARGET_QUEUE)
             router_resume(&s->broker->router, sub);
     }
+}
+
+/* ---- admin API (issue #15): what GET /api/connections shows, what DELETE ends ------------- */
+
+void session_admin_view(const struct session *s, struct session_admin_view *out)
+{
+    *out = (struct session_admin_view){.connected = s->connected && !s->auth_failed,
+                                       .user = s->identity.user,
+                                       .started_wall_ms = s->started_wall_ms,
+                                       .subscriptions = s->subs.count};
+}
+
+void session_admin_each_destination(const struct session *s,
+                                    void (*fn)(void *ctx, const char *dest, size_t len), void *ctx)
+{
+    size_t bucket;
+    struct dict_entry *e;
+    for (e = dict_first(&s->subs, &bucket); e != NULL; e = dict_next(&s->subs, &bucket, e)) {
+        const struct subscription *sub = e->value;
+        fn(ctx, sub->destination, sub->destination_len);
+    }
+}
+
+void session_admin_kick(struct session *s)
+{
+    send_error(s, NULL, "", 0, WS_CLOSE_POLICY, "disconnected by administrator");
 }

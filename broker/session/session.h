@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "broker/core/router.h"
 
@@ -57,5 +58,22 @@ void session_set_sse(struct session *s, struct sse_stream *st);
 /* The router's delivery callbacks. */
 int session_deliver(struct subscription *sub, struct message *msg, bool redelivered);
 bool session_writable(const struct subscription *sub);
+
+/* ---- admin API (issue #15) ---- */
+
+/* What GET /api/connections shows of a session. user: borrowed, valid while s is. */
+struct session_admin_view {
+    bool connected; /* CONNECTED was sent: only these are listed and kicked */
+    const char *user;
+    uint64_t started_wall_ms; /* when the session began (upgrade, TCP accept or GET /sse) */
+    size_t subscriptions;
+};
+void session_admin_view(const struct session *s, struct session_admin_view *out);
+/* Calls fn with each subscription's destination, as the client wrote it. */
+void session_admin_each_destination(const struct session *s,
+                                    void (*fn)(void *ctx, const char *dest, size_t len), void *ctx);
+/* ERROR message:disconnected by administrator, then the close (1008 on WebSocket; TCP closes
+ * once the ERROR is written; an SSE reader gets an ": error:" comment line, then the end). */
+void session_admin_kick(struct session *s);
 
 #endif

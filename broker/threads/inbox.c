@@ -250,3 +250,13 @@ void inboxes_unblock(struct inboxes *in, size_t loop, const char *name, size_t l
     }
     push(&in->each[loop], item);
 }
+
+int inboxes_text(struct inboxes *in, size_t loop, enum inbox_item_kind kind, const char *text,
+                 size_t len)
+{
+    struct inbox_item *item = item_new(kind, text, len);
+    if (item == NULL)
+        return -1;
+    push(&in->each[loop], item);
+    return 0;
+}

@@ -31,6 +31,9 @@ enum inbox_item_kind {
     INBOX_UNBLOCK,  /* name: publishers paused on this queue may go on */
     INBOX_SHUTDOWN, /* loop 0 got SIGTERM or SIGINT */
     INBOX_RELOAD,   /* loop 0 got SIGHUP */
+    /* admin API (issue #15): name holds JSON text (http/admin.h) */
+    INBOX_ADMIN,        /* a request of another loop */
+    INBOX_ADMIN_ANSWER, /* the answer to one of this loop's requests */
 };
 
 struct inbox_item {
@@ -77,5 +80,10 @@ void inboxes_kick(struct inboxes *in, size_t loop);
 void inboxes_unblock(struct inboxes *in, size_t loop, const char *name, size_t len);
 /* An item without payload (INBOX_SHUTDOWN, INBOX_RELOAD) for loop `loop`. */
 void inboxes_command(struct inboxes *in, size_t loop, enum inbox_item_kind kind);
+
+/* An item carrying text (len bytes, NUL added) for loop `loop`: 0, or -1 when out of memory.
+ * For the admin API's requests and answers (INBOX_ADMIN, INBOX_ADMIN_ANSWER). */
+int inboxes_text(struct inboxes *in, size_t loop, enum inbox_item_kind kind, const char *text,
+                 size_t len);
 
 #endif
