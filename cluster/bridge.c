@@ -21,6 +21,8 @@
 #define SUBSCRIBE_BATCH    1024                /* channels per (P)SUBSCRIBE / (P)UNSUBSCRIBE */
 #define DEFAULT_BACKLOG    (64u * 1024 * 1024) /* unsent PUBLISH bytes before dropping */
 #define PROBE_CHANNEL_PART "_probe:"
+/* admin API (issue #15): requests on "<prefix>:_admin", answers on "<prefix>:_admin:<node id>" */
+#define CONTROL_CHANNEL_PART "_admin"
 
 /*
  * One subscription in Redis: an exact channel ("stompws:/topic/prices", SUBSCRIBE) or a glob
@@ -97,6 +99,12 @@ struct bridge {
 
     uint64_t last_decode_warn_ms, last_drop_warn_ms, last_dup_warn_ms;
     struct bridge_stats stats;
+
+    /* admin API (issue #15): the control channels, when ops.control is set */
+    char control_all[sizeof(((struct bridge_config *)0)->prefix) + sizeof(CONTROL_CHANNEL_PART)];
+    char control_mine[sizeof(((struct bridge_config *)0)->prefix) + sizeof(CONTROL_CHANNEL_PART) +
+                      BRIDGE_NODE_ID_MAX];
+    bool control_subscribed; /* the subscribe link confirmed control_all */
 };
 
 static void send_probe(struct bridge *b);
@@ -694,9 +702,13 @@ static struct message *payload_message(struct bridge *b, const char *channel, si
  * matched. Hands it to the broker once per interest the channel serves that still has local
  * subscribers.
  */
+static bool control_arrived(struct bridge *b, const redisReply *channel, const redisReply *payload);
+
 static void message_arrived(struct bridge *b, const redisReply *glob, const redisReply *channel,
                             const redisReply *payload)
 {
+    if (glob == NULL && control_arrived(b, channel, payload))
+        return;
     if (glob == NULL && (size_t)channel->len == b->probe_channel_len &&
         memcmp(channel->str, b->probe_channel, b->probe_channel_len) == 0) {
         probe_received(b, payload->str, (size_t)payload->len);
@@ -774,6 +786,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     } else if ((reply_kind(reply, "subscribe") || reply_kind(reply, "psubscribe")) &&
                is_string(reply->element[1]) && subscription_confirmed(b, reply)) {
         /* a channel of interest: confirmed */
+    } else if (reply_kind(reply, "subscribe") && is_string(reply->element[1]) &&
+               strcmp(reply->element[1]->str, b->control_all) == 0) {
+        b->control_subscribed = true;
     } else if (reply_kind(reply, "subscribe") && is_string(reply->element[1]) &&
                (size_t)reply->element[1]->len == b->probe_channel_len &&
                memcmp(reply->element[1]->str, b->probe_channel, b->probe_channel_len) == 0) {
@@ -936,9 +951,11 @@ static void on_sub_up(void *ctx, struct redis_link *link)
     b->probe_ok = false;
     b->probe_subscribed = false;
     b->probes_unanswered = 0;
-    const char *argv[2] = {"SUBSCRIBE", b->probe_channel};
-    size_t argvlen[2] = {9, b->probe_channel_len};
-    if (redis_link_command_argv(link, on_sub_reply, b, 2, argv, argvlen) != 0) {
+    b->control_subscribed = false;
+    const char *argv[4] = {"SUBSCRIBE", b->probe_channel, b->control_all, b->control_mine};
+    size_t argvlen[4] = {9, b->probe_channel_len, strlen(b->control_all), strlen(b->control_mine)};
+    int argc = b->ops.control != NULL ? 4 : 2; /* the admin API's control channels too */
+    if (redis_link_command_argv(link, on_sub_reply, b, argc, argv, argvlen) != 0) {
         redis_link_restart(link);
         return;
     }
@@ -965,6 +982,7 @@ static void on_sub_down(void *ctx, struct redis_link *link)
     b->probe_ok = false;
     b->probe_subscribed = false;
     b->probes_unanswered = 0;
+    b->control_subscribed = false;
     struct dict *dicts[2] = {&b->exact_channels, &b->globs};
     for (int i = 0; i < 2; i++) {
         size_t bucket;
@@ -1105,6 +1123,9 @@ struct bridge *bridge_new(struct event_base *base, const struct bridge_config *c
     random_hex(b->instance, 8);
     b->probe_channel_len = (size_t)snprintf(b->probe_channel, sizeof(b->probe_channel), "%s:%s%s",
                                             b->cfg.prefix, PROBE_CHANNEL_PART, b->cfg.node_id);
+    snprintf(b->control_all, sizeof(b->control_all), "%s:%s", b->cfg.prefix, CONTROL_CHANNEL_PART);
+    snprintf(b->control_mine, sizeof(b->control_mine), "%s:%s:%s", b->cfg.prefix,
+             CONTROL_CHANNEL_PART, b->cfg.node_id);
     dict_init(&b->exact_names);
     dict_init(&b->pattern_names);
     dict_init(&b->exact_channels);
@@ -1175,4 +1196,61 @@ const char *bridge_node_id(const struct bridge *b)
 const struct bridge_stats *bridge_stats(const struct bridge *b)
 {
     return &b->stats;
+}
+
+/* ---- admin API (issue #15): the control channels -------------------------------------------- */
+
+/* A message on a control channel goes to ops.control; true when channel was one of them. */
+static bool control_arrived(struct bridge *b, const redisReply *channel, const redisReply *payload)
+{
+    size_t len = (size_t)channel->len;
+    bool all = len == strlen(b->control_all) && memcmp(channel->str, b->control_all, len) == 0;
+    bool mine = len == strlen(b->control_mine) && memcmp(channel->str, b->control_mine, len) == 0;
+    if (b->ops.control == NULL || (!all && !mine))
+        return false;
+    b->ops.control(b->ops.ctx, !all, payload->str, (size_t)payload->len);
+    return true;
+}
+
+/* What a request's PUBLISH is waiting for: how many nodes heard it. */
+struct control_publish {
+    struct bridge *b;
+    uint64_t id;
+    void (*heard)(void *ctx, uint64_t id, long others);
+};
+
+static void on_control_published(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct control_publish *p = privdata;
+    const redisReply *reply = r;
+    long others = -1;
+    /* Redis counts every subscriber of the channel, this node's own link among them. */
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+        others = (long)reply->integer - (p->b->control_subscribed ? 1 : 0);
+    if (p->heard != NULL && reply != NULL)
+        p->heard(p->b->ops.ctx, p->id, others < 0 ? 0 : others);
+    free(p);
+}
+
+int bridge_control_publish(struct bridge *b, const char *node, const char *payload, size_t len,
+                           uint64_t id, void (*heard)(void *ctx, uint64_t id, long others))
+{
+    char channel[sizeof(b->control_mine)];
+    int n = node == NULL ? snprintf(channel, sizeof(channel), "%s", b->control_all)
+                         : snprintf(channel, sizeof(channel), "%s:%s:%s", b->cfg.prefix,
+                                    CONTROL_CHANNEL_PART, node);
+    struct control_publish *p = calloc(1, sizeof(*p));
+    if (n < 0 || (size_t)n >= sizeof(channel) || p == NULL || !redis_link_is_up(b->pub)) {
+        free(p);
+        return -1;
+    }
+    *p = (struct control_publish){.b = b, .id = id, .heard = heard};
+    const char *argv[3] = {"PUBLISH", channel, payload};
+    size_t argvlen[3] = {7, (size_t)n, len};
+    if (redis_link_command_argv(b->pub, on_control_published, p, 3, argv, argvlen) != 0) {
+        free(p);
+        return -1;
+    }
+    return 0;
 }

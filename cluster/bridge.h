@@ -99,6 +99,9 @@ struct bridge_ops {
     void (*deliver)(void *ctx, struct message *msg, const char *pattern, size_t pattern_len);
     /* Optional: Redis confirmed a (P)SUBSCRIBE of some interest (see bridge_confirmed()). */
     void (*confirmed)(void *ctx);
+    /* admin API (issue #15), optional: a message on a control channel, a request to every node
+     * (answer false) or an answer to this node (answer true). Set: the node subscribes to them. */
+    void (*control)(void *ctx, bool answer, const char *payload, size_t len);
 };
 
 struct bridge;
@@ -155,5 +158,13 @@ struct bridge_stats {
                                          Redis latency this node sees (0 before the first) */
 };
 const struct bridge_stats *bridge_stats(const struct bridge *b);
+
+/*
+ * admin API (issue #15): PUBLISHes payload on the control channel of every node (node NULL:
+ * "<prefix>:_admin") or of one ("<prefix>:_admin:<node>"). heard (NULL: none) then gets how many
+ * other nodes Redis handed it to. 0, or -1 when the publish link is down or out of memory.
+ */
+int bridge_control_publish(struct bridge *b, const char *node, const char *payload, size_t len,
+                           uint64_t id, void (*heard)(void *ctx, uint64_t id, long others));
 
 #endif

@@ -1,4 +1,5 @@
 #include "cluster/fanout_redis.h"
+#include "broker/http/admin.h"
 #include "broker/base/log.h"
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
@@ -279,6 +280,41 @@ static void fanout_redis_free(void *ctx)
     free(fr);
 }
 
+/* ---- admin API (issue #15): requests and answers on the bridge's control channels ---------- */
+
+static void admin_heard(void *ctx, uint64_t id, long others)
+{
+    struct fanout_redis *fr = ctx;
+    admin_expect(fr->b, id, others);
+}
+
+static int admin_request(void *ctx, uint64_t id, const char *json, size_t len)
+{
+    struct fanout_redis *fr = ctx;
+    return bridge_control_publish(fr->bridge, NULL, json, len, id, admin_heard);
+}
+
+/* A request from any node (this one's own are skipped) is answered on the asker's channel. */
+static void admin_control(void *ctx, bool answer, const char *payload, size_t len)
+{
+    struct fanout_redis *fr = ctx;
+    if (answer) {
+        admin_take_answer(fr->b, payload, len);
+        return;
+    }
+    char *from = NULL;
+    char *text = admin_answer(fr->b, payload, len, bridge_node_id(fr->bridge), &from);
+    if (text != NULL && bridge_control_publish(fr->bridge, from, text, strlen(text), 0, NULL) != 0)
+        log_warn(0, "cluster: an admin answer to node %s was not sent: Redis is down", from);
+    free(text);
+    free(from);
+}
+
+static const char *node_id(void *ctx)
+{
+    return bridge_node_id(((struct fanout_redis *)ctx)->bridge);
+}
+
 static const struct fanout_ops fanout_redis_ops = {
     .interest = follow_interest,
     .publish_topic = publish_topic,
@@ -294,6 +330,8 @@ static const struct fanout_ops fanout_redis_ops = {
     .free = fanout_redis_free,
     .figure_names = figure_names,
     .figure_count = FIG_COUNT,
+    .admin_request = admin_request, /* admin API (issue #15) */
+    .node_id = node_id,
 };
 
 _Static_assert(FIG_COUNT <= FANOUT_FIGURES_MAX, "fanout_figures has room for every figure");
@@ -356,7 +394,8 @@ int fanout_redis_start(struct broker *b)
     fr->b = b;
     /* Set before the links exist: broker_free() frees a half-built backend the same way. */
     b->fanout = (struct fanout){.ops = &fanout_redis_ops, .ctx = fr};
-    const struct bridge_ops ops = {.ctx = fr, .deliver = deliver_remote, .confirmed = confirmed};
+    const struct bridge_ops ops = {
+        .ctx = fr, .deliver = deliver_remote, .confirmed = confirmed, .control = admin_control};
     fr->bridge = bridge_new(b->base, &bcfg, &ops);
     if (fr->bridge == NULL || start_streams(fr, &bcfg) != 0)
         return -1;

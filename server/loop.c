@@ -420,6 +420,7 @@ void broker_free(struct broker *b)
     security_reset(&b->security);
     api_free(b->api);
     admin_free(b->admin);
+    b->admin = NULL;           /* the backend, freed below, may still report on a request */
     if (b->fanout.ops != NULL) /* after the sessions: their releases still reach it */
         b->fanout.ops->free(b->fanout.ctx);
     if (b->history_owned)

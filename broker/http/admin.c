@@ -627,7 +627,7 @@ void admin_serve(struct conn *c, const struct ws_http_request *req)
 
 /* ---- requests from the others ------------------------------------------------------------- */
 
-char *admin_answer(struct broker *b, const char *text, size_t len, char **from)
+char *admin_answer(struct broker *b, const char *text, size_t len, const char *self, char **from)
 {
     json_t *req = json_loadb(text, len, 0, NULL);
     const char *op = json_string_value(json_object_get(req, "op"));
@@ -636,7 +636,9 @@ char *admin_answer(struct broker *b, const char *text, size_t len, char **from)
     json_t *answer = NULL;
     char *out = NULL;
     *from = NULL;
-    if (op != NULL && asker != NULL && (arg == NULL || json_is_null(arg) || json_is_string(arg)))
+    bool own = self != NULL && asker != NULL && strcmp(asker, self) == 0;
+    if (op != NULL && asker != NULL && !own &&
+        (arg == NULL || json_is_null(arg) || json_is_string(arg)))
         answer = answer_here(b, op, json_string_value(arg));
     if (answer != NULL && json_object_set(answer, "req", json_object_get(req, "req")) == 0)
         out = json_dumps(answer, JSON_COMPACT);
@@ -652,7 +654,7 @@ char *admin_answer(struct broker *b, const char *text, size_t len, char **from)
 void admin_inbox_request(struct broker *b, const char *text)
 {
     char *from = NULL;
-    char *answer = admin_answer(b, text, strlen(text), &from);
+    char *answer = admin_answer(b, text, strlen(text), NULL, &from);
     char *end = NULL;
     unsigned long loop = from != NULL ? strtoul(from, &end, 10) : 0;
     if (answer != NULL && end != NULL && *end == '\0' && loop < inboxes_count(b->inboxes))

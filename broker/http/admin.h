@@ -63,8 +63,9 @@ const char *admin_node_name(const struct broker *b);
  */
 
 /* Answers request text for b's sessions: the answer's JSON text (free() it) and, in *from, the
- * asker (free() it). NULL for a request that does not parse, or one b sent itself. */
-char *admin_answer(struct broker *b, const char *text, size_t len, char **from);
+ * asker (free() it). NULL for a request that does not parse, or one whose asker is self (a node
+ * hears its own requests on the control channel; NULL: no such check). */
+char *admin_answer(struct broker *b, const char *text, size_t len, const char *self, char **from);
 /* An answer to one of b's requests (ignored when that request is no longer waiting). */
 void admin_take_answer(struct broker *b, const char *text, size_t len);
 /* The backend says how many other nodes heard request id (-1: it did not go out). */
