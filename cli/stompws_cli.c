@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli/admin.h"
 #include "cli/client.h"
 #include "cli/url.h"
 
@@ -26,6 +27,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: stompws-cli pub [options] URL DESTINATION [BODY]\n"
             "       stompws-cli sub [options] URL DESTINATION...\n"
+            "       stompws-cli connections [--user LOGIN] URL\n"
+            "       stompws-cli destinations [--prefix PREFIX] URL\n"
+            "       stompws-cli kick URL ID | kick --user LOGIN URL\n"
             "\n"
             "Publish messages to a STOMP broker, or subscribe and print the messages.\n"
             "  pub  sends BODY; without it, one message per line of stdin (LF or CR LF ends a\n"
@@ -33,6 +37,11 @@ static void usage(FILE *out)
             "       follows the last message, so everything sent was received.\n"
             "  sub  prints each message body on a line of its own, until --count, --timeout\n"
             "       or a signal.\n"
+            "  connections, destinations, kick: the broker's admin API (URL: http://HOST:PORT,\n"
+            "       its WebSocket or --http port). connections and destinations print the\n"
+            "       broker's JSON; kick ends a session by the id connections lists, or every\n"
+            "       session of a user. The admin key comes from $STOMPWS_ADMIN_KEY or\n"
+            "       --admin-key-file FILE (first key line); --wait S bounds the request.\n"
             "\n"
             "URL:  ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH   STOMP over WebSocket (e.g.\n"
             "      ws://127.0.0.1:15674/ws); tcp://HOST[:PORT] (or stomp://) STOMP over TCP,\n"
@@ -320,6 +329,8 @@ int main(int argc, char **argv)
     o.wait_ms = DEFAULT_WAIT_S * 1000;
     o.ack = CLIENT_ACK_AUTO;
     int opt;
+    if (argc > 1 && cli_admin_command(argv[1])) /* admin API (issue #15): own options */
+        return cli_admin_main(argc - 1, argv + 1);
     while ((opt = getopt_long(argc, argv, "H:nc:t:w:vq", options, NULL)) != -1) {
         if (opt == OPT_HELP) {
             usage(stdout);

@@ -1,0 +1,317 @@
+#include "cli/admin.h"
+#include "cli/url.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE       2
+#define DEFAULT_WAIT_MS  10000
+#define ADMIN_KEY_MAX    1024
+#define ADMIN_ANSWER_MAX (16 * 1024 * 1024) /* a listing of many connections is long */
+
+/* What one admin command asks for. Strings are borrowed from argv or environ. */
+struct admin_options {
+    const char *command; /* connections, destinations or kick */
+    const char *user;    /* --user */
+    const char *prefix;  /* --prefix */
+    const char *url;
+    const char *id;       /* kick: the connection id */
+    const char *key_file; /* --admin-key-file; NULL: $STOMPWS_ADMIN_KEY */
+    unsigned wait_ms;
+    bool quiet;
+};
+
+bool cli_admin_command(const char *argv0)
+{
+    return strcmp(argv0, "connections") == 0 || strcmp(argv0, "destinations") == 0 ||
+           strcmp(argv0, "kick") == 0;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("stompws-cli: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'stompws-cli --help' for more information.\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("stompws-cli: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+/* ---- the request ---------------------------------------------------------------------------- */
+
+/* Appends text percent-encoded (all but RFC 3986 unreserved characters) to out. */
+static bool append_encoded(char *out, size_t cap, const char *text)
+{
+    size_t n = strlen(out);
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                     (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL;
+        int w =
+            plain ? snprintf(out + n, cap - n, "%c", *p) : snprintf(out + n, cap - n, "%%%02X", *p);
+        if (w < 0 || (size_t)w >= cap - n)
+            return false;
+        n += (size_t)w;
+    }
+    return true;
+}
+
+/* The method and target of the command's request. */
+static bool request_line(const struct admin_options *o, const char **method, char *target,
+                         size_t cap)
+{
+    target[0] = '\0';
+    if (strcmp(o->command, "connections") == 0) {
+        *method = "GET";
+        snprintf(target, cap, "/api/connections%s", o->user != NULL ? "?user=" : "");
+        return o->user == NULL || append_encoded(target, cap, o->user);
+    }
+    if (strcmp(o->command, "destinations") == 0) {
+        *method = "GET";
+        snprintf(target, cap, "/api/destinations%s", o->prefix != NULL ? "?prefix=" : "");
+        return o->prefix == NULL || append_encoded(target, cap, o->prefix);
+    }
+    *method = o->user != NULL ? "POST" : "DELETE";
+    snprintf(target, cap, "%s", o->user != NULL ? "/api/users/" : "/api/connections/");
+    if (!append_encoded(target, cap, o->user != NULL ? o->user : o->id))
+        return false;
+    size_t n = strlen(target);
+    return o->user == NULL || snprintf(target + n, cap - n, "/disconnect") < (int)(cap - n);
+}
+
+/* The first line of the key file that is not blank or a '#' comment, trimmed. */
+static int read_key(const struct admin_options *o, char key[ADMIN_KEY_MAX])
+{
+    if (o->key_file == NULL) {
+        const char *env = getenv("STOMPWS_ADMIN_KEY");
+        if (env == NULL || env[0] == '\0' || strlen(env) >= ADMIN_KEY_MAX)
+            return usage_error("no admin key: set STOMPWS_ADMIN_KEY or give --admin-key-file");
+        snprintf(key, ADMIN_KEY_MAX, "%s", env);
+        return 0;
+    }
+    FILE *f = fopen(o->key_file, "r");
+    if (f == NULL)
+        return fail("--admin-key-file %s: %s", o->key_file, strerror(errno));
+    char line[ADMIN_KEY_MAX];
+    int rc = 1;
+    while (rc != 0 && fgets(line, sizeof(line), f) != NULL) {
+        char *p = line + strspn(line, " \t");
+        p[strcspn(p, " \t\r\n")] = '\0';
+        if (p[0] != '\0' && p[0] != '#') {
+            snprintf(key, ADMIN_KEY_MAX, "%s", p);
+            rc = 0;
+        }
+    }
+    fclose(f);
+    return rc == 0 ? 0 : fail("--admin-key-file %s: no key in it", o->key_file);
+}
+
+/* ---- one HTTP exchange ------------------------------------------------------------------------
+ */
+
+static int connect_to(const struct url *u, unsigned wait_ms)
+{
+    char port[8];
+    snprintf(port, sizeof(port), "%u", u->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
+    int rc = getaddrinfo(u->host, port, &hints, &res);
+    if (rc != 0) {
+        fail("%s: %s", u->host, gai_strerror(rc));
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    int fd = -1;
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        fail("cannot connect to %s:%u: %s", u->host, u->port, strerror(errno));
+    return fd;
+}
+
+static bool write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Reads until the broker closes (every answer closes); NULL on a timeout or error. */
+static char *read_all(int fd, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf != NULL) {
+        if (n == cap) {
+            char *grown = cap < ADMIN_ANSWER_MAX ? realloc(buf, cap * 2 + 1) : NULL;
+            if (grown == NULL)
+                break;
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            break;
+        if (got == 0) {
+            buf[n] = '\0';
+            *len = n;
+            return buf;
+        }
+        n += (size_t)got;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Prints the answer: the body to stdout on success, the broker's error to stderr otherwise. */
+static int report(const struct admin_options *o, const char *answer)
+{
+    int status = 0;
+    const char *body = strstr(answer, "\r\n\r\n");
+    if (sscanf(answer, "HTTP/1.%*d %d", &status) != 1 || body == NULL)
+        return fail("not an HTTP answer from %s", o->url);
+    body += 4;
+    if (status < 200 || status > 299) {
+        fprintf(stderr, "stompws-cli: %s: %d %s", o->command, status, body);
+        return 1;
+    }
+    if (status == 204 && !o->quiet)
+        printf("disconnected %s\n", o->id);
+    else if (status != 204)
+        fputs(body, stdout);
+    if (strstr(body, "\"partial\":true") != NULL && !o->quiet)
+        fputs("stompws-cli: warning: partial answer: some loop or node did not answer\n", stderr);
+    return 0;
+}
+
+static int run(const struct admin_options *o)
+{
+    char text[URL_MAX_TARGET + 16], err[256], key[ADMIN_KEY_MAX], target[2048];
+    struct url u;
+    const char *rest = strstr(o->url, "://");
+    bool https = strncasecmp(o->url, "https://", 8) == 0 || strncasecmp(o->url, "wss://", 6) == 0;
+    snprintf(text, sizeof(text), "ws%s", rest != NULL ? rest : "");
+    if (https)
+        return usage_error("https:// is not supported yet: use the broker's plain HTTP port");
+    if (rest == NULL ||
+        (strncasecmp(o->url, "http://", 7) != 0 && strncasecmp(o->url, "ws://", 5) != 0) ||
+        url_parse(text, &u, err, sizeof(err)) != 0)
+        return usage_error("bad URL '%s': expected http://HOST:PORT", o->url);
+    const char *method;
+    if (!request_line(o, &method, target, sizeof(target)))
+        return usage_error("%s: argument too long", o->command);
+    int rc = read_key(o, key);
+    if (rc != 0)
+        return rc;
+    int fd = connect_to(&u, o->wait_ms);
+    if (fd < 0)
+        return 1;
+    char *request = NULL;
+    int len = asprintf(&request,
+                       "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                       method, target, u.host_header, key);
+    size_t answer_len = 0;
+    char *answer =
+        len > 0 && write_all(fd, request, (size_t)len) ? read_all(fd, &answer_len) : NULL;
+    close(fd);
+    free(request);
+    rc = answer != NULL ? report(o, answer)
+                        : fail("no answer from %s within --wait: %s", o->url, strerror(errno));
+    free(answer);
+    return rc;
+}
+
+/* ---- the command line ------------------------------------------------------------------------ */
+
+static int parse_wait(const char *text, unsigned *ms)
+{
+    char *end;
+    double s = strtod(text, &end);
+    if (end == text || *end != '\0' || !(s > 0 && s <= 4000000.0))
+        return usage_error("--wait: '%s' is not a number of seconds above 0", text);
+    *ms = (unsigned)(s * 1000.0 + 0.999);
+    return 0;
+}
+
+int cli_admin_main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"user", required_argument, NULL, 'u'},
+        {"prefix", required_argument, NULL, 'p'},
+        {"admin-key-file", required_argument, NULL, 'k'},
+        {"wait", required_argument, NULL, 'w'},
+        {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    struct admin_options o = {.command = argv[0], .wait_ms = DEFAULT_WAIT_MS};
+    bool kick = strcmp(o.command, "kick") == 0;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "w:q", options, NULL)) != -1) {
+        if (opt == 'u' && strcmp(o.command, "destinations") != 0)
+            o.user = optarg;
+        else if (opt == 'p' && strcmp(o.command, "destinations") == 0)
+            o.prefix = optarg;
+        else if (opt == 'k')
+            o.key_file = optarg;
+        else if (opt == 'w' && parse_wait(optarg, &o.wait_ms) != 0)
+            return EXIT_USAGE;
+        else if (opt == 'q')
+            o.quiet = true;
+        else if (opt != 'w')
+            return usage_error("%s: option not taken by this command", o.command);
+    }
+    int left = argc - optind;
+    if (left < 1)
+        return usage_error("%s needs the broker's URL", o.command);
+    o.url = argv[optind];
+    if (kick && (o.user != NULL ? left != 1 : left != 2))
+        return usage_error("kick takes URL ID, or --user LOGIN URL");
+    if (!kick && left != 1)
+        return usage_error("%s takes one URL", o.command);
+    o.id = kick && o.user == NULL ? argv[optind + 1] : NULL;
+    if ((o.id != NULL && o.id[0] == '\0') || (o.user != NULL && o.user[0] == '\0'))
+        return usage_error("%s: empty ID or LOGIN", o.command);
+    return run(&o);
+}
