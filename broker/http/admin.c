@@ -210,7 +210,7 @@ static void count_destination(void *ctx, const char *dest, size_t len)
 {
     struct destination_count *dc = ctx;
     size_t plen = dc->prefix != NULL ? strlen(dc->prefix) : 0;
-    if (len < plen || memcmp(dest, dc->prefix, plen) != 0 ||
+    if (len < plen || (plen > 0 && memcmp(dest, dc->prefix, plen) != 0) ||
         !ws_utf8_valid((const uint8_t *)dest, len))
         return;
     char *name = strndup(dest, len);
