@@ -5,8 +5,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { brokerTest, sleep, writeUsersFile } from './lib/broker.mjs';
-import { tcpStomp } from './lib/stomp.mjs';
+import { spawnSync } from 'node:child_process';
+import tls from 'node:tls';
+import WebSocket from 'ws';
+import { brokerTest, sleep, withTimeout, writeUsersFile } from './lib/broker.mjs';
+import { TcpStomp, tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 import { sseOpen } from './lib/sse.mjs';
 import { apiKeyFile } from './lib/api.mjs';
@@ -227,4 +230,33 @@ brokerTest('SIGHUP reloads the admin keys', { args }, async (broker) => {
   } finally {
     fs.writeFileSync(admin.file, `${admin.key}\n`);
   }
+});
+
+// A self-signed certificate for 127.0.0.1 (the clients below do not verify it: the TLS tests do).
+function selfSigned() {
+  const key = path.join(dir, 'tls.key');
+  const cert = path.join(dir, 'tls.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+    '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-days', '2'], { encoding: 'utf8', timeout: 10000 });
+  if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+  return ['--wss', '127.0.0.1:0', '--stomp-tls', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', key];
+}
+const tlsArgs = selfSigned();
+
+brokerTest('wss and stomp-tls sessions are listed with their transport and kicked like the others', { args: [...args, ...tlsArgs] }, async (broker) => {
+  const js = await stompjs(broker, {
+    label: 'js-wss', connectHeaders: login('alice'),
+    webSocketFactory: () => new WebSocket(broker.wssUrl(), ['v12.stomp'], { rejectUnauthorized: false }),
+  });
+  const socket = tls.connect({ host: '127.0.0.1', port: broker.stompTlsPort, rejectUnauthorized: false });
+  await withTimeout(new Promise((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject); }), 5000, 'stomp-tls handshake');
+  const st = broker.track(new TcpStomp(socket, 'stomp-tls'));
+  await st.connect({ 'accept-version': '1.2', host: '127.0.0.1', ...login('alice') });
+  const list = await listed(broker, 'alice', 2);
+  assert.deepEqual(list.connections.map((c) => c.transport).sort(), ['stomp-tls', 'wss']);
+  const r = await req(broker, 'POST', '/api/users/alice/disconnect');
+  assert.deepEqual(r.json, { disconnected: 2, partial: false });
+  assert.equal((await st.error(5000)).headers.message, 'disconnected by administrator');
+  await st.closed(5000);
+  assert.equal((await js.inbox.closed(5000)).code, 1008);
 });
