@@ -1224,12 +1224,15 @@ static void on_control_published(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     struct control_publish *p = privdata;
     const redisReply *reply = r;
-    long others = -1;
+    long others = -1; /* an error reply: nobody heard it */
     /* Redis counts every subscriber of the channel, this node's own link among them. */
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
         others = (long)reply->integer - (p->b->control_subscribed ? 1 : 0);
+        others = others < 0 ? 0 : others;
+    }
+    /* NULL: the link broke or the bridge is going away; the asker's timeout answers then. */
     if (p->heard != NULL && reply != NULL)
-        p->heard(p->b->ops.ctx, p->id, others < 0 ? 0 : others);
+        p->heard(p->b->ops.ctx, p->id, others);
     free(p);
 }
 

@@ -162,7 +162,8 @@ const struct bridge_stats *bridge_stats(const struct bridge *b);
 /*
  * admin API (issue #15): PUBLISHes payload on the control channel of every node (node NULL:
  * "<prefix>:_admin") or of one ("<prefix>:_admin:<node>"). heard (NULL: none) then gets how many
- * other nodes Redis handed it to. 0, or -1 when the publish link is down or out of memory.
+ * other nodes Redis handed it to (-1: Redis refused it; not called when the link broke first).
+ * 0, or -1 when the publish link is down or out of memory.
  */
 int bridge_control_publish(struct bridge *b, const char *node, const char *payload, size_t len,
                            uint64_t id, void (*heard)(void *ctx, uint64_t id, long others));
