@@ -4,6 +4,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <signal.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +30,17 @@ struct admin_options {
     const char *url;
     const char *id;       /* kick: the connection id */
     const char *key_file; /* --admin-key-file; NULL: $STOMPWS_ADMIN_KEY */
+    const char *cafile;   /* https: --cafile; NULL: the system's CA certificates */
+    bool insecure;        /* https: --insecure, no verification */
     unsigned wait_ms;
     bool quiet;
+};
+
+/* One connection to the broker: the socket, and its TLS session for https://. */
+struct channel {
+    int fd;
+    SSL_CTX *ctx; /* owned; NULL for http:// */
+    SSL *ssl;     /* owned; NULL for http:// */
 };
 
 bool cli_admin_command(const char *argv0)
@@ -160,10 +173,30 @@ static int connect_to(const struct url *u, unsigned wait_ms)
     return fd;
 }
 
-static bool write_all(int fd, const char *p, size_t len)
+static ssize_t channel_write(struct channel *ch, const char *p, size_t len)
+{
+    if (ch->ssl == NULL)
+        return write(ch->fd, p, len);
+    int n = SSL_write(ch->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    return n > 0 ? n : -1;
+}
+
+/* Bytes read, 0 at the end (a TLS close_notify or the socket's), -1 on an error or timeout. */
+static ssize_t channel_read(struct channel *ch, char *p, size_t len)
+{
+    if (ch->ssl == NULL)
+        return read(ch->fd, p, len);
+    int n = SSL_read(ch->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int why = SSL_get_error(ch->ssl, n);
+    return why == SSL_ERROR_ZERO_RETURN || (why == SSL_ERROR_SYSCALL && errno == 0) ? 0 : -1;
+}
+
+static bool write_all(struct channel *ch, const char *p, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = channel_write(ch, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -175,7 +208,7 @@ static bool write_all(int fd, const char *p, size_t len)
 }
 
 /* Reads until the broker closes (every answer closes); NULL on a timeout or error. */
-static char *read_all(int fd, size_t *len)
+static char *read_all(struct channel *ch, size_t *len)
 {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap + 1);
@@ -187,7 +220,7 @@ static char *read_all(int fd, size_t *len)
             buf = grown;
             cap *= 2;
         }
-        ssize_t got = read(fd, buf + n, cap - n);
+        ssize_t got = channel_read(ch, buf + n, cap - n);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -203,6 +236,57 @@ static char *read_all(int fd, size_t *len)
     return NULL;
 }
 
+/* The TLS session over ch->fd for https://, verified against the URL's name or address unless
+ * --insecure. 0, or 1 after printing why. */
+static int start_tls(struct channel *ch, const struct url *u, const struct admin_options *o)
+{
+    ch->ctx = SSL_CTX_new(TLS_client_method());
+    if (ch->ctx == NULL)
+        return fail("cannot create a TLS context");
+    SSL_CTX_set_min_proto_version(ch->ctx, TLS1_2_VERSION);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    /* The broker may close without close_notify; report() checks the body's Content-Length. */
+    SSL_CTX_set_options(ch->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
+    SSL_CTX_set_verify(ch->ctx, o->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    int ok = o->cafile != NULL ? SSL_CTX_load_verify_locations(ch->ctx, o->cafile, NULL)
+                               : SSL_CTX_set_default_verify_paths(ch->ctx);
+    if (ok != 1)
+        return fail("cannot load CA certificates from %s",
+                    o->cafile != NULL ? o->cafile : "the system store");
+    ch->ssl = SSL_new(ch->ctx);
+    if (ch->ssl == NULL || SSL_set_fd(ch->ssl, ch->fd) != 1)
+        return fail("cannot create a TLS session");
+    if (!u->host_is_ip)
+        SSL_set_tlsext_host_name(ch->ssl, u->host); /* SNI is for names only (RFC 6066) */
+    if (!o->insecure) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ch->ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = u->host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, u->host)
+                           : SSL_set1_host(ch->ssl, u->host);
+        if (ok != 1)
+            return fail("cannot verify the name %s", u->host);
+    }
+    if (SSL_connect(ch->ssl) == 1)
+        return 0;
+    long verify = SSL_get_verify_result(ch->ssl);
+    if (verify != X509_V_OK)
+        return fail("TLS: certificate verification failed: %s",
+                    X509_verify_cert_error_string(verify));
+    unsigned long code = ERR_get_error();
+    const char *why = code != 0 ? ERR_reason_error_string(code) : NULL;
+    return fail("TLS handshake with %s:%u failed: %s", u->host, u->port,
+                why != NULL ? why : "the connection closed");
+}
+
+static void channel_close(struct channel *ch)
+{
+    SSL_free(ch->ssl);
+    SSL_CTX_free(ch->ctx);
+    if (ch->fd >= 0)
+        close(ch->fd);
+}
+
 /* Prints the answer: the body to stdout on success, the broker's error to stderr otherwise. */
 static int report(const struct admin_options *o, const char *answer)
 {
@@ -211,6 +295,9 @@ static int report(const struct admin_options *o, const char *answer)
     if (sscanf(answer, "HTTP/1.%*d %d", &status) != 1 || body == NULL)
         return fail("not an HTTP answer from %s", o->url);
     body += 4;
+    const char *length = strcasestr(answer, "\r\ncontent-length:");
+    if (length == NULL || length > body || strtoul(length + 17, NULL, 10) != strlen(body))
+        return fail("a cut answer from %s", o->url);
     if (status < 200 || status > 299) {
         fprintf(stderr, "stompws-cli: %s: %d %s", o->command, status, body);
         return 1;
@@ -230,22 +317,27 @@ static int run(const struct admin_options *o)
     struct url u;
     const char *rest = strstr(o->url, "://");
     bool https = strncasecmp(o->url, "https://", 8) == 0 || strncasecmp(o->url, "wss://", 6) == 0;
-    snprintf(text, sizeof(text), "ws%s", rest != NULL ? rest : "");
-    if (https)
-        return usage_error("https:// is not supported yet: use the broker's plain HTTP port");
-    if (rest == NULL ||
-        (strncasecmp(o->url, "http://", 7) != 0 && strncasecmp(o->url, "ws://", 5) != 0) ||
-        url_parse(text, &u, err, sizeof(err)) != 0)
-        return usage_error("bad URL '%s': expected http://HOST:PORT", o->url);
+    bool http = strncasecmp(o->url, "http://", 7) == 0 || strncasecmp(o->url, "ws://", 5) == 0;
+    snprintf(text, sizeof(text), "%s%s", https ? "wss" : "ws", rest != NULL ? rest : "");
+    if (rest == NULL || !(http || https) || url_parse(text, &u, err, sizeof(err)) != 0)
+        return usage_error("bad URL '%s': expected http://HOST:PORT or https://HOST:PORT", o->url);
+    if (!https && (o->cafile != NULL || o->insecure))
+        return usage_error("--cafile and --insecure are for https:// URLs");
+    if (o->cafile != NULL && o->insecure)
+        return usage_error("--insecure verifies nothing: --cafile would be ignored");
     const char *method;
     if (!request_line(o, &method, target, sizeof(target)))
         return usage_error("%s: argument too long", o->command);
     int rc = read_key(o, key);
     if (rc != 0)
         return rc;
-    int fd = connect_to(&u, o->wait_ms);
-    if (fd < 0)
+    struct channel ch = {.fd = connect_to(&u, o->wait_ms)};
+    if (ch.fd < 0)
         return 1;
+    if (https && start_tls(&ch, &u, o) != 0) {
+        channel_close(&ch);
+        return 1;
+    }
     char *request = NULL;
     int len = asprintf(&request,
                        "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
@@ -253,8 +345,8 @@ static int run(const struct admin_options *o)
                        method, target, u.host_header, key);
     size_t answer_len = 0;
     char *answer =
-        len > 0 && write_all(fd, request, (size_t)len) ? read_all(fd, &answer_len) : NULL;
-    close(fd);
+        len > 0 && write_all(&ch, request, (size_t)len) ? read_all(&ch, &answer_len) : NULL;
+    channel_close(&ch);
     free(request);
     rc = answer != NULL ? report(o, answer)
                         : fail("no answer from %s within --wait: %s", o->url, strerror(errno));
@@ -282,9 +374,12 @@ int cli_admin_main(int argc, char **argv)
         {"admin-key-file", required_argument, NULL, 'k'},
         {"wait", required_argument, NULL, 'w'},
         {"quiet", no_argument, NULL, 'q'},
+        {"cafile", required_argument, NULL, 'c'},
+        {"insecure", no_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     struct admin_options o = {.command = argv[0], .wait_ms = DEFAULT_WAIT_MS};
+    signal(SIGPIPE, SIG_IGN); /* a broker that closes while we write is an error, not a kill */
     bool kick = strcmp(o.command, "kick") == 0;
     int opt;
     optind = 1;
@@ -299,6 +394,10 @@ int cli_admin_main(int argc, char **argv)
             return EXIT_USAGE;
         else if (opt == 'q')
             o.quiet = true;
+        else if (opt == 'c')
+            o.cafile = optarg;
+        else if (opt == 'i')
+            o.insecure = true;
         else if (opt != 'w')
             return usage_error("%s: option not taken by this command", o.command);
     }

@@ -8,9 +8,10 @@
  *   stompws-cli kick --user LOGIN URL
  *
  * URL is the broker's HTTP address: http://HOST:PORT (the WebSocket port or the --http one;
- * ws:// is taken as http:// to the same host and port). The admin key comes from
- * $STOMPWS_ADMIN_KEY or --admin-key-file FILE, never from the command line, where other users
- * would read it in the process list. One plain HTTP/1.1 request, blocking, bounded by --wait.
+ * ws:// is taken as http:// to the same host and port), or https://HOST:PORT (the wss port;
+ * wss:// likewise), verified as pub and sub verify (--cafile, --insecure). The admin key comes
+ * from $STOMPWS_ADMIN_KEY or --admin-key-file FILE, never from the command line, where other
+ * users would read it in the process list. One HTTP/1.1 request, blocking, bounded by --wait.
  *
  * What it must not do: depend on broker/ (the layers) or parse the JSON it prints: the broker's
  * answer goes to stdout as it came, for jq and scripts.

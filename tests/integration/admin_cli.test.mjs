@@ -2,7 +2,7 @@
 // destinations, kick by id and kick --user, the key from $STOMPWS_ADMIN_KEY or
 // --admin-key-file, and the failures (no key, wrong key, unknown id, usage) with their exit codes.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -83,4 +83,33 @@ brokerTest('stompws-cli admin failures: no key, wrong key, usage', { args }, asy
   const refused = await cli(['connections', '--wait', '2', 'http://127.0.0.1:1'], { STOMPWS_ADMIN_KEY: admin.key });
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /cannot connect/);
+});
+
+// A self-signed certificate for 127.0.0.1, its own CA: --cafile trusts it.
+function selfSigned() {
+  const key = path.join(dir, 'tls.key');
+  const cert = path.join(dir, 'tls.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+    '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=stompws admin test', '-days', '2',
+    '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8', timeout: 10000 });
+  if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+  return { cert, args: ['--wss', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', key] };
+}
+const tlsFiles = selfSigned();
+
+brokerTest('stompws-cli admin commands over https:// (the wss port), verified', { args: [...args, ...tlsFiles.args] }, async (broker) => {
+  const url = `https://127.0.0.1:${broker.wssPort}`;
+  const env = { STOMPWS_ADMIN_KEY: admin.key };
+  await tcpAs(broker, 'alice');
+  const ok = await cli(['connections', '--cafile', tlsFiles.cert, url], env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).connections.length, 1);
+  const untrusted = await cli(['connections', url], env);
+  assert.equal(untrusted.code, 1);
+  assert.match(untrusted.stderr, /certificate verification failed/);
+  const insecure = await cli(['kick', '--insecure', '--user', 'alice', url], env);
+  assert.equal(insecure.code, 0, insecure.stderr);
+  assert.deepEqual(JSON.parse(insecure.stdout), { disconnected: 1, partial: false });
+  const mixed = await cli(['connections', '--insecure', `http://127.0.0.1:${broker.wsPort}`], env);
+  assert.equal(mixed.code, 2);
 });
