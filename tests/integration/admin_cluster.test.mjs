@@ -103,3 +103,24 @@ clusterTest('Redis down: a node answers for itself and says the answer is partia
   assert.deepEqual(r.json, { disconnected: 1, partial: true });
   await sleep(10);
 });
+
+clusterTest('--threads 2 with Redis: each loop is a node, and every loop answers', {
+  timeout: 40000, ids: ['nT'], broker: { ...broker, threads: 2 },
+}, async ({ nodes }) => {
+  const [node] = nodes;
+  // Connections land on a loop by the kernel's hash: open some until both loops (nodes nT and
+  // nT.1) hold one.
+  const clients = [];
+  for (let i = 0; i < 40; i++) {
+    clients.push(await tcpAs(node, 'alice'));
+    const list = await connections(node.wsPort, admin.key);
+    assert.equal(list.partial, false);
+    assert.equal(list.connections.length, clients.length);
+    if (new Set(list.connections.map((c) => c.node)).size === 2 && clients.length >= 4) break;
+  }
+  const list = await connections(node.wsPort, admin.key);
+  assert.deepEqual([...new Set(list.connections.map((c) => c.node))].sort(), ['nT', 'nT.1']);
+  const r = await req(node, 'POST', '/api/users/alice/disconnect');
+  assert.deepEqual(r.json, { disconnected: clients.length, partial: false });
+  for (const c of clients) await c.closed(5000);
+});
