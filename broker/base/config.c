@@ -109,6 +109,7 @@ static const struct config_key config_keys[] = {
     KEY("compression", "level", KEY_SIZE, compression_level),
     KEY("history", "policy", KEY_HISTORY, history),
     KEY("sse", "keepalive_s", KEY_SIZE, sse_keepalive_s),
+    KEY("refresh", "warn_s", KEY_SIZE, refresh_warn_s),
 };
 
 void config_defaults(struct config *cfg)
@@ -173,6 +174,7 @@ void config_defaults(struct config *cfg)
     cfg->compression_enabled = true;
     cfg->compression_min_size = 256; /* below it, deflate's headers eat most of the gain */
     cfg->compression_level = 6;      /* zlib's default: a message is deflated once per fan-out */
+    cfg->refresh_warn_s = 30; /* token refresh: a client has half a minute to fetch a new one */
 }
 
 int config_parse_addr(const char *text, struct config_addr *out)
@@ -558,6 +560,11 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 
 int config_validate(const struct config *cfg, char *err, size_t err_len)
 {
+    if (cfg->refresh_warn_s > CONFIG_REFRESH_WARN_MAX_S) {
+        snprintf(err, err_len, "refresh.warn_s (%zu) must be from 0 to %d seconds",
+                 cfg->refresh_warn_s, CONFIG_REFRESH_WARN_MAX_S);
+        return -1;
+    }
     if (cfg->sse_keepalive_s < 1 || cfg->sse_keepalive_s > 3600) {
         snprintf(err, err_len, "sse.keepalive_s (%zu) must be from 1 to 3600 seconds",
                  cfg->sse_keepalive_s);

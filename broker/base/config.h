@@ -39,6 +39,9 @@ struct config_history {
     uint64_t ttl_ms;               /* how long one is kept; 0: no time limit */
 };
 
+/* refresh.warn_s: the longest warning before a token expires (a day). */
+#define CONFIG_REFRESH_WARN_MAX_S 86400
+
 /* auth.workers: the most password-hashing threads (workpool.h). */
 #define CONFIG_AUTH_WORKERS_MAX 64
 
@@ -139,6 +142,10 @@ struct config {
 
     /* admin API (issue #15): its bearer keys, apart from the publish API's ("" = admin API off) */
     char admin_key_file[CONFIG_ADDR_MAX];
+
+    /* [refresh]: token refresh on a live connection (issue #15, session/token_refresh.h) */
+    size_t refresh_warn_s; /* warning this long before a token's exp (0: none; at most
+                                CONFIG_REFRESH_WARN_MAX_S) */
 };
 
 void config_defaults(struct config *cfg);

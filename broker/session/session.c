@@ -7,6 +7,7 @@
 #include "broker/core/history.h"
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
+#include "broker/session/token_refresh.h"
 #include "broker/session/txn.h"
 
 #include <errno.h>
@@ -85,6 +86,10 @@ struct session {
 
     /* admin API (issue #15): shown as connected_at by GET /api/connections */
     uint64_t started_wall_ms;
+
+    /* Token refresh (issue #15, token_refresh.h): whether the current token's warning went out.
+     * The deadline event above serves the warning and the expiry in turn. */
+    struct token_refresh token_refresh;
 };
 
 /* A CONNECT waiting for its passcode hash, with what answering it needs (the frame is gone). */
@@ -284,8 +289,10 @@ static size_t summarize_frame(const struct stomp_frame *f, char *out, size_t cap
                                 stomp_command_name(f->command));
     for (size_t i = 0; i < f->header_count && n < cap; i++) {
         const struct stomp_header *hd = &f->headers[i];
-        /* Credentials never travel back, not even to their owner (proxies and logs see it). */
-        bool secret = hd->name_len == 8 && memcmp(hd->name, "passcode", 8) == 0;
+        /* Credentials never travel back, not even to their owner (proxies and logs see it):
+         * a CONNECT's passcode, a token refresh's token. */
+        bool secret = (hd->name_len == 8 && memcmp(hd->name, "passcode", 8) == 0) ||
+                      (hd->name_len == 5 && memcmp(hd->name, "token", 5) == 0);
         int w = snprintf(out + n, cap - n, "%.*s:%.*s\n",
                          (int)(hd->name_len > 200 ? 200 : hd->name_len), hd->name,
                          secret ? 3 : (int)(hd->value_len > 200 ? 200 : hd->value_len),
@@ -415,6 +422,9 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
                  "heart-beat timeout: nothing received for %" PRIu64 " ms", silent);
 }
 
+static void watch_expiry(struct session *s);
+static void token_deadline(struct session *s);
+
 /* The session's one deadline: no CONNECT in time, a login failure answered late on purpose, or
  * the end of the token's validity. */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -432,7 +442,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
                      "no CONNECT frame within limits.connect_timeout_ms (%u ms)",
                      s->broker->cfg.connect_timeout_ms);
     } else {
-        session_fail(s, NULL, WS_CLOSE_POLICY, "token expired");
+        token_deadline(s);
     }
 }
 
@@ -957,14 +967,53 @@ static int authenticate(struct session *s, const struct stomp_frame *f, unsigned
     return -1;
 }
 
-/* A token's permissions end with it: the session closes when it expires. */
+/* A token's permissions end with it: the session closes when it expires, after a warning to
+ * its /user/queue/stompws.token subscriptions refresh.warn_s before (token_refresh.h). */
 static void watch_expiry(struct session *s)
 {
-    int64_t left_s = s->identity.expires_at - (int64_t)time(NULL);
     if (s->identity.expires_at == 0)
         return;
-    uint64_t ms = left_s > 0 ? (uint64_t)left_s * 1000 : 0;
+    uint64_t ms = token_refresh_next_ms(&s->token_refresh, s->identity.expires_at, broker_wall_ms(),
+                                        (unsigned)s->broker->cfg.refresh_warn_s);
     arm(s->deadline, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms);
+}
+
+/* The deadline of a connected token session: the warning, or the end. */
+static void token_deadline(struct session *s)
+{
+    uint64_t now = broker_wall_ms();
+    switch (token_refresh_due(&s->token_refresh, s->identity.expires_at, now,
+                              (unsigned)s->broker->cfg.refresh_warn_s)) {
+    case TOKEN_REFRESH_EXPIRED:
+        session_fail(s, NULL, WS_CLOSE_POLICY, "token expired");
+        return;
+    case TOKEN_REFRESH_WARN:
+        s->token_refresh.warned = true;
+        token_refresh_warn(&s->subs, NULL, s->identity.expires_at, now);
+        break;
+    case TOKEN_REFRESH_WAIT:
+        break;
+    }
+    watch_expiry(s);
+}
+
+/* SEND to /user/queue/stompws.token: a new token for this session, never published. */
+static void on_token_send(struct session *s, const struct stomp_frame *f)
+{
+    const struct stomp_header *token = find(f, "token");
+    char reason[320];
+    if (token_refresh_replace(&s->broker->security, &s->identity, token ? token->value : NULL,
+                              token ? token->value_len : 0, broker_wall_ms(), reason,
+                              sizeof(reason)) != 0) {
+        s->broker->stats.permission_denials++;
+        session_fail(s, f, WS_CLOSE_POLICY, "token refresh refused: %s", reason);
+        return;
+    }
+    log_debug(s->conn->id, "token refreshed for user '%s': expires at %" PRId64, s->identity.user,
+              s->identity.expires_at);
+    s->token_refresh.warned = false;
+    watch_expiry(s);
+    send_receipt(s, f);
 }
 
 /* The client is in: heart-beats start and CONNECTED goes out. */
@@ -1287,6 +1336,13 @@ static void on_send(struct session *s, const struct stomp_frame *f)
         !over_publish_rate(s, f))
         return;
     const struct stomp_header *dest = find(f, "destination");
+    if (token_refresh_is_reserved(dest->value, dest->value_len)) {
+        if (token_refresh_is_destination(dest->value, dest->value_len))
+            on_token_send(s, f);
+        else
+            session_fail(s, f, WS_CLOSE_POLICY, "only the broker sends to a token destination");
+        return;
+    }
     if (!permitted(s, f, AUTH_WRITE, dest))
         return;
     char route[1024];
@@ -1558,6 +1614,10 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
     }
     if (history > 0 && replay_history(s, f, sub, route, route_len, &req) != 0)
         session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+    /* Subscribed after its token's warning went out (and before the end): it comes at once. */
+    if (s->token_refresh.warned && token_refresh_in_window(s->identity.expires_at, broker_wall_ms(),
+                                                           (unsigned)s->broker->cfg.refresh_warn_s))
+        token_refresh_warn(&s->subs, sub, s->identity.expires_at, broker_wall_ms());
 }
 
 static void on_unsubscribe(struct session *s, const struct stomp_frame *f)
