@@ -1,7 +1,8 @@
 /*
  * fuzz_jwt.c - libFuzzer harness for broker/auth's JWT verification (auth_jwt_verify()): the
  * tokens come from clients (the CONNECT passcode, the handshake's Authorization header or its
- * access_token parameter), so every byte of them is attacker-chosen.
+ * access_token parameter, the token header of a refresh SEND to /user/queue/stompws.token), so
+ * every byte of them is attacker-chosen.
  *
  * Input layout: byte 0 is the mode.
  *   bit 0 = 0  the rest is a compact token as a client would send it, verified as it is: the
