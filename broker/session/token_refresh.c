@@ -38,9 +38,12 @@ bool token_refresh_is_reserved(const char *dest, size_t len)
     return parts.kind_len == want && memcmp(parts.kind, "queue/" TOKEN_NAME, want) == 0;
 }
 
-/* Milliseconds since the epoch of exp_s; exp_s is at least 1 for any token session. */
+/* Milliseconds since the epoch of exp_s, saturated (a verified exp is recent, but a claim of
+ * 1e300 must not overflow). */
 static int64_t exp_ms(int64_t exp_s)
 {
+    if (exp_s <= 0)
+        return 0;
     return exp_s > INT64_MAX / 1000 ? INT64_MAX : exp_s * 1000;
 }
 

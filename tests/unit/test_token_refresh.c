@@ -91,6 +91,10 @@ START_TEST(test_deadline_schedule)
     struct token_refresh tr = {0};
     ck_assert_int_eq(token_refresh_due(&tr, INT64_MAX, NOW_MS, 30), TOKEN_REFRESH_WAIT);
     ck_assert_uint_gt(token_refresh_next_ms(&tr, INT64_MAX, NOW_MS, 30), 1000000);
+    /* Nor does a negative one. */
+    ck_assert_int_eq(token_refresh_due(&tr, INT64_MIN, NOW_MS, 30), TOKEN_REFRESH_EXPIRED);
+    ck_assert_uint_eq(token_refresh_next_ms(&tr, INT64_MIN, NOW_MS, 30), 0);
+    ck_assert_int_eq(token_refresh_seconds_left(INT64_MIN, NOW_MS), 0);
 }
 END_TEST
 
