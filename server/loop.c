@@ -12,6 +12,7 @@
 #include "broker/session/session.h"
 #include "broker/session/sse.h"
 #include "broker/core/history.h"
+#include "broker/core/presence.h"
 #include "broker/threads/fanout_threads.h"
 #include "broker/threads/inbox.h"
 #include "cluster/fanout_redis.h"
@@ -326,6 +327,21 @@ static int start_history(struct broker *b, const struct loop_peers *peers)
     return b->history != NULL ? 0 : -1;
 }
 
+/* presence: the group's table with several loops, else the loop's own; none while it is off. */
+static int start_presence(struct broker *b, const struct loop_peers *peers)
+{
+    if (peers != NULL) {
+        b->presence = peers->presence;
+        return 0;
+    }
+    if (b->cfg.presence_count == 0)
+        return 0;
+    b->presence_owned = (b->presence = presence_new(&b->cfg, false)) != NULL;
+    if (b->presence == NULL)
+        log_error(0, "presence: out of memory");
+    return b->presence != NULL ? 0 : -1;
+}
+
 struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *peers, size_t index)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -345,7 +361,7 @@ struct broker *broker_new_in(const struct config *cfg, const struct loop_peers *
     admit_init(&b->admit, (double)cfg->connection_rate, (double)cfg->connection_burst,
                cfg->max_connections, cfg->max_connections_per_address, broker_now_ms(b));
     start_router(b);
-    if (start_history(b, peers) != 0)
+    if (start_history(b, peers) != 0 || start_presence(b, peers) != 0)
         goto fail;
     b->shutdown_timer = evtimer_new(b->base, shutdown_timeout_cb, b);
     b->loop_lag.timer = evtimer_new(b->base, lag_tick_cb, b);
@@ -425,6 +441,8 @@ void broker_free(struct broker *b)
         b->fanout.ops->free(b->fanout.ctx);
     if (b->history_owned)
         history_free(b->history);
+    if (b->presence_owned)
+        presence_free(b->presence);
     for (int kind = 0; b->listeners != NULL && kind < LISTENER_COUNT; kind++)
         listener_close(&b->listeners[kind]);
     free(b->listeners);

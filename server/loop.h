@@ -32,6 +32,7 @@ struct loop_peers {
     struct metrics_board *board; /* every loop's /metrics figures */
     struct workpool *auth_pool;  /* the passcode hashing workers; NULL: auth.workers = 0 */
     struct history *history;     /* retained topic messages; NULL when no policy is set */
+    struct presence *presence;   /* presence: the users table; NULL when presence is off */
 };
 
 /* Creates the loop, binds the listeners and prints "listening KIND HOST:PORT" lines. */

@@ -62,6 +62,9 @@ static void usage(FILE *out)
         "  --history PATTERN=SIZE[/TTL]  keep the last SIZE messages (for at most TTL: s, m,\n"
         "                        h, d) of each /topic/ destination matching PATTERN, for\n"
         "                        x-stream-offset subscriptions (repeatable; first match wins)\n"
+        "  --presence PATTERN    track who is subscribed to the /topic/ destinations matching\n"
+        "                        PATTERN: join/leave events on /presence/topic/NAME and\n"
+        "                        GET /api/presence (repeatable; default off)\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
         "  --log-file FILE       append log lines to FILE (default: stderr); reopened on SIGHUP\n"
         "  --log-format FORMAT   text or json (one JSON object per line); default text\n"
@@ -108,6 +111,7 @@ enum {
     OPT_THREADS,
     OPT_HISTORY,
     OPT_ADMIN_KEY_FILE, /* admin API (issue #15) */
+    OPT_PRESENCE,
 };
 
 static const struct option options[] = {
@@ -140,6 +144,7 @@ static const struct option options[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"history", required_argument, NULL, OPT_HISTORY},
     {"admin-key-file", required_argument, NULL, OPT_ADMIN_KEY_FILE},
+    {"presence", required_argument, NULL, OPT_PRESENCE},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -188,6 +193,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "admin_key_file", arg, err, err_len);
     case OPT_HISTORY:
         return config_set(cfg, "history", "policy", arg, err, err_len);
+    case OPT_PRESENCE:
+        return config_set(cfg, "presence", "pattern", arg, err, err_len);
     case OPT_THREADS:
         return config_set(cfg, "server", "threads", arg, err, err_len);
     case OPT_LOG_FILE:

@@ -2,6 +2,7 @@
 #include "broker/base/log.h"
 #include "broker/base/workpool.h"
 #include "broker/core/history.h"
+#include "broker/core/presence.h"
 #include "broker/core/publish.h"
 #include "broker/http/admin.h"
 #include "broker/http/metrics.h"
@@ -78,6 +79,7 @@ static void loops_free(struct loops *g)
     workpool_free(g->peers.auth_pool); /* after every loop: their mailboxes are gone */
     shared_queues_free(g->peers.store);
     history_free(g->peers.history);
+    presence_free(g->peers.presence);
     metrics_board_free(g->peers.board);
     inboxes_free(g->peers.inboxes);
     free(g->slots);
@@ -105,6 +107,9 @@ static struct loops *loops_new(const struct config *cfg)
     /* One offset sequence per destination for every loop: one store for the process. */
     if (ok && cfg->history_count > 0)
         ok = (g->peers.history = history_new(cfg, true)) != NULL;
+    /* presence: one table for every loop, so a user on two loops joins once. */
+    if (ok && cfg->presence_count > 0)
+        ok = (g->peers.presence = presence_new(cfg, true)) != NULL;
     if (ok)
         ok = (g->peers.board = metrics_board_new(g->count, g->peers.store)) != NULL;
     /* One set of passcode hashing workers for every loop (started on the first login). */

@@ -19,8 +19,9 @@ enum key_type {
     KEY_SIZE,
     KEY_STRING,
     KEY_THREADS,
-    KEY_BOOL,   /* on/off, true/false, yes/no, 1/0 */
-    KEY_HISTORY /* repeatable: each value adds a policy */
+    KEY_BOOL,    /* on/off, true/false, yes/no, 1/0 */
+    KEY_HISTORY, /* repeatable: each value adds a policy */
+    KEY_PRESENCE /* repeatable: each value adds a pattern */
 };
 
 /* One settable key: where it lives in struct config and how its text is read. */
@@ -110,6 +111,8 @@ static const struct config_key config_keys[] = {
     KEY("history", "policy", KEY_HISTORY, history),
     KEY("sse", "keepalive_s", KEY_SIZE, sse_keepalive_s),
     KEY("refresh", "warn_s", KEY_SIZE, refresh_warn_s),
+    KEY("presence", "pattern", KEY_PRESENCE, presence),
+    KEY("presence", "max_users", KEY_SIZE, presence_max_users),
 };
 
 void config_defaults(struct config *cfg)
@@ -137,6 +140,7 @@ void config_defaults(struct config *cfg)
     strcpy(cfg->publish_rate_action, "throttle");
     cfg->handshake_timeout_ms = 10000;
     cfg->sse_keepalive_s = 15;
+    cfg->presence_max_users = 100;
     cfg->connect_timeout_ms = 10000;
     cfg->max_http_header_bytes = 8192;
     cfg->max_ws_message = 1024 * 1024;
@@ -337,6 +341,29 @@ static int add_history(struct config *cfg, const char *value, char *err, size_t 
     return 0;
 }
 
+/* Appends one presence pattern: a /topic/ name or wildcard pattern; -1 with err set when it is
+ * not one, or there are too many. */
+static int add_presence(struct config *cfg, const char *value, char *err, size_t err_len)
+{
+    size_t prefix = strlen("/topic/"), len = strlen(value);
+    if (cfg->presence_count == CONFIG_PRESENCE_MAX) {
+        snprintf(err, err_len, "presence '%.200s': more than %d patterns", value,
+                 CONFIG_PRESENCE_MAX);
+        return -1;
+    }
+    if (len <= prefix || memcmp(value, "/topic/", prefix) != 0) {
+        snprintf(err, err_len, "presence '%.200s': not a /topic/ destination or pattern", value);
+        return -1;
+    }
+    if (len >= sizeof(cfg->presence[0])) {
+        snprintf(err, err_len, "presence '%.200s': pattern longer than %zu bytes", value,
+                 sizeof(cfg->presence[0]) - 1);
+        return -1;
+    }
+    memcpy(cfg->presence[cfg->presence_count++], value, len + 1);
+    return 0;
+}
+
 static int set_value(struct config *cfg, const struct config_key *k, const char *value)
 {
     char *field = (char *)cfg + k->offset;
@@ -407,6 +434,7 @@ static int set_value(struct config *cfg, const struct config_key *k, const char 
         return -1;
     }
     case KEY_HISTORY: /* config_set() takes it first, for its own error message */
+    case KEY_PRESENCE:
         return -1;
     }
     return -1;
@@ -437,6 +465,8 @@ static const char *type_hint(enum key_type type)
         return "on or off";
     case KEY_HISTORY:
         return "PATTERN=SIZE[/TTL]";
+    case KEY_PRESENCE:
+        return "a /topic/ name or pattern";
     }
     return "";
 }
@@ -450,6 +480,8 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
             continue;
         if (k->type == KEY_HISTORY)
             return add_history(cfg, value, err, err_len);
+        if (k->type == KEY_PRESENCE)
+            return add_presence(cfg, value, err, err_len);
         if (set_value(cfg, k, value) == 0)
             return 0;
         snprintf(err, err_len, "%s.%s: invalid value '%s' (expected %s)", section, key, value,
@@ -665,6 +697,7 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
         snprintf(out, len, "%s", *(const bool *)field ? "on" : "off");
         return;
     case KEY_HISTORY: /* config_print() writes one line per policy */
+    case KEY_PRESENCE:
         out[0] = '\0';
         return;
     case KEY_PATH:
@@ -706,6 +739,14 @@ static void print_history(const struct config *cfg, FILE *out)
     }
 }
 
+static void print_presence(const struct config *cfg, FILE *out)
+{
+    if (cfg->presence_count == 0)
+        fprintf(out, "; pattern = /topic/PATTERN, one line per pattern (none set: presence off)\n");
+    for (size_t i = 0; i < cfg->presence_count; i++)
+        fprintf(out, "pattern = %s\n", cfg->presence[i]);
+}
+
 void config_print(const struct config *cfg, FILE *out)
 {
     const char *section = NULL;
@@ -722,6 +763,10 @@ void config_print(const struct config *cfg, FILE *out)
         bool spaced = value[0] != '\0' && value[0] != ';';
         if (k->type == KEY_HISTORY) {
             print_history(cfg, out);
+            continue;
+        }
+        if (k->type == KEY_PRESENCE) {
+            print_presence(cfg, out);
             continue;
         }
         if (k->type == KEY_THREADS && cfg->threads == CONFIG_THREADS_AUTO)

@@ -41,6 +41,8 @@ struct config_history {
 
 /* refresh.warn_s: the longest warning before a token expires (a day). */
 #define CONFIG_REFRESH_WARN_MAX_S 86400
+/* [presence] pattern: the most patterns tracked (--presence flags and pattern lines). */
+#define CONFIG_PRESENCE_MAX 32
 
 /* auth.workers: the most password-hashing threads (workpool.h). */
 #define CONFIG_AUTH_WORKERS_MAX 64
@@ -146,6 +148,12 @@ struct config {
     /* [refresh]: token refresh on a live connection (issue #15, session/token_refresh.h) */
     size_t refresh_warn_s; /* warning this long before a token's exp (0: none; at most
                                 CONFIG_REFRESH_WARN_MAX_S) */
+
+    /* [presence]: who is subscribed to the /topic/ destinations that match a pattern
+     * (broker/core/presence.h); off while presence_count is 0 */
+    char presence[CONFIG_PRESENCE_MAX][CONFIG_ADDR_MAX]; /* /topic/ names or wildcard patterns */
+    size_t presence_count;
+    size_t presence_max_users; /* the most users one answer or snapshot lists */
 };
 
 void config_defaults(struct config *cfg);

@@ -42,6 +42,7 @@ struct workpool;
 struct conn_deflate_loop;
 struct workpool_mailbox;
 struct history;
+struct presence;
 
 /* Every limit a client can hit; each hit is counted (and exported on /metrics). */
 enum limit_kind {
@@ -166,6 +167,12 @@ struct broker {
     struct session *paused_publishers; /* not owned: sessions paused on a full queue (session.c) */
     /* admin API (issue #15) */
     struct admin *admin; /* owned: its keys and waiting requests (http/admin.h); NULL while off */
+
+    /* presence (presence.h): who is subscribed to the tracked destinations, the process's table;
+     * NULL while presence.pattern is unset. Owned when presence_owned (one loop), else borrowed
+     * from the group of loops. */
+    struct presence *presence;
+    bool presence_owned;
 };
 
 /*

@@ -240,6 +240,11 @@ int router_subscribe(struct router *r, struct subscription *sub, const char *nam
     }
 }
 
+int router_subscribe_exact(struct router *r, struct subscription *sub, const char *name, size_t len)
+{
+    return len > 0 ? subscribe_topic(r, sub, name, len) : ROUTER_ERR_BAD_DEST;
+}
+
 void router_unsubscribe(struct router *r, struct subscription *sub)
 {
     switch (sub->target_kind) {

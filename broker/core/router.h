@@ -38,6 +38,10 @@ void router_reset(struct router *r);
 
 /* Subscribes sub to `name` (a /topic/ pattern or a resolved queue name). */
 int router_subscribe(struct router *r, struct subscription *sub, const char *name, size_t len);
+/* Subscribes sub to an exact name outside /topic/ and /user/ (presence: /presence/topic/NAME),
+ * which only router_publish_topic() and router_publish_exact() reach. */
+int router_subscribe_exact(struct router *r, struct subscription *sub, const char *name,
+                           size_t len);
 /* Removes sub; its unacked queue messages go back to the queue, marked redelivered. */
 void router_unsubscribe(struct router *r, struct subscription *sub);
 

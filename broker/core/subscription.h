@@ -88,6 +88,10 @@ struct subscription {
     struct unacked *unacked_head, *unacked_tail; /* owned entries */
     size_t unacked_count;
     size_t *session_unacked; /* borrowed, may be NULL: the owner's total over its subscriptions */
+
+    /* presence (presence.h): owned, the login this subscription counts for on its tracked
+     * destination; NULL when it counts for nobody (presence off, untracked, anonymous) */
+    char *presence_user;
 };
 
 struct delivery_ops {

@@ -932,3 +932,16 @@ void api_serve(struct conn *c, const struct ws_http_request *req, const char *bo
     answer_published(w);
     wait_free(w);
 }
+
+int api_authorize(struct conn *c, const struct ws_http_request *req)
+{
+    struct api_request r = {.c = c, .b = c->broker, .req = req, .limit_hit = -1};
+    if (c->broker->api == NULL)
+        fail(&r, 404,
+             "the API is disabled: start the broker with --api-key-file FILE "
+             "(server.api_key_file)");
+    else if (authorize(&r, c->broker->api) != NULL)
+        return 0;
+    answer_error(&r, NULL);
+    return -1;
+}

@@ -61,5 +61,8 @@ int api_keys_load(const char *path, struct api_key **out, size_t *count, char *e
  * constant time), or -1; *missing says there was no bearer credential at all. */
 long api_keys_match(const struct api_key *keys, size_t count, const struct ws_slice *authorization,
                     bool *missing);
+/* presence: the API's other routes (GET /api/presence, presence_api.h) take the same keys.
+ * Returns 0 when req carries one; else -1 after answering (404 while the API is off, 401). */
+int api_authorize(struct conn *c, const struct ws_http_request *req);
 
 #endif

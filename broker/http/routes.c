@@ -3,6 +3,7 @@
 #include "broker/http/admin.h"
 #include "broker/http/api.h"
 #include "broker/http/metrics.h"
+#include "broker/http/presence_api.h"
 #include "broker/http/respond.h"
 
 #include <errno.h>
@@ -182,6 +183,10 @@ void http_serve(struct conn *c, const struct ws_http_request *req, const char *b
               req->path.ptr);
     if (admin_claims(req)) {
         admin_serve(c, req);
+        return;
+    }
+    if (presence_api_route(req)) {
+        presence_api_serve(c, req);
         return;
     }
     if (is_api(req)) {

@@ -5,6 +5,7 @@
 #include "broker/base/message.h"
 #include "broker/base/workpool.h"
 #include "broker/core/history.h"
+#include "broker/core/presence.h"
 #include "broker/core/publish.h"
 #include "broker/core/queue.h"
 #include "broker/session/token_refresh.h"
@@ -501,6 +502,7 @@ struct session *session_new(struct conn *c, int version_hint)
 static void free_subscription(struct subscription *sub)
 {
     sub->session->broker->stats.subscriptions--;
+    presence_unsubscribed(sub->session->broker, sub);
     publish_forget_replay(sub->session->broker, sub);
     history_marks_free(sub->stream_marks);
     free(sub->id);
@@ -1555,11 +1557,40 @@ static int replay_history(struct session *s, const struct stomp_frame *f, struct
     return 0;
 }
 
+/*
+ * The route of a SUBSCRIBE to /presence/topic/NAME: the name itself, when presence.pattern
+ * tracks /topic/NAME. Returns the length, or 0 after an ERROR naming why not.
+ */
+static size_t resolve_presence_route(struct session *s, const struct stomp_frame *f,
+                                     const struct stomp_header *dest, char *out, size_t cap)
+{
+    size_t prefix = strlen(PRESENCE_PREFIX);
+    int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
+    if (dest->value_len >= cap ||
+        !presence_tracks(s->broker->presence, dest->value + prefix, dest->value_len - prefix)) {
+        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                     "no presence events for '%.*s': /presence/topic/NAME needs an exact /topic/ "
+                     "name that a presence.pattern (--presence) matches",
+                     shown, dest->value);
+        return 0;
+    }
+    memcpy(out, dest->value, dest->value_len);
+    out[dest->value_len] = '\0';
+    return dest->value_len;
+}
+
 static void on_subscribe(struct session *s, const struct stomp_frame *f)
 {
     const struct stomp_header *dest = find(f, "destination");
     const struct stomp_header *id = subscription_id(f);
-    if (!permitted(s, f, AUTH_READ, dest))
+    /* presence: reading /presence/topic/NAME is reading /topic/NAME */
+    bool presence_events = presence_is_events_name(dest->value, dest->value_len);
+    struct stomp_header underlying = *dest;
+    if (presence_events) {
+        underlying.value += strlen(PRESENCE_PREFIX);
+        underlying.value_len -= strlen(PRESENCE_PREFIX);
+    }
+    if (!permitted(s, f, AUTH_READ, &underlying))
         return;
     if (dict_get(&s->subs, id->value, id->value_len) != NULL) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "subscription id '%.*s' is already in use",
@@ -1586,7 +1617,9 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
     }
     char route[1024];
     bool create;
-    size_t route_len = resolve_route(s, f, dest, true, route, sizeof(route), &create);
+    size_t route_len = presence_events
+                           ? resolve_presence_route(s, f, dest, route, sizeof(route))
+                           : resolve_route(s, f, dest, true, route, sizeof(route), &create);
     if (route_len == 0)
         return;
     struct history_request req;
@@ -1606,12 +1639,15 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
      * replay's receipt says whether it recovered, so it comes after the snapshot. */
     if (history == 0)
         send_receipt(s, f);
-    if (router_subscribe(&s->broker->router, sub, route, route_len) != 0) {
+    if ((presence_events ? presence_follow(s->broker, sub, route, route_len)
+                         : router_subscribe(&s->broker->router, sub, route, route_len)) != 0) {
         dict_remove(&s->subs, id->value, id->value_len);
         free_subscription(sub);
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "cannot subscribe to %s", route);
         return;
     }
+    if (s->broker->presence != NULL && !presence_events)
+        presence_subscribed(s->broker, sub, route, route_len, s->identity.user);
     if (history > 0 && replay_history(s, f, sub, route, route_len, &req) != 0)
         session_fail(s, f, WS_CLOSE_INTERNAL_ERROR, "out of memory");
     /* Subscribed after its token's warning went out (and before the end): it comes at once. */
