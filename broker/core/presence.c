@@ -126,7 +126,11 @@ void presence_table_remove(struct presence *p, const char *dest, size_t len, con
     if (n == 0)
         return; /* never counted: nothing to undo */
     if (n > 1) {
-        dict_set(&d->users, user, user_len, (void *)(n - 1)); /* replaces: allocates nothing */
+        /* A replace; it fails only when the table could not grow (out of memory): the user
+         * then stays counted once too many, which is logged. */
+        if (dict_set(&d->users, user, user_len, (void *)(n - 1)) != 0)
+            log_error(0, "presence: out of memory: '%.*s' on %.*s counted once too many",
+                      (int)user_len, user, (int)len, dest);
         out->count = d->users.count;
         return;
     }

@@ -14,8 +14,8 @@
  * x-stream-offset): a /presence/ subscriber's snapshot records the number it includes, and the
  * router skips the older events still on their way to its loop (history_marks_pass()).
  *
- * The presence_table_* part is pure (no broker, no I/O: unit-tested); the rest publishes through
- * the router and the fan-out backend. docs/PRESENCE.md is the user's view.
+ * The presence_table_* part needs no broker and does no I/O (unit-tested); the rest publishes
+ * through the router and the fan-out backend. docs/PRESENCE.md is the user's view.
  *
  * What it must not do: name a backend, a session or a connection.
  */
