@@ -12,13 +12,20 @@ in batches of 1000 pairs, each batch's last UNSUBSCRIBE with a receipt that is a
 next batch. It prints pairs per second over the whole run and the broker's CPU per pair (utime +
 stime from /proc/PID/stat), then each binary's median and after/before.
 The frames are built before the clock starts, so the client costs little beyond the writes.
+
+Environment: BEFORE_ARGS / AFTER_ARGS (flag words added to that broker only, e.g.
+AFTER_ARGS="--presence /topic/churn.*"); LOGIN=NAME (both brokers get a users file with NAME and
+the connection logs in as NAME: presence counts logged-in users only, anonymous sessions are not).
 """
+import base64
+import hashlib
 import os
 import re
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 BATCH = 1000
@@ -29,10 +36,21 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(binary, threads):
+def users_file(login):
+    """A users file (docs/SECURITY.md format) with login, passcode "pw", 1000 PBKDF2 rounds."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", b"pw", salt, 1000, 32)
+    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
+    f = tempfile.NamedTemporaryFile("w", prefix="churn-users-", delete=False)
+    f.write("%s:$pbkdf2-sha256$1000$%s$%s\n" % (login, b64(salt), b64(digest)))
+    f.close()
+    return f.name
+
+
+def start(binary, threads, extra):
     proc = subprocess.Popen(
         [binary, "--threads", threads, "--ws", "off", "--tcp", "127.0.0.1:0", "--log-level", "warn",
-         "--set", "limits.max_subscriptions=100000", "--set", "limits.publish_rate=0"],
+         "--set", "limits.max_subscriptions=100000", "--set", "limits.publish_rate=0"] + extra,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line = proc.stdout.readline().decode()
     m = re.match(r"listening tcp 127\.0\.0\.1:(\d+)", line)
@@ -67,12 +85,13 @@ def batches(pairs):
     return out
 
 
-def run(binary, pairs, threads, work):
-    proc, port = start(binary, threads)
+def run(binary, pairs, threads, work, extra, login):
+    proc, port = start(binary, threads, extra)
     try:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+        creds = b"login:%s\npasscode:pw\n" % login.encode() if login else b""
+        sock.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n%s\n\0" % creds)
         buf = read_until(sock, b"CONNECTED", b"")
         cpu0, t0 = cpu_s(proc.pid), time.monotonic()
         for marker, data in work:
@@ -98,13 +117,18 @@ def main():
     pairs = int(sys.argv[4]) if len(sys.argv) > 4 else 200000
     threads = sys.argv[5] if len(sys.argv) > 5 else "1"
     work = batches(pairs)
+    login = os.environ.get("LOGIN", "")
+    users = users_file(login) if login else None
+    common = ["--users", users] if users else []
+    before_args = common + os.environ.get("BEFORE_ARGS", "").split()
+    after_args = common + os.environ.get("AFTER_ARGS", "").split()
     results = {"before": [], "after": []}
     print("| round | before pairs/s | after pairs/s | after/before | before CPU us/pair | after |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in range(rounds):
-        b = run(before, pairs, threads, work)
+        b = run(before, pairs, threads, work, before_args, login)
         time.sleep(1)
-        a = run(after, pairs, threads, work)
+        a = run(after, pairs, threads, work, after_args, login)
         time.sleep(1)
         results["before"].append(b)
         results["after"].append(a)
@@ -115,6 +139,8 @@ def main():
     cb = statistics.median(x[1] for x in results["before"])
     ca = statistics.median(x[1] for x in results["after"])
     print("| median | %.0f | %.0f | %.3f | %.2f | %.2f |" % (mb, ma, ma / mb, cb, ca))
+    if users:
+        os.unlink(users)
 
 
 if __name__ == "__main__":
