@@ -12,6 +12,7 @@
 #include "broker/base/dict.h"
 #include "broker/base/log.h"
 #include "broker/core/destination.h"
+#include "broker/core/presence.h"
 #include "broker/base/config.h"
 #include "cluster/common.h"
 #include "cluster/envelope.h"
@@ -718,9 +719,13 @@ static void message_arrived(struct bridge *b, const redisReply *glob, const redi
     size_t len = (size_t)channel->len;
     const char *dest = channel->str + skip;
     if (len <= skip || memcmp(channel->str, b->cfg.prefix, prefix_len) != 0 ||
-        channel->str[prefix_len] != ':' || !bridged_kind(destination_kind(dest, len - skip)) ||
-        memchr(dest, '\0', len - skip) || len - skip > b->limits.max_destination) {
-        decode_error(b, channel->str, len, "not a /topic/ or /user/ channel under the prefix");
+        channel->str[prefix_len] != ':' ||
+        (!bridged_kind(destination_kind(dest, len - skip)) &&
+         !presence_is_events_name(dest, len - skip)) || /* presence: the cluster's events */
+        memchr(dest, '\0', len - skip) ||
+        len - skip > b->limits.max_destination) {
+        decode_error(b, channel->str, len,
+                     "not a /topic/, /user/ or /presence/ channel under the prefix");
         return;
     }
     struct channel *ch = glob != NULL ? dict_get(&b->globs, glob->str, (size_t)glob->len)

@@ -5,6 +5,7 @@
 #include "broker/core/queue.h"
 #include "cluster/bridge.h"
 #include "cluster/history_redis.h"
+#include "cluster/presence_redis.h"
 #include "cluster/streams.h"
 
 #include <stdio.h>
@@ -16,6 +17,7 @@ struct fanout_redis {
     struct bridge *bridge;   /* owned: topics */
     struct streams *streams; /* owned: queues */
     struct history_redis *history; /* owned: the history of topics with a policy */
+    struct presence_redis *presence; /* owned: presence across nodes; NULL while it is off */
 };
 
 /* The router's interest transitions, followed in Redis. */
@@ -82,6 +84,31 @@ static void confirmed(void *ctx)
     struct fanout_redis *fr = ctx;
     if (fr->history != NULL)
         history_redis_confirmed(fr->history);
+    if (fr->presence != NULL)
+        presence_redis_confirmed(fr->presence);
+}
+
+/* presence: edges, snapshots and queries go to Redis (presence_redis.h). */
+static void presence_edge(void *ctx, const char *dest, size_t len, const char *user, bool joined)
+{
+    struct fanout_redis *fr = ctx;
+    if (fr->presence != NULL)
+        presence_redis_edge(fr->presence, dest, len, user, joined);
+}
+
+static int presence_query(void *ctx, const char *dest, size_t len, size_t max, bool follow,
+                          struct presence_waiter *w)
+{
+    struct fanout_redis *fr = ctx;
+    return fr->presence != NULL ? presence_redis_query(fr->presence, dest, len, max, follow, w)
+                                : -1;
+}
+
+static void presence_forget(void *ctx, struct presence_waiter *w)
+{
+    struct fanout_redis *fr = ctx;
+    if (fr->presence != NULL)
+        presence_redis_forget(fr->presence, w);
 }
 
 /* What the router tells of clustered queues, passed on to the streams. */
@@ -274,9 +301,11 @@ static void fanout_redis_free(void *ctx)
 {
     struct fanout_redis *fr = ctx;
     history_redis_detach(fr->history); /* the bridge's link answers its commands as it goes */
+    presence_redis_detach(fr->presence);
     streams_free(fr->streams);
     bridge_free(fr->bridge);
     history_redis_free(fr->history);
+    presence_redis_free(fr->presence);
     free(fr);
 }
 
@@ -332,6 +361,9 @@ static const struct fanout_ops fanout_redis_ops = {
     .figure_count = FIG_COUNT,
     .admin_request = admin_request, /* admin API (issue #15) */
     .node_id = node_id,
+    .presence_edge = presence_edge,
+    .presence_query = presence_query,
+    .presence_forget = presence_forget,
 };
 
 _Static_assert(FIG_COUNT <= FANOUT_FIGURES_MAX, "fanout_figures has room for every figure");
@@ -401,6 +433,9 @@ int fanout_redis_start(struct broker *b)
         return -1;
     fr->history = history_redis_new(b, fr->bridge, &bcfg);
     if (fr->history == NULL)
+        return -1;
+    if (b->cfg.presence_count > 0 &&
+        (fr->presence = presence_redis_new(b, fr->bridge, &bcfg)) == NULL)
         return -1;
     log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(fr->bridge), bcfg.redis_host,
              bcfg.redis_port);

@@ -113,6 +113,7 @@ static const struct config_key config_keys[] = {
     KEY("refresh", "warn_s", KEY_SIZE, refresh_warn_s),
     KEY("presence", "pattern", KEY_PRESENCE, presence),
     KEY("presence", "max_users", KEY_SIZE, presence_max_users),
+    KEY("presence", "ttl_s", KEY_SIZE, presence_ttl_s),
 };
 
 void config_defaults(struct config *cfg)
@@ -141,6 +142,7 @@ void config_defaults(struct config *cfg)
     cfg->handshake_timeout_ms = 10000;
     cfg->sse_keepalive_s = 15;
     cfg->presence_max_users = 100;
+    cfg->presence_ttl_s = 30;
     cfg->connect_timeout_ms = 10000;
     cfg->max_http_header_bytes = 8192;
     cfg->max_ws_message = 1024 * 1024;
@@ -600,6 +602,11 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
     if (cfg->sse_keepalive_s < 1 || cfg->sse_keepalive_s > 3600) {
         snprintf(err, err_len, "sse.keepalive_s (%zu) must be from 1 to 3600 seconds",
                  cfg->sse_keepalive_s);
+        return -1;
+    }
+    if (cfg->presence_ttl_s < 1 || cfg->presence_ttl_s > 3600) {
+        snprintf(err, err_len, "presence.ttl_s (%zu) must be from 1 to 3600 seconds",
+                 cfg->presence_ttl_s);
         return -1;
     }
     if (cfg->heartbeat_min_ms > cfg->heartbeat_max_ms) {

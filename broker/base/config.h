@@ -154,6 +154,7 @@ struct config {
     char presence[CONFIG_PRESENCE_MAX][CONFIG_ADDR_MAX]; /* /topic/ names or wildcard patterns */
     size_t presence_count;
     size_t presence_max_users; /* the most users one answer or snapshot lists */
+    size_t presence_ttl_s;     /* cluster: a node's entries outlive it by at most this (1..3600) */
 };
 
 void config_defaults(struct config *cfg);

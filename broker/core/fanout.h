@@ -23,6 +23,7 @@ struct session;
 struct history_policy;
 struct history_request;
 struct offset_waiter;
+struct presence_waiter;
 
 /* How /metrics adds a backend figure up over the loops, and how it prints it. */
 enum fanout_figure_kind {
@@ -111,6 +112,21 @@ struct fanout_ops {
     int (*admin_request)(void *ctx, uint64_t id, const char *json, size_t len);
     /* This node's id in the cluster: the node part of connection ids. NULL: none. */
     const char *(*node_id)(void *ctx);
+
+    /* ---- presence (core/presence.h), all optional: a backend that keeps presence for the whole
+     * cluster (Redis). NULL: the process's table is the whole truth. */
+    /* The process's first subscription of user to dest (joined) or its last one went: the
+     * backend makes it the cluster's and publishes the cluster's event, which comes back to
+     * every node through the backend's delivery. Called under the presence lock: only send. */
+    void (*presence_edge)(void *ctx, const char *dest, size_t len, const char *user, bool joined);
+    /* The users of dest, up to max: w->answered() is called once, later (with NULL when the
+     * backend could not answer). follow: the snapshot of a subscription to /presence + dest
+     * that is in the router already, read only once its interest is confirmed (no event may
+     * fall between). Returns 0, or -1 when it cannot ask now (w is not called). */
+    int (*presence_query)(void *ctx, const char *dest, size_t len, size_t max, bool follow,
+                          struct presence_waiter *w);
+    /* w goes away before its answer: it must not be called. */
+    void (*presence_forget)(void *ctx, struct presence_waiter *w);
 };
 
 /* A loop's backend: ops NULL for none. */

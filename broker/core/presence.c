@@ -5,6 +5,7 @@
 #include "broker/core/broker.h"
 #include "broker/core/destination.h"
 #include "broker/core/history.h"
+#include "broker/core/publish.h"
 #include "broker/core/router.h"
 
 #include <jansson.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* One tracked destination that has users: user -> number of its subscriptions. */
 struct presence_dest {
@@ -27,6 +29,9 @@ struct presence {
     pthread_mutex_t lock;
     struct dict dests; /* owned values (struct presence_dest *): destinations with users */
     uint64_t seq;      /* the newest event's number, across destinations */
+    /* Names this process's entries in a cluster backend: one for all its loops (their node ids
+     * differ), new at each start (an earlier process's entries expire on their own). */
+    char process_id[CONFIG_ADDR_MAX + 24];
 };
 
 struct presence *presence_new(const struct config *cfg, bool shared)
@@ -39,9 +44,22 @@ struct presence *presence_new(const struct config *cfg, bool shared)
     p->max_users = cfg->presence_max_users;
     p->shared = shared;
     p->epoch = (broker_wall_ms() & 0xffffffffu) | 1u; /* any number that is not 0 */
+    unsigned char random[8] = {0};
+    if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random))
+        memcpy(random, &p->epoch, sizeof(random) < sizeof(p->epoch) ? sizeof(random) : 4);
+    char hex[17];
+    for (size_t i = 0; i < sizeof(random); i++)
+        snprintf(hex + 2 * i, 3, "%02x", random[i]);
+    snprintf(p->process_id, sizeof(p->process_id), "%s%s%s", cfg->cluster_node_id,
+             cfg->cluster_node_id[0] != '\0' ? "-" : "", hex);
     dict_init(&p->dests);
     pthread_mutex_init(&p->lock, NULL);
     return p;
+}
+
+const char *presence_process_id(const struct presence *p)
+{
+    return p->process_id;
 }
 
 static void dest_free(struct presence_dest *d)
@@ -243,6 +261,11 @@ static void publish_change(struct broker *b, const char *dest, size_t len, const
     *local = NULL;
     if (ch->edge == PRESENCE_SAME)
         return;
+    if (b->fanout.ops != NULL && b->fanout.ops->presence_edge != NULL) {
+        /* the cluster's edge and event are the backend's (this node's edge may not be one) */
+        b->fanout.ops->presence_edge(b->fanout.ctx, dest, len, user, ch->edge == PRESENCE_JOIN);
+        return;
+    }
     struct message *msg = event_message(b->presence, dest, len, user, ch);
     if (msg == NULL) {
         log_error(0, "presence: out of memory: %s of '%s' on %.*s not sent",
@@ -279,6 +302,11 @@ void presence_subscribed(struct broker *b, struct subscription *sub, const char 
 
 void presence_unsubscribed(struct broker *b, struct subscription *sub)
 {
+    if (sub->presence_snapshot != NULL) { /* its snapshot is still being read */
+        b->fanout.ops->presence_forget(b->fanout.ctx, sub->presence_snapshot);
+        free(sub->presence_snapshot); /* the first member of its struct snapshot_wait */
+        sub->presence_snapshot = NULL;
+    }
     char *user = sub->presence_user;
     if (user == NULL)
         return;
@@ -302,42 +330,51 @@ bool presence_is_events_name(const char *dest, size_t len)
     return len >= prefix && memcmp(dest, PRESENCE_PREFIX "/", prefix) == 0;
 }
 
-/* Adds "count", "users" and "truncated" of dest to doc, under the lock; *seq: the newest event
- * the answer includes. -1 when out of memory. */
-static int add_users(struct presence *p, const char *dest, size_t len, json_t *doc, uint64_t *seq)
+/* The local table's answer for dest, under the lock: names (max of them) owned by the caller
+ * (free(a->names)); -1 when out of memory. */
+static int local_answer(struct presence *p, const char *dest, size_t len, struct presence_answer *a)
 {
     size_t max = p->max_users;
     const char **names = max > 0 ? malloc(max * sizeof(*names)) : NULL;
     if (max > 0 && names == NULL)
         return -1;
-    size_t count = presence_table_count(p, dest, len);
-    size_t n = presence_table_users(p, dest, len, names, max, seq);
+    uint64_t seq;
+    size_t n = presence_table_users(p, dest, len, names, max, &seq);
+    *a = (struct presence_answer){.names = names,
+                                  .name_count = n,
+                                  .count = presence_table_count(p, dest, len),
+                                  .seq = seq,
+                                  .epoch = p->epoch};
+    return 0;
+}
+
+/* Adds "count", "users" and "truncated" of an answer to doc: -1 when out of memory. */
+static int add_answer(json_t *doc, const struct presence_answer *a)
+{
     json_t *users = json_array();
     bool ok = users != NULL;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = json_array_append_new(users, json_string(names[i])) == 0;
-    free(names);
-    ok = ok && json_object_set_new(doc, "count", json_integer((json_int_t)count)) == 0 &&
+    for (size_t i = 0; ok && i < a->name_count; i++)
+        ok = json_array_append_new(users, json_string(a->names[i])) == 0;
+    ok = ok && json_object_set_new(doc, "count", json_integer((json_int_t)a->count)) == 0 &&
          json_object_set(doc, "users", users) == 0 &&
-         json_object_set_new(doc, "truncated", json_boolean(n < count)) == 0;
+         json_object_set_new(doc, "truncated", json_boolean(a->name_count < a->count)) == 0;
     json_decref(users);
     return ok ? 0 : -1;
 }
 
-/* The snapshot MESSAGE of route's destination, taken under the lock. */
-static struct message *snapshot_message(struct presence *p, const char *route, size_t len)
+/* The snapshot MESSAGE of route (/presence/topic/NAME) for an answer; NULL when out of memory. */
+static struct message *snapshot_message(const char *route, size_t len,
+                                        const struct presence_answer *a)
 {
-    size_t prefix = strlen(PRESENCE_PREFIX);
-    uint64_t seq = 0;
     json_t *doc = json_object();
-    char *body = doc != NULL && add_users(p, route + prefix, len - prefix, doc, &seq) == 0
+    char *body = doc != NULL && add_answer(doc, a) == 0
                      ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER)
                      : NULL;
     json_decref(doc);
     if (body == NULL)
         return NULL;
     char count[24];
-    snprintf(count, sizeof(count), "%zu", presence_table_count(p, route + prefix, len - prefix));
+    snprintf(count, sizeof(count), "%zu", a->count);
     struct stomp_header headers[] = {
         {"x-presence-event", strlen("x-presence-event"), "snapshot", strlen("snapshot")},
         {"x-presence-count", strlen("x-presence-count"), count, strlen(count)},
@@ -346,8 +383,8 @@ static struct message *snapshot_message(struct presence *p, const char *route, s
     struct message *msg = message_new(route, len, headers, 3, body, strlen(body));
     free(body);
     if (msg != NULL) {
-        msg->stream_offset = seq;
-        msg->stream_epoch = p->epoch;
+        msg->stream_offset = a->seq;
+        msg->stream_epoch = a->epoch;
     }
     return msg;
 }
@@ -369,14 +406,33 @@ static int mark_snapshot(struct subscription *sub, const struct message *snap)
     return 0;
 }
 
-int presence_follow(struct broker *b, struct subscription *sub, const char *route, size_t len)
+static void deliver_snapshot(struct broker *b, struct subscription *sub, struct message *snap)
+{
+    if (b->router.ops.deliver(sub, snap, false) == 0)
+        b->router.stats.delivered++;
+    else
+        b->router.stats.dropped++;
+    message_unref(snap);
+}
+
+/* The snapshot of route from the process's table; the caller holds the lock. */
+static struct message *local_snapshot(struct presence *p, const char *route, size_t len)
+{
+    size_t prefix = strlen(PRESENCE_PREFIX);
+    struct presence_answer a;
+    if (local_answer(p, route + prefix, len - prefix, &a) != 0)
+        return NULL;
+    struct message *snap = snapshot_message(route, len, &a);
+    free((void *)a.names);
+    return snap;
+}
+
+/* The snapshot from the process's table: taken, and sub put in the router, under the lock. */
+static int follow_locally(struct broker *b, struct subscription *sub, const char *route, size_t len)
 {
     struct presence *p = b->presence;
-    size_t prefix = strlen(PRESENCE_PREFIX);
-    if (!presence_is_events_name(route, len) || !presence_tracks(p, route + prefix, len - prefix))
-        return PRESENCE_ERR_OFF;
     lock(p);
-    struct message *snap = snapshot_message(p, route, len);
+    struct message *snap = local_snapshot(p, route, len);
     int rc = snap == NULL ? PRESENCE_ERR_NOMEM : 0;
     if (rc == 0 && b->inboxes != NULL && snap->stream_offset > 0 && mark_snapshot(sub, snap) != 0)
         rc = PRESENCE_ERR_NOMEM;
@@ -388,27 +444,99 @@ int presence_follow(struct broker *b, struct subscription *sub, const char *rout
         message_unref(snap);
         return rc;
     }
-    if (b->router.ops.deliver(sub, snap, false) == 0)
-        b->router.stats.delivered++;
-    else
-        b->router.stats.dropped++;
+    deliver_snapshot(b, sub, snap);
+    return 0;
+}
+
+/* A snapshot the backend reads (the cluster's users, in Redis). */
+struct snapshot_wait {
+    struct presence_waiter waiter; /* first: the backend's handle */
+    struct broker *b;
+    struct subscription *sub; /* borrowed: it holds this wait in presence_snapshot */
+};
+
+static void snapshot_answered(struct presence_waiter *w, const struct presence_answer *a)
+{
+    struct snapshot_wait *sw = (struct snapshot_wait *)w;
+    struct subscription *sub = sw->sub;
+    struct broker *b = sw->b;
+    sub->presence_snapshot = NULL;
+    free(sw);
+    struct message *snap = NULL;
+    if (a != NULL) {
+        snap = snapshot_message(sub->destination, sub->destination_len, a);
+    } else { /* no answer from the backend: this node's own users, as a fallback */
+        log_warn(0, "presence: no cluster snapshot for %s: this node's users only",
+                 sub->destination);
+        lock(b->presence);
+        snap = local_snapshot(b->presence, sub->destination, sub->destination_len);
+        unlock(b->presence);
+    }
+    /* The snapshot, then the events held meanwhile that it does not include. */
+    publish_replay_done(b, sub, NULL, 0, false, &snap, snap != NULL ? 1 : 0);
+    message_unref(snap);
+}
+
+/* In the router at once (its events are held until the snapshot), the snapshot read later. */
+static int follow_through_backend(struct broker *b, struct subscription *sub, const char *route,
+                                  size_t len)
+{
+    struct snapshot_wait *sw = calloc(1, sizeof(*sw));
+    if (sw == NULL || router_subscribe_exact(&b->router, sub, route, len) != 0) {
+        free(sw);
+        return PRESENCE_ERR_NOMEM;
+    }
+    *sw = (struct snapshot_wait){.waiter.answered = snapshot_answered, .b = b, .sub = sub};
+    sub->replay_pending = true;
+    sub->presence_snapshot = &sw->waiter;
+    size_t prefix = strlen(PRESENCE_PREFIX);
+    if (b->fanout.ops->presence_query(b->fanout.ctx, route + prefix, len - prefix,
+                                      b->presence->max_users, true, &sw->waiter) == 0)
+        return 0;
+    sub->presence_snapshot = NULL;
+    free(sw);
+    /* The backend cannot ask now (Redis down): this node's own users. */
+    lock(b->presence);
+    struct message *snap = local_snapshot(b->presence, route, len);
+    unlock(b->presence);
+    publish_replay_done(b, sub, NULL, 0, false, &snap, snap != NULL ? 1 : 0);
     message_unref(snap);
     return 0;
 }
 
-char *presence_query_json(struct broker *b, const char *dest, size_t len)
+int presence_follow(struct broker *b, struct subscription *sub, const char *route, size_t len)
 {
     struct presence *p = b->presence;
-    uint64_t seq;
+    size_t prefix = strlen(PRESENCE_PREFIX);
+    if (!presence_is_events_name(route, len) || !presence_tracks(p, route + prefix, len - prefix))
+        return PRESENCE_ERR_OFF;
+    if (b->fanout.ops != NULL && b->fanout.ops->presence_query != NULL)
+        return follow_through_backend(b, sub, route, len);
+    return follow_locally(b, sub, route, len);
+}
+
+char *presence_answer_json(const char *dest, size_t len, const struct presence_answer *a,
+                           bool partial)
+{
     json_t *doc = json_object();
-    if (doc == NULL || json_object_set_new(doc, "destination", json_stringn(dest, len)) != 0) {
-        json_decref(doc);
-        return NULL;
-    }
-    lock(p);
-    int rc = add_users(p, dest, len, doc, &seq);
-    unlock(p);
-    char *text = rc == 0 ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = NULL;
+    if (doc != NULL && json_object_set_new(doc, "destination", json_stringn(dest, len)) == 0 &&
+        add_answer(doc, a) == 0 &&
+        (!partial || json_object_set_new(doc, "partial", json_true()) == 0))
+        text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(doc);
+    return text;
+}
+
+char *presence_query_json(struct broker *b, const char *dest, size_t len, bool partial)
+{
+    struct presence *p = b->presence;
+    struct presence_answer a;
+    lock(p);
+    int rc = local_answer(p, dest, len, &a);
+    char *text = rc == 0 ? presence_answer_json(dest, len, &a, partial) : NULL;
+    unlock(p);
+    if (rc == 0)
+        free((void *)a.names);
     return text;
 }

@@ -40,6 +40,10 @@ struct presence;
 struct presence *presence_new(const struct config *cfg, bool shared);
 void presence_free(struct presence *p);
 
+/* What names this process in a cluster backend's presence entries: the process's node id
+ * (cluster.node_id, when set) and random hex, new at each start. */
+const char *presence_process_id(const struct presence *p);
+
 /* Does a pattern match this exact /topic/ name (never a wildcard, never another prefix)? */
 bool presence_tracks(const struct presence *p, const char *dest, size_t len);
 
@@ -96,11 +100,27 @@ enum presence_follow_error {
  */
 int presence_follow(struct broker *b, struct subscription *sub, const char *route, size_t len);
 
+/* Who is on a destination, as a table or a backend answers: the names are borrowed for the call. */
+struct presence_answer {
+    const char *const *names; /* at most presence.max_users, in byte order */
+    size_t name_count;
+    size_t count;        /* every user present */
+    uint64_t seq, epoch; /* the newest event the answer includes, and the events' epoch */
+};
+
+/* Waits for a backend's answer (fanout_ops.presence_query); a NULL answer: none came. */
+struct presence_waiter {
+    void (*answered)(struct presence_waiter *w, const struct presence_answer *a);
+};
+
 /*
  * The answer of GET /api/presence for an exact /topic/ name: a JSON object text (malloc'd,
- * the caller frees) {"destination":D,"count":N,"users":[...],"truncated":bool}; NULL when out
- * of memory.
+ * the caller frees) {"destination":D,"count":N,"users":[...],"truncated":bool} with
+ * "partial":true when asked (a cluster node answering alone); NULL when out of memory.
  */
-char *presence_query_json(struct broker *b, const char *dest, size_t len);
+char *presence_answer_json(const char *dest, size_t len, const struct presence_answer *a,
+                           bool partial);
+/* The same from the process's table. */
+char *presence_query_json(struct broker *b, const char *dest, size_t len, bool partial);
 
 #endif

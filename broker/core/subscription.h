@@ -19,6 +19,7 @@ struct queue;
 struct broker;
 struct dict;
 struct session;
+struct presence_waiter;
 
 enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
 
@@ -92,6 +93,8 @@ struct subscription {
     /* presence (presence.h): owned, the login this subscription counts for on its tracked
      * destination; NULL when it counts for nobody (presence off, untracked, anonymous) */
     char *presence_user;
+    /* owned: the wait for a snapshot a backend reads (presence_follow()); NULL otherwise */
+    struct presence_waiter *presence_snapshot;
 };
 
 struct delivery_ops {

@@ -46,6 +46,79 @@ static void answer_error(struct conn *c, int status, const char *extra_headers, 
     json_decref(doc);
 }
 
+/* A query a backend answers later (a cluster reads Redis); on this loop's list meanwhile. */
+struct query_wait {
+    struct presence_waiter waiter; /* first: the backend's handle */
+    struct conn *c;                /* borrowed: holds this wait in http_pending */
+    struct query_wait *prev, *next;
+    size_t dest_len;
+    char dest[]; /* NUL-terminated */
+};
+
+/* Each loop is one thread: its waits are its own. */
+static _Thread_local struct query_wait *query_waits;
+
+static void unlink_wait(struct query_wait *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        query_waits = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+}
+
+static void query_answered(struct presence_waiter *waiter, const struct presence_answer *a)
+{
+    struct query_wait *w = (struct query_wait *)waiter;
+    struct conn *c = w->c;
+    unlink_wait(w);
+    c->http_pending = NULL;
+    /* No answer from the cluster (Redis down or slow): this node's users, flagged partial. */
+    answer_text(c, 200, NULL,
+                a != NULL ? presence_answer_json(w->dest, w->dest_len, a, false)
+                          : presence_query_json(c->broker, w->dest, w->dest_len, true));
+    free(w);
+}
+
+bool presence_api_abandon(struct conn *c)
+{
+    for (struct query_wait *w = query_waits; w != NULL; w = w->next) {
+        if (w->c != c)
+            continue;
+        unlink_wait(w);
+        c->http_pending = NULL;
+        c->broker->fanout.ops->presence_forget(c->broker->fanout.ctx, &w->waiter);
+        free(w);
+        return true;
+    }
+    return false;
+}
+
+/* The answer from the backend, later; false when it cannot ask now (answer from here). */
+static bool ask_backend(struct conn *c, const char *dest, size_t len)
+{
+    struct broker *b = c->broker;
+    if (b->fanout.ops == NULL || b->fanout.ops->presence_query == NULL)
+        return false;
+    struct query_wait *w = calloc(1, sizeof(*w) + len + 1);
+    if (w == NULL)
+        return false;
+    *w = (struct query_wait){.waiter.answered = query_answered, .c = c, .dest_len = len};
+    memcpy(w->dest, dest, len + 1);
+    if (b->fanout.ops->presence_query(b->fanout.ctx, dest, len, b->cfg.presence_max_users, false,
+                                      &w->waiter) != 0) {
+        free(w);
+        return false;
+    }
+    w->next = query_waits;
+    if (query_waits != NULL)
+        query_waits->prev = w;
+    query_waits = w;
+    c->http_pending = w;
+    return true;
+}
+
 void presence_api_serve(struct conn *c, const struct ws_http_request *req)
 {
     struct broker *b = c->broker;
@@ -77,8 +150,12 @@ void presence_api_serve(struct conn *c, const struct ws_http_request *req)
         snprintf(why, sizeof(why),
                  "presence is not kept for %.200s: no presence.pattern matches it", dest);
         answer_error(c, 404, NULL, why);
-    } else {
-        answer_text(c, 200, NULL, presence_query_json(b, dest, (size_t)len));
+    } else if (!ask_backend(c, dest, (size_t)len)) {
+        /* partial: a cluster node whose backend cannot ask Redis now answers alone */
+        answer_text(
+            c, 200, NULL,
+            presence_query_json(b, dest, (size_t)len,
+                                b->fanout.ops != NULL && b->fanout.ops->presence_query != NULL));
     }
     free(dest);
 }

@@ -20,7 +20,10 @@
 
 /* Is req for this route? */
 bool presence_api_route(const struct ws_http_request *req);
-/* Answers req (200, or a JSON error) and closes c gracefully. */
+/* Answers req (200, or a JSON error) and closes c gracefully; on a cluster the answer may wait
+ * for Redis, held in c->http_pending. */
 void presence_api_serve(struct conn *c, const struct ws_http_request *req);
+/* c goes away while its answer waits: true when the wait was this route's (now forgotten). */
+bool presence_api_abandon(struct conn *c);
 
 #endif

@@ -172,7 +172,8 @@ size_t http_body_wanted(struct conn *c, const struct ws_http_request *req)
 
 void http_abandon(struct conn *c)
 {
-    if (!admin_abandon(c)) /* the admin API's and the publish API's answers may come later */
+    /* the admin API's, GET /api/presence's and the publish API's answers may come later */
+    if (!admin_abandon(c) && !presence_api_abandon(c))
         api_abandon(c);
 }
 
