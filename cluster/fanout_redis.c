@@ -180,7 +180,8 @@ static const char *not_ready(void *ctx)
 static bool flushed(void *ctx)
 {
     struct fanout_redis *fr = ctx;
-    return streams_flushed(fr->streams) || !streams_link_up(fr->streams);
+    bool queues = streams_flushed(fr->streams) || !streams_link_up(fr->streams);
+    return queues && presence_redis_flushed(fr->presence); /* presence: the leaves of the end */
 }
 
 /* The figures /metrics shows, in this order (names and help as they always were). */

@@ -99,6 +99,7 @@ struct presence_redis {
     char node_id[CONFIG_ADDR_MAX + 24]; /* presence_process_id(): names this process's entries */
     unsigned ttl_ms;
     struct event *refresh;    /* owned: every ttl / 3 */
+    size_t edges_in_flight;   /* edge scripts sent and not answered: waited for at shutdown */
     struct pending *pendings; /* owned: sent or waiting, until their reply */
     uint64_t last_warn_ms;
 };
@@ -140,15 +141,28 @@ static void on_script(redisAsyncContext *ac, void *reply, void *arg)
         warn_reply(arg, "script failed", r);
 }
 
+static void on_edge(redisAsyncContext *ac, void *reply, void *arg)
+{
+    struct presence_redis *pr = arg;
+    pr->edges_in_flight--;
+    on_script(ac, reply, arg);
+}
+
+bool presence_redis_flushed(const struct presence_redis *pr)
+{
+    return pr == NULL || pr->edges_in_flight == 0 || !link_up(pr);
+}
+
 /* Runs EDGE_SCRIPT or REFRESH_SCRIPT with the node's arguments, then extra ones. */
-static int eval_node(struct presence_redis *pr, const char *script, int argc, const char **extra)
+static int eval_node(struct presence_redis *pr, const char *script, redisCallbackFn *fn, int argc,
+                     const char **extra)
 {
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%u", pr->ttl_ms);
     const char *args[9] = {pr->prefix, pr->node_id, ttl};
     for (int i = 0; i < argc && i < 6; i++)
         args[3 + i] = extra[i];
-    return eval(pr, script, on_script, pr, 3 + argc, args);
+    return eval(pr, script, fn, pr, 3 + argc, args);
 }
 
 void presence_redis_edge(struct presence_redis *pr, const char *dest, size_t len, const char *user,
@@ -160,7 +174,9 @@ void presence_redis_edge(struct presence_redis *pr, const char *dest, size_t len
     memcpy(name, dest, len);
     name[len] = '\0';
     const char *extra[] = {name, user, joined ? "1" : "-1"};
-    if (eval_node(pr, EDGE_SCRIPT, 3, extra) != 0)
+    if (eval_node(pr, EDGE_SCRIPT, on_edge, 3, extra) == 0)
+        pr->edges_in_flight++;
+    else
         log_warn(0, "presence: Redis down: the cluster misses %s's %s on %s", user,
                  joined ? "join" : "leave", name);
 }
@@ -290,7 +306,7 @@ static void refresh_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct presence_redis *pr = arg;
-    (void)eval_node(pr, REFRESH_SCRIPT, 0, NULL); /* down: the next tick tries again */
+    (void)eval_node(pr, REFRESH_SCRIPT, on_script, 0, NULL); /* down: the next tick tries again */
     struct timeval tv = {.tv_sec = pr->ttl_ms / 3000, .tv_usec = (pr->ttl_ms / 3 % 1000) * 1000};
     evtimer_add(pr->refresh, &tv);
 }

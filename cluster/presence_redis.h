@@ -47,6 +47,9 @@ void presence_redis_edge(struct presence_redis *pr, const char *dest, size_t len
 int presence_redis_query(struct presence_redis *pr, const char *dest, size_t len, size_t max,
                          bool follow, struct presence_waiter *w);
 void presence_redis_forget(struct presence_redis *pr, struct presence_waiter *w);
+/* At shutdown: have the edges sent (the leaves of the sessions that closed) been run, or is the
+ * link down (nothing more will be)? True for NULL (presence off). */
+bool presence_redis_flushed(const struct presence_redis *pr);
 /* Redis confirmed some interest: snapshots waiting for theirs may be read. */
 void presence_redis_confirmed(struct presence_redis *pr);
 

@@ -124,3 +124,21 @@ clusterTest('2 nodes with --threads 2: a user on both loops of a node and on the
     assert.deepEqual(event(await watch.message('p')), ['leave', 'alice', '0']);
     assert.equal(await watch.inbox.quiet(300, (f) => f.command === 'MESSAGE'), null);
   });
+
+clusterTest('a node that stops normally (SIGTERM) lets its users leave at once, not after the TTL',
+  { ids: ['gA', 'gB'], timeout: 30000, broker: { args: [...broker.args, '--set', 'presence.ttl_s=60'] } },
+  async ({ nodes }) => {
+    const [a, b] = nodes;
+    const watch = await tcpAs(b, 'dave', 'watcher@gB');
+    await watch.subscribe('/presence/topic/room.g', 'p');
+    await watch.message('p');
+    const alice = await tcpAs(a, 'alice');
+    await alice.subscribe('/topic/room.g', 'r');
+    assert.deepEqual(event(await watch.message('p')), ['join', 'alice', '1']);
+    const started = Date.now();
+    const exit = await a.stop(); // alice's session is still open: the shutdown closes it
+    assert.equal(exit.code, 0);
+    assert.deepEqual(event(await watch.message('p', 5000)), ['leave', 'alice', '0']);
+    assert.ok(Date.now() - started < 5000, 'well before the 60 s TTL');
+    assert.equal((await presenceOf(b, '/topic/room.g')).json.count, 0);
+  });
