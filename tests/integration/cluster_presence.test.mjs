@@ -8,7 +8,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { withTimeout, writeUsersFile } from './lib/broker.mjs';
-import { clusterTest, killNode, useSharedRedis } from './lib/cluster.mjs';
+import { RedisServer, clusterTest, killNode, useSharedRedis, waitLog } from './lib/cluster.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { apiKeyFile } from './lib/api.mjs';
 import { waitFor } from './lib/proc.mjs';
@@ -141,4 +141,20 @@ clusterTest('a node that stops normally (SIGTERM) lets its users leave at once, 
     assert.deepEqual(event(await watch.message('p', 5000)), ['leave', 'alice', '0']);
     assert.ok(Date.now() - started < 5000, 'well before the 60 s TTL');
     assert.equal((await presenceOf(b, '/topic/room.g')).json.count, 0);
+  });
+
+clusterTest('Redis down: GET /api/presence answers with this node\'s users and "partial": true',
+  { ids: ['rA'], timeout: 30000, broker, redis: () => RedisServer.start() }, async ({ nodes, redis }) => {
+    const [a] = nodes;
+    const alice = await tcpAs(a, 'alice');
+    await alice.subscribe('/topic/room.r', 'r');
+    await waitFor('the cluster count', async () => (await presenceOf(a, '/topic/room.r')).json.count === 1, 5000);
+    assert.deepEqual((await presenceOf(a, '/topic/room.r')).json,
+      { destination: '/topic/room.r', count: 1, users: ['alice'], truncated: false });
+    await redis.stop();
+    await waitLog(a, /redis publish link down/, 10000, 'the publish link down');
+    const alone = await presenceOf(a, '/topic/room.r');
+    assert.equal(alone.status, 200);
+    assert.deepEqual(alone.json,
+      { destination: '/topic/room.r', count: 1, users: ['alice'], truncated: false, partial: true });
   });

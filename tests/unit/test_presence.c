@@ -51,6 +51,11 @@ START_TEST(test_config_refuses_non_topic_patterns)
     ck_assert_int_eq(config_set(&cfg, "presence", "pattern", "/topic/", err, sizeof(err)), -1);
     ck_assert_uint_eq(cfg.presence_count, 0);
     ck_assert_uint_eq(cfg.presence_max_users, 100);
+    ck_assert_uint_eq(cfg.presence_ttl_s, 30);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_set(&cfg, "presence", "ttl_s", "0", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "presence.ttl_s (0) must be from 1 to 3600"));
 }
 END_TEST
 
