@@ -1,4 +1,5 @@
 #include "broker/http/admin_path.h"
+#include "broker/base/url.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -32,17 +33,6 @@ bool admin_path_claims(const char *path, size_t len)
            is_under(path, len, USERS);
 }
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /*
  * Percent-decodes src into out (ADMIN_ARG_MAX + 1 bytes, NUL-terminated); '+' is a space in a
  * query value. Refuses a bad escape, a value too long, and control octets (a login or a
@@ -50,23 +40,12 @@ static int hex_value(char ch)
  */
 static int decode(const char *src, size_t len, bool plus_is_space, char *out)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int ch = (unsigned char)src[i];
-        if (ch == '%') {
-            int hi = i + 2 < len ? hex_value(src[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_value(src[i + 2]) : -1;
-            if (lo < 0)
-                return -1;
-            ch = hi * 16 + lo;
-            i += 2;
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        if (ch < 0x20 || ch == 0x7f || n == ADMIN_ARG_MAX)
+    long n = url_decode(src, len, plus_is_space, out, ADMIN_ARG_MAX);
+    if (n < 0)
+        return -1;
+    for (long i = 0; i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
             return -1;
-        out[n++] = (char)ch;
-    }
     out[n] = '\0';
     return (int)n;
 }

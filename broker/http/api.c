@@ -1,4 +1,5 @@
 #include "broker/http/api.h"
+#include "broker/base/url.h"
 #include "broker/http/respond.h"
 #include "broker/base/log.h"
 #include "broker/base/message.h"
@@ -555,7 +556,7 @@ static int build_single(struct api_request *r, struct ws_slice raw, const char *
     struct stomp_header headers[WS_HTTP_MAX_HEADERS + 1];
     size_t count = 0;
     int rc = dest != NULL && names != NULL ? 0 : fail(r, 500, "out of memory");
-    ssize_t dest_len = rc == 0 ? http_url_decode(raw.ptr, raw.len, true, dest, raw.len) : -1;
+    long dest_len = rc == 0 ? url_decode(raw.ptr, raw.len, true, dest, raw.len) : -1;
     if (rc == 0 && dest_len < 0)
         rc = fail(r, 400, "destination is not properly percent-encoded");
     if (rc == 0)

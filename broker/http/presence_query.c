@@ -1,4 +1,5 @@
 #include "broker/http/presence_query.h"
+#include "broker/base/url.h"
 #include "broker/core/destination.h"
 
 #include <stdbool.h>
@@ -7,37 +8,14 @@
 
 #include "ws/utf8.h"
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes value (len bytes) into out (at most max bytes): the length or an error. */
 static long decode(const char *value, size_t len, char *out, size_t max)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = value[i];
-        if (c == '%') {
-            if (len - i < 3 || hex_value(value[i + 1]) < 0 || hex_value(value[i + 2]) < 0)
-                return PRESENCE_QUERY_BAD_ESCAPE;
-            c = (char)(hex_value(value[i + 1]) * 16 + hex_value(value[i + 2]));
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (n == max)
-            return PRESENCE_QUERY_TOO_LONG;
-        out[n++] = c;
-    }
+    long n = url_decode(value, len, true, out, max);
+    if (n < 0)
+        return n == URL_TOO_LONG ? PRESENCE_QUERY_TOO_LONG : PRESENCE_QUERY_BAD_ESCAPE;
     out[n] = '\0';
-    return (long)n;
+    return n;
 }
 
 /* The raw value of "destination" in query: 1 when there once, 0 when absent, -1 when repeated. */

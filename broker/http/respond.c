@@ -56,34 +56,3 @@ void http_respond_text(struct conn *c, int status, const char *extra_headers, co
     http_respond(c, status, extra_headers, "text/plain; charset=utf-8", body);
     evbuffer_free(body);
 }
-
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
-        return (ch | 0x20) - 'a' + 10;
-    return -1;
-}
-
-ssize_t http_url_decode(const char *src, size_t len, bool plus_is_space, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++, n++) {
-        char ch = src[i];
-        if (n == cap)
-            return -1;
-        if (ch == '%') {
-            int hi = i + 2 < len ? hex_value(src[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_value(src[i + 2]) : -1;
-            if (lo < 0)
-                return -1;
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        out[n] = ch;
-    }
-    return (ssize_t)n;
-}

@@ -1,6 +1,6 @@
 /*
  * respond.h - how every HTTP route answers: a whole response written to the connection, which
- * then closes gracefully; and the URL decoding the routes share.
+ * then closes gracefully (URL decoding is broker/base/url.h, which GET /sse shares).
  *
  * What it must not do: route, or read the socket (conn.c collects the request).
  */
@@ -9,7 +9,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 #include "broker/net/conn.h"
 
@@ -29,11 +28,5 @@ void http_respond(struct conn *c, int status, const char *extra_headers, const c
 
 /* A text/plain response: text and a newline. */
 void http_respond_text(struct conn *c, int status, const char *extra_headers, const char *text);
-
-/*
- * Percent-decodes src[0..len) into out (cap bytes, no NUL added); plus_is_space for query
- * strings (form encoding). Returns the decoded length, or -1 for a bad escape or no room.
- */
-ssize_t http_url_decode(const char *src, size_t len, bool plus_is_space, char *out, size_t cap);
 
 #endif

@@ -1,5 +1,6 @@
 #include "broker/http/routes.h"
 #include "broker/base/log.h"
+#include "broker/base/url.h"
 #include "broker/http/admin.h"
 #include "broker/http/api.h"
 #include "broker/http/metrics.h"
@@ -71,8 +72,7 @@ static bool static_resolve(const char *root, const struct ws_slice *path, char o
 {
     static const char index_html[] = "index.html";
     char decoded[PATH_MAX], real_root[PATH_MAX], joined[PATH_MAX];
-    ssize_t n =
-        http_url_decode(path->ptr, path->len, false, decoded, sizeof(decoded) - sizeof(index_html));
+    long n = url_decode(path->ptr, path->len, false, decoded, sizeof(decoded) - sizeof(index_html));
     if (n <= 0 || decoded[0] != '/' || memchr(decoded, '\0', (size_t)n) != NULL)
         return false;
     decoded[n] = '\0';

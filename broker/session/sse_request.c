@@ -10,23 +10,13 @@
  */
 #include "broker/session/sse_request.h"
 #include "broker/base/base64.h"
+#include "broker/base/url.h"
 
 #include <stdio.h>
 #include <string.h>
 
 /* Raw bytes of the longest token once decoded: base64 turns 3 bytes into 4 characters. */
 #define TOKEN_RAW_MAX (SSE_TOKEN_MAX / 4 * 3)
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static bool key_is(const char *key, size_t len, const char *want)
 {
@@ -39,25 +29,11 @@ static int decode_into(struct sse_request *r, const char *src, size_t len, size_
 {
     char *dst = r->storage + r->storage_used;
     size_t room = sizeof(r->storage) - r->storage_used;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = src[i];
-        if (c == '%') {
-            int hi = i + 2 < len ? hex_value(src[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value(src[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return SSE_REQUEST_BAD_ESCAPE;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (n >= room || n >= max)
-            return SSE_REQUEST_TOO_LONG;
-        dst[n++] = c;
-    }
-    r->storage_used += n;
-    *out = (struct sse_slice){dst, n};
+    long n = url_decode(src, len, true, dst, room < max ? room : max);
+    if (n < 0)
+        return n == URL_TOO_LONG ? SSE_REQUEST_TOO_LONG : SSE_REQUEST_BAD_ESCAPE;
+    r->storage_used += (size_t)n;
+    *out = (struct sse_slice){dst, (size_t)n};
     return 0;
 }
 
@@ -133,7 +109,7 @@ static int read_number(const char **p, const char *end, int base, char delim, ui
     const char *s = *p;
     size_t digits = 0;
     while (s < end && *s != delim) {
-        int d = base == 16 ? hex_value(*s) : (*s >= '0' && *s <= '9' ? *s - '0' : -1);
+        int d = base == 16 ? url_hex_value(*s) : (*s >= '0' && *s <= '9' ? *s - '0' : -1);
         if (d < 0 || digits == (base == 16 ? 16 : 19))
             return -1;
         v = v * (uint64_t)base + (uint64_t)d;
