@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(gcc meson ninja-build pkg-config libevent-dev libssl-dev libhiredis-dev libinih-dev libjansson-dev zlib1g-dev check
-          redis-server python3 python3-stomp openssl
+          redis-server redis-sentinel python3 python3-stomp openssl
           iproute2   # ip netns + tc netem: the slow-link case of tests/integration/cluster_faults.test.mjs
           chromium curl)  # the browser tests of examples/ (chromium via playwright-core; curl in notify.sh)
 

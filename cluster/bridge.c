@@ -1069,6 +1069,7 @@ void bridge_link_config(const struct bridge_config *cfg, const char *name, int d
         .reconnect_min_ms = cfg->reconnect_min_ms,
         .reconnect_max_ms = cfg->reconnect_max_ms,
         .connect_timeout_ms = cfg->connect_timeout_ms != 0 ? cfg->connect_timeout_ms : 5000,
+        .sentinel = cfg->sentinel,
     };
 }
 

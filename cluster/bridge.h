@@ -55,6 +55,9 @@ struct bridge_config {
     size_t max_headers;          /*   limits.max_frame_headers, */
     size_t max_header_bytes;     /*   limits.max_header_bytes */
     size_t max_body;             /*   and limits.max_body (defaults: the broker's defaults) */
+    /* sentinel: */
+    struct sentinel *sentinel; /* borrowed, NULL = redis_host:port; else every link finds the
+                                  master through it (redis.h), redis_host/port unused */
 };
 
 /* Defaults: 127.0.0.1:6379, db 0, prefix "stompws", no node id (random at bridge_new),

@@ -6,6 +6,7 @@
 #include "cluster/bridge.h"
 #include "cluster/history_redis.h"
 #include "cluster/presence_redis.h"
+#include "cluster/sentinel.h"
 #include "cluster/streams.h"
 
 #include <stdio.h>
@@ -18,6 +19,8 @@ struct fanout_redis {
     struct streams *streams; /* owned: queues */
     struct history_redis *history; /* owned: the history of topics with a policy */
     struct presence_redis *presence; /* owned: presence across nodes; NULL while it is off */
+    /* sentinel: */
+    struct sentinel *sentinel; /* owned, NULL without cluster.redis_sentinel: where the master is */
 };
 
 /* The router's interest transitions, followed in Redis. */
@@ -307,6 +310,7 @@ static void fanout_redis_free(void *ctx)
     bridge_free(fr->bridge);
     history_redis_free(fr->history);
     presence_redis_free(fr->presence);
+    sentinel_free(fr->sentinel); /* after every link that registered with it */
     free(fr);
 }
 
@@ -393,7 +397,9 @@ static int bridge_settings(const struct config *cfg, struct bridge_config *bcfg,
 {
     bridge_config_defaults(bcfg);
     char why[256];
-    if (bridge_parse_url(cfg->cluster_redis, bcfg, why, sizeof(why)) != 0) {
+    /* With sentinels, cluster.redis is optional and only its credentials and db are used. */
+    if (cfg->cluster_redis[0] != '\0' &&
+        bridge_parse_url(cfg->cluster_redis, bcfg, why, sizeof(why)) != 0) {
         snprintf(err, err_len, "cluster.redis: %s", why);
         return -1;
     }
@@ -411,9 +417,24 @@ static int bridge_settings(const struct config *cfg, struct bridge_config *bcfg,
     return 0;
 }
 
+/* sentinel: one per loop, made before the links that register with it. */
+static int start_sentinel(struct fanout_redis *fr, struct bridge_config *bcfg)
+{
+    struct sentinel_config scfg;
+    char err[500];
+    if (sentinel_settings(&fr->b->cfg, &scfg, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
+        return -1;
+    }
+    scfg.reconnect_min_ms = bcfg->reconnect_min_ms;
+    fr->sentinel = sentinel_new(fr->b->base, &scfg);
+    bcfg->sentinel = fr->sentinel;
+    return fr->sentinel != NULL ? 0 : -1;
+}
+
 int fanout_redis_start(struct broker *b)
 {
-    if (b->cfg.cluster_redis[0] == '\0')
+    if (!config_clustered(&b->cfg))
         return 0;
     struct bridge_config bcfg;
     char err[300];
@@ -427,6 +448,8 @@ int fanout_redis_start(struct broker *b)
     fr->b = b;
     /* Set before the links exist: broker_free() frees a half-built backend the same way. */
     b->fanout = (struct fanout){.ops = &fanout_redis_ops, .ctx = fr};
+    if (b->cfg.cluster_redis_sentinel[0] != '\0' && start_sentinel(fr, &bcfg) != 0)
+        return -1;
     const struct bridge_ops ops = {
         .ctx = fr, .deliver = deliver_remote, .confirmed = confirmed, .control = admin_control};
     fr->bridge = bridge_new(b->base, &bcfg, &ops);
@@ -438,13 +461,22 @@ int fanout_redis_start(struct broker *b)
     if (b->cfg.presence_count > 0 &&
         (fr->presence = presence_redis_new(b, fr->bridge, &bcfg)) == NULL)
         return -1;
-    log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(fr->bridge), bcfg.redis_host,
-             bcfg.redis_port);
+    if (fr->sentinel != NULL)
+        log_info(0, "cluster node %s through the redis master %s of %s", bridge_node_id(fr->bridge),
+                 b->cfg.cluster_redis_master, b->cfg.cluster_redis_sentinel);
+    else
+        log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(fr->bridge),
+                 bcfg.redis_host, bcfg.redis_port);
     return 0;
 }
 
 int fanout_redis_check_config(const struct config *cfg, char *err, size_t err_len)
 {
     struct bridge_config bcfg;
-    return cfg->cluster_redis[0] != '\0' ? bridge_settings(cfg, &bcfg, err, err_len) : 0;
+    struct sentinel_config scfg;
+    if (!config_clustered(cfg))
+        return 0;
+    if (bridge_settings(cfg, &bcfg, err, err_len) != 0)
+        return -1;
+    return cfg->cluster_redis_sentinel[0] != '\0' ? sentinel_settings(cfg, &scfg, err, err_len) : 0;
 }

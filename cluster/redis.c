@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker/base/log.h"
+#include "cluster/sentinel.h"
 
 /*
  * IDLE -> (RESOLVING ->) CONNECTING -> UP -> IDLE ...
@@ -35,6 +36,8 @@ struct redis_link {
     bool dropping;      /* redisAsyncFree asked, on_disconnect not yet run: send nothing */
     char last_error[160];
     struct redis_link_stats stats;
+    /* sentinel: */
+    char master_host[SENTINEL_HOST_MAX]; /* cfg.host points here: the master last connected to */
 };
 
 static void link_connect(struct redis_link *l);
@@ -76,13 +79,12 @@ static void link_lost(struct redis_link *l, bool was_up)
     if (l->freeing)
         return;
     if (was_up) {
-        log_warn(0, "cluster: redis %s link down (%s:%u): %s", l->cfg.name, l->cfg.host,
-                 l->cfg.port, l->last_error);
+        if (!l->cfg.quiet)
+            log_warn(0, "cluster: redis %s link down (%s:%u): %s", l->cfg.name, l->cfg.host,
+                     l->cfg.port, l->last_error);
         l->reported_down = true;
         l->attempt = 0;
-        if (l->ops.down != NULL)
-            l->ops.down(l->ops.ctx, l);
-    } else if (!l->reported_down) {
+    } else if (!l->reported_down && !l->cfg.quiet) {
         log_warn(
             0, "cluster: redis %s link cannot connect to %s:%u: %s (retrying, backoff up to %u ms)",
             l->cfg.name, l->cfg.host, l->cfg.port, l->last_error, l->cfg.reconnect_max_ms);
@@ -94,6 +96,13 @@ static void link_lost(struct redis_link *l, bool was_up)
     unsigned delay = backoff_ms(l);
     l->attempt++;
     timer_after(l->retry_timer, delay);
+    if (was_up && l->ops.down != NULL)
+        l->ops.down(l->ops.ctx, l);
+    if (!was_up && l->ops.failed != NULL)
+        l->ops.failed(l->ops.ctx, l);
+    /* The master we knew may be gone: the sentinels may know better (one question at a time). */
+    if (!was_up && l->cfg.sentinel != NULL)
+        sentinel_refresh(l->cfg.sentinel);
 }
 
 static void link_up(struct redis_link *l)
@@ -183,6 +192,32 @@ static void on_handshake_done(redisAsyncContext *ac, void *r, void *privdata)
     link_up(l);
 }
 
+/*
+ * sentinel: ROLE's first element says what the server is now. A demoted old master (or one the
+ * sentinels have not told yet) would take writes that a failover throws away: not used.
+ */
+static void on_role(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct redis_link *l = privdata;
+    redisReply *reply = r;
+    if (reply == NULL)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        on_handshake_step(ac, r, privdata);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING && reply->element[0]->len == 6 &&
+        memcmp(reply->element[0]->str, "master", 6) == 0)
+        return;
+    char why[160];
+    bool named = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                 reply->element[0]->type == REDIS_REPLY_STRING;
+    snprintf(why, sizeof(why), "not the master (ROLE says %.*s)",
+             named ? (int)reply->element[0]->len : 1, named ? reply->element[0]->str : "?");
+    link_drop(l, why); /* link_lost asks the sentinels again */
+}
+
 /* AUTH, SELECT, PING, queued at once: hiredis sends them as soon as the TCP connect completes. */
 static int send_handshake(struct redis_link *l)
 {
@@ -197,6 +232,8 @@ static int send_handshake(struct redis_link *l)
     }
     if (rc == REDIS_OK && l->cfg.db != 0)
         rc = redisAsyncCommand(ac, on_handshake_step, l, "SELECT %d", l->cfg.db);
+    if (rc == REDIS_OK && l->cfg.sentinel != NULL)
+        rc = redisAsyncCommand(ac, on_role, l, "ROLE");
     if (rc == REDIS_OK)
         rc = redisAsyncCommand(ac, on_handshake_done, l, "PING");
     return rc == REDIS_OK ? 0 : -1;
@@ -281,9 +318,28 @@ static void resolve(struct redis_link *l)
         l->dns_req = req;
 }
 
+/* sentinel: the master's address as the sentinels last said; false (attempt failed) if none. */
+static bool locate_master(struct redis_link *l)
+{
+    const char *host;
+    unsigned short port;
+    if (!sentinel_master(l->cfg.sentinel, &host, &port)) {
+        set_error(l, "no sentinel has told where the master is yet");
+        return false;
+    }
+    snprintf(l->master_host, sizeof(l->master_host), "%s", host);
+    l->cfg.host = l->master_host;
+    l->cfg.port = port;
+    return true;
+}
+
 static void link_connect(struct redis_link *l)
 {
     l->last_error[0] = '\0';
+    if (l->cfg.sentinel != NULL && !locate_master(l)) {
+        link_lost(l, false);
+        return;
+    }
     timer_after(l->deadline_timer, l->cfg.connect_timeout_ms);
     if (is_ip_literal(l->cfg.host))
         connect_to(l, l->cfg.host);
@@ -332,6 +388,14 @@ struct redis_link *redis_link_new(struct event_base *base, const struct redis_li
         l->cfg.reconnect_max_ms = l->cfg.reconnect_min_ms;
     if (l->cfg.connect_timeout_ms == 0)
         l->cfg.connect_timeout_ms = 5000;
+    if (l->cfg.sentinel != NULL) {
+        l->cfg.host = l->master_host; /* "" until the sentinels answer */
+        if (sentinel_attach(l->cfg.sentinel, l) != 0) {
+            l->cfg.sentinel = NULL; /* not attached: nothing to detach */
+            free(l);
+            return NULL;
+        }
+    }
     l->retry_timer = evtimer_new(base, on_retry, l);
     l->deadline_timer = evtimer_new(base, on_deadline, l);
     if (l->retry_timer == NULL || l->deadline_timer == NULL) {
@@ -347,6 +411,8 @@ void redis_link_free(struct redis_link *l)
     if (l == NULL)
         return;
     l->freeing = true;
+    if (l->cfg.sentinel != NULL)
+        sentinel_detach(l->cfg.sentinel, l);
     bool lookup_pending = l->dns_req != NULL;
     if (lookup_pending) {
         struct evdns_getaddrinfo_request *req = l->dns_req;
@@ -402,6 +468,11 @@ int redis_link_command_resp(struct redis_link *l, redisCallbackFn *fn, void *pri
 
 void redis_link_restart(struct redis_link *l)
 {
+    if (l->ac == NULL && l->state == LINK_IDLE && !l->freeing) {
+        l->attempt = 0; /* waiting in its backoff: try again soon */
+        timer_after(l->retry_timer, backoff_ms(l));
+        return;
+    }
     if (l->ac == NULL || l->dropping)
         return;
     l->stats.restarts++;

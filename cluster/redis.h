@@ -38,6 +38,12 @@ struct redis_link_config {
     int db;               /* SELECT db when not 0 */
     unsigned reconnect_min_ms, reconnect_max_ms; /* backoff bounds */
     unsigned connect_timeout_ms; /* TCP connect + AUTH/SELECT/PING must finish within this */
+    /* sentinel: */
+    struct sentinel *sentinel; /* borrowed, NULL = connect to host:port. Else the master's address
+                                  comes from it before each connect (host/port unused), the link
+                                  registers with it (it restarts the link on a failover), and a
+                                  server whose ROLE is not master counts as a failed connect */
+    bool quiet;                /* failures logged at debug level only (the owner reports them) */
 };
 
 struct redis_link;
@@ -49,6 +55,9 @@ struct redis_link_ops {
     /* The link was up and is gone. Every pending reply callback has already run with a NULL
      * reply. Do not send commands from here; wait for the next up(). */
     void (*down)(void *ctx, struct redis_link *link);
+    /* sentinel: optional, a connect attempt failed (the link retries after its backoff). Same
+     * rules as down(); the owner may free the link only later, outside the link's callbacks. */
+    void (*failed)(void *ctx, struct redis_link *link);
 };
 
 struct redis_link_stats {
@@ -83,7 +92,9 @@ int redis_link_command_resp(struct redis_link *link, redisCallbackFn *fn, void *
 
 /*
  * Drops the connection now and reconnects after the minimum backoff: for a link that is
- * connected but known bad (a subscribe link that no longer delivers). Logged by the caller.
+ * connected but known bad (a subscribe link that no longer delivers), or whose server moved
+ * (sentinel.h). A link waiting in its backoff tries again after the minimum backoff.
+ * Logged by the caller.
  */
 void redis_link_restart(struct redis_link *link);
 

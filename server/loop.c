@@ -303,7 +303,7 @@ static int start_fanout(struct broker *b, const struct loop_peers *peers)
 {
     if (peers != NULL)
         b->forward_reply = fanout_threads_forward_reply;
-    if (b->cfg.cluster_redis[0] != '\0')
+    if (config_clustered(&b->cfg))
         return fanout_redis_start(b);
     if (peers != NULL && peers->store != NULL)
         return fanout_threads_start(b, peers->store);

@@ -53,6 +53,10 @@ static void usage(FILE *out)
         "  --anonymous on|off    let clients in without credentials (default: on unless\n"
         "                        a users file or JWT key is configured)\n"
         "  --redis URL           join a cluster through Redis: redis://[:password@]host:port[/db]\n"
+        "  --redis-sentinel HOST:PORT[,HOST:PORT...]  find the Redis master through these\n"
+        "                        sentinels and follow its failovers (with --redis-master;\n"
+        "                        --redis then only gives the master's password and db)\n"
+        "  --redis-master NAME   the master's name the sentinels monitor\n"
         "  --node-id ID          this node's id in the cluster (default: random at start)\n"
         "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
         "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
@@ -89,6 +93,8 @@ enum {
     OPT_LOG_LEVEL,
     OPT_VERSION,
     OPT_REDIS,
+    OPT_REDIS_SENTINEL,
+    OPT_REDIS_MASTER,
     OPT_NODE_ID,
     OPT_WSS,
     OPT_STOMP_TLS,
@@ -122,6 +128,8 @@ static const struct option options[] = {
     {"set", required_argument, NULL, OPT_SET},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"redis", required_argument, NULL, OPT_REDIS},
+    {"redis-sentinel", required_argument, NULL, OPT_REDIS_SENTINEL},
+    {"redis-master", required_argument, NULL, OPT_REDIS_MASTER},
     {"node-id", required_argument, NULL, OPT_NODE_ID},
     {"wss", required_argument, NULL, OPT_WSS},
     {"stomp-tls", required_argument, NULL, OPT_STOMP_TLS},
@@ -203,6 +211,10 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "server", "log_format", arg, err, err_len);
     case OPT_REDIS:
         return config_set(cfg, "cluster", "redis", arg, err, err_len);
+    case OPT_REDIS_SENTINEL:
+        return config_set(cfg, "cluster", "redis_sentinel", arg, err, err_len);
+    case OPT_REDIS_MASTER:
+        return config_set(cfg, "cluster", "redis_master", arg, err, err_len);
     case OPT_NODE_ID:
         return config_set(cfg, "cluster", "node_id", arg, err, err_len);
     case OPT_WSS:

@@ -100,7 +100,7 @@ static struct loops *loops_new(const struct config *cfg)
     g->peers.inboxes = inboxes_new(g->count);
     bool ok = g->slots != NULL && g->peers.inboxes != NULL;
     /* With Redis every loop is a cluster node and queues live in Redis Streams. */
-    if (ok && cfg->cluster_redis[0] == '\0')
+    if (ok && !config_clustered(cfg))
         ok =
             (g->peers.store = shared_queues_new(g->peers.inboxes, cfg->queue_max_messages,
                                                 strcmp(cfg->queue_overflow, "block") == 0)) != NULL;

@@ -105,6 +105,12 @@ static const struct config_key config_keys[] = {
     KEY("cluster", "reconnect_max_ms", KEY_MS, cluster_reconnect_max_ms),
     KEY("cluster", "queue_visibility_ms", KEY_MS, cluster_queue_visibility_ms),
     KEY("cluster", "queue_buffer_bytes", KEY_SIZE, cluster_queue_buffer_bytes),
+    KEY("cluster", "redis_sentinel", KEY_STRING, cluster_redis_sentinel),
+    KEY("cluster", "redis_master", KEY_STRING, cluster_redis_master),
+    KEY("cluster", "sentinel_password", KEY_STRING, cluster_sentinel_password),
+    KEY("cluster", "sentinel_timeout_ms", KEY_MS, cluster_sentinel_timeout_ms),
+    KEY("cluster", "min_replicas_ack", KEY_SIZE, cluster_min_replicas_ack),
+    KEY("cluster", "wait_timeout_ms", KEY_MS, cluster_wait_timeout_ms),
     KEY("compression", "enabled", KEY_BOOL, compression_enabled),
     KEY("compression", "min_size", KEY_SIZE, compression_min_size),
     KEY("compression", "level", KEY_SIZE, compression_level),
@@ -172,6 +178,8 @@ void config_defaults(struct config *cfg)
     cfg->cluster_reconnect_max_ms = 5000;
     cfg->cluster_queue_visibility_ms = 30000;
     cfg->cluster_queue_buffer_bytes = 64u * 1024 * 1024;
+    cfg->cluster_sentinel_timeout_ms = 1000;
+    cfg->cluster_wait_timeout_ms = 1000;
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
     strcpy(cfg->auth_anonymous, "auto");
     cfg->auth_workers = 2;
@@ -651,6 +659,15 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "compression.level must be 1 (fastest) to 9 (smallest)");
         return -1;
     }
+    if ((cfg->cluster_redis_sentinel[0] != '\0') != (cfg->cluster_redis_master[0] != '\0')) {
+        snprintf(err, err_len, "cluster.redis_sentinel and cluster.redis_master go together");
+        return -1;
+    }
+    if (cfg->cluster_sentinel_timeout_ms == 0 || cfg->cluster_wait_timeout_ms == 0) {
+        snprintf(err, err_len,
+                 "cluster.sentinel_timeout_ms and cluster.wait_timeout_ms must be > 0");
+        return -1;
+    }
     if (cfg->max_ws_message < 1024 || cfg->max_body == 0 || cfg->max_frame_headers == 0) {
         snprintf(err, err_len,
                  "limits.max_ws_message must be >= 1024 and limits.max_body, "
@@ -711,6 +728,8 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
     case KEY_STRING:
         if (field == cfg->cluster_redis)
             config_redact_url(out, len, field);
+        else if (field == cfg->cluster_sentinel_password && field[0] != '\0')
+            snprintf(out, len, "***");
         else
             snprintf(out, len, "%s", field);
         return;
@@ -801,6 +820,11 @@ void config_redact_url(char *out, size_t len, const char *url)
     else
         snprintf(out, len, "%.*s%.*s%s", (int)(colon + 1 - url), url, (int)(stars < 3 ? stars : 3),
                  "***", at);
+}
+
+bool config_clustered(const struct config *cfg)
+{
+    return cfg->cluster_redis[0] != '\0' || cfg->cluster_redis_sentinel[0] != '\0';
 }
 
 size_t config_threads(const struct config *cfg)

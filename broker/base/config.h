@@ -132,6 +132,13 @@ struct config {
     unsigned cluster_queue_visibility_ms;  /* a queue message a node stops renewing is taken
                                               over by another node after this long */
     size_t cluster_queue_buffer_bytes;     /* queue messages kept until Redis confirms them */
+    /* sentinel: */
+    char cluster_redis_sentinel[CONFIG_ADDR_MAX]; /* HOST:PORT[,HOST:PORT...]; "" = no Sentinel */
+    char cluster_redis_master[256];               /* the master's name the sentinels monitor */
+    char cluster_sentinel_password[256];          /* AUTH for the sentinels; "" = none */
+    unsigned cluster_sentinel_timeout_ms;         /* bound on one sentinel's answer */
+    size_t cluster_min_replicas_ack;  /* WAIT for this many replicas before a queue RECEIPT */
+    unsigned cluster_wait_timeout_ms; /* WAIT's timeout */
 
     /* [compression]: permessage-deflate (RFC 7692) on WebSocket connections */
     bool compression_enabled;    /* offer accepted when a client makes one */
@@ -189,6 +196,9 @@ int config_validate(const struct config *cfg, char *err, size_t err_len);
  * be (the default tls.ciphers) does not load back from a file.
  */
 void config_print(const struct config *cfg, FILE *out);
+
+/* The node joins a cluster: cluster.redis or cluster.redis_sentinel is set. */
+bool config_clustered(const struct config *cfg);
 
 /* The event loops to run: server.threads, or for "auto" the usable CPUs up to the maximum. */
 size_t config_threads(const struct config *cfg);
