@@ -58,6 +58,9 @@ struct bridge_config {
     /* sentinel: */
     struct sentinel *sentinel; /* borrowed, NULL = redis_host:port; else every link finds the
                                   master through it (redis.h), redis_host/port unused */
+    unsigned min_replicas_ack; /* queue SENDs: WAIT for this many replicas before the publisher
+                                  hears (0 = no WAIT), streams.c */
+    unsigned wait_timeout_ms;  /* WAIT's timeout (0 = 1000) */
 };
 
 /* Defaults: 127.0.0.1:6379, db 0, prefix "stompws", no node id (random at bridge_new),

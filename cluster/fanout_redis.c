@@ -414,6 +414,8 @@ static int bridge_settings(const struct config *cfg, struct bridge_config *bcfg,
     bcfg->max_headers = cfg->max_frame_headers;
     bcfg->max_header_bytes = cfg->max_header_bytes;
     bcfg->max_body = cfg->max_body;
+    bcfg->min_replicas_ack = (unsigned)cfg->cluster_min_replicas_ack;
+    bcfg->wait_timeout_ms = cfg->cluster_wait_timeout_ms;
     return 0;
 }
 

@@ -466,13 +466,18 @@ int redis_link_command_resp(struct redis_link *l, redisCallbackFn *fn, void *pri
     return redisAsyncFormattedCommand(l->ac, fn, privdata, resp, len) == REDIS_OK ? 0 : -1;
 }
 
-void redis_link_restart(struct redis_link *l)
+void redis_link_moved(struct redis_link *l)
 {
     if (l->ac == NULL && l->state == LINK_IDLE && !l->freeing) {
-        l->attempt = 0; /* waiting in its backoff: try again soon */
+        l->attempt = 0; /* waiting in its backoff: try the new address soon */
         timer_after(l->retry_timer, backoff_ms(l));
         return;
     }
+    redis_link_restart(l);
+}
+
+void redis_link_restart(struct redis_link *l)
+{
     if (l->ac == NULL || l->dropping)
         return;
     l->stats.restarts++;

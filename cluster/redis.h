@@ -92,11 +92,13 @@ int redis_link_command_resp(struct redis_link *link, redisCallbackFn *fn, void *
 
 /*
  * Drops the connection now and reconnects after the minimum backoff: for a link that is
- * connected but known bad (a subscribe link that no longer delivers), or whose server moved
- * (sentinel.h). A link waiting in its backoff tries again after the minimum backoff.
- * Logged by the caller.
+ * connected but known bad (a subscribe link that no longer delivers). Logged by the caller.
  */
 void redis_link_restart(struct redis_link *link);
+
+/* sentinel: the server moved. As redis_link_restart(), and a link waiting in its backoff (or
+ * without an address yet) tries again after the minimum backoff instead. */
+void redis_link_moved(struct redis_link *link);
 
 /*
  * RESP for "PUBLISH channel <payload of payload_len bytes>" minus the payload and its closing

@@ -133,7 +133,7 @@ static void restart_links(struct sentinel *s)
 {
     /* A restart runs the links' down() callbacks now; none of them attaches or detaches. */
     for (size_t i = 0; i < s->link_count; i++)
-        redis_link_restart(s->links[i]);
+        redis_link_moved(s->links[i]);
 }
 
 /* A new answer: when it moves the master, every link goes there (the first answer too: links

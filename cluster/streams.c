@@ -30,6 +30,9 @@ struct pending {
     bool is_append;
     bool sent; /* sent on the current link, reply not in yet */
     size_t len;
+    /* sentinel: cluster.min_replicas_ack */
+    uint64_t send_seq; /* streams.send_seq when it was last sent: which WAIT covers it */
+    bool stored;       /* an append Redis stored, waiting for its WAIT to be answered */
     char resp[]; /* the command, in RESP */
 };
 
@@ -102,6 +105,10 @@ struct streams {
     bool scratch_failed;
     uint64_t last_warn_ms, last_decode_warn_ms;
     struct streams_stats stats;
+    /* sentinel: cluster.min_replicas_ack */
+    uint64_t send_seq;        /* commands sent on the command link so far */
+    bool wait_due;            /* appends were sent since the last WAIT */
+    struct event *wait_event; /* owned: sends one WAIT for the appends of a loop turn */
 };
 
 /* ---- RESP building --------------------------------------------------------------------------- */
@@ -264,6 +271,11 @@ static void on_confirmed(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     bool refused = reply->type == REDIS_REPLY_ERROR;
+    if (p->is_append && !refused && s->cfg.min_replicas_ack > 0) {
+        s->stats.appended++;
+        p->stored = true; /* the publisher hears when the WAIT after it is answered */
+        return;
+    }
     if (p->is_append) {
         if (refused)
             s->stats.append_errors++;
@@ -280,8 +292,100 @@ static void on_confirmed(redisAsyncContext *ac, void *r, void *privdata)
 
 static void pending_send(struct streams *s, struct pending *p)
 {
-    if (redis_link_command_resp(s->cmd, on_confirmed, p, p->resp, p->len) == 0)
-        p->sent = true;
+    if (redis_link_command_resp(s->cmd, on_confirmed, p, p->resp, p->len) != 0)
+        return;
+    p->sent = true;
+    p->stored = false;
+    p->send_seq = ++s->send_seq;
+    if (p->is_append && s->cfg.min_replicas_ack > 0) {
+        s->wait_due = true;
+        event_active(s->wait_event, EV_TIMEOUT, 1);
+    }
+}
+
+static void pending_resend(struct streams *s);
+
+/* ---- cluster.min_replicas_ack: WAIT after the appends ---------------------------------------- */
+
+/*
+ * Redis replicates asynchronously: a failover can lose an XADD the old master answered. With
+ * min_replicas_ack = N, the appends sent during one loop turn are followed on the same link by one
+ * `WAIT N timeout` (WAIT covers every write the connection made before it), and their publishers
+ * hear only from its answer: a RECEIPT when at least N replicas have them, else an ERROR (the
+ * message is in the master and may yet be delivered, but it is not acknowledged as safe).
+ */
+struct wait_call {
+    struct streams *owner; /* borrowed */
+    uint64_t covers;       /* appends with send_seq up to this one */
+};
+
+/* The link was lost before the WAIT was answered, or it could not be sent: the appends it was to
+ * cover are sent again (to the new master after a failover): at least once, never unconfirmed. */
+static void unwait(struct streams *s, uint64_t covers)
+{
+    for (struct pending *p = s->pending_head; p != NULL; p = p->next)
+        if (p->stored && p->send_seq <= covers)
+            p->sent = p->stored = false;
+}
+
+static void on_waited(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct wait_call *w = privdata;
+    struct streams *s = w->owner;
+    uint64_t covers = w->covers;
+    free(w);
+    const redisReply *reply = r;
+    if (reply == NULL) {
+        unwait(s, covers);
+        return;
+    }
+    long long replicas = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    bool enough = replicas >= (long long)s->cfg.min_replicas_ack;
+    char why[200];
+    snprintf(why, sizeof(why),
+             "%lld of the %u replicas cluster.min_replicas_ack asks for confirmed it within %u ms",
+             replicas < 0 ? 0 : replicas, s->cfg.min_replicas_ack, s->cfg.wait_timeout_ms);
+    if (!enough) {
+        s->stats.wait_timeouts++;
+        if (cluster_warn_due(&s->last_warn_ms))
+            log_warn(0, "cluster queues: WAIT: %s", why);
+    }
+    struct pending *next;
+    for (struct pending *p = s->pending_head; p != NULL; p = next) {
+        next = p->next; /* an answer may add pendings (at the tail), never remove one */
+        if (!p->stored || p->send_seq > covers)
+            continue;
+        s->stats.unreplicated += !enough;
+        if (p->waiter != NULL)
+            s->ops.appended(s->ops.ctx, p->waiter, enough ? NULL : why);
+        pending_unlink(s, p);
+        free(p);
+    }
+}
+
+static void on_wait_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct streams *s = arg;
+    if (!s->wait_due)
+        return;
+    s->wait_due = false;
+    struct wait_call *w = malloc(sizeof(*w));
+    char replicas[16], timeout[16];
+    snprintf(replicas, sizeof(replicas), "%u", s->cfg.min_replicas_ack);
+    snprintf(timeout, sizeof(timeout), "%u", s->cfg.wait_timeout_ms);
+    const char *argv[] = {"WAIT", replicas, timeout};
+    const size_t lens[] = {4, strlen(replicas), strlen(timeout)};
+    if (w != NULL) {
+        *w = (struct wait_call){.owner = s, .covers = s->send_seq};
+        if (redis_link_command_argv(s->cmd, on_waited, w, 3, argv, lens) == 0)
+            return;
+    }
+    free(w);
+    unwait(s, s->send_seq);
+    pending_resend(s);
 }
 
 /* Queues the command in s->scratch to be confirmed. -1 when out of memory or over the buffer. */
@@ -1144,10 +1248,11 @@ static int streams_init(struct streams *s)
     struct timeval tick = {.tv_sec = tick_ms / 1000, .tv_usec = (tick_ms % 1000) * 1000};
     s->decoded_headers = calloc(s->limits.max_headers, sizeof(*s->decoded_headers));
     s->turn_event = event_new(s->base, -1, 0, on_turn, s);
+    s->wait_event = event_new(s->base, -1, 0, on_wait_due, s);
     s->tick_timer = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     s->retry_timer = evtimer_new(s->base, on_retry, s);
-    if (s->decoded_headers == NULL || s->turn_event == NULL || s->tick_timer == NULL ||
-        s->retry_timer == NULL || event_add(s->tick_timer, &tick) != 0)
+    if (s->decoded_headers == NULL || s->turn_event == NULL || s->wait_event == NULL ||
+        s->tick_timer == NULL || s->retry_timer == NULL || event_add(s->tick_timer, &tick) != 0)
         return -1;
     s->cmd = link_new(s, "queue", on_cmd_up, on_cmd_down);
     s->reader = link_new(s, "queue-reader", on_reader_up, on_reader_down);
@@ -1166,6 +1271,8 @@ struct streams *streams_new(struct event_base *base, const struct bridge_config 
     s->ops = *ops;
     s->visibility_ms = visibility_ms != 0 ? visibility_ms : STREAMS_DEFAULT_VISIBILITY_MS;
     s->buffer_bytes = buffer_bytes != 0 ? buffer_bytes : STREAMS_DEFAULT_BUFFER_BYTES;
+    if (s->cfg.wait_timeout_ms == 0)
+        s->cfg.wait_timeout_ms = 1000;
     s->last_renew_ms = cluster_now_ms();
     bridge_envelope_limits(&s->cfg, &s->limits);
     dict_init(&s->queues);
@@ -1201,6 +1308,8 @@ void streams_free(struct streams *s)
     dict_reset(&s->queues);
     if (s->turn_event != NULL)
         event_free(s->turn_event);
+    if (s->wait_event != NULL)
+        event_free(s->wait_event);
     if (s->tick_timer != NULL)
         event_free(s->tick_timer);
     if (s->retry_timer != NULL)

@@ -111,6 +111,9 @@ struct streams_stats {
     uint64_t decode_errors;  /* entries dropped (acked) because they could not be decoded */
     uint64_t buffered_bytes; /* gauge: bytes of commands not yet confirmed */
     uint64_t held;           /* gauge: entries this node holds (waiting or unacked) */
+    /* sentinel: cluster.min_replicas_ack */
+    uint64_t wait_timeouts; /* WAITs answered with fewer replicas than asked */
+    uint64_t unreplicated;  /* queue SENDs answered with an ERROR because of those */
 };
 const struct streams_stats *streams_stats(const struct streams *s);
 

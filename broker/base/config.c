@@ -663,6 +663,11 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "cluster.redis_sentinel and cluster.redis_master go together");
         return -1;
     }
+    if (cfg->cluster_min_replicas_ack > 100) {
+        snprintf(err, err_len, "cluster.min_replicas_ack must be from 0 to 100 (got %zu)",
+                 cfg->cluster_min_replicas_ack);
+        return -1;
+    }
     if (cfg->cluster_sentinel_timeout_ms == 0 || cfg->cluster_wait_timeout_ms == 0) {
         snprintf(err, err_len,
                  "cluster.sentinel_timeout_ms and cluster.wait_timeout_ms must be > 0");
