@@ -171,6 +171,10 @@ static void forget_waiter(void *ctx, struct session *waiter)
 static const char *not_ready(void *ctx)
 {
     struct fanout_redis *fr = ctx;
+    const char *host;
+    unsigned short port;
+    if (fr->sentinel != NULL && !sentinel_master(fr->sentinel, &host, &port))
+        return "no sentinel has told where the Redis master is";
     if (!bridge_link_up(fr->bridge))
         return "cluster link to Redis is down";
     if (!streams_link_up(fr->streams))
@@ -210,6 +214,11 @@ enum {
     FIG_HISTORY_NOT_RETAINED,
     FIG_HISTORY_REPLAYS,
     FIG_HISTORY_REPLAYS_LOST,
+    /* sentinel: */
+    FIG_QUEUE_WAIT_TIMEOUTS,
+    FIG_QUEUE_UNREPLICATED,
+    FIG_SENTINEL_FAILOVERS,
+    FIG_SENTINEL_SKIPPED,
     FIG_COUNT
 };
 
@@ -268,6 +277,21 @@ static const struct fanout_figure figure_names[FIG_COUNT] = {
                                   "Replays answered x-stream-recovered:false because Redis could "
                                   "not be read.",
                                   FANOUT_COUNTER},
+    /* sentinel: */
+    [FIG_QUEUE_WAIT_TIMEOUTS] = {"stompws_cluster_queue_wait_timeouts_total",
+                                 "WAITs after queue appends answered with fewer replicas than "
+                                 "cluster.min_replicas_ack.",
+                                 FANOUT_COUNTER},
+    [FIG_QUEUE_UNREPLICATED] = {"stompws_cluster_queue_unreplicated_total",
+                                "Queue SENDs answered with an ERROR because too few replicas "
+                                "confirmed them (cluster.min_replicas_ack).",
+                                FANOUT_COUNTER},
+    [FIG_SENTINEL_FAILOVERS] = {"stompws_cluster_sentinel_failovers_total",
+                                "Moves of the Redis master this node followed (Sentinel).",
+                                FANOUT_COUNTER},
+    [FIG_SENTINEL_SKIPPED] = {"stompws_cluster_sentinel_skipped_total",
+                              "Sentinels skipped: down, too slow, or not knowing the master.",
+                              FANOUT_COUNTER},
 };
 
 static void figures(void *ctx, struct fanout_figures *out)
@@ -298,6 +322,12 @@ static void figures(void *ctx, struct fanout_figures *out)
     v[FIG_HISTORY_NOT_RETAINED] = h->not_retained;
     v[FIG_HISTORY_REPLAYS] = h->replays;
     v[FIG_HISTORY_REPLAYS_LOST] = h->replays_lost;
+    v[FIG_QUEUE_WAIT_TIMEOUTS] = s->wait_timeouts;
+    v[FIG_QUEUE_UNREPLICATED] = s->unreplicated;
+    if (fr->sentinel != NULL) {
+        v[FIG_SENTINEL_FAILOVERS] = sentinel_stats(fr->sentinel)->switches;
+        v[FIG_SENTINEL_SKIPPED] = sentinel_stats(fr->sentinel)->sentinels_failed;
+    }
 }
 
 /* After the loop's sessions: their releases and unsubscribes still reach the links. */

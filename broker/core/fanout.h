@@ -41,7 +41,7 @@ struct fanout_figure {
     enum fanout_figure_kind kind;
 };
 
-#define FANOUT_FIGURES_MAX 24
+#define FANOUT_FIGURES_MAX 32
 
 /* A backend's figures, in the order of its descriptor table (fanout_ops.figure_names). */
 struct fanout_figures {

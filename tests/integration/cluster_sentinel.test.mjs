@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, sleep, startBroker, withTimeout } from './lib/broker.mjs';
-import { REDIS_SERVER, freePort, linksUp, waitLog } from './lib/cluster.mjs';
+import { REDIS_SERVER, freePort, linksUp, metricsText, readyz, waitLog } from './lib/cluster.mjs';
 import { MASTER_NAME, REDIS_SENTINEL, startSentinelTopology } from './lib/sentinel.mjs';
 import { tcpStomp, uniq } from './lib/stomp.mjs';
 
@@ -156,6 +156,7 @@ test('SIGKILL of the master under topic traffic: delivery across nodes resumes w
       assert.deepEqual(lostAfter, [], 'nothing lost once delivery was back');
       assert.equal(seen.size, got.length, 'no message twice');
       const lost = sent.length - seen.size;
+      for (const n of [a, b]) assert.match(await metricsText(n), /^stompws_cluster_sentinel_failovers_total [1-9]/m);
       report('failover', { resumedAfterKillMs: resumedMs, boundMs: RESUME_BOUND_MS, sent: sent.length, lost });
       // The old master comes back: the sentinels make it a replica of the new one.
       await old.spawn();
@@ -288,6 +289,33 @@ test(`min_replicas_ack=${MIN_REPLICAS_ACK}: SIGKILL of the master while its repl
       sends: pub.sends, errors: pub.errors, failedOverMs,
     });
     assert.equal(pub.receipted.size, TOTAL, 'every id receipted');
+    // Each ERROR the publisher got was a WAIT with too few replicas, and /metrics counts it.
+    const metricsA = await metricsText(a);
+    const metric = (name) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(metricsA)?.[1]);
+    assert.ok(metric('stompws_cluster_queue_unreplicated_total') >= pub.errors, 'unreplicated SENDs counted');
+    if (pub.errors > 0) assert.ok(metric('stompws_cluster_queue_wait_timeouts_total') > 0, 'WAIT timeouts counted');
     assert.deepEqual(lost.slice(0, 20), [], `no receipted id lost (${lost.length} lost)`);
   });
+});
+
+test('no sentinel answers: the node serves its own clients and /readyz says why', { skip, timeout: 30000 }, async () => {
+  const node = await startBroker({
+    args: ['--redis-sentinel', `127.0.0.1:${await freePort()},127.0.0.1:${await freePort()}`,
+      '--redis-master', MASTER_NAME, '--set', 'cluster.sentinel_timeout_ms=200'],
+  });
+  try {
+    await sleep(500);
+    const r = await readyz(node);
+    assert.equal(r.status, 503);
+    assert.match(r.body, /no sentinel has told where the Redis master is/);
+    assert.match(await metricsText(node), /^stompws_cluster_sentinel_skipped_total [1-9]/m);
+    const c = node.track(await tcpStomp(node, { label: 'local' }));
+    await c.subscribe('/topic/local', 's');
+    c.send('SEND', { destination: '/topic/local' }, 'here');
+    assert.equal((await c.message('s')).text, 'here');
+  } finally {
+    await node.closeClients();
+    const exit = await node.stop();
+    assert.deepEqual([exit.code, exit.signal], [0, null], node.logTail(40));
+  }
 });
