@@ -66,7 +66,7 @@ static int parse_one(const char *p, size_t len, struct sentinel_addr *out)
         host++;
         host_len -= 2;
     }
-    size_t digits = len - host_len - (size_t)(host - p) - 1 - (p[0] == '[' ? 1 : 0);
+    size_t digits = (size_t)(p + len - (colon + 1));
     if (host_len >= sizeof(out->host) || digits == 0 || digits > 5)
         return -1;
     unsigned long port = 0;

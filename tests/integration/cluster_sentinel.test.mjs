@@ -13,14 +13,18 @@
 //   - with cluster.min_replicas_ack = 1, no receipted queue message is lost when the master is
 //     SIGKILLed while its replica lags behind (stopped, its link cut): 10,000 ids, a publisher
 //     that sends again what got no RECEIPT, competing consumers on two other nodes (started
-//     after the failover, so they read what the new master kept), every id delivered. STOMPWS_SENTINEL_ACK=0 runs it without WAIT: then it loses messages (the check
-//     that the test can fail).
+//     after the failover, so they read what the new master kept), every id delivered.
+//     STOMPWS_SENTINEL_ACK=0 runs it without WAIT: then it loses messages (the check that the
+//     test can fail);
+//   - no sentinel answers: the node serves its own clients, /readyz says why, it exits 0;
+//   - a sentinel with requirepass is asked with cluster.sentinel_password, skipped with a wrong
+//     one.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, sleep, startBroker, withTimeout } from './lib/broker.mjs';
 import { REDIS_SERVER, freePort, linksUp, metricsText, readyz, waitLog } from './lib/cluster.mjs';
-import { MASTER_NAME, REDIS_SENTINEL, startSentinelTopology } from './lib/sentinel.mjs';
+import { MASTER_NAME, REDIS_SENTINEL, Sentinel, startSentinelTopology } from './lib/sentinel.mjs';
 import { tcpStomp, uniq } from './lib/stomp.mjs';
 
 const MIN_REPLICAS_ACK = Number(process.env.STOMPWS_SENTINEL_ACK ?? 1);
@@ -51,13 +55,13 @@ async function until(pred, timeoutMs, what) {
 
 // Brokers joined through the sentinels (extra sentinel addresses listed first), stopped after
 // fn (each must exit 0 on SIGTERM); on failure the tail of each broker's log is attached.
-async function withNodes(ids, { extraSentinels = [], args = [] }, fn) {
+async function withNodes(ids, { extraSentinels = [], sentinels = null, args = [] }, fn) {
   const nodes = [];
   let error = null;
   try {
     for (const id of ids) {
       const node = await startBroker({
-        args: ['--redis-sentinel', topology.addrs(extraSentinels), '--redis-master', MASTER_NAME,
+        args: ['--redis-sentinel', sentinels ?? topology.addrs(extraSentinels), '--redis-master', MASTER_NAME,
           '--node-id', id, ...args],
       });
       node.nodeId = id;
@@ -317,5 +321,30 @@ test('no sentinel answers: the node serves its own clients and /readyz says why'
     await node.closeClients();
     const exit = await node.stop();
     assert.deepEqual([exit.code, exit.signal], [0, null], node.logTail(40));
+  }
+});
+
+test('a sentinel with a password: asked with cluster.sentinel_password, skipped with a wrong one', { skip, timeout: 60000 }, async () => {
+  const guarded = new Sentinel(await freePort(), await topology.masterPort(), { password: 's3cret' });
+  let wrong = null;
+  try {
+    await guarded.spawn();
+    const addr = `127.0.0.1:${guarded.port}`;
+    await withNodes(['nP'], { sentinels: addr, args: ['--set', 'cluster.sentinel_password=s3cret'] }, async () => {});
+    wrong = await startBroker({
+      args: ['--redis-sentinel', addr, '--redis-master', MASTER_NAME, '--set', 'cluster.sentinel_password=wrong',
+        '--set', 'cluster.sentinel_timeout_ms=200'],
+    });
+    await sleep(500);
+    const r = await readyz(wrong);
+    assert.equal(r.status, 503);
+    assert.match(r.body, /no sentinel has told where the Redis master is/);
+  } finally {
+    if (wrong) {
+      await wrong.closeClients();
+      const exit = await wrong.stop();
+      assert.deepEqual([exit.code, exit.signal], [0, null], wrong.logTail(40));
+    }
+    await guarded.stop();
   }
 });

@@ -45,7 +45,8 @@ const fields = (reply) => {
 };
 
 export class Sentinel {
-  constructor(port, masterPort) {
+  // password: the sentinel's requirepass (clients must AUTH; command() does not).
+  constructor(port, masterPort, { password = '' } = {}) {
     this.port = port;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-sentinel-'));
     this.conf = path.join(this.dir, 'sentinel.conf');
@@ -55,6 +56,7 @@ export class Sentinel {
       `port ${port}`,
       'bind 127.0.0.1',
       `dir ${this.dir}`,
+      ...(password ? [`requirepass ${password}`] : []),
       `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterPort} 2`,
       `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
       `sentinel failover-timeout ${MASTER_NAME} 5000`,
@@ -70,7 +72,10 @@ export class Sentinel {
     child.stdout.on('data', (d) => { this.log += d; });
     child.stderr.on('data', (d) => { this.log += d; });
     this.exited = new Promise((resolve) => child.on('exit', () => { liveSentinels.delete(child); resolve(); }));
-    await until(async () => (await this.command('PING')) === 'PONG', 5000, `redis-sentinel on port ${this.port}`);
+    await until(async () => {
+      const pong = await this.command('PING');
+      return pong === 'PONG' || /NOAUTH/.test(String(pong?.message));
+    }, 5000, `redis-sentinel on port ${this.port}`);
   }
 
   command(...args) { return redisCommand(this.port, args); }
