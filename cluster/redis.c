@@ -112,7 +112,10 @@ static void link_up(struct redis_link *l)
     l->stats.connects++;
     if (l->ever_up || l->attempt > 0)
         l->stats.reconnects++;
-    log_info(0, "cluster: redis %s link up (%s:%u)", l->cfg.name, l->cfg.host, l->cfg.port);
+    if (l->cfg.quiet)
+        log_debug(0, "cluster: redis %s link up (%s:%u)", l->cfg.name, l->cfg.host, l->cfg.port);
+    else
+        log_info(0, "cluster: redis %s link up (%s:%u)", l->cfg.name, l->cfg.host, l->cfg.port);
     l->ever_up = true;
     l->reported_down = false;
     l->attempt = 0;
@@ -337,7 +340,11 @@ static void link_connect(struct redis_link *l)
 {
     l->last_error[0] = '\0';
     if (l->cfg.sentinel != NULL && !locate_master(l)) {
+        /* Not this link's failure: the sentinel object warns when no sentinel answers. */
+        bool quiet = l->cfg.quiet;
+        l->cfg.quiet = true;
         link_lost(l, false);
+        l->cfg.quiet = quiet;
         return;
     }
     timer_after(l->deadline_timer, l->cfg.connect_timeout_ms);

@@ -30,6 +30,8 @@ struct sentinel {
     size_t query_first;        /* where the next question starts: the last one that answered */
     size_t query_tried;        /* sentinels asked in this round */
     struct event *query_timer; /* owned: bounds one sentinel's answer */
+    struct event *again_timer; /* owned: a question asked too soon after the last one */
+    uint64_t last_query_ms;    /* when the last question started */
     struct sconn *watch;       /* owned: the +switch-master subscription, NULL between two */
     size_t watch_next;         /* the sentinel to watch through next */
     size_t watch_failures;     /* failed watch connections since the last one that came up */
@@ -319,12 +321,32 @@ static void query_step(struct sentinel *s)
                  s->cfg.addr_count, s->cfg.master_name);
 }
 
+/*
+ * Every link that fails to connect asks again, so during an outage questions would come at the
+ * links' backoff rate, from every loop of every node: at most one per SENTINEL_QUERY_GAP_MS
+ * here. +switch-master, not polling, is what moves the links quickly.
+ */
+#define SENTINEL_QUERY_GAP_MS 250
+
 void sentinel_refresh(struct sentinel *s)
 {
-    if (s->query != NULL)
+    if (s->query != NULL || evtimer_pending(s->again_timer, NULL))
         return;
+    uint64_t now = cluster_now_ms();
+    if (s->last_query_ms != 0 && now - s->last_query_ms < SENTINEL_QUERY_GAP_MS) {
+        timer_after(s->again_timer, (unsigned)(SENTINEL_QUERY_GAP_MS - (now - s->last_query_ms)));
+        return;
+    }
+    s->last_query_ms = now;
     s->query_tried = 0;
     query_start(s);
+}
+
+static void on_again(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sentinel_refresh(arg);
 }
 
 /* ---- the watch: SUBSCRIBE +switch-master ---------------------------------------------------- */
@@ -444,8 +466,10 @@ struct sentinel *sentinel_new(struct event_base *base, const struct sentinel_con
         s->cfg.timeout_ms = 1000;
     s->query_timer = evtimer_new(base, on_query_timeout, s);
     s->watch_timer = evtimer_new(base, on_watch_timer, s);
+    s->again_timer = evtimer_new(base, on_again, s);
     s->step_event = event_new(base, -1, 0, on_step, s);
-    if (s->query_timer == NULL || s->watch_timer == NULL || s->step_event == NULL) {
+    if (s->query_timer == NULL || s->watch_timer == NULL || s->again_timer == NULL ||
+        s->step_event == NULL) {
         sentinel_free(s);
         return NULL;
     }
@@ -464,6 +488,8 @@ void sentinel_free(struct sentinel *s)
         event_free(s->query_timer);
     if (s->watch_timer != NULL)
         event_free(s->watch_timer);
+    if (s->again_timer != NULL)
+        event_free(s->again_timer);
     if (s->step_event != NULL)
         event_free(s->step_event);
     free(s->links);
