@@ -18,12 +18,16 @@
 //     test can fail);
 //   - no sentinel answers: the node serves its own clients, /readyz says why, it exits 0;
 //   - a sentinel with requirepass is asked with cluster.sentinel_password, skipped with a wrong
-//     one.
+//     one;
+//   - a server whose ROLE is not master is never used, even when a (stand-in) sentinel names it.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, sleep, startBroker, withTimeout } from './lib/broker.mjs';
-import { REDIS_SERVER, freePort, linksUp, metricsText, readyz, waitLog } from './lib/cluster.mjs';
+import {
+  REDIS_SERVER, freePort, linksUp, metricsText, parseReply, readyz, resp, waitLog,
+} from './lib/cluster.mjs';
 import { MASTER_NAME, REDIS_SENTINEL, Sentinel, startSentinelTopology } from './lib/sentinel.mjs';
 import { tcpStomp, uniq } from './lib/stomp.mjs';
 
@@ -346,5 +350,59 @@ test('a sentinel with a password: asked with cluster.sentinel_password, skipped 
       assert.deepEqual([exit.code, exit.signal], [0, null], wrong.logTail(40));
     }
     await guarded.stop();
+  }
+});
+
+// A stand-in sentinel that names whatever address it is told (a real sentinel would not name a
+// replica): SENTINEL get-master-addr-by-name answers [host, port] of answer.port, SUBSCRIBE is
+// confirmed and then silent, PING and AUTH say OK.
+async function fakeSentinel(answer) {
+  const server = net.createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const r = parseReply(buf);
+        if (!r) return;
+        buf = buf.subarray(r.end);
+        const [cmd] = r.value.map(String);
+        if (cmd.toUpperCase() === 'SENTINEL') sock.write(resp(['127.0.0.1', String(answer.port)]));
+        else if (cmd.toUpperCase() === 'SUBSCRIBE') sock.write(Buffer.from('*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n'));
+        else if (cmd.toUpperCase() === 'PING') sock.write('+PONG\r\n');
+        else sock.write('+OK\r\n');
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: server.address().port, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+test('a server whose ROLE is not master is not used, even when a sentinel names it', { skip, timeout: 60000 }, async () => {
+  const masterPort = await topology.masterPort();
+  const replica = topology.servers.find((r) => r.port !== masterPort);
+  const answer = { port: replica.port };
+  const fake = await fakeSentinel(answer);
+  let node = null;
+  try {
+    node = await startBroker({
+      args: ['--threads', '1', '--redis-sentinel', `127.0.0.1:${fake.port}`, '--redis-master', MASTER_NAME,
+        '--set', 'cluster.sentinel_timeout_ms=300'],
+    });
+    await waitLog(node, /not the master \(ROLE says slave\)/, 10000, 'the replica refused');
+    const r = await readyz(node);
+    assert.equal(r.status, 503);
+    assert.doesNotMatch(node.stderr, /redis (publish|queue) link up/);
+    // The sentinel names the master now: the next question moves every link there.
+    answer.port = masterPort;
+    await linksUp(node);
+    assert.match(node.stderr, new RegExp(`redis publish link up \\(127\\.0\\.0\\.1:${masterPort}\\)`));
+  } finally {
+    if (node) {
+      await node.closeClients();
+      const exit = await node.stop();
+      assert.deepEqual([exit.code, exit.signal], [0, null], node.logTail(40));
+    }
+    await fake.close();
   }
 });
