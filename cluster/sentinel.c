@@ -21,6 +21,7 @@ struct sconn {
     bool finished;           /* nothing more to wait for: step_event frees it */
     bool answered;           /* query: the sentinel answered (the address is cached) */
     bool was_up;             /* watch: the subscription came up once */
+    uint64_t switches_seen;  /* query: sentinel.switches_heard when it was asked */
 };
 
 struct sentinel {
@@ -32,6 +33,7 @@ struct sentinel {
     struct event *query_timer; /* owned: bounds one sentinel's answer */
     struct event *again_timer; /* owned: a question asked too soon after the last one */
     uint64_t last_query_ms;    /* when the last question started */
+    uint64_t switches_heard;   /* +switch-master messages for our master so far */
     struct sconn *watch;       /* owned: the +switch-master subscription, NULL between two */
     size_t watch_next;         /* the sentinel to watch through next */
     size_t watch_failures;     /* failed watch connections since the last one that came up */
@@ -253,7 +255,10 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
     }
     c->answered = true;
     c->s->stats.queries++;
-    set_master(c->s, reply->element[0]->str, reply->element[0]->len, port, "asked a sentinel");
+    /* A +switch-master heard since the question was asked is newer than this answer (a
+     * sentinel may not know of the failover yet): it would send the links back. */
+    if (c->switches_seen == c->s->switches_heard)
+        set_master(c->s, reply->element[0]->str, reply->element[0]->len, port, "asked a sentinel");
 }
 
 static void on_query_up(void *ctx, struct redis_link *link)
@@ -277,8 +282,10 @@ static void query_start(struct sentinel *s)
 {
     size_t index = (s->query_first + s->query_tried) % s->cfg.addr_count;
     s->query = conn_new(s, index, "sentinel query", on_query_up);
-    if (s->query != NULL)
-        timer_after(s->query_timer, s->cfg.timeout_ms);
+    if (s->query == NULL)
+        return;
+    s->query->switches_seen = s->switches_heard;
+    timer_after(s->query_timer, s->cfg.timeout_ms);
 }
 
 static void on_query_timeout(evutil_socket_t fd, short what, void *arg)
@@ -373,6 +380,7 @@ static void on_switch_message(struct sentinel *s, const char *text, size_t len)
     if (n != 5 || field_len[0] != name_len || memcmp(field[0], s->cfg.master_name, name_len) != 0 ||
         !parse_port(field[4], field_len[4], &port))
         return;
+    s->switches_heard++;
     set_master(s, field[3], field_len[3], port, "+switch-master");
 }
 
