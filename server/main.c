@@ -51,7 +51,9 @@ static void usage(FILE *out)
         "  --jwt-public-key FILE accept RS256/ES256 tokens verified with this PEM key\n"
         "  --allow-origin ORIGIN allowed browser Origin (repeatable; none given = any)\n"
         "  --anonymous on|off    let clients in without credentials (default: on unless\n"
-        "                        a users file or JWT key is configured)\n"
+        "                        a users file or JWT key is configured)\n");
+    /* two pieces: C11 compilers need not take a string literal over 4095 bytes */
+    fputs(
         "  --redis URL           join a cluster through Redis: redis://[:password@]host:port[/db]\n"
         "  --redis-sentinel HOST:PORT[,HOST:PORT...]  find the Redis master through these\n"
         "                        sentinels and follow its failovers (with --redis-master;\n"
@@ -81,7 +83,8 @@ static void usage(FILE *out)
         "  --help                this text\n"
         "\n"
         "Port 0 picks a free port; the broker prints 'listening ws HOST:PORT' for each\n"
-        "listener at start-up. SIGINT/SIGTERM: clients are told and the broker exits.\n");
+        "listener at start-up. SIGINT/SIGTERM: clients are told and the broker exits.\n",
+        out);
 }
 
 enum {
