@@ -15,6 +15,11 @@ monotonic clock in ns. Latency = arrival - body, both clocks of this one process
 second is warm-up and not counted. Prints count, lost, p50, p99, p99.9 and max in ms.
 Publisher and subscriber share this process's one thread (selectors): a late wake-up of the
 script adds to the figures, never subtracts.
+
+AWAKE=1 in the environment: one busy loop per CPU, pinned and at nice 19, runs for the length of
+the measurement, so that no CPU halts while it waits. On a virtual machine that is otherwise idle,
+waking a halted vCPU costs up to milliseconds at each of the path's hops (the script, node B,
+Redis, node A); the nice 19 loops yield to every process of the path at once.
 """
 import base64
 import hashlib
@@ -160,6 +165,11 @@ def main():
     files = tempfile.mkdtemp(prefix="stompws-user-lat-")
     procs = []
     try:
+        if os.environ.get("AWAKE") == "1":
+            for cpu in sorted(os.sched_getaffinity(0)):
+                procs.append(subprocess.Popen(
+                    ["taskset", "-c", str(cpu), "nice", "-n", "19", sys.executable, "-c",
+                     "while True: pass"]))
         with open(os.path.join(files, "users"), "w") as f:
             f.write(users_entry("alice", "alice-pw") + users_entry("svc", "svc-pw"))
         with open(os.path.join(files, "acl"), "w") as f:
