@@ -288,30 +288,22 @@ static json_t *answer_here(struct broker *b, const char *op, const char *arg)
 
 /* ---- answering ------------------------------------------------------------------------------ */
 
-/* Writes doc (taken; NULL: no body) as a JSON response and closes c. */
-static void respond_json(struct conn *c, int status, const char *extra_headers, json_t *doc)
+/* 204: no body. */
+static void respond_no_content(struct conn *c)
 {
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    struct evbuffer *body = evbuffer_new();
-    json_decref(doc);
-    if (body == NULL || (doc != NULL && text == NULL)) {
-        free(text);
-        if (body != NULL)
-            evbuffer_free(body);
+    struct evbuffer *none = evbuffer_new();
+    if (none == NULL) {
         conn_close(c);
         return;
     }
-    if (text != NULL)
-        evbuffer_add_printf(body, "%s\n", text);
-    http_respond(c, status, extra_headers, "application/json", body);
-    evbuffer_free(body);
-    free(text);
+    http_respond(c, 204, NULL, "application/json", none);
+    evbuffer_free(none);
 }
 
 static void respond_error(struct conn *c, int status, const char *extra_headers, const char *why)
 {
     log_info(c->id, "admin %d: %s", status, why);
-    respond_json(c, status, extra_headers, json_pack("{ss}", "error", why));
+    http_respond_json(c, status, extra_headers, json_pack("{ss}", "error", why));
 }
 
 static int by_destination(const void *x, const void *y)
@@ -384,11 +376,11 @@ static void finish(struct admin_wait *w)
     case ADMIN_KICK_CONNECTION:
         if (sum_kicked(w->answers) == 0) {
             doc = json_pack("{ss sb}", "error", "no such connection", "partial", w->partial);
-            respond_json(c, 404, NULL, doc);
+            http_respond_json(c, 404, NULL, doc);
             doc = NULL;
             c = NULL;
         } else {
-            respond_json(c, 204, NULL, NULL);
+            respond_no_content(c);
             c = NULL;
         }
         break;
@@ -398,8 +390,8 @@ static void finish(struct admin_wait *w)
     }
     json_decref(all);
     if (c != NULL)
-        respond_json(c, doc != NULL ? 200 : 500, NULL,
-                     doc != NULL ? doc : json_pack("{ss}", "error", "out of memory"));
+        http_respond_json(c, doc != NULL ? 200 : 500, NULL,
+                          doc != NULL ? doc : json_pack("{ss}", "error", "out of memory"));
     wait_free(w);
 }
 

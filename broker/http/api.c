@@ -792,25 +792,6 @@ static int publish_all(struct api_request *r, struct batch *bt, json_t *ids, str
     return 0;
 }
 
-/* Writes doc (taken) as the JSON body of a response with status, and closes. */
-static void answer(struct conn *c, int status, const char *extra_headers, json_t *doc)
-{
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    struct evbuffer *body = evbuffer_new();
-    json_decref(doc);
-    if (text == NULL || body == NULL) {
-        free(text);
-        if (body != NULL)
-            evbuffer_free(body);
-        conn_close(c);
-        return;
-    }
-    evbuffer_add_printf(body, "%s\n", text);
-    http_respond(c, status, extra_headers, "application/json", body);
-    evbuffer_free(body);
-    free(text);
-}
-
 static void answer_error(struct api_request *r, json_t *ids)
 {
     if (r->auth_failed)
@@ -828,7 +809,7 @@ static void answer_error(struct api_request *r, json_t *ids)
         if (r->batch && ids != NULL)
             json_object_set(doc, "ids", ids); /* what went out before the refusal */
     }
-    answer(r->c, r->status, r->extra_headers, doc);
+    http_respond_json(r->c, r->status, r->extra_headers, doc);
 }
 
 /* A message's x-stream-offset for the answer: null when its destination keeps no history. */
@@ -862,7 +843,7 @@ static void answer_published(const struct api_wait *w)
             json_array_append_new(offsets, offset_json(w->bt.msgs[i]));
         json_object_set_new(doc, "offsets", offsets);
     }
-    answer(w->c, 202, NULL, doc);
+    http_respond_json(w->c, 202, NULL, doc);
 }
 
 static void wait_free(struct api_wait *w)

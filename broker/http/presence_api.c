@@ -21,29 +21,10 @@ bool presence_api_route(const struct ws_http_request *req)
     return slice_is(&req->path, PRESENCE_API_PATH);
 }
 
-/* A JSON body text (taken: freed here) as the response, and close. */
-static void answer_text(struct conn *c, int status, const char *extra_headers, char *text)
-{
-    struct evbuffer *body = evbuffer_new();
-    if (text == NULL || body == NULL) {
-        free(text);
-        if (body != NULL)
-            evbuffer_free(body);
-        conn_close(c);
-        return;
-    }
-    evbuffer_add_printf(body, "%s\n", text);
-    http_respond(c, status, extra_headers, "application/json", body);
-    evbuffer_free(body);
-    free(text);
-}
-
 static void answer_error(struct conn *c, int status, const char *extra_headers, const char *error)
 {
     log_info(c->id, "api %d: %s", status, error);
-    json_t *doc = json_pack("{s:s}", "error", error);
-    answer_text(c, status, extra_headers, doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL);
-    json_decref(doc);
+    http_respond_json(c, status, extra_headers, json_pack("{s:s}", "error", error));
 }
 
 /* A query a backend answers later (a cluster reads Redis); on this loop's list meanwhile. */
@@ -75,9 +56,9 @@ static void query_answered(struct presence_waiter *waiter, const struct presence
     unlink_wait(w);
     c->http_pending = NULL;
     /* No answer from the cluster (Redis down or slow): this node's users, flagged partial. */
-    answer_text(c, 200, NULL,
-                a != NULL ? presence_answer_json(w->dest, w->dest_len, a, false)
-                          : presence_query_json(c->broker, w->dest, w->dest_len, true));
+    http_respond_json_text(c, 200, NULL,
+                           a != NULL ? presence_answer_json(w->dest, w->dest_len, a, false)
+                                     : presence_query_json(c->broker, w->dest, w->dest_len, true));
     free(w);
 }
 
@@ -152,7 +133,7 @@ void presence_api_serve(struct conn *c, const struct ws_http_request *req)
         answer_error(c, 404, NULL, why);
     } else if (!ask_backend(c, dest, (size_t)len)) {
         /* partial: a cluster node whose backend cannot ask Redis now answers alone */
-        answer_text(
+        http_respond_json_text(
             c, 200, NULL,
             presence_query_json(b, dest, (size_t)len,
                                 b->fanout.ops != NULL && b->fanout.ops->presence_query != NULL));

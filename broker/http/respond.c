@@ -56,3 +56,24 @@ void http_respond_text(struct conn *c, int status, const char *extra_headers, co
     http_respond(c, status, extra_headers, "text/plain; charset=utf-8", body);
     evbuffer_free(body);
 }
+
+void http_respond_json_text(struct conn *c, int status, const char *extra_headers, char *text)
+{
+    struct evbuffer *body = text != NULL ? evbuffer_new() : NULL;
+    if (body == NULL) {
+        free(text);
+        conn_close(c);
+        return;
+    }
+    evbuffer_add_printf(body, "%s\n", text);
+    http_respond(c, status, extra_headers, "application/json", body);
+    evbuffer_free(body);
+    free(text);
+}
+
+void http_respond_json(struct conn *c, int status, const char *extra_headers, json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    http_respond_json_text(c, status, extra_headers, text);
+}

@@ -12,6 +12,8 @@
 
 #include "broker/net/conn.h"
 
+#include <jansson.h>
+
 struct evbuffer;
 
 /* Status line and headers up to the empty line, for a body of length bytes (extra_headers:
@@ -28,5 +30,12 @@ void http_respond(struct conn *c, int status, const char *extra_headers, const c
 
 /* A text/plain response: text and a newline. */
 void http_respond_text(struct conn *c, int status, const char *extra_headers, const char *text);
+
+/* An application/json response: text (taken, freed here) and a newline. NULL (the caller ran out
+ * of memory building it) closes c instead: no half answer. */
+void http_respond_json_text(struct conn *c, int status, const char *extra_headers, char *text);
+
+/* The same for doc (taken), written compact. */
+void http_respond_json(struct conn *c, int status, const char *extra_headers, json_t *doc);
 
 #endif
