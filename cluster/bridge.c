@@ -17,7 +17,10 @@
 #include "cluster/common.h"
 #include "cluster/envelope.h"
 #include "cluster/payload.h"
+#include "cluster/cluster_map.h"
 #include "cluster/redis.h"
+#include "cluster/shard_sub.h"
+#include "cluster/wildcards.h"
 
 #define SUBSCRIBE_BATCH    1024                /* channels per (P)SUBSCRIBE / (P)UNSUBSCRIBE */
 #define DEFAULT_BACKLOG    (64u * 1024 * 1024) /* unsent PUBLISH bytes before dropping */
@@ -37,6 +40,7 @@ struct channel {
     bool in_redis;              /* (P)SUBSCRIBE sent on the current subscribe link */
     bool confirmed;             /* and Redis answered it: messages published from now on come */
     bool dirty;                 /* compare wanted with in_redis at the next flush */
+    bool sharded;               /* cluster mode: followed through b->shards, not b->sub */
     size_t key_len;
     char key[]; /* the Redis channel or glob, NUL-terminated */
 };
@@ -68,6 +72,9 @@ struct bridge {
     struct envelope_limits limits;
     struct redis_link *pub; /* owned: PUBLISH (envelopes, probes) */
     struct redis_link *sub; /* owned: SUBSCRIBE / PSUBSCRIBE only */
+    /* Redis Cluster (cfg.cluster set): */
+    struct shard_sub *shards;    /* owned: exact topic channels, SSUBSCRIBEd per shard */
+    struct wildcards *wildcards; /* owned: which topics some node's glob wants broadcast */
 
     struct dict exact_names;    /* owned interests: topic name -> struct interest */
     struct dict pattern_names;  /* owned interests: STOMP pattern -> struct interest */
@@ -377,6 +384,10 @@ static struct channel *channel_get(struct bridge *b, const char *key, size_t len
     ch->pattern = pattern;
     ch->key_len = len;
     memcpy(ch->key, key, len);
+    /* Presence events come from a script's classic PUBLISH: they stay on the subscribe link. */
+    const char *dest = ch->key + strlen(b->cfg.prefix) + 1;
+    ch->sharded = b->shards != NULL && !pattern &&
+                  !presence_is_events_name(dest, len - strlen(b->cfg.prefix) - 1);
     if (dict_set(d, ch->key, len, ch) != 0) {
         free(ch);
         return NULL;
@@ -538,6 +549,23 @@ static void batch_init(struct batch *batch, const char *command)
     batch->argc = 1;
 }
 
+/* Cluster mode: an exact channel is followed on its shard, whatever the subscribe link does. */
+static void follow_sharded(struct bridge *b, struct channel *ch, bool wanted, uint64_t *gauge)
+{
+    if (wanted && !ch->in_redis) {
+        if (shard_sub_add(b->shards, ch->key, ch->key_len) != 0) {
+            log_error(0, "cluster: out of memory following %s on its shard", ch->key);
+            return;
+        }
+        ch->in_redis = true;
+        ++*gauge;
+    } else if (!wanted && ch->in_redis) {
+        shard_sub_remove(b->shards, ch->key, ch->key_len);
+        ch->in_redis = ch->confirmed = false;
+        --*gauge;
+    }
+}
+
 /*
  * Brings Redis in line with every dirty channel: one command per kind for all the changes of a
  * loop turn. While the subscribe link is down nothing is sent (it replays on up); channels
@@ -560,7 +588,9 @@ static void flush_interest(struct bridge *b)
         ch->dirty = false;
         bool wanted = ch->interests != NULL;
         uint64_t *gauge = ch->pattern ? &b->stats.patterns : &b->stats.channels;
-        if (up && wanted && !ch->in_redis) {
+        if (ch->sharded) {
+            follow_sharded(b, ch, wanted, gauge);
+        } else if (up && wanted && !ch->in_redis) {
             batch_add(b, ch->pattern ? psub : sub, ch);
             ch->in_redis = true;
             ++*gauge;
@@ -570,6 +600,8 @@ static void flush_interest(struct bridge *b)
             ch->confirmed = false;
             --*gauge;
         }
+        if (ch->pattern && b->wildcards != NULL)
+            wildcards_own(b->wildcards, ch->key, ch->key_len, wanted);
         if (!wanted && !ch->in_redis) {
             dict_remove(ch->pattern ? &b->globs : &b->exact_channels, ch->key, ch->key_len);
             ch->dirty_next = unused; /* freed after the commands copied the names */
@@ -698,42 +730,63 @@ static struct message *payload_message(struct bridge *b, const char *channel, si
     }
 }
 
+/* Bytes of a reply element or of a sharded subscriber's message, borrowed. */
+struct bytes {
+    const char *p;
+    size_t len;
+};
+
+static struct bytes reply_bytes(const redisReply *r)
+{
+    return (struct bytes){r->str, (size_t)r->len};
+}
+
+static bool bytes_are(struct bytes b, const char *text, size_t len)
+{
+    return b.len == len && memcmp(b.p, text, len) == 0;
+}
+
 /*
- * One message from Redis: glob == NULL for SUBSCRIBE channels, else the PSUBSCRIBE glob it
+ * One message from Redis: glob == NULL for (S)SUBSCRIBE channels, else the PSUBSCRIBE glob it
  * matched. Hands it to the broker once per interest the channel serves that still has local
  * subscribers.
  */
-static bool control_arrived(struct bridge *b, const redisReply *channel, const redisReply *payload);
+static bool control_arrived(struct bridge *b, struct bytes channel, struct bytes payload);
 
-static void message_arrived(struct bridge *b, const redisReply *glob, const redisReply *channel,
-                            const redisReply *payload)
+static void message_arrived(struct bridge *b, const struct bytes *glob, struct bytes channel,
+                            struct bytes payload)
 {
     if (glob == NULL && control_arrived(b, channel, payload))
         return;
-    if (glob == NULL && (size_t)channel->len == b->probe_channel_len &&
-        memcmp(channel->str, b->probe_channel, b->probe_channel_len) == 0) {
-        probe_received(b, payload->str, (size_t)payload->len);
+    if (glob == NULL && bytes_are(channel, b->probe_channel, b->probe_channel_len)) {
+        probe_received(b, payload.p, payload.len);
+        return;
+    }
+    if (glob == NULL && b->wildcards != NULL &&
+        bytes_are(channel, wildcards_channel(b->wildcards),
+                  strlen(wildcards_channel(b->wildcards)))) {
+        wildcards_changed(b->wildcards);
         return;
     }
     size_t prefix_len = strlen(b->cfg.prefix), skip = prefix_len + 1;
-    size_t len = (size_t)channel->len;
-    const char *dest = channel->str + skip;
-    if (len <= skip || memcmp(channel->str, b->cfg.prefix, prefix_len) != 0 ||
-        channel->str[prefix_len] != ':' ||
+    size_t len = channel.len;
+    const char *dest = channel.p + skip;
+    if (len <= skip || memcmp(channel.p, b->cfg.prefix, prefix_len) != 0 ||
+        channel.p[prefix_len] != ':' ||
         (!bridged_kind(destination_kind(dest, len - skip)) &&
          !presence_is_events_name(dest, len - skip)) || /* presence: the cluster's events */
         memchr(dest, '\0', len - skip) ||
         len - skip > b->limits.max_destination) {
-        decode_error(b, channel->str, len,
+        decode_error(b, channel.p, len,
                      "not a /topic/, /user/ or /presence/ channel under the prefix");
         return;
     }
-    struct channel *ch = glob != NULL ? dict_get(&b->globs, glob->str, (size_t)glob->len)
-                                      : dict_get(&b->exact_channels, channel->str, len);
+    struct channel *ch = glob != NULL ? dict_get(&b->globs, glob->p, glob->len)
+                                      : dict_get(&b->exact_channels, channel.p, len);
     if (ch == NULL)
         return; /* unsubscribed meanwhile */
     struct message *msg =
-        payload_message(b, channel->str, len, dest, len - skip, payload->str, (size_t)payload->len);
+        payload_message(b, channel.p, len, dest, len - skip, payload.p, payload.len);
     if (msg == NULL)
         return;
     b->stats.received++;
@@ -783,11 +836,12 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         return; /* NULL: the link is going away */
     if (reply->elements == 3 && reply_kind(reply, "message") && is_string(reply->element[1]) &&
         is_string(reply->element[2])) {
-        message_arrived(b, NULL, reply->element[1], reply->element[2]);
+        message_arrived(b, NULL, reply_bytes(reply->element[1]), reply_bytes(reply->element[2]));
     } else if (reply->elements == 4 && reply_kind(reply, "pmessage") &&
                is_string(reply->element[1]) && is_string(reply->element[2]) &&
                is_string(reply->element[3])) {
-        message_arrived(b, reply->element[1], reply->element[2], reply->element[3]);
+        struct bytes glob = reply_bytes(reply->element[1]);
+        message_arrived(b, &glob, reply_bytes(reply->element[2]), reply_bytes(reply->element[3]));
     } else if ((reply_kind(reply, "subscribe") || reply_kind(reply, "psubscribe")) &&
                is_string(reply->element[1]) && subscription_confirmed(b, reply)) {
         /* a channel of interest: confirmed */
@@ -820,10 +874,11 @@ static void on_published(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /*
- * Queues PUBLISH channel <envelope> as one RESP command built in b->scratch: the envelope is
- * encoded in place, so the body is copied once here and once into hiredis' output buffer.
+ * Queues PUBLISH (sharded: SPUBLISH) channel <envelope> as one RESP command built in b->scratch:
+ * the envelope is encoded in place, so the body is copied once here and once into hiredis'
+ * output buffer.
  */
-static int publish_envelope(struct bridge *b, const char *channel, size_t channel_len,
+static int publish_envelope(struct bridge *b, bool sharded, const char *channel, size_t channel_len,
                             const struct envelope *env, redisCallbackFn *fn)
 {
     size_t payload_len = envelope_size(env);
@@ -832,7 +887,8 @@ static int publish_envelope(struct bridge *b, const char *channel, size_t channe
         cluster_grow(&b->scratch, &b->scratch_cap, room + payload_len + REDIS_RESP_TRAILER_LEN) !=
             0)
         return -1;
-    size_t n = redis_resp_publish_prefix(b->scratch, room, channel, channel_len, payload_len);
+    size_t n =
+        redis_resp_publish_prefix(b->scratch, room, sharded, channel, channel_len, payload_len);
     if (n == 0 || envelope_encode(env, b->scratch + n, payload_len) != payload_len)
         return -1;
     n += payload_len;
@@ -866,12 +922,18 @@ void bridge_publish(struct bridge *b, struct message *msg)
     size_t channel_len;
     const char *channel = channel_name(b, msg->destination, msg->destination_len, &channel_len);
     struct envelope env = payload_envelope(b->cfg.node_id, b->seq + 1, msg);
-    if (channel == NULL || publish_envelope(b, channel, channel_len, &env, on_published) != 0) {
+    bool sharded = b->shards != NULL;
+    if (channel == NULL ||
+        publish_envelope(b, sharded, channel, channel_len, &env, on_published) != 0) {
         drop_publish(b, msg, "out of memory or unencodable");
         return;
     }
     b->seq++;
     b->stats.published++;
+    b->stats.sharded += sharded;
+    /* Cluster mode: wildcard subscribers hear classic PUBLISH only (wildcards.h). */
+    if (sharded && bridge_broadcast_wanted(b, channel, channel_len))
+        (void)publish_envelope(b, false, channel, channel_len, &env, on_published);
 }
 
 /* ---- probes ---------------------------------------------------------------------------------- */
@@ -900,7 +962,8 @@ static void send_probe(struct bridge *b)
         .body_len = strlen(b->instance),
     };
     b->probe_sent_us = cluster_now_us();
-    if (publish_envelope(b, b->probe_channel, b->probe_channel_len, &env, on_probe_published) != 0)
+    if (publish_envelope(b, false, b->probe_channel, b->probe_channel_len, &env,
+                         on_probe_published) != 0)
         log_debug(0, "cluster: could not queue a probe");
 }
 
@@ -949,6 +1012,27 @@ static void on_pub_down(void *ctx, struct redis_link *link)
     (void)link;
 }
 
+/* The subscribe link's channels are not subscribed any more (sharded ones are not its own); with
+ * resubscribe, they are marked for the next flush. */
+static void forget_subscribed(struct bridge *b, bool resubscribe)
+{
+    struct dict *dicts[2] = {&b->exact_channels, &b->globs};
+    for (int i = 0; i < 2; i++) {
+        size_t bucket;
+        for (struct dict_entry *e = dict_first(dicts[i], &bucket); e != NULL;
+             e = dict_next(dicts[i], &bucket, e)) {
+            struct channel *ch = e->value;
+            if (ch->sharded)
+                continue;
+            if (ch->in_redis)
+                --*(ch->pattern ? &b->stats.patterns : &b->stats.channels);
+            ch->in_redis = ch->confirmed = false;
+            if (resubscribe)
+                mark_dirty(b, ch);
+        }
+    }
+}
+
 /* The subscribe link is (back) up: the probe channel first, then every channel of interest. */
 static void on_sub_up(void *ctx, struct redis_link *link)
 {
@@ -957,26 +1041,27 @@ static void on_sub_up(void *ctx, struct redis_link *link)
     b->probe_subscribed = false;
     b->probes_unanswered = 0;
     b->control_subscribed = false;
-    const char *argv[4] = {"SUBSCRIBE", b->probe_channel, b->control_all, b->control_mine};
-    size_t argvlen[4] = {9, b->probe_channel_len, strlen(b->control_all), strlen(b->control_mine)};
-    int argc = b->ops.control != NULL ? 4 : 2; /* the admin API's control channels too */
+    const char *argv[5] = {"SUBSCRIBE", b->probe_channel};
+    size_t argvlen[5] = {9, b->probe_channel_len};
+    int argc = 2;
+    if (b->ops.control != NULL) { /* the admin API's control channels */
+        argv[argc] = b->control_all;
+        argvlen[argc++] = strlen(b->control_all);
+        argv[argc] = b->control_mine;
+        argvlen[argc++] = strlen(b->control_mine);
+    }
+    if (b->wildcards != NULL) { /* cluster mode: the registry's change notices */
+        argv[argc] = wildcards_channel(b->wildcards);
+        argvlen[argc] = strlen(argv[argc]);
+        argc++;
+        wildcards_changed(b->wildcards);
+    }
     if (redis_link_command_argv(link, on_sub_reply, b, argc, argv, argvlen) != 0) {
         redis_link_restart(link);
         return;
     }
     count_reconnects(b);
-    /* A new connection holds no subscriptions, whatever the old one had been sent. */
-    b->stats.channels = b->stats.patterns = 0;
-    struct dict *dicts[2] = {&b->exact_channels, &b->globs};
-    for (int i = 0; i < 2; i++) {
-        size_t bucket;
-        for (struct dict_entry *e = dict_first(dicts[i], &bucket); e != NULL;
-             e = dict_next(dicts[i], &bucket, e)) {
-            ((struct channel *)e->value)->in_redis = ((struct channel *)e->value)->confirmed =
-                false;
-            mark_dirty(b, e->value);
-        }
-    }
+    forget_subscribed(b, true); /* a new connection holds no subscriptions */
     flush_interest(b);
 }
 
@@ -988,15 +1073,7 @@ static void on_sub_down(void *ctx, struct redis_link *link)
     b->probe_subscribed = false;
     b->probes_unanswered = 0;
     b->control_subscribed = false;
-    struct dict *dicts[2] = {&b->exact_channels, &b->globs};
-    for (int i = 0; i < 2; i++) {
-        size_t bucket;
-        for (struct dict_entry *e = dict_first(dicts[i], &bucket); e != NULL;
-             e = dict_next(dicts[i], &bucket, e))
-            ((struct channel *)e->value)->in_redis = ((struct channel *)e->value)->confirmed =
-                false;
-    }
-    b->stats.channels = b->stats.patterns = 0;
+    forget_subscribed(b, false);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
@@ -1070,6 +1147,8 @@ void bridge_link_config(const struct bridge_config *cfg, const char *name, int d
         .reconnect_max_ms = cfg->reconnect_max_ms,
         .connect_timeout_ms = cfg->connect_timeout_ms != 0 ? cfg->connect_timeout_ms : 5000,
         .sentinel = cfg->sentinel,
+        .cluster = cfg->cluster,
+        .home_key = cfg->prefix,
     };
 }
 
@@ -1079,8 +1158,74 @@ static struct redis_link *link_new(struct bridge *b, const char *name, int db,
 {
     struct redis_link_config lc;
     bridge_link_config(&b->cfg, name, db, &lc);
+    lc.pinned = up == on_sub_up; /* cluster mode: SUBSCRIBE callbacks run once per message */
     struct redis_link_ops ops = {.ctx = b, .up = up, .down = down};
     return redis_link_new(b->base, &lc, &ops);
+}
+
+/* ---- Redis Cluster: sharded pub/sub ------------------------------------------------------------
+ */
+
+static bool shard_locate(void *ctx, uint16_t slot, struct slots_node *out)
+{
+    struct bridge *b = ctx;
+    const struct slots_map *map = cluster_map_slots(b->cfg.cluster);
+    const struct slots_node *node = map != NULL ? slots_map_node(map, slot) : NULL;
+    if (node != NULL)
+        *out = *node;
+    return node != NULL;
+}
+
+static void shard_stale(void *ctx)
+{
+    struct bridge *b = ctx;
+    cluster_map_refresh(b->cfg.cluster);
+}
+
+static void shard_message(void *ctx, const char *channel, size_t channel_len, const char *payload,
+                          size_t len)
+{
+    message_arrived(ctx, NULL, (struct bytes){channel, channel_len}, (struct bytes){payload, len});
+}
+
+static void shard_subscribed(void *ctx, const char *channel, size_t len)
+{
+    struct bridge *b = ctx;
+    struct channel *ch = dict_get(&b->exact_channels, channel, len);
+    if (ch == NULL || !ch->in_redis || !ch->sharded)
+        return;
+    ch->confirmed = true;
+    if (b->ops.confirmed != NULL)
+        b->ops.confirmed(b->ops.ctx);
+}
+
+static void on_map_changed(void *ctx)
+{
+    struct bridge *b = ctx;
+    shard_sub_remap(b->shards);
+}
+
+static int start_sharding(struct bridge *b)
+{
+    struct shard_sub_config scfg = {
+        .username = b->cfg.redis_username,
+        .password = b->cfg.redis_password,
+        .connect_timeout_ms = b->cfg.connect_timeout_ms,
+        .reconnect_min_ms = b->cfg.reconnect_min_ms,
+        .reconnect_max_ms = b->cfg.reconnect_max_ms,
+    };
+    struct shard_sub_ops sops = {.ctx = b,
+                                 .locate = shard_locate,
+                                 .stale = shard_stale,
+                                 .message = shard_message,
+                                 .subscribed = shard_subscribed};
+    b->shards = shard_sub_new(b->base, &scfg, &sops);
+    b->wildcards =
+        wildcards_new(b->base, b->pub, b->cfg.prefix, b->cfg.node_id, b->cfg.probe_interval_ms);
+    if (b->shards == NULL || b->wildcards == NULL ||
+        cluster_map_watch(b->cfg.cluster, on_map_changed, b) != 0)
+        return -1;
+    return 0;
 }
 
 static int bridge_init(struct bridge *b)
@@ -1098,6 +1243,8 @@ static int bridge_init(struct bridge *b)
         return -1;
     /* SELECT only matters to the publish link (pub/sub channels ignore the database). */
     b->pub = link_new(b, "publish", b->cfg.redis_db, on_pub_up, on_pub_down);
+    if (b->pub != NULL && b->cfg.cluster != NULL && start_sharding(b) != 0)
+        return -1;
     b->sub = link_new(b, "subscribe", 0, on_sub_up, on_sub_down);
     return b->pub != NULL && b->sub != NULL ? 0 : -1;
 }
@@ -1161,6 +1308,11 @@ void bridge_free(struct bridge *b)
     b->pub = NULL;
     redis_link_free(b->sub);
     b->sub = NULL;
+    if (b->shards != NULL) {
+        cluster_map_unwatch(b->cfg.cluster, on_map_changed, b);
+        shard_sub_free(b->shards);
+    }
+    wildcards_free(b->wildcards);
     if (b->flush_event != NULL)
         event_free(b->flush_event);
     if (b->grace_timer != NULL)
@@ -1176,6 +1328,14 @@ void bridge_free(struct bridge *b)
     free(b->scratch);
     free(b->channel_buf);
     free(b);
+}
+
+bool bridge_broadcast_wanted(struct bridge *b, const char *channel, size_t len)
+{
+    if (b->wildcards == NULL || !wildcards_match(b->wildcards, channel, len))
+        return false;
+    b->stats.broadcast++;
+    return true;
 }
 
 bool bridge_link_up(const struct bridge *b)
@@ -1201,20 +1361,62 @@ const char *bridge_node_id(const struct bridge *b)
 
 const struct bridge_stats *bridge_stats(const struct bridge *b)
 {
+    struct bridge_stats *stats = (struct bridge_stats *)&b->stats; /* gauges read now */
+    if (b->shards != NULL) {
+        struct shard_sub_stats ss;
+        shard_sub_stats(b->shards, &ss);
+        stats->shard_moved = ss.moved;
+        stats->shard_unasked = ss.unasked;
+        stats->shard_links = ss.connections;
+        stats->shard_links_up = ss.connections_up;
+    }
+    if (b->wildcards != NULL)
+        stats->wildcard_globs = wildcards_stats(b->wildcards)->globs;
     return &b->stats;
+}
+
+struct shard_visit {
+    void (*fn)(void *arg, const char *role, const char *host, unsigned short port, bool up);
+    void *arg;
+    const char *role;
+};
+
+static void visit_sub_node(void *arg, const struct slots_node *node, bool up, size_t channels)
+{
+    (void)channels;
+    const struct shard_visit *v = arg;
+    v->fn(v->arg, v->role, node->host, node->port, up);
+}
+
+static void visit_pub_node(void *arg, const char *host, unsigned short port, bool up)
+{
+    const struct shard_visit *v = arg;
+    v->fn(v->arg, v->role, host, port, up);
+}
+
+void bridge_each_shard_link(const struct bridge *b,
+                            void (*fn)(void *arg, const char *role, const char *host,
+                                       unsigned short port, bool up),
+                            void *arg)
+{
+    struct shard_visit v = {.fn = fn, .arg = arg, .role = "publish"};
+    redis_link_each_node(b->pub, visit_pub_node, &v);
+    if (b->shards != NULL) {
+        v.role = "subscribe";
+        shard_sub_each_node(b->shards, visit_sub_node, &v);
+    }
 }
 
 /* ---- admin API (issue #15): the control channels -------------------------------------------- */
 
 /* A message on a control channel goes to ops.control; true when channel was one of them. */
-static bool control_arrived(struct bridge *b, const redisReply *channel, const redisReply *payload)
+static bool control_arrived(struct bridge *b, struct bytes channel, struct bytes payload)
 {
-    size_t len = (size_t)channel->len;
-    bool all = len == strlen(b->control_all) && memcmp(channel->str, b->control_all, len) == 0;
-    bool mine = len == strlen(b->control_mine) && memcmp(channel->str, b->control_mine, len) == 0;
+    bool all = bytes_are(channel, b->control_all, strlen(b->control_all));
+    bool mine = bytes_are(channel, b->control_mine, strlen(b->control_mine));
     if (b->ops.control == NULL || (!all && !mine))
         return false;
-    b->ops.control(b->ops.ctx, !all, payload->str, (size_t)payload->len);
+    b->ops.control(b->ops.ctx, !all, payload.p, payload.len);
     return true;
 }
 

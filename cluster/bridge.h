@@ -61,6 +61,10 @@ struct bridge_config {
     unsigned min_replicas_ack; /* queue SENDs: WAIT for this many replicas before the publisher
                                   hears (0 = no WAIT), streams.c */
     unsigned wait_timeout_ms;  /* WAIT's timeout (0 = 1000) */
+    /* Redis Cluster: */
+    struct cluster_map *cluster; /* borrowed, NULL = one Redis; else every link routes by slot
+                                    (redis.h), exact topics use sharded pub/sub (shard_sub.h)
+                                    and wildcards the interest registry (wildcards.h) */
 };
 
 /* Defaults: 127.0.0.1:6379, db 0, prefix "stompws", no node id (random at bridge_new),
@@ -84,9 +88,11 @@ char *bridge_pattern_glob(const char *prefix, const char *pattern, size_t len, s
 
 struct redis_link;
 struct redis_link_config;
+struct cluster_map;
 struct envelope_limits;
 
-/* The settings of a Redis link named `name` to cfg's server (strings borrowed from cfg). */
+/* The settings of a Redis link named `name` to cfg's server (strings borrowed from cfg). In
+ * cluster mode its keyless commands go to the master of cfg->prefix's slot. */
 void bridge_link_config(const struct bridge_config *cfg, const char *name, int db,
                         struct redis_link_config *out);
 /* The envelope decoder limits cfg implies (its max_* fields, else the broker's defaults). */
@@ -130,6 +136,10 @@ void bridge_interest(struct bridge *b, const char *dest, size_t len, bool patter
  * and counted when the publish link is down or its backlog is full. */
 void bridge_publish(struct bridge *b, struct message *msg);
 
+/* Redis Cluster: a message on channel must also go out by classic PUBLISH, because some node's
+ * wildcard subscription matches it (wildcards.h). Always false with one Redis. */
+bool bridge_broadcast_wanted(struct bridge *b, const char *channel, size_t len);
+
 /* Both Redis links connected and the subscribe link verified by a probe since it came up. */
 bool bridge_link_up(const struct bridge *b);
 
@@ -162,8 +172,23 @@ struct bridge_stats {
     uint64_t patterns;                /* gauge: glob patterns subscribed in Redis now */
     uint64_t probe_round_trip_us;     /* gauge: the latest probe's PUBLISH -> message time, the
                                          Redis latency this node sees (0 before the first) */
+    /* Redis Cluster: */
+    uint64_t sharded;        /* of published, the SPUBLISHes */
+    uint64_t broadcast;      /* extra classic PUBLISHes for topics a wildcard glob matches */
+    uint64_t shard_moved;    /* MOVED replies to SSUBSCRIBE */
+    uint64_t shard_unasked;  /* sunsubscribes Redis sent unasked (a slot moved) */
+    uint64_t shard_links;    /* gauge: sharded subscriber connections, and */
+    uint64_t shard_links_up; /*   of those, the ones up */
+    uint64_t wildcard_globs; /* gauge: wildcard globs registered by all nodes */
 };
 const struct bridge_stats *bridge_stats(const struct bridge *b);
+
+/* Redis Cluster, for /readyz: fn once per master connection of the sharded subscriber and of
+ * the publish link (nothing with one Redis). */
+void bridge_each_shard_link(const struct bridge *b,
+                            void (*fn)(void *arg, const char *role, const char *host,
+                                       unsigned short port, bool up),
+                            void *arg);
 
 /*
  * admin API (issue #15): PUBLISHes payload on the control channel of every node (node NULL:

@@ -17,6 +17,13 @@ uint64_t cluster_now_ms(void)
     return cluster_now_us() / 1000;
 }
 
+uint64_t cluster_now_realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 bool cluster_warn_due(uint64_t *last)
 {
     uint64_t now = cluster_now_ms();

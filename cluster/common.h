@@ -19,6 +19,9 @@
 /* Monotonic microseconds, and milliseconds. */
 uint64_t cluster_now_us(void);
 uint64_t cluster_now_ms(void);
+/* Wall-clock milliseconds since the epoch: for times other nodes read (the nodes' clocks are
+ * assumed in step, as NTP keeps them). */
+uint64_t cluster_now_realtime_ms(void);
 
 /* True at most once per CLUSTER_WARN_INTERVAL_MS for the given clock: keeps floods out of the
  * log. */

@@ -5,7 +5,9 @@
 #include "broker/core/queue.h"
 #include "cluster/bridge.h"
 #include "cluster/history_redis.h"
+#include "cluster/cluster_map.h"
 #include "cluster/presence_redis.h"
+#include "cluster/queue_groups.h"
 #include "cluster/sentinel.h"
 #include "cluster/streams.h"
 
@@ -16,12 +18,20 @@
 struct fanout_redis {
     struct broker *b;        /* borrowed: the loop it serves */
     struct bridge *bridge;   /* owned: topics */
-    struct streams *streams; /* owned: queues */
+    struct queue_groups *queues;   /* owned: queues, in streams grouped by shard */
     struct history_redis *history; /* owned: the history of topics with a policy */
     struct presence_redis *presence; /* owned: presence across nodes; NULL while it is off */
     /* sentinel: */
     struct sentinel *sentinel; /* owned, NULL without cluster.redis_sentinel: where the master is */
+    /* Redis Cluster: */
+    struct cluster_map *map; /* owned, NULL without cluster.redis_cluster: the slot map */
 };
+
+/* The streams of the group queue name belongs to (queue_groups.h). */
+static struct streams *streams_of(struct fanout_redis *fr, const char *name, size_t len)
+{
+    return queue_groups_of(fr->queues, name, len);
+}
 
 /* The router's interest transitions, followed in Redis. */
 static void follow_interest(void *ctx, const char *name, size_t len, bool pattern, bool added)
@@ -65,7 +75,8 @@ static void forget_replay(void *ctx, struct subscription *sub)
 static int publish_queue(void *ctx, struct message *msg, struct session *waiter)
 {
     struct fanout_redis *fr = ctx;
-    if (streams_append(fr->streams, msg, waiter) != 0)
+    struct streams *s = streams_of(fr, msg->destination, msg->destination_len);
+    if (s == NULL || streams_append(s, msg, waiter) != 0)
         return ROUTER_ERR_CLUSTER_FULL;
     fr->b->router.stats.published++;
     return waiter != NULL ? PUBLISH_PENDING : 0;
@@ -118,20 +129,24 @@ static void presence_forget(void *ctx, struct presence_waiter *w)
 static void follow_queue(void *ctx, struct queue *q, enum queue_event ev, struct message *msg)
 {
     struct fanout_redis *fr = ctx;
+    struct streams *s;
     switch (ev) {
     case QUEUE_EV_FOLLOW:
     case QUEUE_EV_UNFOLLOW:
-        streams_follow(fr->streams, q->name, q->name_len, ev == QUEUE_EV_FOLLOW);
+        if ((s = streams_of(fr, q->name, q->name_len)) != NULL)
+            streams_follow(s, q->name, q->name_len, ev == QUEUE_EV_FOLLOW);
         break;
     case QUEUE_EV_SETTLED:
-        streams_ack(fr->streams, msg);
+        if ((s = streams_of(fr, msg->destination, msg->destination_len)) != NULL)
+            streams_ack(s, msg);
         break;
     case QUEUE_EV_RELEASED:
     case QUEUE_EV_DECLINED:
-        streams_release(fr->streams, msg);
+        if ((s = streams_of(fr, msg->destination, msg->destination_len)) != NULL)
+            streams_release(s, msg);
         break;
     case QUEUE_EV_ROOM:
-        streams_kick(fr->streams);
+        queue_groups_kick(fr->queues);
         break;
     case QUEUE_EV_UNBLOCK:
         break;
@@ -144,8 +159,10 @@ static void deliver_from_stream(void *ctx, struct message *msg, bool redelivered
     struct fanout_redis *fr = ctx;
     struct queues *qs = &fr->b->router.queues;
     struct queue *q = queue_lookup(qs, msg->destination, msg->destination_len, false);
-    if (q == NULL || q->consumer_count == 0 || queue_push(qs, q, msg, redelivered) != 0)
-        streams_release(fr->streams, msg);
+    struct streams *s;
+    if ((q == NULL || q->consumer_count == 0 || queue_push(qs, q, msg, redelivered) != 0) &&
+        (s = streams_of(fr, msg->destination, msg->destination_len)) != NULL)
+        streams_release(s, msg);
 }
 
 static size_t stream_capacity(void *ctx, const char *name, size_t len)
@@ -164,7 +181,7 @@ static void stream_appended(void *ctx, void *waiter, const char *error)
 static void forget_waiter(void *ctx, struct session *waiter)
 {
     struct fanout_redis *fr = ctx;
-    streams_forget(fr->streams, waiter); /* the messages stay; nobody waits for them */
+    queue_groups_forget(fr->queues, waiter); /* the messages stay; nobody waits for them */
 }
 
 /* Ready: both Redis links carry messages. */
@@ -177,7 +194,12 @@ static const char *not_ready(void *ctx)
         return "no sentinel has told where the Redis master is";
     if (!bridge_link_up(fr->bridge))
         return "cluster link to Redis is down";
-    if (!streams_link_up(fr->streams))
+    if (fr->map != NULL && cluster_map_slots(fr->map) == NULL)
+        return "no Redis Cluster node has answered CLUSTER SLOTS yet";
+    const struct bridge_stats *bs = fr->map != NULL ? bridge_stats(fr->bridge) : NULL;
+    if (bs != NULL && bs->shard_links_up < bs->shard_links)
+        return "a Redis Cluster sharded pub/sub link is down";
+    if (!queue_groups_link_up(fr->queues))
         return "cluster queue link to Redis is down";
     return NULL;
 }
@@ -187,7 +209,7 @@ static const char *not_ready(void *ctx)
 static bool flushed(void *ctx)
 {
     struct fanout_redis *fr = ctx;
-    bool queues = streams_flushed(fr->streams) || !streams_link_up(fr->streams);
+    bool queues = queue_groups_flushed(fr->queues);
     return queues && presence_redis_flushed(fr->presence); /* presence: the leaves of the end */
 }
 
@@ -219,6 +241,18 @@ enum {
     FIG_QUEUE_UNREPLICATED,
     FIG_SENTINEL_FAILOVERS,
     FIG_SENTINEL_SKIPPED,
+    /* Redis Cluster: */
+    FIG_CLUSTER_MASTERS,
+    FIG_CLUSTER_MAP_CHANGES,
+    FIG_CLUSTER_FAILOVERS,
+    FIG_CLUSTER_MOVED,
+    FIG_CLUSTER_ASK,
+    FIG_CLUSTER_SHARD_LINKS,
+    FIG_CLUSTER_SHARD_LINKS_UP,
+    FIG_CLUSTER_SHARDED,
+    FIG_CLUSTER_BROADCAST,
+    FIG_CLUSTER_WILDCARD_GLOBS,
+    FIG_CLUSTER_QUEUE_GROUPS,
     FIG_COUNT
 };
 
@@ -292,13 +326,93 @@ static const struct fanout_figure figure_names[FIG_COUNT] = {
     [FIG_SENTINEL_SKIPPED] = {"stompws_cluster_sentinel_skipped_total",
                               "Sentinels skipped: down, too slow, or not knowing the master.",
                               FANOUT_COUNTER},
+    [FIG_CLUSTER_MASTERS] = {"stompws_cluster_redis_masters",
+                             "Redis Cluster masters serving slots, as the slot map says "
+                             "(summed over loops).",
+                             FANOUT_GAUGE},
+    [FIG_CLUSTER_MAP_CHANGES] = {"stompws_cluster_slot_map_changes_total",
+                                 "Redis Cluster slot maps that differed from the one before.",
+                                 FANOUT_COUNTER},
+    [FIG_CLUSTER_FAILOVERS] = {"stompws_cluster_failovers_total",
+                               "Redis Cluster masters that stopped serving slots (a failover "
+                               "or a removal).",
+                               FANOUT_COUNTER},
+    [FIG_CLUSTER_MOVED] = {"stompws_cluster_moved_total",
+                           "MOVED redirections from Redis Cluster (commands and SSUBSCRIBE).",
+                           FANOUT_COUNTER},
+    [FIG_CLUSTER_ASK] = {"stompws_cluster_ask_total",
+                         "ASK redirections from Redis Cluster followed (a slot migrating).",
+                         FANOUT_COUNTER},
+    [FIG_CLUSTER_SHARD_LINKS] = {"stompws_cluster_shard_links",
+                                 "Sharded pub/sub connections (one per master carrying "
+                                 "channels).",
+                                 FANOUT_GAUGE},
+    [FIG_CLUSTER_SHARD_LINKS_UP] = {"stompws_cluster_shard_links_up",
+                                    "Of those, the connections that are up.", FANOUT_GAUGE},
+    [FIG_CLUSTER_SHARDED] = {"stompws_cluster_sharded_published_total",
+                             "Messages sent with SPUBLISH (Redis Cluster).", FANOUT_COUNTER},
+    [FIG_CLUSTER_BROADCAST] = {"stompws_cluster_wildcard_broadcasts_total",
+                               "Messages also sent with a classic PUBLISH because some node's "
+                               "wildcard subscription matches them.",
+                               FANOUT_COUNTER},
+    [FIG_CLUSTER_WILDCARD_GLOBS] = {"stompws_cluster_wildcard_globs",
+                                    "Wildcard globs in the Redis Cluster interest registry "
+                                    "(summed over loops).",
+                                    FANOUT_GAUGE},
+    [FIG_CLUSTER_QUEUE_GROUPS] = {"stompws_cluster_queue_groups",
+                                  "Queue hash-tag groups, each with its own links (summed over "
+                                  "loops).",
+                                  FANOUT_GAUGE},
 };
+
+/* Redis Cluster: one line per master connection, for /metrics and /readyz (fanout_figures). */
+struct detail_writer {
+    char *out;
+    size_t len, cap;
+    size_t loop;
+};
+
+static void detail_line(void *arg, const char *role, const char *host, unsigned short port, bool up)
+{
+    struct detail_writer *w = arg;
+    int n = snprintf(w->out + w->len, w->cap - w->len,
+                     "stompws_cluster_shard_link_up{loop=\"%zu\",role=\"%s\",node=\"%s:%u\"} %d\n",
+                     w->loop, role, host, port, up ? 1 : 0);
+    if (n > 0 && (size_t)n < w->cap - w->len)
+        w->len += (size_t)n;
+    else
+        w->out[w->len] = '\0'; /* a line that does not fit is left out */
+}
+
+static void cluster_figures(struct fanout_redis *fr, struct fanout_figures *out)
+{
+    const struct cluster_map_stats *m = cluster_map_stats(fr->map);
+    const struct slots_map *map = cluster_map_slots(fr->map);
+    const struct bridge_stats *b = bridge_stats(fr->bridge);
+    uint64_t *v = out->v;
+    v[FIG_CLUSTER_MASTERS] = map != NULL ? map->node_count : 0;
+    v[FIG_CLUSTER_MAP_CHANGES] = m->changes;
+    v[FIG_CLUSTER_FAILOVERS] = m->failovers;
+    v[FIG_CLUSTER_MOVED] = m->moved + b->shard_moved;
+    v[FIG_CLUSTER_ASK] = m->ask;
+    v[FIG_CLUSTER_SHARD_LINKS] = b->shard_links;
+    v[FIG_CLUSTER_SHARD_LINKS_UP] = b->shard_links_up;
+    v[FIG_CLUSTER_SHARDED] = b->sharded;
+    v[FIG_CLUSTER_BROADCAST] = b->broadcast;
+    v[FIG_CLUSTER_WILDCARD_GLOBS] = b->wildcard_globs;
+    v[FIG_CLUSTER_QUEUE_GROUPS] = queue_groups_count(fr->queues);
+    struct detail_writer w = {
+        .out = out->detail, .cap = sizeof(out->detail), .loop = fr->b->loop_index};
+    bridge_each_shard_link(fr->bridge, detail_line, &w);
+}
 
 static void figures(void *ctx, struct fanout_figures *out)
 {
     struct fanout_redis *fr = ctx;
     const struct bridge_stats *b = bridge_stats(fr->bridge);
-    const struct streams_stats *s = streams_stats(fr->streams);
+    struct streams_stats sum;
+    queue_groups_stats(fr->queues, &sum);
+    const struct streams_stats *s = &sum;
     uint64_t *v = out->v;
     v[FIG_LINK_UP] = bridge_link_up(fr->bridge);
     v[FIG_PUBLISHED] = b->published;
@@ -306,7 +420,7 @@ static void figures(void *ctx, struct fanout_figures *out)
     v[FIG_RECONNECTS] = b->reconnects;
     v[FIG_LATENCY] = b->probe_round_trip_us;
     v[FIG_DROPPED] = b->dropped;
-    v[FIG_QUEUE_LINK_UP] = streams_link_up(fr->streams);
+    v[FIG_QUEUE_LINK_UP] = queue_groups_link_up(fr->queues);
     v[FIG_APPENDED] = s->appended;
     v[FIG_APPEND_ERRORS] = s->append_errors;
     v[FIG_READ] = s->read;
@@ -328,6 +442,8 @@ static void figures(void *ctx, struct fanout_figures *out)
         v[FIG_SENTINEL_FAILOVERS] = sentinel_stats(fr->sentinel)->switches;
         v[FIG_SENTINEL_SKIPPED] = sentinel_stats(fr->sentinel)->sentinels_failed;
     }
+    if (fr->map != NULL)
+        cluster_figures(fr, out);
 }
 
 /* After the loop's sessions: their releases and unsubscribes still reach the links. */
@@ -336,11 +452,12 @@ static void fanout_redis_free(void *ctx)
     struct fanout_redis *fr = ctx;
     history_redis_detach(fr->history); /* the bridge's link answers its commands as it goes */
     presence_redis_detach(fr->presence);
-    streams_free(fr->streams);
+    queue_groups_free(fr->queues);
     bridge_free(fr->bridge);
     history_redis_free(fr->history);
     presence_redis_free(fr->presence);
     sentinel_free(fr->sentinel); /* after every link that registered with it */
+    cluster_map_free(fr->map);   /* likewise */
     free(fr);
 }
 
@@ -394,6 +511,9 @@ static const struct fanout_ops fanout_redis_ops = {
     .free = fanout_redis_free,
     .figure_names = figure_names,
     .figure_count = FIG_COUNT,
+    .detail_help = "# HELP stompws_cluster_shard_link_up 1 when this loop's connection to a Redis "
+                   "Cluster master is up, by role (publish: commands, subscribe: SSUBSCRIBE).\n"
+                   "# TYPE stompws_cluster_shard_link_up gauge\n",
     .admin_request = admin_request, /* admin API (issue #15) */
     .node_id = node_id,
     .presence_edge = presence_edge,
@@ -412,9 +532,9 @@ static int start_streams(struct fanout_redis *fr, const struct bridge_config *bc
                                     .deliver = deliver_from_stream,
                                     .capacity = stream_capacity,
                                     .appended = stream_appended};
-    fr->streams = streams_new(b->base, &scfg, b->cfg.cluster_queue_visibility_ms,
-                              b->cfg.cluster_queue_buffer_bytes, &ops);
-    if (fr->streams == NULL)
+    fr->queues = queue_groups_new(b->base, &scfg, b->cfg.cluster_queue_visibility_ms,
+                                  b->cfg.cluster_queue_buffer_bytes, &ops);
+    if (fr->queues == NULL)
         return -1;
     b->router.queues.clustered = true;
     return 0;
@@ -464,6 +584,21 @@ static int start_sentinel(struct fanout_redis *fr, struct bridge_config *bcfg)
     return fr->sentinel != NULL ? 0 : -1;
 }
 
+/* Redis Cluster: one slot map per loop, made before the links that route by it. */
+static int start_cluster_map(struct fanout_redis *fr, struct bridge_config *bcfg)
+{
+    struct cluster_map_config mcfg;
+    char err[500];
+    if (cluster_map_settings(&fr->b->cfg, &mcfg, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
+        return -1;
+    }
+    mcfg.reconnect_min_ms = bcfg->reconnect_min_ms;
+    fr->map = cluster_map_new(fr->b->base, &mcfg);
+    bcfg->cluster = fr->map;
+    return fr->map != NULL ? 0 : -1;
+}
+
 int fanout_redis_start(struct broker *b)
 {
     if (!config_clustered(&b->cfg))
@@ -482,6 +617,8 @@ int fanout_redis_start(struct broker *b)
     b->fanout = (struct fanout){.ops = &fanout_redis_ops, .ctx = fr};
     if (b->cfg.cluster_redis_sentinel[0] != '\0' && start_sentinel(fr, &bcfg) != 0)
         return -1;
+    if (b->cfg.cluster_redis_cluster[0] != '\0' && start_cluster_map(fr, &bcfg) != 0)
+        return -1;
     const struct bridge_ops ops = {
         .ctx = fr, .deliver = deliver_remote, .confirmed = confirmed, .control = admin_control};
     fr->bridge = bridge_new(b->base, &bcfg, &ops);
@@ -496,6 +633,9 @@ int fanout_redis_start(struct broker *b)
     if (fr->sentinel != NULL)
         log_info(0, "cluster node %s through the redis master %s of %s", bridge_node_id(fr->bridge),
                  b->cfg.cluster_redis_master, b->cfg.cluster_redis_sentinel);
+    else if (fr->map != NULL)
+        log_info(0, "cluster node %s through the redis cluster of %s", bridge_node_id(fr->bridge),
+                 b->cfg.cluster_redis_cluster);
     else
         log_info(0, "cluster node %s through redis %s:%u", bridge_node_id(fr->bridge),
                  bcfg.redis_host, bcfg.redis_port);
@@ -506,9 +646,13 @@ int fanout_redis_check_config(const struct config *cfg, char *err, size_t err_le
 {
     struct bridge_config bcfg;
     struct sentinel_config scfg;
+    struct cluster_map_config mcfg;
     if (!config_clustered(cfg))
         return 0;
     if (bridge_settings(cfg, &bcfg, err, err_len) != 0)
+        return -1;
+    if (cfg->cluster_redis_cluster[0] != '\0' &&
+        cluster_map_settings(cfg, &mcfg, err, err_len) != 0)
         return -1;
     return cfg->cluster_redis_sentinel[0] != '\0' ? sentinel_settings(cfg, &scfg, err, err_len) : 0;
 }

@@ -7,6 +7,7 @@
 #include "cluster/envelope.h"
 #include "cluster/payload.h"
 #include "cluster/redis.h"
+#include "cluster/slots.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -18,9 +19,11 @@
 
 /*
  * KEYS: stream, seq, epoch [, index]. ARGV: channel, payload, SIZE, TTL in ms (0: none), the
- * epoch to start when the stream is missing [, destination]. Returns {offset, epoch}. The
- * broker SADDs to the index itself (another hash slot); a redis-cli user on one Redis passes it
- * as KEYS[4] (docs/CLUSTER.md shows this script: keep the two the same).
+ * epoch to start when the stream is missing [, destination [, publish commands...]]. Returns
+ * {offset, epoch}. The broker SADDs to the index itself (another hash slot); a redis-cli user on
+ * one Redis passes it as KEYS[4] (docs/CLUSTER.md shows this script: keep the two the same).
+ * The message goes out with PUBLISH, or with each command ARGV[7...] names: in a Redis Cluster
+ * SPUBLISH (the keys share the channel's slot), plus PUBLISH when a wildcard wants it.
  */
 static const char RETAIN_SCRIPT[] =
     "local t = redis.call('TIME')\n"
@@ -37,7 +40,9 @@ static const char RETAIN_SCRIPT[] =
     "  redis.call('XTRIM', KEYS[1], 'MINID', now - tonumber(ARGV[4]))\n"
     "end\n"
     "if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[6]) end\n"
-    "redis.call('PUBLISH', ARGV[1], '\\0SWH' .. n .. ':' .. epoch .. ':' .. ARGV[2])\n"
+    "local m = '\\0SWH' .. n .. ':' .. epoch .. ':' .. ARGV[2]\n"
+    "if #ARGV < 7 then redis.call('PUBLISH', ARGV[1], m) end\n"
+    "for i = 7, #ARGV do redis.call(ARGV[i], ARGV[1], m) end\n"
     "return {n, epoch}\n";
 
 /* KEYS: stream, seq, epoch. Returns {epoch, last offset, entries}; a missing stream has none. */
@@ -57,6 +62,7 @@ struct history_redis {
     struct bridge *bridge;   /* borrowed: tells when a subscription's interest is in Redis */
     struct redis_link *link; /* borrowed from the bridge; NULL once detached */
     char prefix[64];         /* the bridge's channel and key prefix */
+    bool sharded;            /* Redis Cluster: keys in the channel's slot, SPUBLISH */
     char node_id[BRIDGE_NODE_ID_MAX];
     uint64_t seq; /* envelope sequence numbers of this node's retained messages */
     uint64_t rng; /* xorshift state: a fresh epoch for each stream that starts */
@@ -99,6 +105,8 @@ struct replay {
 struct replay_read {
     struct replay *r;
     const struct history_policy *policy; /* borrowed from the store (never changes) */
+    bool eval; /* sent as EVAL: a node without the script (each Redis Cluster master loads it
+                  on its first EVAL) */
     char name[];
 };
 
@@ -140,10 +148,24 @@ static void load_scripts(struct history_redis *hr)
     hr->loaded_on = connects;
 }
 
+/*
+ * A key of name's history. With one Redis "<prefix>:{<name>}:<what>". In a Redis Cluster the
+ * keys share the slot of the channel "<prefix>:<name>", so that the script may SPUBLISH on it:
+ * "{<prefix>:<name>}:<what>", or "<prefix>:<name>:<what>" when the channel has a hash tag of its
+ * own (which then decides the slot of both).
+ */
 static int key(char *out, size_t cap, const struct history_redis *hr, const char *name,
                const char *what)
 {
-    int n = snprintf(out, cap, "%s:{%s}:%s", hr->prefix, name, what);
+    size_t at, len;
+    int n;
+    if (!hr->sharded)
+        n = snprintf(out, cap, "%s:{%s}:%s", hr->prefix, name, what);
+    else if (slots_hash_tag(name, strlen(name), &at, &len) ||
+             slots_hash_tag(hr->prefix, strlen(hr->prefix), &at, &len))
+        n = snprintf(out, cap, "%s:%s:%s", hr->prefix, name, what);
+    else
+        n = snprintf(out, cap, "{%s:%s}:%s", hr->prefix, name, what);
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
@@ -299,21 +321,28 @@ static int send_retain(struct retain_call *call)
         return -1;
     if (!call->eval)
         load_scripts(hr);
-    const char *argv[] = {call->eval ? "EVAL" : "EVALSHA",
-                          call->eval ? RETAIN_SCRIPT : hr->sha[SCRIPT_RETAIN],
-                          "3",
-                          stream,
-                          seq,
-                          epoch,
-                          channel,
-                          payload,
-                          size,
-                          ttl,
-                          start};
-    size_t lens[11];
-    for (int i = 0; i < 11; i++)
+    const char *argv[14] = {call->eval ? "EVAL" : "EVALSHA",
+                            call->eval ? RETAIN_SCRIPT : hr->sha[SCRIPT_RETAIN],
+                            "3",
+                            stream,
+                            seq,
+                            epoch,
+                            channel,
+                            payload,
+                            size,
+                            ttl,
+                            start};
+    int argc = 11;
+    if (hr->sharded) { /* ARGV[6] unused (no index key), then the publish commands */
+        argv[argc++] = "";
+        argv[argc++] = "SPUBLISH";
+        if (bridge_broadcast_wanted(hr->bridge, channel, (size_t)channel_len))
+            argv[argc++] = "PUBLISH";
+    }
+    size_t lens[14];
+    for (int i = 0; i < argc; i++)
         lens[i] = argv[i] == payload ? payload_len : strlen(argv[i]);
-    int rc = redis_link_command_argv(hr->link, on_retained, call, 11, argv, lens);
+    int rc = redis_link_command_argv(hr->link, on_retained, call, argc, argv, lens);
     free(payload); /* hiredis copied the command */
     if (rc != 0)
         return -1;
@@ -541,16 +570,21 @@ static bool take_stream(struct replay_read *rd, const redisReply *reply)
     return true;
 }
 
+static int send_read(struct replay_read *rd, bool eval);
+
 static void on_stream_read(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     struct replay_read *rd = privdata;
     struct replay *r = rd->r;
+    if (reply != NULL && is_noscript(reply) && !rd->eval) {
+        r->hr->loaded_on = 0; /* Redis lost the scripts (or this master never had them) */
+        if (send_read(rd, true) == 0)
+            return;
+    }
     if (reply == NULL || !take_stream(rd, reply)) {
         if (reply == NULL)
             r->hr->stats.replays_lost++;
-        else if (is_noscript(reply))
-            r->hr->loaded_on = 0; /* Redis lost the scripts: load them again */
         r->recovered = false;
     }
     free(rd);
@@ -571,24 +605,35 @@ static int read_stream(struct replay *r, const char *name, size_t len,
     rd->policy = p;
     memcpy(rd->name, name, len);
     rd->name[len] = '\0';
-    char stream[512], seq[512], epoch[512];
-    if (key(stream, sizeof(stream), hr, rd->name, "stream") < 0 ||
-        key(seq, sizeof(seq), hr, rd->name, "seq") < 0 ||
-        key(epoch, sizeof(epoch), hr, rd->name, "epoch") < 0) {
-        free(rd);
-        return -1;
-    }
     load_scripts(hr);
-    const char *argv[] = {"EVALSHA", hr->sha[SCRIPT_REPLAY], "3", stream, seq, epoch};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    if (redis_link_command_argv(hr->link, on_stream_read, rd, 6, argv, lens) != 0) {
+    if (send_read(rd, false) != 0) {
         free(rd);
         return -1;
     }
     r->outstanding++;
     return 0;
+}
+
+/* The replay script on rd's stream, by its SHA or (eval) in full. 0, or -1 when not sent. */
+static int send_read(struct replay_read *rd, bool eval)
+{
+    struct history_redis *hr = rd->r->hr;
+    char stream[512], seq[512], epoch[512];
+    if (!link_up(hr) || key(stream, sizeof(stream), hr, rd->name, "stream") < 0 ||
+        key(seq, sizeof(seq), hr, rd->name, "seq") < 0 ||
+        key(epoch, sizeof(epoch), hr, rd->name, "epoch") < 0)
+        return -1;
+    rd->eval = eval;
+    const char *argv[] = {eval ? "EVAL" : "EVALSHA",
+                          eval ? REPLAY_SCRIPT : hr->sha[SCRIPT_REPLAY],
+                          "3",
+                          stream,
+                          seq,
+                          epoch};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    return redis_link_command_argv(hr->link, on_stream_read, rd, 6, argv, lens);
 }
 
 /* The index answered: read every member the wildcard matches that has a policy. */
@@ -755,6 +800,7 @@ struct history_redis *history_redis_new(struct broker *b, struct bridge *bridge,
     hr->link = bridge_command_link(bridge);
     dict_init(&hr->indexed);
     snprintf(hr->prefix, sizeof(hr->prefix), "%s", cfg->prefix);
+    hr->sharded = cfg->cluster != NULL;
     snprintf(hr->node_id, sizeof(hr->node_id), "%s", bridge_node_id(bridge));
     bridge_envelope_limits(cfg, &hr->limits);
     hr->headers = calloc(hr->limits.max_headers + 1, sizeof(*hr->headers));

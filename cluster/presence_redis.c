@@ -13,16 +13,21 @@
  * present on dest, keeps the node's list of contributions in step, and on the cluster's edge
  * (0 -> 1, 1 -> 0) publishes the event: an envelope (docs/CLUSTER.md) behind the "\0SWH
  * <seq>:<epoch>:" prefix that makes every node deliver it, its own included, numbered by seq.
- * Keys are named inside the scripts: one Redis, not Redis Cluster (as the rest of presence).
+ * Keys are named inside the scripts, under KP: the prefix with one Redis; in a Redis Cluster
+ * KEYS[1] = "{<prefix>}", which puts every presence key in one slot (so one script may touch
+ * them all) and routes the script there. Events go out by classic PUBLISH, which a Redis Cluster
+ * broadcasts: the bridge subscribes presence channels on its classic subscribe link.
  */
+#define LUA_KEY_PREFIX "local KP = KEYS[1] or ARGV[1]\n"
 #define LUA_COMMON                                                                                 \
+    LUA_KEY_PREFIX                                                                                 \
     "local function u32(n) return struct.pack('>I4', n) end\n"                                     \
     "local function now_ms()\n"                                                                    \
     "  local t = redis.call('TIME')\n"                                                             \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                         \
     "end\n"                                                                                        \
     "local function event(prefix, origin, dest, what, user, hash)\n"                               \
-    "  local seq = redis.call('INCR', prefix .. ':presence-seq')\n"                                \
+    "  local seq = redis.call('INCR', KP .. ':presence-seq')\n"                                    \
     "  local count = tostring(redis.call('HLEN', hash))\n"                                         \
     "  local name = '/presence' .. dest\n"                                                         \
     "  local h = {{'x-presence-event', what}, {'x-presence-user', user},\n"                        \
@@ -33,8 +38,8 @@
     "  redis.call('PUBLISH', prefix .. ':' .. name, '\\0SWH' .. seq .. ':1:' .. env .. u32(0))\n"  \
     "end\n"                                                                                        \
     "local function change(prefix, origin, node, dest, user, delta)\n"                             \
-    "  local hash = prefix .. ':presence:' .. dest\n"                                              \
-    "  local nodeset = prefix .. ':presence-node:' .. node\n"                                      \
+    "  local hash = KP .. ':presence:' .. dest\n"                                                  \
+    "  local nodeset = KP .. ':presence-node:' .. node\n"                                          \
     "  local member = dest .. '\\n' .. user\n"                                                     \
     "  local n = redis.call('HINCRBY', hash, user, delta)\n"                                       \
     "  if delta > 0 then redis.call('SADD', nodeset, member)\n"                                    \
@@ -44,7 +49,7 @@
     "  elseif delta < 0 and n == 0 then event(prefix, origin, dest, 'leave', user, hash) end\n"    \
     "end\n"                                                                                        \
     "local function forget_node(prefix, origin, node)\n"                                           \
-    "  local set = prefix .. ':presence-node:' .. node\n"                                          \
+    "  local set = KP .. ':presence-node:' .. node\n"                                              \
     "  for _, m in ipairs(redis.call('SMEMBERS', set)) do\n"                                       \
     "    local nl = string.find(m, '\\n', 1, true)\n"                                              \
     "    change(prefix, origin, node, string.sub(m, 1, nl - 1), string.sub(m, nl + 1), -1)\n"      \
@@ -56,13 +61,13 @@
 
 /* ARGV 4..6: dest, user, delta. This node is alive, and one of its edges. */
 static const char EDGE_SCRIPT[] = LUA_COMMON
-    "redis.call('ZADD', ARGV[1] .. ':presence-nodes', now_ms() + tonumber(ARGV[3]), ARGV[2])\n"
+    "redis.call('ZADD', KP .. ':presence-nodes', now_ms() + tonumber(ARGV[3]), ARGV[2])\n"
     "change(ARGV[1], ARGV[2], ARGV[2], ARGV[4], ARGV[5], tonumber(ARGV[6]))\n"
     "return 1\n";
 
 /* This node is alive; the nodes whose entry expired leave, their users with them. */
 static const char REFRESH_SCRIPT[] =
-    LUA_COMMON "local nodes = ARGV[1] .. ':presence-nodes'\n"
+    LUA_COMMON "local nodes = KP .. ':presence-nodes'\n"
                "local now = now_ms()\n"
                "redis.call('ZADD', nodes, now + tonumber(ARGV[3]), ARGV[2])\n"
                "local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', now)\n"
@@ -73,10 +78,10 @@ static const char REFRESH_SCRIPT[] =
                "return #dead\n";
 
 /* ARGV: prefix, dest, max. Returns {seq, count, the first max users in byte order...}. */
-static const char QUERY_SCRIPT[] =
-    "local names = redis.call('HKEYS', ARGV[1] .. ':presence:' .. ARGV[2])\n"
+static const char QUERY_SCRIPT[] = LUA_KEY_PREFIX
+    "local names = redis.call('HKEYS', KP .. ':presence:' .. ARGV[2])\n"
     "table.sort(names)\n"
-    "local out = {redis.call('GET', ARGV[1] .. ':presence-seq') or '0', #names}\n"
+    "local out = {redis.call('GET', KP .. ':presence-seq') or '0', #names}\n"
     "for i = 1, math.min(#names, tonumber(ARGV[3])) do out[#out + 1] = names[i] end\n"
     "return out\n";
 
@@ -96,6 +101,7 @@ struct presence_redis {
     struct bridge *bridge;   /* borrowed */
     struct redis_link *link; /* borrowed from the bridge; NULL once detached */
     char prefix[64];
+    char key_tag[68]; /* Redis Cluster: "{<prefix>}", KEYS[1] of every script; "" with one Redis */
     char node_id[CONFIG_ADDR_MAX + 24]; /* presence_process_id(): names this process's entries */
     unsigned ttl_ms;
     struct event *refresh;    /* owned: every ttl / 3 */
@@ -112,13 +118,19 @@ static bool link_up(const struct presence_redis *pr)
 static int eval(struct presence_redis *pr, const char *script, redisCallbackFn *fn, void *arg,
                 int argc, const char **args)
 {
-    const char *argv[12] = {"EVAL", script, "0"};
-    size_t lens[12] = {4, strlen(script), 1};
-    for (int i = 0; i < argc && i < 9; i++) {
-        argv[3 + i] = args[i];
-        lens[3 + i] = strlen(args[i]);
+    const char *argv[13] = {"EVAL", script, "0"};
+    size_t lens[13] = {4, strlen(script), 1};
+    int first = 3;
+    if (pr->key_tag[0] != '\0') { /* Redis Cluster: the slot every presence key lives in */
+        argv[2] = "1";
+        argv[first] = pr->key_tag;
+        lens[first++] = strlen(pr->key_tag);
     }
-    return link_up(pr) ? redis_link_command_argv(pr->link, fn, arg, 3 + argc, argv, lens) : -1;
+    for (int i = 0; i < argc && i < 9; i++) {
+        argv[first + i] = args[i];
+        lens[first + i] = strlen(args[i]);
+    }
+    return link_up(pr) ? redis_link_command_argv(pr->link, fn, arg, first + argc, argv, lens) : -1;
 }
 
 static void warn_reply(struct presence_redis *pr, const char *what, const redisReply *r)
@@ -321,6 +333,8 @@ struct presence_redis *presence_redis_new(struct broker *b, struct bridge *bridg
     pr->bridge = bridge;
     pr->link = bridge_command_link(bridge);
     snprintf(pr->prefix, sizeof(pr->prefix), "%s", cfg->prefix);
+    if (cfg->cluster != NULL)
+        snprintf(pr->key_tag, sizeof(pr->key_tag), "{%s}", cfg->prefix);
     /* The process's id, not the loop's: a user's edges may come from any loop of it. */
     snprintf(pr->node_id, sizeof(pr->node_id), "%s", presence_process_id(b->presence));
     pr->ttl_ms = (unsigned)(b->cfg.presence_ttl_s * 1000);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker/base/log.h"
+#include "cluster/redis_router.h"
 #include "cluster/sentinel.h"
 
 /*
@@ -38,6 +39,9 @@ struct redis_link {
     struct redis_link_stats stats;
     /* sentinel: */
     char master_host[SENTINEL_HOST_MAX]; /* cfg.host points here: the master last connected to */
+    /* Redis Cluster: */
+    struct redis_router *router; /* owned, NULL for a link to one server: else this link is a
+                                    shell and every call goes to the router */
 };
 
 static void link_connect(struct redis_link *l);
@@ -389,6 +393,14 @@ struct redis_link *redis_link_new(struct event_base *base, const struct redis_li
     l->base = base;
     l->cfg = *cfg;
     l->ops = *ops;
+    if (cfg->cluster != NULL) {
+        l->router = redis_router_new(base, cfg, ops, l);
+        if (l->router == NULL) {
+            free(l);
+            return NULL;
+        }
+        return l;
+    }
     if (l->cfg.reconnect_min_ms == 0)
         l->cfg.reconnect_min_ms = 1;
     if (l->cfg.reconnect_max_ms < l->cfg.reconnect_min_ms)
@@ -417,6 +429,11 @@ void redis_link_free(struct redis_link *l)
 {
     if (l == NULL)
         return;
+    if (l->router != NULL) {
+        redis_router_free(l->router);
+        free(l);
+        return;
+    }
     l->freeing = true;
     if (l->cfg.sentinel != NULL)
         sentinel_detach(l->cfg.sentinel, l);
@@ -444,16 +461,22 @@ void redis_link_free(struct redis_link *l)
 
 bool redis_link_is_up(const struct redis_link *l)
 {
+    if (l->router != NULL)
+        return redis_router_is_up(l->router);
     return l->state == LINK_UP && !l->dropping;
 }
 
 size_t redis_link_unsent_bytes(const struct redis_link *l)
 {
+    if (l->router != NULL)
+        return redis_router_unsent_bytes(l->router);
     return l->ac != NULL && l->ac->c.obuf != NULL ? sdslen(l->ac->c.obuf) : 0;
 }
 
 const struct redis_link_stats *redis_link_stats(const struct redis_link *l)
 {
+    if (l->router != NULL)
+        return redis_router_stats(l->router);
     return &l->stats;
 }
 
@@ -462,6 +485,15 @@ int redis_link_command_argv(struct redis_link *l, redisCallbackFn *fn, void *pri
 {
     if (!redis_link_is_up(l))
         return -1;
+    if (l->router != NULL) {
+        char *resp;
+        int len = redisFormatCommandArgv(&resp, argc, argv, argvlen);
+        if (len < 0)
+            return -1;
+        int rc = redis_router_command_resp(l->router, fn, privdata, resp, (size_t)len);
+        redisFreeCommand(resp);
+        return rc;
+    }
     return redisAsyncCommandArgv(l->ac, fn, privdata, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
 }
 
@@ -470,11 +502,15 @@ int redis_link_command_resp(struct redis_link *l, redisCallbackFn *fn, void *pri
 {
     if (!redis_link_is_up(l))
         return -1;
+    if (l->router != NULL)
+        return redis_router_command_resp(l->router, fn, privdata, resp, len);
     return redisAsyncFormattedCommand(l->ac, fn, privdata, resp, len) == REDIS_OK ? 0 : -1;
 }
 
 void redis_link_moved(struct redis_link *l)
 {
+    if (l->router != NULL)
+        return; /* the router follows the slot map itself */
     if (l->ac == NULL && l->state == LINK_IDLE && !l->freeing) {
         l->attempt = 0; /* waiting in its backoff: try the new address soon */
         timer_after(l->retry_timer, backoff_ms(l));
@@ -485,6 +521,10 @@ void redis_link_moved(struct redis_link *l)
 
 void redis_link_restart(struct redis_link *l)
 {
+    if (l->router != NULL) {
+        redis_router_restart(l->router);
+        return;
+    }
     if (l->ac == NULL || l->dropping)
         return;
     l->stats.restarts++;
@@ -492,10 +532,20 @@ void redis_link_restart(struct redis_link *l)
     link_drop(l, "restarted: the link stopped delivering");
 }
 
-size_t redis_resp_publish_prefix(char *out, size_t cap, const char *channel, size_t channel_len,
-                                 size_t payload_len)
+void redis_link_each_node(const struct redis_link *l,
+                          void (*fn)(void *arg, const char *host, unsigned short port, bool up),
+                          void *arg)
 {
-    int head = snprintf(out, cap, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", channel_len);
+    if (l->router != NULL)
+        redis_router_each_node(l->router, fn, arg);
+}
+
+size_t redis_resp_publish_prefix(char *out, size_t cap, bool sharded, const char *channel,
+                                 size_t channel_len, size_t payload_len)
+{
+    int head = snprintf(
+        out, cap, sharded ? "*3\r\n$8\r\nSPUBLISH\r\n$%zu\r\n" : "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n",
+        channel_len);
     if (head < 0 || (size_t)head >= cap)
         return 0;
     size_t n = (size_t)head;

@@ -28,6 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cluster_map;
+struct sentinel;
+
 /* Settings of one link. The strings are borrowed and must outlive the link. */
 struct redis_link_config {
     const char *name; /* "publish" or "subscribe": names the link in log lines */
@@ -44,6 +47,13 @@ struct redis_link_config {
                                   registers with it (it restarts the link on a failover), and a
                                   server whose ROLE is not master counts as a failed connect */
     bool quiet;                /* failures logged at debug level only (the owner reports them) */
+    /* Redis Cluster (redis_router.h): */
+    struct cluster_map *cluster; /* borrowed, NULL = one server. Else the link routes each
+                                    command by its key's slot (host, port, db and sentinel
+                                    unused); up() and down() follow the home key's master */
+    const char *home_key;        /* keyless commands go to the master of this key's slot */
+    bool pinned;                 /* every command goes to the home master, unwrapped: for
+                                    SUBSCRIBE links (classic pub/sub reaches every node) */
 };
 
 struct redis_link;
@@ -100,13 +110,19 @@ void redis_link_restart(struct redis_link *link);
  * without an address yet) tries again after the minimum backoff instead. */
 void redis_link_moved(struct redis_link *link);
 
+/* Redis Cluster: fn(arg, host, port, up) for each master connection of a routing link (none for
+ * a link to one server). */
+void redis_link_each_node(const struct redis_link *link,
+                          void (*fn)(void *arg, const char *host, unsigned short port, bool up),
+                          void *arg);
+
 /*
- * RESP for "PUBLISH channel <payload of payload_len bytes>" minus the payload and its closing
- * CRLF: writes the prefix to out and returns its length, or 0 when cap is too small. The caller
- * appends the payload and "\r\n" (REDIS_RESP_TRAILER_LEN bytes).
+ * RESP for "PUBLISH channel <payload of payload_len bytes>" (or SPUBLISH when sharded) minus the
+ * payload and its closing CRLF: writes the prefix to out and returns its length, or 0 when cap is
+ * too small. The caller appends the payload and "\r\n" (REDIS_RESP_TRAILER_LEN bytes).
  */
-size_t redis_resp_publish_prefix(char *out, size_t cap, const char *channel, size_t channel_len,
-                                 size_t payload_len);
+size_t redis_resp_publish_prefix(char *out, size_t cap, bool sharded, const char *channel,
+                                 size_t channel_len, size_t payload_len);
 #define REDIS_RESP_TRAILER_LEN 2
 
 #endif

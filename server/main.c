@@ -59,6 +59,9 @@ static void usage(FILE *out)
         "                        sentinels and follow its failovers (with --redis-master;\n"
         "                        --redis then only gives the master's password and db)\n"
         "  --redis-master NAME   the master's name the sentinels monitor\n"
+        "  --redis-cluster HOST:PORT[,HOST:PORT...]  join through a Redis Cluster: these\n"
+        "                        seed nodes give the slot map (--redis then only gives the\n"
+        "                        password)\n"
         "  --node-id ID          this node's id in the cluster (default: random at start)\n"
         "  --config FILE         INI config file (see docs/CONFIG.md); flags override it\n"
         "  --set SECTION.KEY=V   set any config key, e.g. --set limits.max_body=4m\n"
@@ -98,6 +101,7 @@ enum {
     OPT_REDIS,
     OPT_REDIS_SENTINEL,
     OPT_REDIS_MASTER,
+    OPT_REDIS_CLUSTER,
     OPT_NODE_ID,
     OPT_WSS,
     OPT_STOMP_TLS,
@@ -133,6 +137,7 @@ static const struct option options[] = {
     {"redis", required_argument, NULL, OPT_REDIS},
     {"redis-sentinel", required_argument, NULL, OPT_REDIS_SENTINEL},
     {"redis-master", required_argument, NULL, OPT_REDIS_MASTER},
+    {"redis-cluster", required_argument, NULL, OPT_REDIS_CLUSTER},
     {"node-id", required_argument, NULL, OPT_NODE_ID},
     {"wss", required_argument, NULL, OPT_WSS},
     {"stomp-tls", required_argument, NULL, OPT_STOMP_TLS},
@@ -218,6 +223,8 @@ static int apply_flag(struct config *cfg, int opt, const char *arg, char *err, s
         return config_set(cfg, "cluster", "redis_sentinel", arg, err, err_len);
     case OPT_REDIS_MASTER:
         return config_set(cfg, "cluster", "redis_master", arg, err, err_len);
+    case OPT_REDIS_CLUSTER:
+        return config_set(cfg, "cluster", "redis_cluster", arg, err, err_len);
     case OPT_NODE_ID:
         return config_set(cfg, "cluster", "node_id", arg, err, err_len);
     case OPT_WSS:

@@ -111,6 +111,8 @@ static const struct config_key config_keys[] = {
     KEY("cluster", "sentinel_timeout_ms", KEY_MS, cluster_sentinel_timeout_ms),
     KEY("cluster", "min_replicas_ack", KEY_SIZE, cluster_min_replicas_ack),
     KEY("cluster", "wait_timeout_ms", KEY_MS, cluster_wait_timeout_ms),
+    KEY("cluster", "redis_cluster", KEY_STRING, cluster_redis_cluster),
+    KEY("cluster", "redis_cluster_refresh_ms", KEY_MS, cluster_redis_cluster_refresh_ms),
     KEY("compression", "enabled", KEY_BOOL, compression_enabled),
     KEY("compression", "min_size", KEY_SIZE, compression_min_size),
     KEY("compression", "level", KEY_SIZE, compression_level),
@@ -180,6 +182,7 @@ void config_defaults(struct config *cfg)
     cfg->cluster_queue_buffer_bytes = 64u * 1024 * 1024;
     cfg->cluster_sentinel_timeout_ms = 1000;
     cfg->cluster_wait_timeout_ms = 1000;
+    cfg->cluster_redis_cluster_refresh_ms = 5000;
     strcpy(cfg->tls_ciphers, TLS_DEFAULT_CIPHERS);
     strcpy(cfg->auth_anonymous, "auto");
     cfg->auth_workers = 2;
@@ -663,6 +666,15 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "cluster.redis_sentinel and cluster.redis_master go together");
         return -1;
     }
+    if (cfg->cluster_redis_cluster[0] != '\0' && cfg->cluster_redis_sentinel[0] != '\0') {
+        snprintf(err, err_len,
+                 "cluster.redis_cluster and cluster.redis_sentinel exclude each other");
+        return -1;
+    }
+    if (cfg->cluster_redis_cluster_refresh_ms < 100) {
+        snprintf(err, err_len, "cluster.redis_cluster_refresh_ms must be >= 100");
+        return -1;
+    }
     if (cfg->cluster_min_replicas_ack > 100) {
         snprintf(err, err_len, "cluster.min_replicas_ack must be from 0 to 100 (got %zu)",
                  cfg->cluster_min_replicas_ack);
@@ -829,7 +841,8 @@ void config_redact_url(char *out, size_t len, const char *url)
 
 bool config_clustered(const struct config *cfg)
 {
-    return cfg->cluster_redis[0] != '\0' || cfg->cluster_redis_sentinel[0] != '\0';
+    return cfg->cluster_redis[0] != '\0' || cfg->cluster_redis_sentinel[0] != '\0' ||
+           cfg->cluster_redis_cluster[0] != '\0';
 }
 
 size_t config_threads(const struct config *cfg)

@@ -139,6 +139,10 @@ struct config {
     unsigned cluster_sentinel_timeout_ms;         /* bound on one sentinel's answer */
     size_t cluster_min_replicas_ack;  /* WAIT for this many replicas before a queue RECEIPT */
     unsigned cluster_wait_timeout_ms; /* WAIT's timeout */
+    /* Redis Cluster: */
+    char
+        cluster_redis_cluster[CONFIG_ADDR_MAX]; /* seed nodes HOST:PORT[,...]; "" = not a Cluster */
+    unsigned cluster_redis_cluster_refresh_ms;  /* the slot map is asked again this often */
 
     /* [compression]: permessage-deflate (RFC 7692) on WebSocket connections */
     bool compression_enabled;    /* offer accepted when a client makes one */

@@ -41,11 +41,17 @@ struct fanout_figure {
     enum fanout_figure_kind kind;
 };
 
-#define FANOUT_FIGURES_MAX 32
+#define FANOUT_FIGURES_MAX 48
+#define FANOUT_DETAIL_MAX  4096
 
 /* A backend's figures, in the order of its descriptor table (fanout_ops.figure_names). */
 struct fanout_figures {
     uint64_t v[FANOUT_FIGURES_MAX];
+    /* Optional: series with labels, one per line in Prometheus' text form ("name{labels} v"),
+     * unique per loop (they carry a loop label): a Redis Cluster's link to each shard. /metrics
+     * shows them after fanout_ops.detail_help, /readyz after its first line. NUL-terminated; lines
+     * that do not fit are left out. */
+    char detail[FANOUT_DETAIL_MAX];
 };
 
 struct fanout_ops {
@@ -102,6 +108,7 @@ struct fanout_ops {
     void (*free)(void *ctx);
     const struct fanout_figure *figure_names; /* static: figure_count of them */
     size_t figure_count;
+    const char *detail_help; /* static "# HELP/# TYPE" lines of fanout_figures.detail's series */
 
     /* ---- admin API (issue #15): optional, for a backend that reaches other nodes ---- */
     /*

@@ -342,6 +342,20 @@ static void render_fanout(struct evbuffer *m, const struct metrics_figures *f)
     }
 }
 
+/* The backend's labelled series, each loop's (they name their loop). */
+static void render_fanout_detail(struct evbuffer *m, const struct metrics_figures *each, size_t n)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+        any = any || each[i].fanout_figures.detail[0] != '\0';
+    if (!any)
+        return;
+    if (each[0].fanout != NULL && each[0].fanout->detail_help != NULL)
+        evbuffer_add_printf(m, "%s", each[0].fanout->detail_help);
+    for (size_t i = 0; i < n; i++)
+        evbuffer_add_printf(m, "%s", each[i].fanout_figures.detail);
+}
+
 /* The broker itself: event-loop lag (see broker_loop_lag; with several loops the histogram
  * counts every loop's ticks and the gauge is the worst loop's) and log lines lost. */
 static void render_process(struct evbuffer *m, const struct metrics_figures *f)
@@ -385,6 +399,7 @@ void metrics_serve(struct conn *c)
     render_traffic(m, &f, c->broker->board != NULL);
     render_errors(m, &f);
     render_fanout(m, &f);
+    render_fanout_detail(m, each, n);
     render_process(m, &f);
     http_respond(c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", m);
     evbuffer_free(m);
@@ -392,6 +407,15 @@ void metrics_serve(struct conn *c)
 }
 
 /* Any loop answers for all: not ready while one of them is not. */
+void metrics_ready_detail(const struct broker *b, struct evbuffer *out)
+{
+    size_t n;
+    struct metrics_figures *each = collect_all(b, &n);
+    for (size_t i = 0; each != NULL && i < n; i++)
+        evbuffer_add_printf(out, "%s", each[i].fanout_figures.detail);
+    free(each);
+}
+
 const char *metrics_not_ready(const struct broker *b)
 {
     if (b->board == NULL)

@@ -50,5 +50,8 @@ void metrics_board_publish(struct metrics_board *board, size_t loop,
 void metrics_serve(struct conn *c);
 /* NULL when the process is ready; otherwise why not. */
 const char *metrics_not_ready(const struct broker *b);
+/* Appends every loop's fan-out detail lines (fanout_figures.detail) to out, for /readyz. */
+struct evbuffer;
+void metrics_ready_detail(const struct broker *b, struct evbuffer *out);
 
 #endif

@@ -170,6 +170,21 @@ size_t http_body_wanted(struct conn *c, const struct ws_http_request *req)
     return is_api(req) && !admin_claims(req) ? api_body_wanted(c->broker, req) : 0;
 }
 
+/* GET /readyz: "ready" or why not, then the backend's per-link lines (a Redis Cluster's shards). */
+static void serve_readyz(struct conn *c)
+{
+    const char *reason = metrics_not_ready(c->broker);
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL) {
+        conn_close(c);
+        return;
+    }
+    evbuffer_add_printf(body, "%s\n", reason == NULL ? "ready" : reason);
+    metrics_ready_detail(c->broker, body);
+    http_respond(c, reason == NULL ? 200 : 503, NULL, "text/plain; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
 void http_abandon(struct conn *c)
 {
     /* the admin API's, GET /api/presence's and the publish API's answers may come later */
@@ -211,8 +226,7 @@ void http_serve(struct conn *c, const struct ws_http_request *req, const char *b
     if (path_is(&req->path, "/healthz")) {
         http_respond_text(c, 200, NULL, "ok");
     } else if (path_is(&req->path, "/readyz")) {
-        const char *reason = metrics_not_ready(c->broker);
-        http_respond_text(c, reason == NULL ? 200 : 503, NULL, reason == NULL ? "ready" : reason);
+        serve_readyz(c);
     } else {
         metrics_serve(c);
     }

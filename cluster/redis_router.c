@@ -1,0 +1,479 @@
+#include "cluster/redis_router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "broker/base/log.h"
+#include "cluster/cluster_map.h"
+#include "cluster/common.h"
+#include "cluster/slots.h"
+
+#define REDIRECTS_MAX 5 /* MOVED/ASK hops one command may take */
+#define ARGS_PARSED   4 /* leading arguments read to find a command's key */
+
+struct rnode;
+
+/* One routed command: a copy of its RESP, kept until its reply (a MOVED sends it again). */
+struct rcmd {
+    struct rcmd *next;      /* in rnode.queue while waiting for the connection */
+    struct redis_router *r; /* borrowed */
+    redisCallbackFn *fn;    /* the owner's callback and its data */
+    void *privdata;
+    uint16_t slot;
+    bool asking; /* send ASKING first (an ASK redirection) */
+    unsigned redirects;
+    size_t len;
+    char resp[];
+};
+
+/* One master, and the plain link to it. */
+struct rnode {
+    struct redis_router *r;               /* borrowed */
+    struct slots_node addr;               /* link's cfg.host points into it */
+    struct redis_link *link;              /* owned */
+    struct rcmd *queue_head, *queue_tail; /* owned: waiting for the link to come up */
+    size_t queued_bytes;
+    bool up;
+};
+
+struct redis_router {
+    struct event_base *base;  /* borrowed */
+    struct redis_link *shell; /* borrowed: what the owner holds */
+    struct redis_link_config cfg;
+    struct redis_link_ops ops;
+    struct cluster_map *map; /* borrowed */
+    uint16_t home_slot;
+    struct rnode **nodes; /* owned array of owned nodes */
+    size_t node_count, node_cap;
+    struct rnode *home; /* borrowed from nodes: the master of home_slot, NULL: unknown */
+    bool up;            /* the owner was told up() and not down() since */
+    struct redis_link_stats stats;
+    uint64_t last_warn_ms;
+};
+
+/* ---- finding a command's key ------------------------------------------------------------------
+ */
+
+struct span {
+    const char *p;
+    size_t len;
+};
+
+/* The first ARGS_PARSED bulk strings of a RESP command; returns how many were read. */
+static size_t resp_args(const char *resp, size_t len, struct span *args, size_t *argc)
+{
+    const char *p = resp, *end = resp + len;
+    *argc = 0;
+    if (p == end || *p != '*')
+        return 0;
+    *argc = strtoul(p + 1, NULL, 10);
+    p = memchr(p, '\n', (size_t)(end - p));
+    size_t n = 0;
+    while (p != NULL && ++p < end && n < ARGS_PARSED && n < *argc && *p == '$') {
+        size_t blen = strtoul(p + 1, NULL, 10);
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (p == NULL || (size_t)(end - p - 1) < blen + 2)
+            break;
+        args[n++] = (struct span){p + 1, blen};
+        p += blen + 2;
+    }
+    return n;
+}
+
+static bool is_arg(const struct span *a, const char *word)
+{
+    return a->len == strlen(word) && strncasecmp(a->p, word, a->len) == 0;
+}
+
+/* The slot a command is routed by; false for a keyless one (it goes to the home master). */
+static bool command_slot(const char *resp, size_t len, uint16_t *slot)
+{
+    struct span args[ARGS_PARSED];
+    size_t argc;
+    size_t n = resp_args(resp, len, args, &argc);
+    if (n < 2)
+        return false;
+    const struct span *key = &args[1];
+    if (is_arg(&args[0], "EVAL") || is_arg(&args[0], "EVALSHA")) {
+        if (n < 4 || args[2].len != 1 || args[2].p[0] == '0')
+            return false; /* no KEYS (or more than 9: not used here) */
+        key = &args[3];
+    } else if (is_arg(&args[0], "XREADGROUP") || is_arg(&args[0], "XREAD")) {
+        return false; /* the owner keeps its streams on the home key's tag */
+    } else if (is_arg(&args[0], "CLIENT") || is_arg(&args[0], "WAIT") ||
+               is_arg(&args[0], "SCRIPT") || is_arg(&args[0], "PUBLISH") ||
+               is_arg(&args[0], "PING") || is_arg(&args[0], "INFO")) {
+        return false;
+    }
+    *slot = slots_key_slot(key->p, key->len);
+    return true;
+}
+
+/* ---- nodes --------------------------------------------------------------------------------------
+ */
+
+static void cmd_free(struct rcmd *c)
+{
+    free(c);
+}
+
+static void node_send(struct rnode *n, struct rcmd *c);
+
+static void node_flush(struct rnode *n)
+{
+    struct rcmd *c = n->queue_head;
+    n->queue_head = n->queue_tail = NULL;
+    n->queued_bytes = 0;
+    while (c != NULL) {
+        struct rcmd *next = c->next;
+        c->next = NULL;
+        node_send(n, c);
+        c = next;
+    }
+}
+
+static void router_set_up(struct redis_router *r, bool up)
+{
+    if (r->up == up)
+        return;
+    r->up = up;
+    if (up && r->ops.up != NULL)
+        r->ops.up(r->ops.ctx, r->shell);
+    else if (!up && r->ops.down != NULL)
+        r->ops.down(r->ops.ctx, r->shell);
+}
+
+static void on_node_up(void *ctx, struct redis_link *link)
+{
+    (void)link;
+    struct rnode *n = ctx;
+    n->up = true;
+    n->r->stats.connects++;
+    node_flush(n);
+    if (n == n->r->home)
+        router_set_up(n->r, true);
+}
+
+static void on_node_down(void *ctx, struct redis_link *link)
+{
+    (void)link;
+    struct rnode *n = ctx;
+    n->up = false;
+    n->r->stats.reconnects++;
+    cluster_map_refresh(n->r->map); /* a failover, perhaps */
+    if (n == n->r->home)
+        router_set_up(n->r, false);
+}
+
+static bool node_in_map(const struct rnode *n)
+{
+    const struct slots_map *map = cluster_map_slots(n->r->map);
+    for (size_t i = 0; map != NULL && i < map->node_count; i++)
+        if (map->nodes[i].port == n->addr.port && strcmp(map->nodes[i].host, n->addr.host) == 0)
+            return true;
+    return false;
+}
+
+static void node_fail_queue(struct rnode *n);
+
+/* A connect failed: ask the map again; what waits for a node the map does not name is lost. */
+static void on_node_failed(void *ctx, struct redis_link *link)
+{
+    (void)link;
+    struct rnode *n = ctx;
+    cluster_map_refresh(n->r->map);
+    if (!node_in_map(n))
+        node_fail_queue(n);
+}
+
+static struct rnode *node_find(struct redis_router *r, const struct slots_node *addr)
+{
+    for (size_t i = 0; i < r->node_count; i++)
+        if (r->nodes[i]->addr.port == addr->port && strcmp(r->nodes[i]->addr.host, addr->host) == 0)
+            return r->nodes[i];
+    return NULL;
+}
+
+/* The node of addr, connecting to it on first use. NULL when out of memory. */
+static struct rnode *node_get(struct redis_router *r, const struct slots_node *addr)
+{
+    struct rnode *n = node_find(r, addr);
+    if (n != NULL)
+        return n;
+    if (r->node_count == r->node_cap) {
+        size_t cap = r->node_cap != 0 ? 2 * r->node_cap : 4;
+        struct rnode **nodes = realloc(r->nodes, cap * sizeof(*nodes));
+        if (nodes == NULL)
+            return NULL;
+        r->nodes = nodes;
+        r->node_cap = cap;
+    }
+    n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return NULL;
+    n->r = r;
+    n->addr = *addr;
+    struct redis_link_config lc = r->cfg;
+    lc.host = n->addr.host;
+    lc.port = n->addr.port;
+    lc.cluster = NULL;
+    lc.sentinel = NULL;
+    lc.db = 0;
+    struct redis_link_ops ops = {
+        .ctx = n, .up = on_node_up, .down = on_node_down, .failed = on_node_failed};
+    n->link = redis_link_new(r->base, &lc, &ops);
+    if (n->link == NULL) {
+        free(n);
+        return NULL;
+    }
+    r->nodes[r->node_count++] = n;
+    return n;
+}
+
+/* Every command waiting for a node gets its NULL reply (the owner counts it lost). */
+static void node_fail_queue(struct rnode *n)
+{
+    struct rcmd *c = n->queue_head;
+    n->queue_head = n->queue_tail = NULL;
+    n->queued_bytes = 0;
+    while (c != NULL) {
+        struct rcmd *next = c->next;
+        if (c->fn != NULL)
+            c->fn(NULL, NULL, c->privdata);
+        cmd_free(c);
+        c = next;
+    }
+}
+
+static void node_free(struct rnode *n)
+{
+    node_fail_queue(n);
+    redis_link_free(n->link);
+    free(n);
+}
+
+/* ---- sending, and following redirections ------------------------------------------------------
+ */
+
+static void on_routed_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+static void node_queue(struct rnode *n, struct rcmd *c)
+{
+    if (n->queue_tail != NULL)
+        n->queue_tail->next = c;
+    else
+        n->queue_head = c;
+    n->queue_tail = c;
+    n->queued_bytes += c->len;
+}
+
+static void node_send(struct rnode *n, struct rcmd *c)
+{
+    if (!n->up) {
+        node_queue(n, c);
+        return;
+    }
+    if (c->asking) {
+        const char *argv[] = {"ASKING"};
+        const size_t lens[] = {6};
+        c->asking = false;
+        (void)redis_link_command_argv(n->link, NULL, NULL, 1, argv, lens);
+    }
+    if (redis_link_command_resp(n->link, on_routed_reply, c, c->resp, c->len) != 0) {
+        if (c->fn != NULL)
+            c->fn(NULL, NULL, c->privdata);
+        cmd_free(c);
+    }
+}
+
+/* MOVED or ASK: true when the command went on to the node named (its reply comes later). */
+static bool follow_redirect(struct rcmd *c, const redisReply *reply)
+{
+    struct slots_redirect to;
+    if (reply->type != REDIS_REPLY_ERROR || c->redirects >= REDIRECTS_MAX ||
+        !slots_parse_redirect(reply->str, reply->len, &to))
+        return false;
+    struct redis_router *r = c->r;
+    cluster_map_note_redirect(r->map, to.ask);
+    if (to.node.host[0] == '\0')
+        return false; /* "the node that replied": not used by Redis 7 for masters */
+    struct rnode *n = node_get(r, &to.node);
+    if (n == NULL)
+        return false;
+    c->redirects++;
+    c->asking = to.ask;
+    node_send(n, c);
+    return true;
+}
+
+static void on_routed_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct rcmd *c = privdata;
+    const redisReply *reply = r;
+    if (reply != NULL && follow_redirect(c, reply))
+        return;
+    if (c->fn != NULL)
+        c->fn(ac, r, c->privdata);
+    cmd_free(c);
+}
+
+/* ---- the map ------------------------------------------------------------------------------------
+ */
+
+/* The home master changed: the owner's state (subscriptions, blocked reads, pending appends)
+ * belongs to the old one; it hears down() and builds it again on up(). */
+static void rehome(struct redis_router *r)
+{
+    const struct slots_map *map = cluster_map_slots(r->map);
+    const struct slots_node *addr = map != NULL ? slots_map_node(map, r->home_slot) : NULL;
+    struct rnode *home = addr != NULL ? node_get(r, addr) : NULL;
+    if (home == r->home)
+        return;
+    struct rnode *old = r->home;
+    r->home = home;
+    router_set_up(r, false);
+    if (old != NULL)
+        redis_link_restart(old->link); /* replies still due from it come back NULL */
+    if (home != NULL && home->up)
+        router_set_up(r, true);
+}
+
+/* Commands waiting for a master that no longer serves their slot go to the one that does. */
+static void requeue(struct redis_router *r)
+{
+    const struct slots_map *map = cluster_map_slots(r->map);
+    for (size_t i = 0; i < r->node_count; i++) {
+        struct rnode *n = r->nodes[i];
+        struct rcmd *c = n->queue_head, *keep_head = NULL, *keep_tail = NULL;
+        n->queue_head = n->queue_tail = NULL;
+        n->queued_bytes = 0;
+        while (c != NULL) {
+            struct rcmd *next = c->next;
+            const struct slots_node *addr = slots_map_node(map, c->slot);
+            struct rnode *to = addr != NULL ? node_get(r, addr) : NULL;
+            c->next = NULL;
+            if (to != NULL && to != n) {
+                node_send(to, c);
+            } else {
+                if (keep_tail != NULL)
+                    keep_tail->next = c;
+                else
+                    keep_head = c;
+                keep_tail = c;
+                n->queued_bytes += c->len;
+            }
+            c = next;
+        }
+        n->queue_head = keep_head;
+        n->queue_tail = keep_tail;
+    }
+}
+
+static void on_map_changed(void *ctx)
+{
+    struct redis_router *r = ctx;
+    requeue(r);
+    rehome(r);
+}
+
+/* ---- interface ------------------------------------------------------------------------------- */
+
+struct redis_router *redis_router_new(struct event_base *base, const struct redis_link_config *cfg,
+                                      const struct redis_link_ops *ops, struct redis_link *shell)
+{
+    struct redis_router *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->base = base;
+    r->shell = shell;
+    r->cfg = *cfg;
+    r->ops = *ops;
+    r->map = cfg->cluster;
+    r->home_slot = slots_key_slot(cfg->home_key != NULL ? cfg->home_key : "",
+                                  cfg->home_key != NULL ? strlen(cfg->home_key) : 0);
+    if (cluster_map_watch(r->map, on_map_changed, r) != 0) {
+        free(r);
+        return NULL;
+    }
+    if (cluster_map_slots(r->map) != NULL)
+        rehome(r); /* the map is known: connect to the home master now */
+    return r;
+}
+
+void redis_router_free(struct redis_router *r)
+{
+    if (r == NULL)
+        return;
+    cluster_map_unwatch(r->map, on_map_changed, r);
+    r->ops.up = r->ops.down = NULL;
+    for (size_t i = 0; i < r->node_count; i++)
+        node_free(r->nodes[i]);
+    free(r->nodes);
+    free(r);
+}
+
+bool redis_router_is_up(const struct redis_router *r)
+{
+    return r->up;
+}
+
+size_t redis_router_unsent_bytes(const struct redis_router *r)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->node_count; i++)
+        bytes += redis_link_unsent_bytes(r->nodes[i]->link) + r->nodes[i]->queued_bytes;
+    return bytes;
+}
+
+const struct redis_link_stats *redis_router_stats(const struct redis_router *r)
+{
+    return &r->stats;
+}
+
+int redis_router_command_resp(struct redis_router *r, redisCallbackFn *fn, void *privdata,
+                              const char *resp, size_t len)
+{
+    if (!r->up)
+        return -1;
+    if (r->cfg.pinned)
+        return redis_link_command_resp(r->home->link, fn, privdata, resp, len);
+    uint16_t slot = r->home_slot;
+    struct rnode *n = r->home;
+    if (command_slot(resp, len, &slot)) {
+        const struct slots_node *addr = slots_map_node(cluster_map_slots(r->map), slot);
+        n = addr != NULL ? node_get(r, addr) : NULL;
+        if (n == NULL)
+            return -1; /* a slot no master serves: the cluster is down for it */
+    }
+    struct rcmd *c = malloc(sizeof(*c) + len);
+    if (c == NULL)
+        return -1;
+    *c = (struct rcmd){.r = r, .fn = fn, .privdata = privdata, .slot = slot, .len = len};
+    memcpy(c->resp, resp, len);
+    if (!n->up) {
+        node_queue(n, c); /* sent when its connection is up */
+        return 0;
+    }
+    if (redis_link_command_resp(n->link, on_routed_reply, c, c->resp, c->len) != 0) {
+        cmd_free(c); /* refused now: the owner hears -1, never a callback */
+        return -1;
+    }
+    return 0;
+}
+
+void redis_router_restart(struct redis_router *r)
+{
+    r->stats.restarts++;
+    for (size_t i = 0; i < r->node_count; i++)
+        redis_link_restart(r->nodes[i]->link);
+}
+
+void redis_router_each_node(const struct redis_router *r,
+                            void (*fn)(void *arg, const char *host, unsigned short port, bool up),
+                            void *arg)
+{
+    for (size_t i = 0; i < r->node_count; i++)
+        fn(arg, r->nodes[i]->addr.host, r->nodes[i]->addr.port, r->nodes[i]->up);
+}
