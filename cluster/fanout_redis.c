@@ -615,10 +615,14 @@ int fanout_redis_start(struct broker *b)
     fr->b = b;
     /* Set before the links exist: broker_free() frees a half-built backend the same way. */
     b->fanout = (struct fanout){.ops = &fanout_redis_ops, .ctx = fr};
-    if (b->cfg.cluster_redis_sentinel[0] != '\0' && start_sentinel(fr, &bcfg) != 0)
+    if (b->cfg.cluster_redis_cluster[0] != '\0') {
+        if (b->cfg.cluster_redis_sentinel[0] != '\0')
+            log_warn(0, "cluster.redis_cluster is set: cluster.redis_sentinel is ignored");
+        if (start_cluster_map(fr, &bcfg) != 0)
+            return -1;
+    } else if (b->cfg.cluster_redis_sentinel[0] != '\0' && start_sentinel(fr, &bcfg) != 0) {
         return -1;
-    if (b->cfg.cluster_redis_cluster[0] != '\0' && start_cluster_map(fr, &bcfg) != 0)
-        return -1;
+    }
     const struct bridge_ops ops = {
         .ctx = fr, .deliver = deliver_remote, .confirmed = confirmed, .control = admin_control};
     fr->bridge = bridge_new(b->base, &bcfg, &ops);

@@ -666,11 +666,6 @@ int config_validate(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "cluster.redis_sentinel and cluster.redis_master go together");
         return -1;
     }
-    if (cfg->cluster_redis_cluster[0] != '\0' && cfg->cluster_redis_sentinel[0] != '\0') {
-        snprintf(err, err_len,
-                 "cluster.redis_cluster and cluster.redis_sentinel exclude each other");
-        return -1;
-    }
     if (cfg->cluster_redis_cluster_refresh_ms < 100) {
         snprintf(err, err_len, "cluster.redis_cluster_refresh_ms must be >= 100");
         return -1;
