@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { brokerTest, runBroker, startBroker, withTimeout, sleep } from './lib/broker.mjs';
+import { brokerTest, runBroker, startBroker, sleep } from './lib/broker.mjs';
 import { httpRequest, connectTcp, ByteReader } from './lib/rawws.mjs';
+import { httpCall } from './lib/http.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 import { sample } from './lib/proc.mjs';
@@ -51,28 +51,9 @@ fs.writeFileSync(path.join(dir, 'secret.txt'), 'outside the static dir');
 fs.symlinkSync(path.join(dir, 'secret.txt'), path.join(site, 'link.txt'));
 const staticArgs = ['--static', site];
 
-// One request with node's HTTP client; resolves { status, headers, text, json }.
-function request(port, { method = 'POST', path: p = '/api/publish', headers = {}, body, key = KEY } = {}) {
-  const all = { ...headers };
-  if (key !== null) all.Authorization = `Bearer ${key}`;
-  if (body !== undefined) all['Content-Length'] = Buffer.byteLength(body);
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers: all, agent: false }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        const text = raw.toString('utf8');
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, headers: res.headers, raw, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  }), 5000, `${method} ${p}`);
-}
+// One request with node's HTTP client, a publish with KEY unless told otherwise.
+const request = (port, { method = 'POST', path: p = '/api/publish', key = KEY, ...options } = {}) =>
+  httpCall(port, method, p, { key, ...options });
 
 const publish = (broker, destination, body, opts = {}) => request(broker.wsPort, {
   path: `/api/publish?destination=${encodeURIComponent(destination)}`, body, ...opts,

@@ -4,13 +4,13 @@
 // forgotten once presence.ttl_s has passed: its users leave. presence.ttl_s is 2 here.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { withTimeout, writeUsersFile } from './lib/broker.mjs';
+import { writeUsersFile } from './lib/broker.mjs';
 import { RedisServer, clusterTest, killNode, useSharedRedis, waitLog } from './lib/cluster.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { apiKeyFile } from './lib/api.mjs';
+import { httpCall } from './lib/http.mjs';
 import { waitFor } from './lib/proc.mjs';
 
 useSharedRedis();
@@ -29,22 +29,8 @@ const broker = {
 const tcpAs = (node, name, label = `${name}@${node.nodeId}`) =>
   tcpStomp(node, { label, headers: { login: name, passcode: `${name}-pw` } });
 
-function presenceOf(node, dest) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: node.wsPort, method: 'GET', agent: false,
-      path: `/api/presence?destination=${encodeURIComponent(dest)}`,
-      headers: { Authorization: `Bearer ${apiKey}` },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) }));
-    });
-    req.on('error', reject);
-    req.end();
-  }), 5000, `GET /api/presence on ${node.nodeId}`);
-}
+const presenceOf = (node, dest) => httpCall(node.wsPort, 'GET',
+  `/api/presence?destination=${encodeURIComponent(dest)}`, { key: apiKey });
 
 const event = (f) => [f.headers['x-presence-event'], f.headers['x-presence-user'], f.headers['x-presence-count']];
 

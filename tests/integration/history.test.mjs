@@ -4,14 +4,14 @@
 // forged headers dropped, and one offset sequence per destination across --threads 2.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { brokerTest, runBroker, startBroker, withTimeout } from './lib/broker.mjs';
+import { brokerTest, runBroker, startBroker } from './lib/broker.mjs';
 import { tcpStomp, uniq, wsStomp } from './lib/stomp.mjs';
 import { StompJs } from './lib/stompjs.mjs';
 import { apiKeyFile, apiPublishTo } from './lib/api.mjs';
+import { httpCall } from './lib/http.mjs';
 
 const history = (...specs) => ({ args: specs.flatMap((s) => ['--history', s]) });
 const offsetOf = (m) => Number(m.headers['x-stream-offset']);
@@ -197,20 +197,9 @@ brokerTest('limits.history_bytes evicts the oldest and counts the limit on /metr
       if (offsetOf(m) === 20) break;
     }
     assert.ok(got.length < 20 && got.length >= 2, `kept ${got.length}`);
-    const text = await httpGet(broker.httpPort, '/metrics');
+    const { text } = await httpCall(broker.httpPort, 'GET', '/metrics');
     assert.match(text, /stompws_limit_hits_total\{limit="limits.history_bytes"\} [1-9]/);
   });
-
-// GET over plain HTTP, bounded.
-function httpGet(port, p) {
-  return withTimeout(new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve(text));
-    }).on('error', reject);
-  }), 5000, `GET ${p}`);
-}
 
 brokerTest('resume by offset while a publisher runs flat out: no loss, no duplicate', history('/topic/feed=100000'), async (broker) => {
   const TOTAL = 3000;

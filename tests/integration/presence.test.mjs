@@ -7,13 +7,13 @@
 // route with its errors and presence.max_users.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { brokerTest, withTimeout, writeUsersFile } from './lib/broker.mjs';
+import { brokerTest, writeUsersFile } from './lib/broker.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
 import { apiKeyFile } from './lib/api.mjs';
+import { httpCall } from './lib/http.mjs';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompws-presence-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -38,27 +38,9 @@ const login = (name) => ({ login: name, passcode: `${name}-pw` });
 const tcpAs = (broker, name, label = name) => tcpStomp(broker, { label, headers: login(name) });
 const jsAs = (broker, name) => stompjs(broker, { label: `js-${name}`, connectHeaders: login(name) });
 
-// GET /api/presence{query} on the broker's WebSocket port: { status, json, text }.
-function presenceGet(broker, query, { key = apiKey, method = 'GET' } = {}) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: broker.wsPort, method, agent: false, path: `/api/presence${query}`,
-      headers: key ? { Authorization: `Bearer ${key}` } : {},
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* the caller looks at text */ }
-        resolve({ status: res.statusCode, json, text });
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  }), 5000, `GET /api/presence${query}`);
-}
+// GET /api/presence{query} on the broker's WebSocket port: httpCall's answer.
+const presenceGet = (broker, query, { key = apiKey, method = 'GET' } = {}) =>
+  httpCall(broker.wsPort, method, `/api/presence${query}`, { key });
 const presenceOf = (broker, dest) => presenceGet(broker, `?destination=${encodeURIComponent(dest)}`);
 
 // The next presence event of a stompjs subscription, as { event, user, count, body }.

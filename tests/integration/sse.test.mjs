@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { brokerTest, sleep, writeUsersFile } from './lib/broker.mjs';
+import { httpCall } from './lib/http.mjs';
 import { sseOpen } from './lib/sse.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 
@@ -40,17 +40,6 @@ async function reader(broker, query, options = {}) {
 
 async function publish(pub, destination, body, headers = {}) {
   await pub.sendWithReceipt('SEND', { destination, ...headers }, body);
-}
-
-function get(port, pathname) {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: pathname, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    }).on('error', reject);
-  });
 }
 
 brokerTest('JSON events: headers, framing, wildcards, base64 for bodies that are not UTF-8', {}, async (broker) => {
@@ -222,7 +211,7 @@ brokerTest('the --http port serves /sse too; /metrics counts readers as transpor
     // With several loops another loop's figures are up to one lag tick (250 ms) old: poll.
     const gauge = async (n) => {
       for (let i = 0; i < 50; i++) {
-        if (new RegExp(`stompws_connections\\{transport="sse"\\} ${n}\\n`).test((await get(broker.wsPort, '/metrics')).body)) return;
+        if (new RegExp(`stompws_connections\\{transport="sse"\\} ${n}\\n`).test((await httpCall(broker.wsPort, 'GET', '/metrics')).text)) return;
         await sleep(50);
       }
       assert.fail(`stompws_connections{transport="sse"} never read ${n}`);
@@ -262,6 +251,6 @@ brokerTest('a reader that stops reading is dropped then closed as a slow consume
       assert.ok(seq > last, 'in order');
       last = seq;
     }
-    const m = await get(broker.wsPort, '/metrics');
-    assert.match(m.body, /stompws_limit_hits_total\{limit="limits.slow_consumer_max_drops"\} 1\n/);
+    const m = await httpCall(broker.wsPort, 'GET', '/metrics');
+    assert.match(m.text, /stompws_limit_hits_total\{limit="limits.slow_consumer_max_drops"\} 1\n/);
   });

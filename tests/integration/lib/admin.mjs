@@ -1,8 +1,7 @@
 // The admin API (docs/API.md, "Admin API") from tests: a key file of one fresh key (apart from the
 // publish API's), and requests with node's HTTP client.
-import http from 'node:http';
 import { apiKeyFile } from './api.mjs';
-import { withTimeout } from './broker.mjs';
+import { httpCall } from './http.mjs';
 
 // A fresh admin key in a file of its own: { key, file, args } (args: the broker's flag).
 export function adminKeyFile() {
@@ -12,24 +11,7 @@ export function adminKeyFile() {
 
 // METHOD path on port with "Authorization: Bearer key" (key null: none). Resolves
 // { status, headers, text, json } (json null when the answer is not JSON).
-export function adminRequest(port, key, method, path) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const headers = key !== null ? { Authorization: `Bearer ${key}` } : {};
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON: the caller looks at text */ }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  }), 10000, `${method} ${path}`);
-}
+export const adminRequest = (port, key, method, path) => httpCall(port, method, path, { key, timeout: 10000 });
 
 // GET /api/connections[?user=] answered 200: the list.
 export async function connections(port, key, user = null) {
