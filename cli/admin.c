@@ -1,4 +1,5 @@
 #include "cli/admin.h"
+#include "cli/say.h"
 #include "cli/url.h"
 
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define EXIT_USAGE       2
 #define DEFAULT_WAIT_MS  10000
 #define ADMIN_KEY_MAX    1024
 #define ADMIN_ANSWER_MAX (16 * 1024 * 1024) /* a listing of many connections is long */
@@ -47,30 +46,6 @@ bool cli_admin_command(const char *argv0)
 {
     return strcmp(argv0, "connections") == 0 || strcmp(argv0, "destinations") == 0 ||
            strcmp(argv0, "kick") == 0;
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("stompws-cli: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\nTry 'stompws-cli --help' for more information.\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("stompws-cli: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
 }
 
 /* ---- the request ---------------------------------------------------------------------------- */
@@ -120,13 +95,14 @@ static int read_key(const struct admin_options *o, char key[ADMIN_KEY_MAX])
     if (o->key_file == NULL) {
         const char *env = getenv("STOMPWS_ADMIN_KEY");
         if (env == NULL || env[0] == '\0' || strlen(env) >= ADMIN_KEY_MAX)
-            return usage_error("no admin key: set STOMPWS_ADMIN_KEY or give --admin-key-file");
+            return cli_usage_error(CLI_EXIT_USAGE,
+                                   "no admin key: set STOMPWS_ADMIN_KEY or give --admin-key-file");
         snprintf(key, ADMIN_KEY_MAX, "%s", env);
         return 0;
     }
     FILE *f = fopen(o->key_file, "r");
     if (f == NULL)
-        return fail("--admin-key-file %s: %s", o->key_file, strerror(errno));
+        return cli_say(CLI_EXIT_FAILURE, "--admin-key-file %s: %s", o->key_file, strerror(errno));
     char line[ADMIN_KEY_MAX];
     int rc = 1;
     while (rc != 0 && fgets(line, sizeof(line), f) != NULL) {
@@ -138,7 +114,8 @@ static int read_key(const struct admin_options *o, char key[ADMIN_KEY_MAX])
         }
     }
     fclose(f);
-    return rc == 0 ? 0 : fail("--admin-key-file %s: no key in it", o->key_file);
+    return rc == 0 ? 0
+                   : cli_say(CLI_EXIT_FAILURE, "--admin-key-file %s: no key in it", o->key_file);
 }
 
 /* ---- one HTTP exchange ------------------------------------------------------------------------
@@ -151,7 +128,7 @@ static int connect_to(const struct url *u, unsigned wait_ms)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
     int rc = getaddrinfo(u->host, port, &hints, &res);
     if (rc != 0) {
-        fail("%s: %s", u->host, gai_strerror(rc));
+        cli_say(CLI_EXIT_FAILURE, "%s: %s", u->host, gai_strerror(rc));
         return -1;
     }
     struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
@@ -169,7 +146,7 @@ static int connect_to(const struct url *u, unsigned wait_ms)
     }
     freeaddrinfo(res);
     if (fd < 0)
-        fail("cannot connect to %s:%u: %s", u->host, u->port, strerror(errno));
+        cli_say(CLI_EXIT_FAILURE, "cannot connect to %s:%u: %s", u->host, u->port, strerror(errno));
     return fd;
 }
 
@@ -242,7 +219,7 @@ static int start_tls(struct channel *ch, const struct url *u, const struct admin
 {
     ch->ctx = SSL_CTX_new(TLS_client_method());
     if (ch->ctx == NULL)
-        return fail("cannot create a TLS context");
+        return cli_say(CLI_EXIT_FAILURE, "cannot create a TLS context");
     SSL_CTX_set_min_proto_version(ch->ctx, TLS1_2_VERSION);
 #ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
     /* The broker may close without close_notify; report() checks the body's Content-Length. */
@@ -252,11 +229,11 @@ static int start_tls(struct channel *ch, const struct url *u, const struct admin
     int ok = o->cafile != NULL ? SSL_CTX_load_verify_locations(ch->ctx, o->cafile, NULL)
                                : SSL_CTX_set_default_verify_paths(ch->ctx);
     if (ok != 1)
-        return fail("cannot load CA certificates from %s",
-                    o->cafile != NULL ? o->cafile : "the system store");
+        return cli_say(CLI_EXIT_FAILURE, "cannot load CA certificates from %s",
+                       o->cafile != NULL ? o->cafile : "the system store");
     ch->ssl = SSL_new(ch->ctx);
     if (ch->ssl == NULL || SSL_set_fd(ch->ssl, ch->fd) != 1)
-        return fail("cannot create a TLS session");
+        return cli_say(CLI_EXIT_FAILURE, "cannot create a TLS session");
     if (!u->host_is_ip)
         SSL_set_tlsext_host_name(ch->ssl, u->host); /* SNI is for names only (RFC 6066) */
     if (!o->insecure) {
@@ -265,18 +242,18 @@ static int start_tls(struct channel *ch, const struct url *u, const struct admin
         ok = u->host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, u->host)
                            : SSL_set1_host(ch->ssl, u->host);
         if (ok != 1)
-            return fail("cannot verify the name %s", u->host);
+            return cli_say(CLI_EXIT_FAILURE, "cannot verify the name %s", u->host);
     }
     if (SSL_connect(ch->ssl) == 1)
         return 0;
     long verify = SSL_get_verify_result(ch->ssl);
     if (verify != X509_V_OK)
-        return fail("TLS: certificate verification failed: %s",
-                    X509_verify_cert_error_string(verify));
+        return cli_say(CLI_EXIT_FAILURE, "TLS: certificate verification failed: %s",
+                       X509_verify_cert_error_string(verify));
     unsigned long code = ERR_get_error();
     const char *why = code != 0 ? ERR_reason_error_string(code) : NULL;
-    return fail("TLS handshake with %s:%u failed: %s", u->host, u->port,
-                why != NULL ? why : "the connection closed");
+    return cli_say(CLI_EXIT_FAILURE, "TLS handshake with %s:%u failed: %s", u->host, u->port,
+                   why != NULL ? why : "the connection closed");
 }
 
 static void channel_close(struct channel *ch)
@@ -293,21 +270,23 @@ static int report(const struct admin_options *o, const char *answer)
     int status = 0;
     const char *body = strstr(answer, "\r\n\r\n");
     if (sscanf(answer, "HTTP/1.%*d %d", &status) != 1 || body == NULL)
-        return fail("not an HTTP answer from %s", o->url);
+        return cli_say(CLI_EXIT_FAILURE, "not an HTTP answer from %s", o->url);
     body += 4;
     const char *length = strcasestr(answer, "\r\ncontent-length:");
     if (length == NULL || length > body || strtoul(length + 17, NULL, 10) != strlen(body))
-        return fail("a cut answer from %s", o->url);
+        return cli_say(CLI_EXIT_FAILURE, "a cut answer from %s", o->url);
     if (status < 200 || status > 299) {
-        fprintf(stderr, "stompws-cli: %s: %d %s", o->command, status, body);
-        return 1;
+        size_t body_len = strlen(body);
+        if (body_len > 0 && body[body_len - 1] == '\n') /* cli_say ends the line */
+            body_len--;
+        return cli_say(CLI_EXIT_FAILURE, "%s: %d %.*s", o->command, status, (int)body_len, body);
     }
     if (status == 204 && !o->quiet)
         printf("disconnected %s\n", o->id);
     else if (status != 204)
         fputs(body, stdout);
     if (strstr(body, "\"partial\":true") != NULL && !o->quiet)
-        fputs("stompws-cli: warning: partial answer: some loop or node did not answer\n", stderr);
+        cli_say(0, "warning: partial answer: some loop or node did not answer");
     return 0;
 }
 
@@ -320,14 +299,16 @@ static int run(const struct admin_options *o)
     bool http = strncasecmp(o->url, "http://", 7) == 0 || strncasecmp(o->url, "ws://", 5) == 0;
     snprintf(text, sizeof(text), "%s%s", https ? "wss" : "ws", rest != NULL ? rest : "");
     if (rest == NULL || !(http || https) || url_parse(text, &u, err, sizeof(err)) != 0)
-        return usage_error("bad URL '%s': expected http://HOST:PORT or https://HOST:PORT", o->url);
+        return cli_usage_error(
+            CLI_EXIT_USAGE, "bad URL '%s': expected http://HOST:PORT or https://HOST:PORT", o->url);
     if (!https && (o->cafile != NULL || o->insecure))
-        return usage_error("--cafile and --insecure are for https:// URLs");
+        return cli_usage_error(CLI_EXIT_USAGE, "--cafile and --insecure are for https:// URLs");
     if (o->cafile != NULL && o->insecure)
-        return usage_error("--insecure verifies nothing: --cafile would be ignored");
+        return cli_usage_error(CLI_EXIT_USAGE,
+                               "--insecure verifies nothing: --cafile would be ignored");
     const char *method;
     if (!request_line(o, &method, target, sizeof(target)))
-        return usage_error("%s: argument too long", o->command);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s: argument too long", o->command);
     int rc = read_key(o, key);
     if (rc != 0)
         return rc;
@@ -349,7 +330,8 @@ static int run(const struct admin_options *o)
     channel_close(&ch);
     free(request);
     rc = answer != NULL ? report(o, answer)
-                        : fail("no answer from %s within --wait: %s", o->url, strerror(errno));
+                        : cli_say(CLI_EXIT_FAILURE, "no answer from %s within --wait: %s", o->url,
+                                  strerror(errno));
     free(answer);
     return rc;
 }
@@ -361,7 +343,8 @@ static int parse_wait(const char *text, unsigned *ms)
     char *end;
     double s = strtod(text, &end);
     if (end == text || *end != '\0' || !(s > 0 && s <= 4000000.0))
-        return usage_error("--wait: '%s' is not a number of seconds above 0", text);
+        return cli_usage_error(CLI_EXIT_USAGE, "--wait: '%s' is not a number of seconds above 0",
+                               text);
     *ms = (unsigned)(s * 1000.0 + 0.999);
     return 0;
 }
@@ -391,7 +374,7 @@ int cli_admin_main(int argc, char **argv)
         else if (opt == 'k')
             o.key_file = optarg;
         else if (opt == 'w' && parse_wait(optarg, &o.wait_ms) != 0)
-            return EXIT_USAGE;
+            return CLI_EXIT_USAGE;
         else if (opt == 'q')
             o.quiet = true;
         else if (opt == 'c')
@@ -399,18 +382,19 @@ int cli_admin_main(int argc, char **argv)
         else if (opt == 'i')
             o.insecure = true;
         else if (opt != 'w')
-            return usage_error("%s: option not taken by this command", o.command);
+            return cli_usage_error(CLI_EXIT_USAGE, "%s: option not taken by this command",
+                                   o.command);
     }
     int left = argc - optind;
     if (left < 1)
-        return usage_error("%s needs the broker's URL", o.command);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s needs the broker's URL", o.command);
     o.url = argv[optind];
     if (kick && (o.user != NULL ? left != 1 : left != 2))
-        return usage_error("kick takes URL ID, or --user LOGIN URL");
+        return cli_usage_error(CLI_EXIT_USAGE, "kick takes URL ID, or --user LOGIN URL");
     if (!kick && left != 1)
-        return usage_error("%s takes one URL", o.command);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s takes one URL", o.command);
     o.id = kick && o.user == NULL ? argv[optind + 1] : NULL;
     if ((o.id != NULL && o.id[0] == '\0') || (o.user != NULL && o.user[0] == '\0'))
-        return usage_error("%s: empty ID or LOGIN", o.command);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s: empty ID or LOGIN", o.command);
     return run(&o);
 }

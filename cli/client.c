@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "cli/say.h"
 #include "cli/transport.h"
 #include "stomp/encode.h"
 #include "stomp/parser.h"
@@ -76,23 +77,6 @@ struct client {
 
 /* ---- diagnostics ---- */
 
-static void vsay(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
-static void vsay(const char *fmt, va_list ap)
-{
-    fputs("stompws-cli: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsay(fmt, ap);
-    va_end(ap);
-}
-
 /* Ends the run: the loop stops and client_run() returns code. */
 static void done(struct client *c, int code)
 {
@@ -110,9 +94,9 @@ static void fail(struct client *c, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vsay(fmt, ap);
+    cli_vsay(CLI_EXIT_FAILURE, fmt, ap);
     va_end(ap);
-    done(c, 1);
+    done(c, CLI_EXIT_FAILURE);
 }
 
 static void arm(struct event *ev, unsigned ms)
@@ -391,7 +375,7 @@ static void subscribed(struct client *c)
     evtimer_del(c->deadline);
     if (!c->o->quiet)
         for (size_t i = 0; i < c->o->destination_count; i++)
-            say("subscribed to %s", c->o->destinations[i]);
+            cli_say(0, "subscribed to %s", c->o->destinations[i]);
 }
 
 /* One header line for -v output: control characters shown as escapes, so one line each. */
@@ -501,9 +485,9 @@ static void on_connected(struct client *c, const struct stomp_frame *f)
     start_heartbeats(c, f);
     if (c->o->verbose) {
         const struct stomp_header *server = stomp_frame_header(f, "server");
-        say("connected (STOMP %s%s%.*s)", stomp_version_name(c->version),
-            server != NULL ? ", server " : "", server != NULL ? (int)server->value_len : 0,
-            server != NULL ? server->value : "");
+        cli_say(0, "connected (STOMP %s%s%.*s)", stomp_version_name(c->version),
+                server != NULL ? ", server " : "", server != NULL ? (int)server->value_len : 0,
+                server != NULL ? server->value : "");
     }
     if (c->o->mode == CLIENT_PUB)
         start_pub(c);
@@ -526,10 +510,10 @@ static void on_receipt(struct client *c, const struct stomp_frame *f)
             return;
         }
         if (c->o->verbose && c->o->mode == CLIENT_PUB && c->o->receipt)
-            say("published %llu message%s, each confirmed by a RECEIPT", c->sent,
-                c->sent == 1 ? "" : "s");
+            cli_say(0, "published %llu message%s, each confirmed by a RECEIPT", c->sent,
+                    c->sent == 1 ? "" : "s");
         else if (c->o->verbose && c->o->mode == CLIENT_PUB)
-            say("published %llu message%s", c->sent, c->sent == 1 ? "" : "s");
+            cli_say(0, "published %llu message%s", c->sent, c->sent == 1 ? "" : "s");
         c->state = C_CLOSING;
         evtimer_del(c->deadline);
         transport_shutdown(c->transport);
@@ -728,11 +712,12 @@ int client_run(const struct client_options *o)
     };
     struct transport_callbacks cb = {on_open, on_data, on_drain, on_close};
     if (o->insecure && !o->quiet && o->url.tls)
-        say("WARNING: --insecure: the broker's certificate is NOT verified; anyone on the path "
-            "can read and change this connection");
+        cli_say(0,
+                "WARNING: --insecure: the broker's certificate is NOT verified; anyone on the path "
+                "can read and change this connection");
     if (setup(&c) != 0 ||
         (c.transport = transport_new(c.base, &o->url, &topts, &cb, &c, err, sizeof(err))) == NULL) {
-        say("%s", err);
+        cli_say(0, "%s", err);
         teardown(&c);
         return 1;
     }

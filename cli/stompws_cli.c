@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +15,9 @@
 
 #include "cli/admin.h"
 #include "cli/client.h"
+#include "cli/say.h"
 #include "cli/url.h"
 
-#define EXIT_USAGE 2
 /* Default for --wait, in seconds. */
 #define DEFAULT_WAIT_S 10
 
@@ -80,18 +79,6 @@ static void usage(FILE *out)
             DEFAULT_WAIT_S);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("stompws-cli: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\nTry 'stompws-cli --help' for more information.\n", stderr);
-    va_end(ap);
-    return -1;
-}
-
 enum {
     OPT_CONTENT_TYPE = 256,
     OPT_RECEIPT,
@@ -142,7 +129,8 @@ static int parse_seconds(const char *flag, const char *text, unsigned *ms)
     char *end;
     double s = strtod(text, &end);
     if (end == text || *end != '\0' || !isfinite(s) || s <= 0 || s > 4000000.0)
-        return usage_error("%s: '%s' is not a number of seconds above 0", flag, text);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s: '%s' is not a number of seconds above 0", flag,
+                               text);
     *ms = (unsigned)ceil(s * 1000.0);
     return 0;
 }
@@ -151,10 +139,12 @@ static int parse_count(const char *text, unsigned long *count)
 {
     char *end;
     if (text[0] < '0' || text[0] > '9')
-        return usage_error("--count: '%s' is not a positive whole number", text);
+        return cli_usage_error(CLI_EXIT_USAGE, "--count: '%s' is not a positive whole number",
+                               text);
     *count = strtoul(text, &end, 10);
     if (*end != '\0' || *count == 0)
-        return usage_error("--count: '%s' is not a positive whole number", text);
+        return cli_usage_error(CLI_EXIT_USAGE, "--count: '%s' is not a positive whole number",
+                               text);
     return 0;
 }
 
@@ -167,7 +157,8 @@ static int parse_ack(const char *text, enum client_ack *ack)
     else if (strcmp(text, "client-individual") == 0)
         *ack = CLIENT_ACK_CLIENT_INDIVIDUAL;
     else
-        return usage_error("--ack: '%s' is not auto, client or client-individual", text);
+        return cli_usage_error(CLI_EXIT_USAGE,
+                               "--ack: '%s' is not auto, client or client-individual", text);
     return 0;
 }
 
@@ -183,14 +174,15 @@ static int parse_version(const char *text, unsigned *versions)
             return 0;
         }
     }
-    return usage_error("--stomp-version: '%s' is not 1.0, 1.1 or 1.2", text);
+    return cli_usage_error(CLI_EXIT_USAGE, "--stomp-version: '%s' is not 1.0, 1.1 or 1.2", text);
 }
 
 static int parse_heart_beat(const char *text, struct client_options *o)
 {
     if (stomp_heartbeat_parse(text, strlen(text), &o->heartbeat_send_ms,
                               &o->heartbeat_receive_ms) != 0)
-        return usage_error("--heart-beat: '%s' is not CX,CY (two numbers of milliseconds)", text);
+        return cli_usage_error(
+            CLI_EXIT_USAGE, "--heart-beat: '%s' is not CX,CY (two numbers of milliseconds)", text);
     return 0;
 }
 
@@ -199,9 +191,10 @@ static int add_header(const char *text, struct client_options *o)
 {
     const char *colon = strchr(text, ':');
     if (colon == NULL || colon == text)
-        return usage_error("--header: '%s' is not NAME:VALUE", text);
+        return cli_usage_error(CLI_EXIT_USAGE, "--header: '%s' is not NAME:VALUE", text);
     if (o->header_count == CLIENT_MAX_USER_HEADERS)
-        return usage_error("--header: at most %d headers", CLIENT_MAX_USER_HEADERS);
+        return cli_usage_error(CLI_EXIT_USAGE, "--header: at most %d headers",
+                               CLIENT_MAX_USER_HEADERS);
     o->headers[o->header_count++] =
         (struct stomp_header){text, (size_t)(colon - text), colon + 1, strlen(colon + 1)};
     return 0;
@@ -262,7 +255,7 @@ static int apply_option(int opt, const char *arg, struct client_options *o, stru
         o->quiet = true;
         return 0;
     default:
-        return usage_error("unknown option");
+        return cli_usage_error(CLI_EXIT_USAGE, "unknown option");
     }
 }
 
@@ -276,10 +269,12 @@ static int check_headers(const struct client_options *o)
         const struct stomp_header *h = &o->headers[i];
         for (size_t k = 0; own[k] != NULL; k++)
             if (strlen(own[k]) == h->name_len && memcmp(own[k], h->name, h->name_len) == 0)
-                return usage_error("--header: stompws-cli sets '%s' itself", own[k]);
+                return cli_usage_error(CLI_EXIT_USAGE, "--header: stompws-cli sets '%s' itself",
+                                       own[k]);
         if (o->content_type != NULL && h->name_len == 12 &&
             memcmp(h->name, "content-type", 12) == 0)
-            return usage_error("--header: content-type given twice (also --content-type)");
+            return cli_usage_error(CLI_EXIT_USAGE,
+                                   "--header: content-type given twice (also --content-type)");
     }
     return 0;
 }
@@ -289,36 +284,39 @@ static int parse_arguments(int argc, char **argv, struct client_options *o,
                            const struct mode_only *only)
 {
     if (argc < 1)
-        return usage_error("no command (pub or sub)");
+        return cli_usage_error(CLI_EXIT_USAGE, "no command (pub or sub)");
     if (strcmp(argv[0], "pub") == 0)
         o->mode = CLIENT_PUB;
     else if (strcmp(argv[0], "sub") == 0)
         o->mode = CLIENT_SUB;
     else
-        return usage_error("unknown command '%s' (pub or sub)", argv[0]);
+        return cli_usage_error(CLI_EXIT_USAGE, "unknown command '%s' (pub or sub)", argv[0]);
     if (o->mode == CLIENT_PUB && only->sub != NULL)
-        return usage_error("%s is for sub, not pub", only->sub);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s is for sub, not pub", only->sub);
     if (o->mode == CLIENT_SUB && only->pub != NULL)
-        return usage_error("%s is for pub, not sub", only->pub);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s is for pub, not sub", only->pub);
     if (argc < 3)
-        return usage_error("%s needs a URL and a DESTINATION", argv[0]);
+        return cli_usage_error(CLI_EXIT_USAGE, "%s needs a URL and a DESTINATION", argv[0]);
     if (o->mode == CLIENT_PUB && argc > 4)
-        return usage_error("pub takes one DESTINATION and at most one BODY (quote it)");
+        return cli_usage_error(CLI_EXIT_USAGE,
+                               "pub takes one DESTINATION and at most one BODY (quote it)");
     if (o->mode == CLIENT_PUB && argc == 4 && o->stdin_whole)
-        return usage_error("--stdin-whole reads the body from stdin: give no BODY");
+        return cli_usage_error(CLI_EXIT_USAGE,
+                               "--stdin-whole reads the body from stdin: give no BODY");
     char err[512];
     if (url_parse(argv[1], &o->url, err, sizeof(err)) != 0)
-        return usage_error("bad URL '%s': %s", argv[1], err);
+        return cli_usage_error(CLI_EXIT_USAGE, "bad URL '%s': %s", argv[1], err);
     o->destinations = argv + 2;
     o->destination_count = o->mode == CLIENT_PUB ? 1 : (size_t)(argc - 2);
     for (size_t i = 0; i < o->destination_count; i++)
         if (o->destinations[i][0] == '\0')
-            return usage_error("empty DESTINATION");
+            return cli_usage_error(CLI_EXIT_USAGE, "empty DESTINATION");
     o->body = o->mode == CLIENT_PUB && argc == 4 ? argv[3] : NULL;
     if (o->quiet && o->verbose)
-        return usage_error("-q and -v contradict each other");
+        return cli_usage_error(CLI_EXIT_USAGE, "-q and -v contradict each other");
     if (o->insecure && o->cafile != NULL)
-        return usage_error("--insecure verifies nothing: --cafile would be ignored");
+        return cli_usage_error(CLI_EXIT_USAGE,
+                               "--insecure verifies nothing: --cafile would be ignored");
     return check_headers(o);
 }
 
@@ -343,13 +341,13 @@ int main(int argc, char **argv)
         }
         if (opt == '?' || opt == ':') {
             fputs("Try 'stompws-cli --help' for more information.\n", stderr);
-            return EXIT_USAGE;
+            return CLI_EXIT_USAGE;
         }
         if (apply_option(opt, optarg, &o, &only) != 0)
-            return EXIT_USAGE;
+            return CLI_EXIT_USAGE;
     }
     if (parse_arguments(argc - optind, argv + optind, &o, &only) != 0)
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     if (o.passcode == NULL)
         o.passcode = getenv("STOMPWS_PASSCODE");
     /* A broker that closes while we write must give an error, not kill the process. */
