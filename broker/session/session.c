@@ -1140,6 +1140,16 @@ static size_t resolve_user_route(struct session *s, const struct stomp_frame *f,
     return 0;
 }
 
+/* Refuses a destination that does not fit the route buffer (cap bytes with its NUL: the callers'
+ * hold SESSION_DESTINATION_MAX + 1), naming the limit. */
+static void fail_destination_too_long(struct session *s, const struct stomp_frame *f,
+                                      const struct stomp_header *dest, size_t cap)
+{
+    session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
+                 "destination too long: %zu bytes (destinations are at most %zu bytes)",
+                 dest->value_len, cap - 1);
+}
+
 /*
  * Resolves the destination of a SEND (subscribing false) or SUBSCRIBE to the router's name for it
  * in out, and whether a missing queue may be created. Returns the length, or 0 after an ERROR:
@@ -1179,7 +1189,7 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
         return 0;
     }
     if (dest->value_len >= cap) {
-        session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "destination too long");
+        fail_destination_too_long(s, f, dest, cap);
         return 0;
     }
     memcpy(out, dest->value, dest->value_len);
@@ -1347,14 +1357,14 @@ static void on_send(struct session *s, const struct stomp_frame *f)
     }
     if (!permitted(s, f, AUTH_WRITE, dest))
         return;
-    char route[1024];
+    char route[SESSION_DESTINATION_MAX + 1];
     bool create;
     size_t route_len = resolve_route(s, f, dest, false, route, sizeof(route), &create);
     if (route_len == 0)
         return;
 
     /* reply-to:/temp-queue/NAME becomes the private queue others can answer to. */
-    char reply_route[1024];
+    char reply_route[SESSION_DESTINATION_MAX + 1];
     const char *reply_to = NULL;
     const struct stomp_header *reply = find(f, "reply-to");
     if (reply != NULL && destination_kind(reply->value, reply->value_len) == DEST_TEMP_QUEUE) {
@@ -1566,8 +1576,11 @@ static size_t resolve_presence_route(struct session *s, const struct stomp_frame
 {
     size_t prefix = strlen(PRESENCE_PREFIX);
     int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
-    if (dest->value_len >= cap ||
-        !presence_tracks(s->broker->presence, dest->value + prefix, dest->value_len - prefix)) {
+    if (dest->value_len >= cap) { /* a length problem, whether or not the name is tracked */
+        fail_destination_too_long(s, f, dest, cap);
+        return 0;
+    }
+    if (!presence_tracks(s->broker->presence, dest->value + prefix, dest->value_len - prefix)) {
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
                      "no presence events for '%.*s': /presence/topic/NAME needs an exact /topic/ "
                      "name that a presence.pattern (--presence) matches",
@@ -1615,7 +1628,7 @@ static void on_subscribe(struct session *s, const struct stomp_frame *f)
         session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR, "invalid prefetch-count header");
         return;
     }
-    char route[1024];
+    char route[SESSION_DESTINATION_MAX + 1];
     bool create;
     size_t route_len = presence_events
                            ? resolve_presence_route(s, f, dest, route, sizeof(route))

@@ -18,6 +18,11 @@
 struct broker;
 struct conn;
 
+/* The longest destination (bytes) a SEND or SUBSCRIBE may name, /presence/ prefix included,
+ * whatever limits.max_header_line allows: it is resolved into a stack buffer of this size plus
+ * its NUL. Longer ones get an ERROR that names this limit. */
+#define SESSION_DESTINATION_MAX 1023
+
 /* version_hint: the STOMP version fixed by the WebSocket subprotocol, or 0 when none was. */
 struct session *session_new(struct conn *c, int version_hint);
 

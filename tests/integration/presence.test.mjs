@@ -139,6 +139,19 @@ brokerTest('wildcard subscriptions and anonymous sessions are not counted; untra
     assert.match(untracked.json.error, /no presence\.pattern matches it/);
   });
 
+// A tracked name too long for the broker's destination limit is refused as too long, naming the
+// limit, the same as on /topic/ itself: not as a name that presence does not keep.
+brokerTest('a /presence/ name over the destination limit: the ERROR names the limit',
+  { args: baseArgs }, async (broker) => {
+    const name = `/topic/room.${'x'.repeat(1100)}`;
+    const watcher = await tcpAs(broker, 'alice');
+    watcher.send('SUBSCRIBE', { id: 'p', destination: `/presence${name}` });
+    await refusedWith(watcher, new RegExp(`destination too long: ${9 + name.length} bytes \\(destinations are at most 1023 bytes\\)`));
+    const reader = await tcpAs(broker, 'bob');
+    reader.send('SUBSCRIBE', { id: 't', destination: name });
+    await refusedWith(reader, new RegExp(`destination too long: ${name.length} bytes \\(destinations are at most 1023 bytes\\)`));
+  });
+
 brokerTest('ACL: reading /presence/topic/NAME needs read permission on /topic/NAME',
   { args: baseArgs }, async (broker) => {
     const eve = await tcpAs(broker, 'eve');
