@@ -19,22 +19,6 @@
 #include "tests/fuzz/fuzz.h"
 #include "ws/utf8.h"
 
-/* `destination` keys in the query, splitting on '&' and '='. */
-static size_t count_destination_keys(const char *q, size_t len)
-{
-    size_t count = 0, start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && q[i] != '&')
-            continue;
-        const char *eq = memchr(q + start, '=', i - start);
-        size_t key_len = eq != NULL ? (size_t)(eq - (q + start)) : i - start;
-        if (len > 0 && key_len == 11 && memcmp(q + start, "destination", 11) == 0)
-            count++;
-        start = i + 1;
-    }
-    return count;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -56,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK((unsigned char)out[i] >= 0x20 && out[i] != 0x7F);
         CHECK(ws_utf8_valid((const uint8_t *)out, n));
         CHECK(destination_kind(out, n) == DEST_TOPIC && !destination_is_wildcard(out, n));
-        CHECK(count_destination_keys(q, len) == 1);
+        CHECK(query_key_count(q, len, "destination") == 1);
     }
     free(q);
     return 0;

@@ -24,22 +24,6 @@
 #include "broker/session/sse_request.h"
 #include "tests/fuzz/fuzz.h"
 
-/* `destination` keys in the query, by splitting on '&' and '='. */
-static size_t count_destination_keys(const char *q, size_t len)
-{
-    size_t count = 0, start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && q[i] != '&')
-            continue;
-        const char *eq = memchr(q + start, '=', i - start);
-        size_t key_len = eq != NULL ? (size_t)(eq - (q + start)) : i - start;
-        if (len > 0 && key_len == 11 && memcmp(q + start, "destination", 11) == 0)
-            count++;
-        start = i + 1;
-    }
-    return count;
-}
-
 static void fuzz_query(const char *q, size_t len)
 {
     static struct sse_request r;
@@ -50,7 +34,7 @@ static void fuzz_query(const char *q, size_t len)
         return;
     }
     CHECK(r.destination_count >= 1 && r.destination_count <= SSE_MAX_DESTINATIONS);
-    CHECK(r.destination_count == count_destination_keys(q, len));
+    CHECK(r.destination_count == query_key_count(q, len, "destination"));
     CHECK(r.storage_used <= sizeof(r.storage));
     for (size_t i = 0; i < r.destination_count; i++) {
         struct sse_slice d = r.destinations[i];
