@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { brokerTest, runBroker, startBroker, sleep } from './lib/broker.mjs';
-import { httpRequest, connectTcp, ByteReader } from './lib/rawws.mjs';
+import { httpExchange, connectTcp, ByteReader } from './lib/rawws.mjs';
 import { httpCall } from './lib/http.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { stompjs } from './lib/stompjs.mjs';
@@ -64,13 +64,7 @@ const batch = (broker, doc, opts = {}) => request(broker.wsPort, {
 });
 
 // Raw request bytes; resolves the response { status, headers, body } once the server closes.
-async function raw(broker, port, text) {
-  const r = await httpRequest(port, text);
-  broker.track(r.socket);
-  await r.reader.waitClosed();
-  const start = r.reader.buf.indexOf('\r\n\r\n') + 4;
-  return { status: r.status, headers: r.headers, body: r.reader.buf.subarray(start).toString('utf8') };
-}
+const raw = (broker, port, text) => httpExchange(broker, port, text);
 
 function assertError(r, status, pattern) {
   assert.equal(r.status, status, r.text);

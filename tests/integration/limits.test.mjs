@@ -2,15 +2,11 @@
 // broker keeps serving everyone else.
 import assert from 'node:assert/strict';
 import { brokerTest, sleep } from './lib/broker.mjs';
-import { httpRequest, upgradeRequest } from './lib/rawws.mjs';
+import { httpExchange, httpRequest, upgradeRequest } from './lib/rawws.mjs';
 import { encodeFrame, tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
 
 // The whole response body: the server closes after it.
-async function body(r) {
-  await r.reader.waitClosed();
-  const start = r.reader.buf.indexOf('\r\n\r\n') + 4;
-  return r.reader.buf.subarray(start).toString('utf8');
-}
+const body = (r) => r.reader.bodyAfterClose();
 
 brokerTest('connection rate: upgrades over limits.connection_rate get 503 with Retry-After',
   { set: { 'limits.connection_rate': 1, 'limits.connection_burst': 2 } }, async (broker) => {
@@ -131,10 +127,8 @@ brokerTest('publish rate, throttle: publishers over limits.publish_rate are slow
       assert.equal(c.inbox.items.filter((f) => f.command === 'ERROR').length, 0, `${c.inbox.label}: no ERROR`);
       await c.sendWithReceipt('SEND', { destination: '/topic/other' }, 'still connected');
     }
-    const text = (await httpRequest(broker.wsPort, 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
-    broker.track(text.socket);
-    await text.reader.waitClosed();
-    const hits = Number(/stompws_limit_hits_total\{limit="limits\.publish_rate"\} (\d+)/.exec(text.reader.buf.toString())[1]);
+    const text = (await httpExchange(broker, broker.wsPort, 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n')).body;
+    const hits = Number(/stompws_limit_hits_total\{limit="limits\.publish_rate"\} (\d+)/.exec(text)[1]);
     assert.ok(hits >= 2, `throttled SENDs counted on /metrics (${hits})`);
   });
 

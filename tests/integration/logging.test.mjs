@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { brokerTest, runBroker, sleep } from './lib/broker.mjs';
-import { httpRequest } from './lib/rawws.mjs';
+import { httpExchange } from './lib/rawws.mjs';
 import { tcpClient, tcpStomp, wsStomp } from './lib/stomp.mjs';
 import { sample } from './lib/proc.mjs';
 
@@ -34,11 +34,9 @@ async function waitForFile(file, re, timeout = 5000) {
 }
 
 async function metrics(broker) {
-  const r = await httpRequest(broker.wsPort, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-  broker.track(r.socket);
-  await r.reader.waitClosed();
+  const r = await httpExchange(broker, broker.wsPort, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
   assert.equal(r.status, 200);
-  return r.reader.buf.subarray(r.reader.buf.indexOf('\r\n\r\n') + 4).toString('utf8');
+  return r.body;
 }
 
 // The value of one series ("name" or "name{labels}") in Prometheus text.
@@ -224,16 +222,12 @@ brokerTest('access_token and bearer tokens never appear in a log line, at debug 
   async (broker) => {
     const secret = 'sEcReT-token-value-0123456789';
     const ws = await wsStomp(broker, { label: 'token-ws', path: `/ws?access_token=${secret}&x=1` });
-    const r = await httpRequest(broker.wsPort,
+    const r = await httpExchange(broker, broker.wsPort,
       `GET /healthz?access_token=${secret}&refresh_token=${secret} HTTP/1.1\r\nHost: 127.0.0.1\r\n`
       + `Authorization: Bearer ${secret}\r\n\r\n`);
-    broker.track(r.socket);
-    await r.reader.waitClosed();
     assert.equal(r.status, 200);
-    const bad = await httpRequest(broker.wsPort,
+    const bad = await httpExchange(broker, broker.wsPort,
       `GET /nowhere?access_token=${secret} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-    broker.track(bad.socket);
-    await bad.reader.waitClosed();
     assert.equal(bad.status, 404);
     await ws.disconnect();
     // The broker logged the upgrade and both requests: the lines are there, the secret is not.

@@ -2,17 +2,12 @@
 // --http; counters read after real traffic match it.
 import assert from 'node:assert/strict';
 import { brokerTest } from './lib/broker.mjs';
-import { httpRequest } from './lib/rawws.mjs';
+import { httpExchange } from './lib/rawws.mjs';
 import { tcpStomp, wsStomp } from './lib/stomp.mjs';
 import { sample } from './lib/proc.mjs';
 
-async function get(broker, port, path, method = 'GET') {
-  const r = await httpRequest(port, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-  broker.track(r.socket);
-  await r.reader.waitClosed();
-  const start = r.reader.buf.indexOf('\r\n\r\n') + 4;
-  return { status: r.status, headers: r.headers, body: r.reader.buf.subarray(start).toString('utf8') };
-}
+const get = (broker, port, path, method = 'GET') =>
+  httpExchange(broker, port, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
 
 // The value of one sample ("name" or "name{labels}") in Prometheus text.
 const httpPort = (broker) => Number(/^listening http 127\.0\.0\.1:(\d+)$/m.exec(broker.stdout)[1]);

@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { TIME_SCALE, startBroker, withTimeout, sleep } from './broker.mjs';
-import { httpRequest } from './rawws.mjs';
+import { httpExchange } from './rawws.mjs';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
 export const REDIS_CLI = process.env.REDIS_CLI ?? '/usr/bin/redis-cli';
@@ -270,11 +270,8 @@ export async function killNode(node) {
 
 // GET path on a node's WebSocket port: { status, body } once the broker closes.
 export async function httpGet(node, path) {
-  const r = await httpRequest(node.wsPort, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-  node.track(r.socket);
-  await r.reader.waitClosed();
-  const start = r.reader.buf.indexOf('\r\n\r\n') + 4;
-  return { status: r.status, body: r.reader.buf.subarray(start).toString('utf8') };
+  const { status, body } = await httpExchange(node, node.wsPort, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  return { status, body };
 }
 export const readyz = (node) => httpGet(node, '/readyz');
 export const metricsText = async (node) => (await httpGet(node, '/metrics')).body;

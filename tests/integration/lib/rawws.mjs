@@ -73,6 +73,12 @@ export class ByteReader {
     await this.until(() => this.closed, timeout, 'the server to close the connection');
     return this.closedAt;
   }
+
+  // The bytes after the HTTP head, as UTF-8, once the server has closed (it closes after them).
+  async bodyAfterClose(timeout = 5000) {
+    await this.waitClosed(timeout);
+    return this.buf.subarray(this.buf.indexOf('\r\n\r\n') + 4).toString('utf8');
+  }
 }
 
 // Sends raw request bytes and returns the parsed response head (and whether the server closed).
@@ -87,6 +93,14 @@ export async function httpRequest(port, request, { timeout = 5000 } = {}) {
     socket.destroy();
     throw e;
   }
+}
+
+// httpRequest, then the whole answer once the server closes: { status, headers, body }. owner: the
+// broker (or cluster node) whose clean-up closes the socket should a wait fail.
+export async function httpExchange(owner, port, request, { timeout = 5000 } = {}) {
+  const r = await httpRequest(port, request, { timeout });
+  owner.track(r.socket);
+  return { status: r.status, headers: r.headers, body: await r.reader.bodyAfterClose(timeout) };
 }
 
 export function upgradeRequest({ path = '/ws', key = crypto.randomBytes(16).toString('base64'), version = '13', protocols = ['v12.stomp'], extra = [] } = {}) {
