@@ -1077,6 +1077,12 @@ static char *dup_value(const struct stomp_header *h)
     return strndup(h->value, h->value_len);
 }
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x)  STRINGIFY_(x)
+/* SESSION_DESTINATION_MAX, as refusals name it. */
+#define DESTINATION_LIMIT_TEXT                                                                     \
+    "destinations are at most " STRINGIFY(SESSION_DESTINATION_MAX) " bytes"
+
 /* Why a /user/ destination is refused, for its ERROR. */
 static const char *user_dest_problem(int rc)
 {
@@ -1086,7 +1092,7 @@ static const char *user_dest_problem(int rc)
     case DEST_USER_ERR_NAME:
         return "the name must be at least one byte of UTF-8 without control characters";
     case DEST_USER_ERR_SPACE:
-        return "too long";
+        return "too long (" DESTINATION_LIMIT_TEXT ")";
     default:
         return "expected /user/LOGIN/queue/NAME or /user/LOGIN/topic/NAME to send, "
                "/user/queue/NAME or /user/topic/NAME to subscribe";
@@ -1140,14 +1146,13 @@ static size_t resolve_user_route(struct session *s, const struct stomp_frame *f,
     return 0;
 }
 
-/* Refuses a destination that does not fit the route buffer (cap bytes with its NUL: the callers'
- * hold SESSION_DESTINATION_MAX + 1), naming the limit. */
+/* Refuses a destination that does not fit the route buffer (SESSION_DESTINATION_MAX bytes and
+ * its NUL), naming the limit. */
 static void fail_destination_too_long(struct session *s, const struct stomp_frame *f,
-                                      const struct stomp_header *dest, size_t cap)
+                                      const struct stomp_header *dest)
 {
     session_fail(s, f, WS_CLOSE_PROTOCOL_ERROR,
-                 "destination too long: %zu bytes (destinations are at most %zu bytes)",
-                 dest->value_len, cap - 1);
+                 "destination too long: %zu bytes (" DESTINATION_LIMIT_TEXT ")", dest->value_len);
 }
 
 /*
@@ -1189,7 +1194,7 @@ static size_t resolve_route(struct session *s, const struct stomp_frame *f,
         return 0;
     }
     if (dest->value_len >= cap) {
-        fail_destination_too_long(s, f, dest, cap);
+        fail_destination_too_long(s, f, dest);
         return 0;
     }
     memcpy(out, dest->value, dest->value_len);
@@ -1577,7 +1582,7 @@ static size_t resolve_presence_route(struct session *s, const struct stomp_frame
     size_t prefix = strlen(PRESENCE_PREFIX);
     int shown = (int)(dest->value_len > 200 ? 200 : dest->value_len);
     if (dest->value_len >= cap) { /* a length problem, whether or not the name is tracked */
-        fail_destination_too_long(s, f, dest, cap);
+        fail_destination_too_long(s, f, dest);
         return 0;
     }
     if (!presence_tracks(s->broker->presence, dest->value + prefix, dest->value_len - prefix)) {

@@ -149,6 +149,9 @@ brokerTest('malformed /user/ destinations are refused with the form expected', {
     ['SEND', '/user//queue/x', /invalid user destination .*login must be/],
     ['SUBSCRIBE', '/user/queue/', /invalid user destination .*name must be/],
     ['SUBSCRIBE', '/user/whatever', /invalid user destination/],
+    // Too long for the broker's routes: the refusal names the limit.
+    ['SEND', `/user/alice/queue/${'x'.repeat(1100)}`, /invalid user destination .*too long \(destinations are at most 1023 bytes\)/],
+    ['SUBSCRIBE', `/user/queue/${'x'.repeat(1100)}`, /invalid user destination .*too long \(destinations are at most 1023 bytes\)/],
   ];
   for (const [verb, destination, re] of cases) {
     const c = await tcpAs(broker, 'svc', `${verb} ${destination}`);
