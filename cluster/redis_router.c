@@ -61,22 +61,35 @@ struct span {
     size_t len;
 };
 
+/* A RESP length after its type byte at p: digits up to "\r\n", within end. Returns the byte
+ * after the '\n', or NULL when malformed or over 2^31. */
+static const char *resp_length(const char *p, const char *end, size_t *out)
+{
+    size_t v = 0, digits = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
+        if (digits == 10)
+            return NULL;
+        v = v * 10 + (size_t)(*p - '0');
+    }
+    if (digits == 0 || end - p < 2 || p[0] != '\r' || p[1] != '\n' || v > 0x7FFFFFFF)
+        return NULL;
+    *out = v;
+    return p + 2;
+}
+
 /* The first ARGS_PARSED bulk strings of a RESP command; returns how many were read. */
-static size_t resp_args(const char *resp, size_t len, struct span *args, size_t *argc)
+static size_t resp_args(const char *resp, size_t len, struct span *args)
 {
     const char *p = resp, *end = resp + len;
-    *argc = 0;
-    if (p == end || *p != '*')
+    size_t argc, n = 0;
+    if (p == end || *p != '*' || (p = resp_length(p + 1, end, &argc)) == NULL)
         return 0;
-    *argc = strtoul(p + 1, NULL, 10);
-    p = memchr(p, '\n', (size_t)(end - p));
-    size_t n = 0;
-    while (p != NULL && ++p < end && n < ARGS_PARSED && n < *argc && *p == '$') {
-        size_t blen = strtoul(p + 1, NULL, 10);
-        p = memchr(p, '\n', (size_t)(end - p));
-        if (p == NULL || (size_t)(end - p - 1) < blen + 2)
+    while (n < ARGS_PARSED && n < argc && p < end && *p == '$') {
+        size_t blen;
+        p = resp_length(p + 1, end, &blen);
+        if (p == NULL || (size_t)(end - p) < blen + 2)
             break;
-        args[n++] = (struct span){p + 1, blen};
+        args[n++] = (struct span){p, blen};
         p += blen + 2;
     }
     return n;
@@ -87,12 +100,10 @@ static bool is_arg(const struct span *a, const char *word)
     return a->len == strlen(word) && strncasecmp(a->p, word, a->len) == 0;
 }
 
-/* The slot a command is routed by; false for a keyless one (it goes to the home master). */
-static bool command_slot(const char *resp, size_t len, uint16_t *slot)
+bool redis_router_command_slot(const char *resp, size_t len, uint16_t *slot)
 {
     struct span args[ARGS_PARSED];
-    size_t argc;
-    size_t n = resp_args(resp, len, args, &argc);
+    size_t n = resp_args(resp, len, args);
     if (n < 2)
         return false;
     const struct span *key = &args[1];
@@ -441,7 +452,7 @@ int redis_router_command_resp(struct redis_router *r, redisCallbackFn *fn, void 
         return redis_link_command_resp(r->home->link, fn, privdata, resp, len);
     uint16_t slot = r->home_slot;
     struct rnode *n = r->home;
-    if (command_slot(resp, len, &slot)) {
+    if (redis_router_command_slot(resp, len, &slot)) {
         const struct slots_node *addr = slots_map_node(cluster_map_slots(r->map), slot);
         n = addr != NULL ? node_get(r, addr) : NULL;
         if (n == NULL)

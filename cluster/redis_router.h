@@ -12,8 +12,8 @@
  * Redis. With cfg.pinned, commands are not wrapped at all: they go straight to the home master's
  * connection (SUBSCRIBE links, whose callbacks run once per message).
  *
- * Only redis.c includes this header. What it must not do: block, or free a connection inside that
- * connection's callbacks.
+ * Only redis.c (and its unit test) includes this header. What it must not do: block, or free a
+ * connection inside that connection's callbacks.
  */
 #ifndef STOMPWS_REDIS_ROUTER_H
 #define STOMPWS_REDIS_ROUTER_H
@@ -36,6 +36,11 @@ const struct redis_link_stats *redis_router_stats(const struct redis_router *r);
 int redis_router_command_resp(struct redis_router *r, redisCallbackFn *fn, void *privdata,
                               const char *resp, size_t len);
 void redis_router_restart(struct redis_router *r);
+/* The slot a command in RESP is routed by: its key's (EVAL/EVALSHA: the first of KEYS); false for
+ * a keyless one (CLIENT, WAIT, SCRIPT, PUBLISH, PING, INFO, XREAD[GROUP], EVAL with no keys), which
+ * goes to the home master. Pure: tests/unit/test_redis_router.c. */
+bool redis_router_command_slot(const char *resp, size_t len, uint16_t *slot);
+
 void redis_router_each_node(const struct redis_router *r,
                             void (*fn)(void *arg, const char *host, unsigned short port, bool up),
                             void *arg);
