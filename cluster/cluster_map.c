@@ -247,7 +247,6 @@ static void on_step(evutil_socket_t fd, short what, void *arg)
     if (m->asker != NULL && !m->asker_finished)
         return;
     if (m->asker != NULL) {
-        m->stats.errors += !m->asking;
         redis_link_free(m->asker);
         m->asker = NULL;
         m->asking = false;

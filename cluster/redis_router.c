@@ -344,9 +344,9 @@ static void rehome(struct redis_router *r)
         return;
     struct rnode *old = r->home;
     r->home = home;
-    router_set_up(r, false);
     if (old != NULL)
-        redis_link_restart(old->link); /* replies still due from it come back NULL */
+        redis_link_restart(old->link); /* replies still due from it come back NULL, first */
+    router_set_up(r, false);
     if (home != NULL && home->up)
         router_set_up(r, true);
 }
