@@ -1163,8 +1163,7 @@ static struct redis_link *link_new(struct bridge *b, const char *name, int db,
     return redis_link_new(b->base, &lc, &ops);
 }
 
-/* ---- Redis Cluster: sharded pub/sub ------------------------------------------------------------
- */
+/* ---- Redis Cluster: sharded pub/sub --------------------------------------------------------- */
 
 static bool shard_locate(void *ctx, uint16_t slot, struct slots_node *out)
 {

@@ -180,8 +180,7 @@ static void ask(struct cluster_map *m)
     timer_after(m->answer_timer, m->cfg.timeout_ms);
 }
 
-/* ---- the asker: one node at a time ------------------------------------------------------------
- */
+/* ---- the asker: one node at a time ---------------------------------------------------------- */
 
 static void on_asker_up(void *ctx, struct redis_link *link)
 {
@@ -291,8 +290,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
             m->watchers[i].changed(m->watchers[i].ctx);
 }
 
-/* ---- interface --------------------------------------------------------------------------------
- */
+/* ---- interface ------------------------------------------------------------------------------ */
 
 void cluster_map_refresh(struct cluster_map *m)
 {

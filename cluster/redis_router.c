@@ -53,8 +53,7 @@ struct redis_router {
     uint64_t last_warn_ms;
 };
 
-/* ---- finding a command's key ------------------------------------------------------------------
- */
+/* ---- finding a command's key ---------------------------------------------------------------- */
 
 struct span {
     const char *p;
@@ -122,8 +121,7 @@ bool redis_router_command_slot(const char *resp, size_t len, uint16_t *slot)
     return true;
 }
 
-/* ---- nodes --------------------------------------------------------------------------------------
- */
+/* ---- nodes ---------------------------------------------------------------------------------- */
 
 static void cmd_free(struct rcmd *c)
 {
@@ -265,8 +263,7 @@ static void node_free(struct rnode *n)
     free(n);
 }
 
-/* ---- sending, and following redirections ------------------------------------------------------
- */
+/* ---- sending, and following redirections ---------------------------------------------------- */
 
 static void on_routed_reply(redisAsyncContext *ac, void *r, void *privdata);
 
@@ -330,8 +327,7 @@ static void on_routed_reply(redisAsyncContext *ac, void *r, void *privdata)
     cmd_free(c);
 }
 
-/* ---- the map ------------------------------------------------------------------------------------
- */
+/* ---- the map -------------------------------------------------------------------------------- */
 
 /* The home master changed: the owner's state (subscriptions, blocked reads, pending appends)
  * belongs to the old one; it hears down() and builds it again on up(). */
