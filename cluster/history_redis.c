@@ -808,8 +808,14 @@ struct history_redis *history_redis_new(struct broker *b, struct bridge *bridge,
         free(hr);
         return NULL;
     }
-    for (int i = 0; i < SCRIPT_COUNT; i++)
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
         script_sha(SCRIPTS[i], hr->sha[i]);
+        /* Redis Cluster: on every master, ahead of the first EVALSHA that reaches it. */
+        if (redis_link_preload_script(hr->link, SCRIPTS[i]) != 0) {
+            history_redis_free(hr);
+            return NULL;
+        }
+    }
     if (getrandom(&hr->rng, sizeof(hr->rng), 0) != (ssize_t)sizeof(hr->rng) || hr->rng == 0)
         hr->rng = cluster_now_us() | 1;
     return hr;

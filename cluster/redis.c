@@ -532,6 +532,11 @@ void redis_link_restart(struct redis_link *l)
     link_drop(l, "restarted: the link stopped delivering");
 }
 
+int redis_link_preload_script(struct redis_link *l, const char *script)
+{
+    return l->router != NULL ? redis_router_preload_script(l->router, script) : 0;
+}
+
 void redis_link_each_node(const struct redis_link *l,
                           void (*fn)(void *arg, const char *host, unsigned short port, bool up),
                           void *arg)

@@ -110,6 +110,12 @@ void redis_link_restart(struct redis_link *link);
  * without an address yet) tries again after the minimum backoff instead. */
 void redis_link_moved(struct redis_link *link);
 
+/* Redis Cluster: script (static text, borrowed for the link's life) is SCRIPT LOADed on every
+ * connection to a master as it comes up, ahead of the commands waiting for it, so EVALSHAs find
+ * it on every shard (a NOSCRIPT re-sent as EVAL would land behind later EVALSHAs). Up to 8
+ * scripts; -1 beyond. With one server it does nothing (the owner loads per connection). */
+int redis_link_preload_script(struct redis_link *link, const char *script);
+
 /* Redis Cluster: fn(arg, host, port, up) for each master connection of a routing link (none for
  * a link to one server). */
 void redis_link_each_node(const struct redis_link *link,

@@ -12,6 +12,7 @@
 
 #define REDIRECTS_MAX 5 /* MOVED/ASK hops one command may take */
 #define ARGS_PARSED   4 /* leading arguments read to find a command's key */
+#define SCRIPTS_MAX   8 /* scripts loaded on every master connection */
 
 struct rnode;
 
@@ -50,6 +51,8 @@ struct redis_router {
     struct rnode *home; /* borrowed from nodes: the master of home_slot, NULL: unknown */
     bool up;            /* the owner was told up() and not down() since */
     struct redis_link_stats stats;
+    const char *scripts[SCRIPTS_MAX]; /* borrowed static text: SCRIPT LOADed on each node up */
+    size_t script_count;
     uint64_t last_warn_ms;
 };
 
@@ -154,12 +157,21 @@ static void router_set_up(struct redis_router *r, bool up)
         r->ops.down(r->ops.ctx, r->shell);
 }
 
+static void node_load_script(struct rnode *n, const char *script)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", script};
+    const size_t lens[] = {6, 4, strlen(script)};
+    (void)redis_link_command_argv(n->link, NULL, NULL, 3, argv, lens);
+}
+
 static void on_node_up(void *ctx, struct redis_link *link)
 {
     (void)link;
     struct rnode *n = ctx;
     n->up = true;
     n->r->stats.connects++;
+    for (size_t i = 0; i < n->r->script_count; i++) /* ahead of what waits for this node */
+        node_load_script(n, n->r->scripts[i]);
     node_flush(n);
     if (n == n->r->home)
         router_set_up(n->r, true);
@@ -475,6 +487,17 @@ void redis_router_restart(struct redis_router *r)
     r->stats.restarts++;
     for (size_t i = 0; i < r->node_count; i++)
         redis_link_restart(r->nodes[i]->link);
+}
+
+int redis_router_preload_script(struct redis_router *r, const char *script)
+{
+    if (r->script_count == SCRIPTS_MAX)
+        return -1;
+    r->scripts[r->script_count++] = script;
+    for (size_t i = 0; i < r->node_count; i++) /* the connections already up */
+        if (r->nodes[i]->up)
+            node_load_script(r->nodes[i], script);
+    return 0;
 }
 
 void redis_router_each_node(const struct redis_router *r,

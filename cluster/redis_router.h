@@ -36,6 +36,7 @@ const struct redis_link_stats *redis_router_stats(const struct redis_router *r);
 int redis_router_command_resp(struct redis_router *r, redisCallbackFn *fn, void *privdata,
                               const char *resp, size_t len);
 void redis_router_restart(struct redis_router *r);
+int redis_router_preload_script(struct redis_router *r, const char *script);
 /* The slot a command in RESP is routed by: its key's (EVAL/EVALSHA: the first of KEYS); false for
  * a keyless one (CLIENT, WAIT, SCRIPT, PUBLISH, PING, INFO, XREAD[GROUP], EVAL with no keys), which
  * goes to the home master. Pure: tests/unit/test_redis_router.c. */
