@@ -13,8 +13,9 @@
 //   - migrateSlot(slot, to): what `redis-cli --cluster reshard` does for one slot (SETSLOT
 //     IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in batches of
 //     GETKEYSINSLOT, then SETSLOT NODE on every master, target first);
-//   - failover(master): SIGKILL of a master, then waits until a replica took its slots and the
-//     cluster is ok again; restart(server) brings a killed node back (as a replica).
+//   - failover(master): SIGKILL of a master (optionally after its replicas fell behind), then
+//     waits until a replica took its slots and the cluster is ok again; restart(server) brings
+//     a killed node back (as a replica).
 //
 // Timing: --cluster-node-timeout 1000 ms, so a dead master is flagged FAIL about 1-2 s after the
 // kill and its replica is elected about 1 s after that (measured: printed by the lib's test,
@@ -207,21 +208,44 @@ export class RedisCluster {
   }
 
   // SIGKILLs master and waits until one of its replicas serves its slots and the cluster is ok
-  // again on every live node. Resolves with { promoted (RedisServer), ms (kill to healthy) }.
-  async failover(master, timeoutMs = 20000) {
+  // again on every live node. Resolves with { promoted (RedisServer), killedAt (Date.now() at
+  // the kill), ms (kill to healthy) }.
+  //
+  // cutReplicasMs: for that long before the kill, the master's replicas are stopped (SIGSTOP)
+  // and their replication links cut (CLIENT KILL TYPE replica; what a kernel buffer held would
+  // still reach them otherwise): what the master answers in that window no replica has, and the
+  // promoted one comes up without it, as after a real replication lag. Only a write that WAIT
+  // confirmed survives that. onCut: awaited once the links are cut (inside the window).
+  async failover(master, { timeoutMs = 20000, cutReplicasMs = 0, onCut = null } = {}) {
     const id = await this.idOf(master);
     const before = await this.nodes();
     const replicaPorts = before.filter((n) => n.masterId === id).map((n) => n.port);
     if (replicaPorts.length === 0) throw new Error(`port ${master.port} has no replica to promote`);
-    const killedAt = Date.now();
-    await master.kill('SIGKILL');
+    const replicas = replicaPorts.map((port) => this.serverOnPort(port));
+    let killedAt;
+    if (cutReplicasMs > 0) {
+      for (const r of replicas) r.child.kill('SIGSTOP');
+      try {
+        await must(master.port, ['CLIENT', 'KILL', 'TYPE', 'replica']);
+        const cutAt = Date.now();
+        if (onCut) await onCut();
+        await sleep(Math.max(0, cutReplicasMs - (Date.now() - cutAt)));
+        killedAt = Date.now();
+        await master.kill('SIGKILL');
+      } finally {
+        for (const r of replicas) r.child?.kill('SIGCONT');
+      }
+    } else {
+      killedAt = Date.now();
+      await master.kill('SIGKILL');
+    }
     const promoted = await until(async () => {
       const view = await this.nodes();
       const p = view.find((n) => replicaPorts.includes(n.port) && n.master && !n.failed && n.ranges.length > 0);
       return p ? this.serverOnPort(p.port) : false;
     }, timeoutMs, `a replica of port ${master.port} (${replicaPorts.join(', ')}) to be promoted`);
     await this.waitHealthy(timeoutMs);
-    return { promoted, ms: Date.now() - killedAt };
+    return { promoted, killedAt, ms: Date.now() - killedAt };
   }
 
   // Starts a killed node again on its port and dir: it reads its nodes.conf, learns its slots
