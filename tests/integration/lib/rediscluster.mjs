@@ -288,10 +288,18 @@ function clusterCreate(servers, replicas) {
 // (--cluster-port), not port + 10000, which may be past 65535 for an ephemeral port.
 export async function startRedisCluster({ masters = 3, replicas = 1 } = {}) {
   const cluster = new RedisCluster();
+  // freePort() closes the port it found: never hand out one twice here.
+  const taken = new Set();
+  const port = async () => {
+    for (;;) {
+      const p = await freePort();
+      if (!taken.has(p)) { taken.add(p); return p; }
+    }
+  };
   try {
     for (let i = 0; i < masters * (1 + replicas); i++) {
-      const server = new RedisServer(await freePort(), [
-        '--cluster-enabled', 'yes', '--cluster-port', String(await freePort()),
+      const server = new RedisServer(await port(), [
+        '--cluster-enabled', 'yes', '--cluster-port', String(await port()),
         '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
         // A replica may always stand for election, however long it was cut off: tests kill on purpose.
         '--cluster-replica-validity-factor', '0',
