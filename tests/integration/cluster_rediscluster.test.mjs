@@ -10,7 +10,7 @@
 //
 // What is asserted:
 //   - exact topics: 30 names whose channels live on all 3 shards; subscribers on B and C get
-//     every message published on A, in order per topic, once;
+//     every message published on A, in order per topic, once (the first seed named is down);
 //   - wildcards: /topic/news.* and /topic/news.# on B get what A publishes to matching names on
 //     every shard, not a non-matching one; an exact and a wildcard subscriber of one node get a
 //     message once each;
@@ -35,7 +35,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, sleep, startBroker, withTimeout } from './lib/broker.mjs';
-import { PREFIX, REDIS_CLI, REDIS_SERVER, metricsText, pollReady, redisCommand } from './lib/cluster.mjs';
+import {
+  PREFIX, REDIS_CLI, REDIS_SERVER, freePort, metricsText, pollReady, redisCommand,
+} from './lib/cluster.mjs';
 import { slotOf, startRedisCluster, until } from './lib/rediscluster.mjs';
 import { encodeFrame, tcpStomp } from './lib/stomp.mjs';
 import { collect, idConsumer, reliablePublisher } from './lib/traffic.mjs';
@@ -84,14 +86,16 @@ async function waitShardSubs(channel, n, timeoutMs = 10000) {
   }, timeoutMs, `${n} SSUBSCRIBE(s) of ${channel}`);
 }
 
-// Brokers joined through the cluster (every node of it a seed), ready (/readyz 200), stopped
-// after fn (each must exit 0 on SIGTERM); on failure the tail of each broker's log is attached.
-async function withNodes(ids, { args = [] }, fn) {
+// Brokers joined through the cluster (every node of it a seed, after the extra seeds), ready
+// (/readyz 200), stopped after fn (each must exit 0 on SIGTERM); on failure the tail of each
+// broker's log is attached.
+async function withNodes(ids, { args = [], extraSeeds = [] }, fn) {
   const nodes = [];
   let error = null;
   try {
     for (const id of ids) {
-      const node = await startBroker({ args: ['--redis-cluster', cluster.seeds(), '--node-id', id, ...args] });
+      const seeds = [...extraSeeds, cluster.seeds()].join(',');
+      const node = await startBroker({ args: ['--redis-cluster', seeds, '--node-id', id, ...args] });
       node.nodeId = id;
       nodes.push(node);
     }
@@ -128,7 +132,9 @@ function counterSum(text, re) {
 test('exact topics on all 3 shards: subscribers on B and C get what A publishes, in order per topic', { skip, timeout: 60000 }, async () => {
   const topics = Array.from({ length: 30 }, (_, i) => `/topic/ex.${i}`);
   assert.equal((await shardsOf(topics)).size, 3, 'the 30 channels live on the 3 shards');
-  await withNodes(['nA', 'nB', 'nC'], {}, async ([a, b, c]) => {
+  // The first seed is down (nothing listens there): the nodes ask the next.
+  const dead = `127.0.0.1:${await freePort()}`;
+  await withNodes(['nA', 'nB', 'nC'], { extraSeeds: [dead] }, async ([a, b, c]) => {
     const subs = [b.track(await tcpStomp(b, { label: 'sub-b' })), c.track(await tcpStomp(c, { label: 'sub-c' }))];
     for (const s of subs) for (const [i, t] of topics.entries()) await s.subscribe(t, `t${i}`);
     for (const t of topics) await waitShardSubs(channelOf(t), 2); // one per node, not per client
