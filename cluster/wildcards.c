@@ -137,25 +137,35 @@ static void on_written(redisAsyncContext *ac, void *r, void *privdata)
         warn(privdata, "write", reply);
 }
 
-/* ZADD (or ZREM) one member, then the notice. */
-static void write_one(struct wildcards *w, const char *glob, size_t len, bool present)
+/* ZADD (present) or ZREM this node's glob; false when it is too long to register (its topics
+ * then reach it only from this node). */
+static bool write_own(struct wildcards *w, const char *glob, size_t len, bool present)
 {
     char member[512];
     int n = snprintf(member, sizeof(member), "%s\n%.*s", w->node_id, (int)len, glob);
     if (n < 0 || (size_t)n >= sizeof(member))
-        return; /* a glob this long is not registered: its topics reach it only on this node */
+        return false;
     char score[24];
     snprintf(score, sizeof(score), "%llu",
              (unsigned long long)(cluster_now_realtime_ms() +
                                   (uint64_t)STALE_AFTER_REFRESHES * w->refresh_ms));
-    const char *zadd[] = {"ZADD", w->key, score, member};
-    const size_t zadd_len[] = {4, strlen(w->key), strlen(score), (size_t)n};
-    const char *zrem[] = {"ZREM", w->key, member};
-    const size_t zrem_len[] = {4, strlen(w->key), (size_t)n};
-    if (present)
-        (void)redis_link_command_argv(w->link, on_written, w, 4, zadd, zadd_len);
-    else
-        (void)redis_link_command_argv(w->link, on_written, w, 3, zrem, zrem_len);
+    const char *argv[4] = {present ? "ZADD" : "ZREM", w->key};
+    size_t lens[4] = {4, strlen(w->key)};
+    int argc = 2;
+    if (present) { /* ZADD key score member; ZREM key member */
+        argv[argc] = score;
+        lens[argc++] = strlen(score);
+    }
+    argv[argc] = member;
+    lens[argc++] = (size_t)n;
+    return redis_link_command_argv(w->link, on_written, w, argc, argv, lens) == 0;
+}
+
+/* One change of this node's globs, then the notice that makes every node read the set again. */
+static void write_one(struct wildcards *w, const char *glob, size_t len, bool present)
+{
+    if (!write_own(w, glob, len, present))
+        return;
     const char *notice[] = {"PUBLISH", w->key, "1"};
     const size_t notice_len[] = {7, strlen(w->key), 1};
     (void)redis_link_command_argv(w->link, on_written, w, 3, notice, notice_len);
@@ -168,18 +178,8 @@ static void refresh(struct wildcards *w)
         return;
     size_t bucket;
     for (struct dict_entry *e = dict_first(&w->own, &bucket); e != NULL;
-         e = dict_next(&w->own, &bucket, e)) {
-        char member[512];
-        int n = snprintf(member, sizeof(member), "%s\n%s", w->node_id, e->key);
-        char score[24];
-        snprintf(score, sizeof(score), "%llu",
-                 (unsigned long long)(cluster_now_realtime_ms() +
-                                      (uint64_t)STALE_AFTER_REFRESHES * w->refresh_ms));
-        const char *zadd[] = {"ZADD", w->key, score, member};
-        const size_t zadd_len[] = {4, strlen(w->key), strlen(score), (size_t)n};
-        if (n > 0 && (size_t)n < sizeof(member))
-            (void)redis_link_command_argv(w->link, on_written, w, 4, zadd, zadd_len);
-    }
+         e = dict_next(&w->own, &bucket, e))
+        (void)write_own(w, e->key, e->key_len, true);
     char now[24];
     snprintf(now, sizeof(now), "%llu", (unsigned long long)cluster_now_realtime_ms());
     const char *trim[] = {"ZREMRANGEBYSCORE", w->key, "-inf", now};
