@@ -192,10 +192,10 @@ static const char *not_ready(void *ctx)
     unsigned short port;
     if (fr->sentinel != NULL && !sentinel_master(fr->sentinel, &host, &port))
         return "no sentinel has told where the Redis master is";
-    if (!bridge_link_up(fr->bridge))
-        return "cluster link to Redis is down";
     if (fr->map != NULL && cluster_map_slots(fr->map) == NULL)
         return "no Redis Cluster node has answered CLUSTER SLOTS yet";
+    if (!bridge_link_up(fr->bridge))
+        return "cluster link to Redis is down";
     const struct bridge_stats *bs = fr->map != NULL ? bridge_stats(fr->bridge) : NULL;
     if (bs != NULL && bs->shard_links_up < bs->shard_links)
         return "a Redis Cluster sharded pub/sub link is down";
