@@ -116,8 +116,9 @@ bool redis_router_command_slot(const char *resp, size_t len, uint16_t *slot)
     } else if (is_arg(&args[0], "XREADGROUP") || is_arg(&args[0], "XREAD")) {
         return false; /* the owner keeps its streams on the home key's tag */
     } else if (is_arg(&args[0], "CLIENT") || is_arg(&args[0], "WAIT") ||
-               is_arg(&args[0], "SCRIPT") || is_arg(&args[0], "PUBLISH") ||
-               is_arg(&args[0], "PING") || is_arg(&args[0], "INFO")) {
+               is_arg(&args[0], "SCRIPT") || is_arg(&args[0], "PING") || is_arg(&args[0], "INFO")) {
+        /* PUBLISH has no key, but Redis Cluster takes it on any node: routed by its channel,
+         * the classic copies that wildcards need start from every master, not all from one. */
         return false;
     }
     *slot = slots_key_slot(key->p, key->len);

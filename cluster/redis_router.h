@@ -38,8 +38,9 @@ int redis_router_command_resp(struct redis_router *r, redisCallbackFn *fn, void 
 void redis_router_restart(struct redis_router *r);
 int redis_router_preload_script(struct redis_router *r, const char *script);
 /* The slot a command in RESP is routed by: its key's (EVAL/EVALSHA: the first of KEYS); false for
- * a keyless one (CLIENT, WAIT, SCRIPT, PUBLISH, PING, INFO, XREAD[GROUP], EVAL with no keys), which
- * goes to the home master. Pure: tests/unit/test_redis_router.c. */
+ * a keyless one (CLIENT, WAIT, SCRIPT, PING, INFO, XREAD[GROUP], EVAL with no keys), which goes
+ * to the home master. PUBLISH goes by its channel, as if it were a key. Pure:
+ * tests/unit/test_redis_router.c. */
 bool redis_router_command_slot(const char *resp, size_t len, uint16_t *slot);
 
 void redis_router_each_node(const struct redis_router *r,
