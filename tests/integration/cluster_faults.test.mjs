@@ -21,7 +21,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
-import { sleep } from './lib/broker.mjs';
+import { sleep, until } from './lib/broker.mjs';
 import {
   PREFIX, RedisServer, clusterTest, freePort, killNode, linksUp, metricsText, pollReady, startNode,
   useSharedRedis, waitStreamGroup, waitStreamLength,
@@ -114,15 +114,6 @@ async function queueConsumer(node, queue, label, { ackDelayMs = 0, prefetch = 50
   return { client, got, cut: () => { cut = true; } };
 }
 
-async function until(pred, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = pred();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 const percentile = (xs, p) => {
   if (xs.length === 0) return null;

@@ -24,7 +24,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import { test, before, after } from 'node:test';
-import { TIME_SCALE, sleep, startBroker, withTimeout } from './lib/broker.mjs';
+import { TIME_SCALE, sleep, startBroker, until, withTimeout } from './lib/broker.mjs';
 import {
   REDIS_SERVER, freePort, linksUp, metricsText, parseReply, readyz, resp, waitLog,
 } from './lib/cluster.mjs';
@@ -48,15 +48,6 @@ after(async () => { if (topology) await topology.stop(); });
 
 const report = (name, figures) => console.log(`cluster-sentinel ${name} ${JSON.stringify(figures)}`);
 
-async function until(pred, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await pred();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 // Brokers joined through the sentinels (extra sentinel addresses listed first), stopped after
 // fn (each must exit 0 on SIGTERM); on failure the tail of each broker's log is attached.

@@ -36,6 +36,23 @@ export const TIME_SCALE = Math.max(1, Number(process.env.STOMPWS_TIME_SCALE) || 
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Polls fn() every 20 ms until it returns a truthy value, which it returns (an exception counts
+// as "not yet": a node may be down on purpose); throws after timeoutMs with the last answer.
+export async function until(fn, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e; }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : last})`);
+    }
+    await sleep(20);
+  }
+}
+
 // Rejects with `what` after ms unless promise settles first; the timer never keeps node alive.
 export function withTimeout(promise, ms, what) {
   let timer;

@@ -21,7 +21,7 @@
 // kill and its replica is elected about 1 s after that (measured: printed by the lib's test,
 // rediscluster_lib.test.mjs). Every wait here is bounded and says what it waited for.
 import { spawn } from 'node:child_process';
-import { sleep } from './broker.mjs';
+import { sleep, until } from './broker.mjs';
 import { REDIS_CLI, RedisServer, freePort, redisCommand } from './cluster.mjs';
 
 export const SLOTS = 16384;
@@ -53,22 +53,7 @@ export function slotOf(key) {
 
 // ---- waiting ----------------------------------------------------------------------------
 
-// Polls fn() every 50 ms until it returns a truthy value (an exception counts as "not yet": a
-// node may be down on purpose); throws after timeoutMs with the last answer.
-export async function until(fn, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : last})`);
-    }
-    await sleep(50);
-  }
-}
+export { until }; // the tests of this lib import it from here
 
 // A command that must succeed: a -ERR reply is thrown.
 async function must(port, args, timeout) {

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sleep } from './broker.mjs';
+import { sleep, until } from './broker.mjs';
 import { RedisServer, freePort, redisCommand } from './cluster.mjs';
 
 export const REDIS_SENTINEL = process.env.REDIS_SENTINEL ?? '/usr/bin/redis-sentinel';
@@ -23,19 +23,6 @@ process.on('exit', () => {
   }
 });
 
-// Polls fn() every 50 ms until it returns a truthy value; throws after timeoutMs.
-async function until(fn, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last})`);
-    await sleep(50);
-  }
-}
 
 // A flat RESP array [k1, v1, k2, v2, ...] as an object of strings.
 const fields = (reply) => {
