@@ -38,6 +38,9 @@ struct bench_options {
     const char *urls[BENCH_MAX_URLS];            /* as given, for the report */
     struct bench_target targets[BENCH_MAX_URLS]; /* resolved, one per URL */
     unsigned url_count;                          /* at least 1 */
+    /* 0: connection i goes to URL i modulo url_count. K > 0: publisher i to URL i modulo K,
+     * subscriber i to URL K + i modulo (url_count - K), so every delivery crosses nodes. */
+    unsigned publisher_urls;
 
     const char *login;      /* NULL for none */
     const char *passcode;   /* NULL for none */

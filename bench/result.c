@@ -206,9 +206,10 @@ static void json_params(const struct bench_options *o)
     printf(",\"dest\":");
     json_string(o->dest);
     printf(",\"warmup_s\":%.6g,\"duration_s\":%.6g,\"drain_s\":%.6g,\"procs\":%u,\"sources\":%u,"
-           "\"connect_rate\":%.6g,\"deflate\":%s,\"body\":\"%s\"}",
+           "\"connect_rate\":%.6g,\"deflate\":%s,\"body\":\"%s\",\"publisher_urls\":%u}",
            o->warmup, o->duration, o->drain, o->procs, o->sources, o->connect_rate,
-           o->targets[0].deflate ? "true" : "false", o->json_body ? "json" : "letters");
+           o->targets[0].deflate ? "true" : "false", o->json_body ? "json" : "letters",
+           o->publisher_urls);
 }
 
 static void json_latency(const struct bench_result *r, const struct figures *f)

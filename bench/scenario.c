@@ -23,6 +23,7 @@
  *
  * With several --url (the nodes of a cluster), subscriber i and publisher i connect to URL i
  * modulo their count: connections are spread evenly and publisher 0 is on the first node.
+ * --publisher-urls K keeps publishers on the first K URLs and subscribers on the others.
  */
 #include "bench/bench.h"
 
@@ -540,14 +541,26 @@ static const struct bench_conn_callbacks role_callbacks = {
 };
 
 /*
- * Opens x's connection from the source address of index k; false (error noted) on failure.
- * Its URL: by its run-wide id (storm slots, which have none, by k).
+ * The URL of x: by its run-wide id (storm slots, which have none, by k); with --publisher-urls,
+ * publishers from the first URLs and every other role from the rest.
  */
+static const struct bench_target *role_target(const struct role *x, unsigned k)
+{
+    const struct bench_options *o = x->w->o;
+    unsigned id = x->kind == ROLE_STORM ? k : x->id;
+    unsigned pub_urls = o->publisher_urls;
+    if (pub_urls == 0)
+        return &o->targets[id % o->url_count];
+    if (x->kind == ROLE_PUB)
+        return &o->targets[id % pub_urls];
+    return &o->targets[pub_urls + id % (o->url_count - pub_urls)];
+}
+
+/* Opens x's connection from the source address of index k; false (error noted) on failure. */
 static bool role_open(struct role *x, unsigned k)
 {
     struct worker *w = x->w;
-    const struct bench_target *t =
-        &w->o->targets[(x->kind == ROLE_STORM ? k : x->id) % w->o->url_count];
+    const struct bench_target *t = role_target(x, k);
     struct sockaddr_in src;
     char err[200];
     if (t->bind_source)

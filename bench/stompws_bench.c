@@ -54,6 +54,9 @@ static void usage(FILE *out)
             "                       Web STOMP; STOMP over TCP: tcp://127.0.0.1:61613); give\n"
             "                       it once per node of a cluster (up to %d, one scheme):\n"
             "                       connection i goes to URL i modulo their count\n"
+            "  --publisher-urls K   publishers on the first K --url only (publisher i to URL\n"
+            "                       i modulo K), subscribers on the others: every delivery\n"
+            "                       crosses nodes (default 0: both on every URL)\n"
             "  --ws-path PATH       WebSocket path, overriding the URL's\n"
             "  --login L            CONNECT login (RabbitMQ: guest)\n"
             "  --passcode P         CONNECT passcode (RabbitMQ: guest)\n"
@@ -193,6 +196,7 @@ struct given {
 
 enum {
     OPT_URL = 256,
+    OPT_PUBLISHER_URLS,
     OPT_WS_PATH,
     OPT_LOGIN,
     OPT_PASSCODE,
@@ -227,6 +231,7 @@ enum {
 
 static const struct option long_options[] = {
     {"url", required_argument, NULL, OPT_URL},
+    {"publisher-urls", required_argument, NULL, OPT_PUBLISHER_URLS},
     {"ws-path", required_argument, NULL, OPT_WS_PATH},
     {"login", required_argument, NULL, OPT_LOGIN},
     {"passcode", required_argument, NULL, OPT_PASSCODE},
@@ -296,6 +301,8 @@ static int apply_option(struct bench_options *o, struct given *g, int opt, const
         }
         o->urls[o->url_count++] = v;
         return 0;
+    case OPT_PUBLISHER_URLS:
+        return parse_uint("--publisher-urls", v, 0, BENCH_MAX_URLS - 1, &o->publisher_urls);
     case OPT_WS_PATH:
         g->ws_path = v;
         return 0;
@@ -437,6 +444,13 @@ static int check_options(const struct bench_options *o)
     }
     if (o->size_max > 256u * 1024 * 1024) {
         fprintf(stderr, "stompws-bench: --size-max %zu: at most 256m\n", o->size_max);
+        return -1;
+    }
+    if (o->publisher_urls > 0 && o->publisher_urls >= o->url_count) {
+        fprintf(stderr,
+                "stompws-bench: --publisher-urls %u: leaves no --url for the subscribers "
+                "(%u given)\n",
+                o->publisher_urls, o->url_count);
         return -1;
     }
     if (o->duration <= 0) {
