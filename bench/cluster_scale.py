@@ -159,6 +159,28 @@ def redis_cli(port, *args, timeout=10):
     return r.stdout.strip()
 
 
+class RedisStats:
+    """One connection to a redis-server, asking INFO stats for total_commands_processed."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+
+    def commands(self):
+        self.sock.sendall(b'*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n')
+        buf = b''
+        while b'\r\n' not in buf:
+            buf += self.sock.recv(65536)
+        head, _, rest = buf.partition(b'\r\n')
+        size = int(head[1:])  # a bulk string: $<length>
+        while len(rest) < size + 2:
+            rest += self.sock.recv(65536)
+        m = re.search(rb'^total_commands_processed:(\d+)', rest, re.M)
+        return int(m.group(1))
+
+    def close(self):
+        self.sock.close()
+
+
 # ---- Redis -----------------------------------------------------------------------------------
 
 def start_redis(ps, cluster):
@@ -319,10 +341,11 @@ class WildcardSubscriber:
 class Sampler(threading.Thread):
     """CPU ticks of the given pids, the machine's CPU and a counter, every SAMPLE_S."""
 
-    def __init__(self, pids, count=lambda: 0):
+    def __init__(self, pids, redis_ports, count=lambda: 0):
         super().__init__(daemon=True)
         self.pids, self.count, self.samples = pids, count, []
         self.tree = None  # a pid counted with its children (the generator)
+        self.redis = [RedisStats(p) for p in redis_ports]
         self.done = threading.Event()
 
     def take(self):
@@ -332,26 +355,31 @@ class Sampler(threading.Thread):
                 ticks[pid] = tree_ticks(pid) if pid == self.tree else cpu_ticks(pid)
             except OSError:
                 ticks[pid] = None
-        self.samples.append((time.monotonic(), ticks, machine_ticks(), self.count()))
+        commands = [r.commands() for r in self.redis]
+        self.samples.append((time.monotonic(), ticks, machine_ticks(), self.count(), commands))
 
     def run(self):
-        while not self.done.is_set():
-            self.take()
-            self.done.wait(SAMPLE_S)
+        try:
+            while not self.done.is_set():
+                self.take()
+                self.done.wait(SAMPLE_S)
+        finally:
+            for r in self.redis:
+                r.close()
 
     def between(self, t0, t1):
-        """(seconds, {pid: CPU seconds}, machine busy share, counter delta) over the first and
-        last samples inside [t0, t1]."""
+        """(seconds, {pid: CPU seconds}, machine busy share, counter delta, [commands each
+        Redis processed]) over the first and last samples inside [t0, t1]."""
         inside = [s for s in self.samples if t0 <= s[0] <= t1]
         if len(inside) < 2:
             raise RuntimeError('no CPU samples inside the measured window')
-        (a, ta, ma, ca), (b, tb, mb, cb) = inside[0], inside[-1]
+        (a, ta, ma, ca, ra), (b, tb, mb, cb, rb) = inside[0], inside[-1]
         cpu = {}
         for p in self.pids:
             x, y = ta.get(p), tb.get(p)
             cpu[p] = (y - x) / CLK_TCK if x is not None and y is not None else None
         busy = (mb[0] - ma[0]) / max(1, mb[1] - ma[1])
-        return b - a, cpu, busy, cb - ca
+        return b - a, cpu, busy, cb - ca, [y - x for x, y in zip(ra, rb)]
 
 
 def run_step(args, redis, nodes, offered, wildcard=None):
@@ -365,7 +393,8 @@ def run_step(args, redis, nodes, offered, wildcard=None):
     for u in urls:
         cmd += ['--url', u]
     pids = [p.pid for _, p in redis] + [n['proc'].pid for n in nodes]
-    sampler = Sampler(pids, (lambda: wildcard.messages) if wildcard else (lambda: 0))
+    sampler = Sampler(pids, [port for port, _ in redis],
+                      (lambda: wildcard.messages) if wildcard else (lambda: 0))
     sampler.start()
     started = time.monotonic()
     bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -385,14 +414,15 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         raise RuntimeError(f'stompws-bench exited {bench.returncode}: {err.strip()[-2000:]}')
     r = json.loads(lines[-1])
     window_start = started + r['connections']['setup_s'] + GO_DELAY_S + args.warmup
-    secs, cpu, busy, wild = sampler.between(window_start + WINDOW_MARGIN_S,
+    secs, cpu, busy, wild, commands = sampler.between(window_start + WINDOW_MARGIN_S,
                                             window_start + args.duration - WINDOW_MARGIN_S)
     share = {p: (c / secs if c is not None else float('nan')) for p, c in cpu.items()}
     lat = r.get('latency_ms', {})
     return {
         'offered': offered, 'deliveries': r['deliveries_per_s'], 'sent': r['publish_rate'],
         'loss': r['loss'], 'p50': lat.get('p50', float('nan')), 'p99': lat.get('p99', float('nan')),
-        'redis': [share[p.pid] for _, p in redis], 'brokers': [share[n['proc'].pid] for n in nodes],
+        'redis': [share[p.pid] for _, p in redis],
+        'redis_commands': [c / secs for c in commands], 'brokers': [share[n['proc'].pid] for n in nodes],
         'generator': share[bench.pid], 'busy': busy, 'wildcard_per_s': wild / secs,
         'others': busy * os.cpu_count() - sum(v for v in share.values() if v == v),
         'errors': r['errors'], 'warnings': r.get('warnings', []),
@@ -407,6 +437,7 @@ def pct(x):
 
 def print_header(config, redis):
     names = ' '.join(f'r{i + 1}%'.rjust(5) for i in range(len(redis)))
+    names += ' ' + ' '.join(f'r{i + 1}cmd/s'.rjust(8) for i in range(len(redis)))
     per100k = ' '.join(f'r{i + 1}/100k'.rjust(8) for i in range(len(redis)))
     print(f"{'config':8} {'offered/s':>9} {'deliv/s':>9} {'p50ms':>7} {'p99ms':>7} {'loss':>6} "
           f"{names} {per100k}  n1..n6 % (pub pub pub sub sub sub)   gen%  cpus% other%")
@@ -414,6 +445,7 @@ def print_header(config, redis):
 
 def print_step(config, s):
     redis = ' '.join(pct(c).rjust(5) for c in s['redis'])
+    redis += ' ' + ' '.join(f'{c:8.0f}' for c in s['redis_commands'])
     per100k = ' '.join(f'{c / s["deliveries"] * 1e5:8.3f}' if s['deliveries'] > 0 else '       -'
                        for c in s['redis'])
     brokers = ' '.join(pct(c).rjust(3) for c in s['brokers'])
@@ -550,7 +582,8 @@ def main():
         load = f.read().split()[:3]
     print(f'cluster_scale: {cpus} CPUs, load average {" ".join(load)} at the start; '
           f'{subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]}')
-    print('columns: r<i>% = that redis-server\'s CPU (% of one core); r<i>/100k = its CPU seconds '
+    print('columns: r<i>% = that redis-server\'s CPU (% of one core); r<i>cmd/s = the commands it '
+          'processed per second (INFO stats); r<i>/100k = its CPU seconds '
           'per 100 000 deliveries; n1..n6 = each broker\'s CPU %; gen% = stompws-bench (all its '
           f'processes); cpus% = all {cpus} CPUs busy (every process on the machine); other% = '
           'what processes not started here used (% of one core)')
