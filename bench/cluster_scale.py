@@ -95,12 +95,13 @@ def tree_ticks(pid):
 
 
 def machine_ticks():
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    """(busy, total, irq + softirq) jiffies of all CPUs, from /proc/stat. Interrupt time (the
+    loopback traffic's softirqs, much of it) is in no process's utime/stime."""
     with open('/proc/stat') as f:
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + v[4]  # idle + iowait
     total = sum(v[:8])  # guest time is already inside user
-    return total - idle, total
+    return total - idle, total, v[5] + v[6]
 
 
 class Processes:
@@ -379,7 +380,8 @@ class Sampler(threading.Thread):
             x, y = ta.get(p), tb.get(p)
             cpu[p] = (y - x) / CLK_TCK if x is not None and y is not None else None
         busy = (mb[0] - ma[0]) / max(1, mb[1] - ma[1])
-        return b - a, cpu, busy, cb - ca, [y - x for x, y in zip(ra, rb)]
+        irq = (mb[2] - ma[2]) / max(1, mb[1] - ma[1])
+        return b - a, cpu, (busy, irq), cb - ca, [y - x for x, y in zip(ra, rb)]
 
 
 def run_step(args, redis, nodes, offered, wildcard=None):
@@ -414,7 +416,7 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         raise RuntimeError(f'stompws-bench exited {bench.returncode}: {err.strip()[-2000:]}')
     r = json.loads(lines[-1])
     window_start = started + r['connections']['setup_s'] + GO_DELAY_S + args.warmup
-    secs, cpu, busy, wild, commands = sampler.between(window_start + WINDOW_MARGIN_S,
+    secs, cpu, (busy, irq), wild, commands = sampler.between(window_start + WINDOW_MARGIN_S,
                                             window_start + args.duration - WINDOW_MARGIN_S)
     share = {p: (c / secs if c is not None else float('nan')) for p, c in cpu.items()}
     lat = r.get('latency_ms', {})
@@ -424,7 +426,8 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         'redis': [share[p.pid] for _, p in redis],
         'redis_commands': [c / secs for c in commands], 'brokers': [share[n['proc'].pid] for n in nodes],
         'generator': share[bench.pid], 'busy': busy, 'wildcard_per_s': wild / secs,
-        'others': busy * os.cpu_count() - sum(v for v in share.values() if v == v),
+        'irq': irq * os.cpu_count(),
+        'others': (busy - irq) * os.cpu_count() - sum(v for v in share.values() if v == v),
         'errors': r['errors'], 'warnings': r.get('warnings', []),
     }
 
@@ -440,7 +443,7 @@ def print_header(config, redis):
     names += ' ' + ' '.join(f'r{i + 1}cmd/s'.rjust(8) for i in range(len(redis)))
     per100k = ' '.join(f'r{i + 1}/100k'.rjust(8) for i in range(len(redis)))
     print(f"{'config':8} {'offered/s':>9} {'deliv/s':>9} {'p50ms':>7} {'p99ms':>7} {'loss':>6} "
-          f"{names} {per100k}  n1..n6 % (pub pub pub sub sub sub)   gen%  cpus% other%")
+          f"{names} {per100k}  n1..n6 % (pub pub pub sub sub sub)   gen%  cpus%  irq% other%")
 
 
 def print_step(config, s):
@@ -451,7 +454,7 @@ def print_step(config, s):
     brokers = ' '.join(pct(c).rjust(3) for c in s['brokers'])
     print(f"{config:8} {s['offered']:9.0f} {s['deliveries']:9.0f} {s['p50']:7.1f} {s['p99']:7.1f} "
           f"{s['loss']:6d} {redis} {per100k}  {brokers:36} {pct(s['generator']):>5} "
-          f"{pct(s['busy']):>5} {pct(s['others']):>6}", flush=True)
+          f"{pct(s['busy']):>5} {pct(s['irq']):>5} {pct(s['others']):>6}", flush=True)
     for w in s['warnings']:
         print(f'         (stompws-bench: {w})', flush=True)
 
@@ -582,11 +585,12 @@ def main():
         load = f.read().split()[:3]
     print(f'cluster_scale: {cpus} CPUs, load average {" ".join(load)} at the start; '
           f'{subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]}')
-    print('columns: r<i>% = that redis-server\'s CPU (% of one core); r<i>cmd/s = the commands it '
+    print('columns (CPU over the middle of each window): r<i>% = that redis-server\'s CPU (% of one core); r<i>cmd/s = the commands it '
           'processed per second (INFO stats); r<i>/100k = its CPU seconds '
           'per 100 000 deliveries; n1..n6 = each broker\'s CPU %; gen% = stompws-bench (all its '
-          f'processes); cpus% = all {cpus} CPUs busy (every process on the machine); other% = '
-          'what processes not started here used (% of one core)')
+          f'processes); cpus% = all {cpus} CPUs busy (every process on the machine); irq% = '
+          'interrupt and softirq time (loopback TCP, mostly; in no process) and other% = what '
+          'processes not started here used (both % of one core)')
     for config in configs:
         if args.mode in ('scale', 'both'):
             scale(args, config)
