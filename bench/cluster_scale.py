@@ -65,10 +65,15 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+def free_port(highest=65535):
+    """A free loopback port, at most `highest`."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port <= highest:
+            return port
+    raise RuntimeError(f'no free port below {highest}')
 
 
 def cpu_ticks(pid):
@@ -95,8 +100,9 @@ def tree_ticks(pid):
 
 
 def machine_ticks():
-    """(busy, total, irq + softirq) jiffies of all CPUs, from /proc/stat. Interrupt time (the
-    loopback traffic's softirqs, much of it) is in no process's utime/stime."""
+    """(busy, total, irq + softirq) jiffies of all CPUs, from /proc/stat. A tick that lands in
+    a softirq (the loopback traffic's, much of it) counts there and in the stime of the process
+    it interrupted."""
     with open('/proc/stat') as f:
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + v[4]  # idle + iowait
@@ -188,7 +194,8 @@ def start_redis(ps, cluster):
     """One plain redis-server, or three cluster masters joined into one cluster; [(port, proc)]."""
     servers = []
     for _ in range(SHARDS if cluster else 1):
-        port = free_port()
+        # A cluster node also listens on its port + 10000 (the cluster bus).
+        port = free_port(55535 if cluster else 65535)
         d = os.path.join(ps.tmp, f'redis-{port}')
         os.mkdir(d)
         args = ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
@@ -347,6 +354,7 @@ class Sampler(threading.Thread):
         self.pids, self.count, self.samples = pids, count, []
         self.tree = None  # a pid counted with its children (the generator)
         self.redis = [RedisStats(p) for p in redis_ports]
+        self.errors = []
         self.done = threading.Event()
 
     def take(self):
@@ -356,7 +364,13 @@ class Sampler(threading.Thread):
                 ticks[pid] = tree_ticks(pid) if pid == self.tree else cpu_ticks(pid)
             except OSError:
                 ticks[pid] = None
-        commands = [r.commands() for r in self.redis]
+        commands = []
+        for r in self.redis:
+            try:
+                commands.append(r.commands())
+            except (OSError, ValueError, AttributeError) as e:
+                self.errors.append(f'INFO stats: {e}')
+                commands.append(None)
         self.samples.append((time.monotonic(), ticks, machine_ticks(), self.count(), commands))
 
     def run(self):
@@ -373,7 +387,8 @@ class Sampler(threading.Thread):
         Redis processed]) over the first and last samples inside [t0, t1]."""
         inside = [s for s in self.samples if t0 <= s[0] <= t1]
         if len(inside) < 2:
-            raise RuntimeError('no CPU samples inside the measured window')
+            raise RuntimeError(f'no CPU samples inside the measured window ({len(self.samples)} '
+                               f'samples in all; {self.errors[:3]})')
         (a, ta, ma, ca, ra), (b, tb, mb, cb, rb) = inside[0], inside[-1]
         cpu = {}
         for p in self.pids:
@@ -381,7 +396,9 @@ class Sampler(threading.Thread):
             cpu[p] = (y - x) / CLK_TCK if x is not None and y is not None else None
         busy = (mb[0] - ma[0]) / max(1, mb[1] - ma[1])
         irq = (mb[2] - ma[2]) / max(1, mb[1] - ma[1])
-        return b - a, cpu, (busy, irq), cb - ca, [y - x for x, y in zip(ra, rb)]
+        commands = [y - x if x is not None and y is not None else float('nan')
+                    for x, y in zip(ra, rb)]
+        return b - a, cpu, (busy, irq), cb - ca, commands
 
 
 def run_step(args, redis, nodes, offered, wildcard=None):
@@ -394,7 +411,7 @@ def run_step(args, redis, nodes, offered, wildcard=None):
            '--publisher-urls', str(PUB_NODES), '--json']
     for u in urls:
         cmd += ['--url', u]
-    pids = [p.pid for _, p in redis] + [n['proc'].pid for n in nodes]
+    pids = [p.pid for _, p in redis] + [n['proc'].pid for n in nodes] + [os.getpid()]
     sampler = Sampler(pids, [port for port, _ in redis],
                       (lambda: wildcard.messages) if wildcard else (lambda: 0))
     sampler.start()
@@ -425,9 +442,9 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         'loss': r['loss'], 'p50': lat.get('p50', float('nan')), 'p99': lat.get('p99', float('nan')),
         'redis': [share[p.pid] for _, p in redis],
         'redis_commands': [c / secs for c in commands], 'brokers': [share[n['proc'].pid] for n in nodes],
-        'generator': share[bench.pid], 'busy': busy, 'wildcard_per_s': wild / secs,
+        'generator': share[bench.pid], 'script': share[os.getpid()], 'busy': busy, 'wildcard_per_s': wild / secs,
         'irq': irq * os.cpu_count(),
-        'others': (busy - irq) * os.cpu_count() - sum(v for v in share.values() if v == v),
+        'others': busy * os.cpu_count() - sum(v for v in share.values() if v == v),
         'errors': r['errors'], 'warnings': r.get('warnings', []),
     }
 
@@ -443,7 +460,7 @@ def print_header(config, redis):
     names += ' ' + ' '.join(f'r{i + 1}cmd/s'.rjust(8) for i in range(len(redis)))
     per100k = ' '.join(f'r{i + 1}/100k'.rjust(8) for i in range(len(redis)))
     print(f"{'config':8} {'offered/s':>9} {'deliv/s':>9} {'p50ms':>7} {'p99ms':>7} {'loss':>6} "
-          f"{names} {per100k}  n1..n6 % (pub pub pub sub sub sub)   gen%  cpus%  irq% other%")
+          f"{names} {per100k}  n1..n6 % (pub pub pub sub sub sub)   gen%  py%  cpus%  irq% other%")
 
 
 def print_step(config, s):
@@ -454,7 +471,7 @@ def print_step(config, s):
     brokers = ' '.join(pct(c).rjust(3) for c in s['brokers'])
     print(f"{config:8} {s['offered']:9.0f} {s['deliveries']:9.0f} {s['p50']:7.1f} {s['p99']:7.1f} "
           f"{s['loss']:6d} {redis} {per100k}  {brokers:36} {pct(s['generator']):>5} "
-          f"{pct(s['busy']):>5} {pct(s['irq']):>5} {pct(s['others']):>6}", flush=True)
+          f"{pct(s['script']):>4} {pct(s['busy']):>5} {pct(s['irq']):>5} {pct(s['others']):>6}", flush=True)
     for w in s['warnings']:
         print(f'         (stompws-bench: {w})', flush=True)
 
@@ -527,7 +544,7 @@ def wildcard(args, config):
         print_header(config, redis)
         results = []
         for rnd in range(args.rounds):
-            for dest in [None, '/topic/scale.#', '/topic/other.#']:
+            for dest in args.wildcards:
                 w = WildcardSubscriber(nodes[-1]['tcp'], dest) if dest else None
                 try:
                     if w:
@@ -555,7 +572,9 @@ def main():
     ap.add_argument('--offered', default='10000,20000,40000,80000,160000,320000',
                     help='offered SENDs/s (all publishers together), one step each')
     ap.add_argument('--wildcard-offered', type=float, default=20000)
-    ap.add_argument('--rounds', type=int, default=2, help='wildcard mode: rounds of the 3 runs')
+    ap.add_argument('--rounds', type=int, default=2, help='wildcard mode: rounds of the runs')
+    ap.add_argument('--wildcards', default='none,/topic/scale.#,/topic/other.#',
+                    help='wildcard mode: the wildcard subscription of each run (none: no subscriber)')
     ap.add_argument('--size', type=int, default=100)
     ap.add_argument('--warmup', type=float, default=2)
     ap.add_argument('--duration', type=float, default=6)
@@ -563,6 +582,7 @@ def main():
     ap.add_argument('--threads', type=int, default=1, help="each broker's --threads")
     args = ap.parse_args()
     args.offered = [float(x) for x in args.offered.split(',')]
+    args.wildcards = [None if w == 'none' else w for w in args.wildcards.split(',')]
     configs = args.configs.split(',')
     for c in configs:
         if c not in ('single', 'cluster'):
@@ -588,9 +608,10 @@ def main():
     print('columns (CPU over the middle of each window): r<i>% = that redis-server\'s CPU (% of one core); r<i>cmd/s = the commands it '
           'processed per second (INFO stats); r<i>/100k = its CPU seconds '
           'per 100 000 deliveries; n1..n6 = each broker\'s CPU %; gen% = stompws-bench (all its '
-          f'processes); cpus% = all {cpus} CPUs busy (every process on the machine); irq% = '
-          'interrupt and softirq time (loopback TCP, mostly; in no process) and other% = what '
-          'processes not started here used (both % of one core)')
+          f'processes); py% = this script (its sampler and the wildcard subscriber); cpus% = all {cpus} CPUs busy (every process on the machine); irq% = the '
+          'part of it in interrupts and softirqs (loopback TCP, mostly; also counted in the '
+          'process it interrupted) and other% = what processes not started here used (both % '
+          'of one core)')
     for config in configs:
         if args.mode in ('scale', 'both'):
             scale(args, config)
