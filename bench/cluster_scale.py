@@ -296,10 +296,21 @@ def links_up(node):
     return bool(vals) and all(float(v) == 1 for v in vals)
 
 
-def counter(node, name):
-    """The sum of a metric's series on one node."""
-    return sum(float(v) for v in
-               re.findall(rf'^{name}(?:\{{[^}}]*\}})? (\S+)$', metrics(node), re.M))
+# Counters that explain a loss: messages dropped (by reason), Redis links lost, MOVED replies.
+TROUBLE = re.compile(r'^(stompws_messages_dropped_total\{reason="(\w+)"\}|'
+                     r'stompws_cluster_(reconnects|moved|ask|failovers)_total) (\S+)$', re.M)
+
+
+def trouble(nodes):
+    """{what: count} summed over the nodes, for the TROUBLE counters."""
+    out = {}
+    for n in nodes:
+        for m in TROUBLE.finditer(metrics(n)):
+            if m.group(2) == 'no_subscriber':
+                continue  # a publishing node's own: its subscribers are on other nodes
+            what = f'dropped {m.group(2)}' if m.group(2) else m.group(3)
+            out[what] = out.get(what, 0) + float(m.group(4))
+    return out
 
 
 # ---- the wildcard subscriber -----------------------------------------------------------------
@@ -414,6 +425,7 @@ def run_step(args, redis, nodes, offered, wildcard=None):
     pids = [p.pid for _, p in redis] + [n['proc'].pid for n in nodes] + [os.getpid()]
     sampler = Sampler(pids, [port for port, _ in redis],
                       (lambda: wildcard.messages) if wildcard else (lambda: 0))
+    trouble_before = trouble(nodes)
     sampler.start()
     started = time.monotonic()
     bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -428,6 +440,7 @@ def run_step(args, redis, nodes, offered, wildcard=None):
     finally:
         sampler.done.set()
         sampler.join()
+    trouble_after = trouble(nodes)
     lines = [ln for ln in out.splitlines() if ln.startswith('{')]
     if bench.returncode != 0 or not lines:
         raise RuntimeError(f'stompws-bench exited {bench.returncode}: {err.strip()[-2000:]}')
@@ -446,6 +459,8 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         'irq': irq * os.cpu_count(),
         'others': busy * os.cpu_count() - sum(v for v in share.values() if v == v),
         'errors': r['errors'], 'warnings': r.get('warnings', []),
+        'trouble': {k: v - trouble_before.get(k, 0) for k, v in trouble_after.items()
+                    if v > trouble_before.get(k, 0)},
     }
 
 
@@ -474,6 +489,9 @@ def print_step(config, s):
           f"{pct(s['script']):>4} {pct(s['busy']):>5} {pct(s['irq']):>5} {pct(s['others']):>6}", flush=True)
     for w in s['warnings']:
         print(f'         (stompws-bench: {w})', flush=True)
+    if s['trouble']:
+        print('         (the nodes\' /metrics over the run: '
+              + ', '.join(f'{k} {v:.0f}' for k, v in sorted(s['trouble'].items())) + ')', flush=True)
 
 
 def saturated(steps):
@@ -569,7 +587,7 @@ def main():
     ap.add_argument('--configs', default='single,cluster',
                     help='comma-separated: single (one Redis), cluster (3 masters)')
     ap.add_argument('--pairs', type=int, default=300, help='publisher/subscriber pairs = topics')
-    ap.add_argument('--offered', default='10000,20000,40000,80000,160000,320000',
+    ap.add_argument('--offered', default='10000,20000,40000,80000,160000,240000,320000,480000',
                     help='offered SENDs/s (all publishers together), one step each')
     ap.add_argument('--wildcard-offered', type=float, default=20000)
     ap.add_argument('--rounds', type=int, default=2, help='wildcard mode: rounds of the runs')
