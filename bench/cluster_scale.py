@@ -4,7 +4,8 @@ docs/PERFORMANCE.md, "Redis Cluster"). Not a test: prints figures.
 
     meson setup build-rel --buildtype=release && ninja -C build-rel
     python3 bench/cluster_scale.py --broker build-rel/server/stompws \\
-        --bench build-rel/bench/stompws-bench [options]
+        --bench build-rel/bench/stompws-bench --mode both
+    python3 bench/cluster_scale.py --mode redis-publish
 
 For each configuration (--configs, default "single,cluster", run back to back): throw-away
 redis-server(s) on free loopback ports in a temporary directory (no persistence) - "single" is
@@ -16,25 +17,31 @@ stopped on exit, and every wait is bounded.
 
 --mode scale (default): one `stompws-bench --scenario many-to-many` run per step, --pairs
 publisher/subscriber pairs, pair i on its own topic /topic/scale.i (so the topics spread over the
-hash slots, hence over the shards), publishers on nodes n1-n3 and subscribers on n4-n6
-(`--publisher-urls 3`): every delivery crosses nodes through Redis. The offered rate (all
-publishers together) rises through --offered until deliveries/s stop growing (less than 5 % over
-the best step so far, or under 90 % of the offered rate twice). For each step: deliveries/s (the
-generator's, over its window), latency p50/p99, loss, and the CPU of each redis-server, of each
-broker and of the generator, from utime+stime in /proc/PID/stat sampled every 0.1 s and taken over
-the middle of the generator's measured window; also each redis-server's CPU per 100 000
-deliveries, and how busy the machine's CPUs were (/proc/stat).
+hash slots, hence over the shards: the script prints how many each master serves), publishers on
+nodes n1-n3 and subscribers on n4-n6 (`--publisher-urls 3`): every delivery crosses nodes through
+Redis. The offered rate (all publishers together) rises through --offered until deliveries/s
+stop growing (less than 5 % over the best step so far, or under 90 % of the offered rate twice).
+For each step: deliveries/s (the generator's, over its window), latency p50/p99, loss (with
+"drain ran into --drain", what was still in flight 5 s after the window counts as lost too), the
+CPU of each redis-server, of each broker, of the generator and of this script, from utime+stime
+in /proc/PID/stat sampled every 0.1 s and taken over the middle of the generator's window; each
+redis-server's commands/s and CPU seconds per 100 000 deliveries; how busy the machine's CPUs
+were (/proc/stat) and how much of that was other processes; and the nodes' drop and Redis
+reconnect counters when they moved.
 
---mode wildcard: the same many-to-many load at one offered rate (--wildcard-offered), three
-ways: no wildcard subscription; one subscriber to /topic/scale.# on n6 (it matches every topic:
-in cluster mode every SEND is then published twice, an SPUBLISH and a classic PUBLISH that Redis
-Cluster broadcasts to every master, and that subscriber receives every message); one subscriber
-to /topic/other.# on n6 (a wildcard that matches none of the topics). --mode both runs scale then
-wildcard.
+--mode wildcard: the same load at one offered rate (--wildcard-offered), --rounds times three
+ways: no wildcard subscription; one subscriber to /topic/scale.# on n6, read by this script (it
+matches every topic: in cluster mode every SEND is then published twice, an SPUBLISH and a
+classic PUBLISH that Redis Cluster broadcasts to every master); one subscriber to /topic/other.#
+(matching none of the topics). --mode both runs scale, then wildcard.
 
-The machine this was written on has 2 CPUs: six brokers, the Redis processes and the generator
-share them, so CPU saturates long before one Redis does. The script prints how busy the CPUs were
-at each step; read the figures with that in mind. Uses only the standard library.
+--mode redis-publish: Redis alone, no broker: redis-benchmark (-c 10 -P 16, no subscribers)
+sending PUBLISH to one plain Redis, then SPUBLISH and PUBLISH to a master of a 3-master cluster,
+and the cluster bus bytes (`ss -ti`) each classic PUBLISH costs.
+
+The machine this was written on has 2 CPUs, shared with other work: six brokers, the Redis
+processes and the generator share them, so CPU saturates long before one Redis does, and the
+other% column shows how much the rest of the machine took at each step. Standard library only.
 """
 import argparse
 import atexit
@@ -86,17 +93,32 @@ def cpu_ticks(pid):
 def tree_ticks(pid):
     """CPU ticks of pid and of its children (stompws-bench's workers are its children)."""
     total = cpu_ticks(pid)
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        kids = []
-    for k in kids:
+    for k in children(pid):
         try:
             total += cpu_ticks(k)
         except OSError:
             pass
     return total
+
+
+def children(pid):
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as f:
+            return [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+
+
+def all_ticks():
+    """{pid: CPU ticks} of every process on the machine."""
+    out = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                out[int(d)] = cpu_ticks(int(d))
+            except (OSError, IndexError, ValueError):
+                pass  # gone meanwhile
+    return out
 
 
 def machine_ticks():
@@ -367,6 +389,8 @@ class Sampler(threading.Thread):
         self.redis = [RedisStats(p) for p in redis_ports]
         self.errors = []
         self.done = threading.Event()
+        self.seen = None  # {pid: ticks} of every process at the last sample
+        self.others = 0  # ticks of processes not started here, summed sample to sample
 
     def take(self):
         ticks = {}
@@ -382,7 +406,19 @@ class Sampler(threading.Thread):
             except (OSError, ValueError, AttributeError) as e:
                 self.errors.append(f'INFO stats: {e}')
                 commands.append(None)
-        self.samples.append((time.monotonic(), ticks, machine_ticks(), self.count(), commands))
+        self.count_others()
+        self.samples.append((time.monotonic(), ticks, machine_ticks(), self.count(), commands,
+                             self.others))
+
+    def count_others(self):
+        """Adds what other processes used since the last sample (a process that ended in
+        between loses its last SAMPLE_S; one that began counts from its start)."""
+        now = all_ticks()
+        ours = set(self.pids) | set(children(self.tree) if self.tree else [])
+        if self.seen is not None:
+            self.others += sum(t - self.seen.get(p, 0) for p, t in now.items()
+                               if p not in ours and t >= self.seen.get(p, 0))
+        self.seen = now
 
     def run(self):
         try:
@@ -400,7 +436,7 @@ class Sampler(threading.Thread):
         if len(inside) < 2:
             raise RuntimeError(f'no CPU samples inside the measured window ({len(self.samples)} '
                                f'samples in all; {self.errors[:3]})')
-        (a, ta, ma, ca, ra), (b, tb, mb, cb, rb) = inside[0], inside[-1]
+        (a, ta, ma, ca, ra, oa), (b, tb, mb, cb, rb, ob) = inside[0], inside[-1]
         cpu = {}
         for p in self.pids:
             x, y = ta.get(p), tb.get(p)
@@ -409,7 +445,7 @@ class Sampler(threading.Thread):
         irq = (mb[2] - ma[2]) / max(1, mb[1] - ma[1])
         commands = [y - x if x is not None and y is not None else float('nan')
                     for x, y in zip(ra, rb)]
-        return b - a, cpu, (busy, irq), cb - ca, commands
+        return b - a, cpu, (busy, irq, (ob - oa) / CLK_TCK), cb - ca, commands
 
 
 def run_step(args, redis, nodes, offered, wildcard=None):
@@ -446,8 +482,11 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         raise RuntimeError(f'stompws-bench exited {bench.returncode}: {err.strip()[-2000:]}')
     r = json.loads(lines[-1])
     window_start = started + r['connections']['setup_s'] + GO_DELAY_S + args.warmup
-    secs, cpu, (busy, irq), wild, commands = sampler.between(window_start + WINDOW_MARGIN_S,
+    secs, cpu, (busy, irq, others), wild, commands = sampler.between(window_start + WINDOW_MARGIN_S,
                                             window_start + args.duration - WINDOW_MARGIN_S)
+    if secs < 0.5 * (args.duration - 2 * WINDOW_MARGIN_S):  # the sampler was starved
+        cpu = {p: None for p in cpu}
+        log(f'CPU samples covered {secs:.2f} s of the window: no CPU figures for this step')
     share = {p: (c / secs if c is not None else float('nan')) for p, c in cpu.items()}
     lat = r.get('latency_ms', {})
     return {
@@ -457,7 +496,7 @@ def run_step(args, redis, nodes, offered, wildcard=None):
         'redis_commands': [c / secs for c in commands], 'brokers': [share[n['proc'].pid] for n in nodes],
         'generator': share[bench.pid], 'script': share[os.getpid()], 'busy': busy, 'wildcard_per_s': wild / secs,
         'irq': irq * os.cpu_count(),
-        'others': busy * os.cpu_count() - sum(v for v in share.values() if v == v),
+        'others': others / secs,
         'errors': r['errors'], 'warnings': r.get('warnings', []),
         'trouble': {k: v - trouble_before.get(k, 0) for k, v in trouble_after.items()
                     if v > trouble_before.get(k, 0)},
@@ -579,18 +618,98 @@ def wildcard(args, config):
     return with_config(args, config, body)
 
 
-def main():
+def bus_bytes(bus_ports):
+    """Bytes sent so far on the established loopback connections of these cluster bus ports
+    (`ss -ti`: bytes_sent of both ends)."""
+    out = subprocess.run(['ss', '-tinH', 'state', 'established'], capture_output=True,
+                         text=True, timeout=10).stdout
+    total = 0
+    for m in re.finditer(r'127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:(\d+)[^\n]*\n[^\n]*?'
+                         r'bytes_sent:(\d+)', out):
+        if int(m.group(1)) in bus_ports or int(m.group(2)) in bus_ports:
+            total += int(m.group(3))
+    return total
+
+
+def redis_benchmark(port, command, channel, size, n=200000):
+    out = subprocess.run(['redis-benchmark', '-p', str(port), '-n', str(n), '-c', '10', '-P', '16',
+                          '-q', command, channel, 'x' * size],
+                         capture_output=True, text=True, timeout=300).stdout
+    return float(re.search(r'([\d.]+) requests per second', out).group(1))
+
+
+def redis_publish(args):
+    """PUBLISH on one plain Redis, and SPUBLISH and PUBLISH on a master of the 3-master
+    cluster, with redis-benchmark (no subscribers, -c 10 -P 16): what Redis alone pays for the
+    classic PUBLISH a wildcard adds, and the cluster bus bytes each one costs."""
+    if shutil.which('redis-benchmark') is None or shutil.which('ss') is None:
+        print('\n## redis-publish: needs redis-benchmark and ss; skipped')
+        return
+    ps = Processes()
+    try:
+        single = start_redis(ps, False)[0][0]
+        masters = start_redis(ps, True)
+        first = masters[0][0]
+        # a channel in a slot of the first master, so SPUBLISH is served there
+        channel = next(f'stompws:/topic/bench.{i}' for i in range(100000)
+                       if key_slot_owned(first, f'stompws:/topic/bench.{i}'))
+        bus = {p + 10000 for p, _ in masters}
+        print(f'\n## redis-publish: redis-benchmark -c 10 -P 16, {args.size} B messages, no '
+              f'subscribers; channel {channel}')
+        print(f"{'round':5} {'one Redis PUBLISH/s':>20} {'cluster SPUBLISH/s':>19} "
+              f"{'cluster PUBLISH/s':>18} {'bus bytes per PUBLISH':>22}")
+        for rnd in range(args.rounds):
+            plain = redis_benchmark(single, 'PUBLISH', channel, args.size)
+            sharded = redis_benchmark(first, 'SPUBLISH', channel, args.size)
+            before = bus_bytes(bus)
+            n = 100000
+            broadcast = redis_benchmark(first, 'PUBLISH', channel, args.size, n)
+            time.sleep(0.5)
+            per = (bus_bytes(bus) - before) / n
+            print(f'{rnd + 1:5} {plain:20.0f} {sharded:19.0f} {broadcast:18.0f} {per:22.0f}',
+                  flush=True)
+    finally:
+        ps.stop_all()
+        atexit.unregister(ps.stop_all)
+
+
+def key_slot_owned(port, key):
+    """Whether the master on port serves key's slot."""
+    slot = key_slot(key)
+    for line in redis_cli(port, 'CLUSTER', 'NODES').splitlines():
+        f = line.split()
+        if 'myself' in f[2]:
+            for r in f[8:]:
+                lo, _, hi = r.partition('-')
+                if int(lo) <= slot <= int(hi or lo):
+                    return True
+    return False
+
+
+COLUMNS = (
+    'columns (CPU over the middle of each window, % of one core): r<i>% = that redis-server; '
+    'r<i>cmd/s = the commands it processed per second (INFO stats); r<i>/100k = its CPU '
+    'seconds per 100 000 deliveries; n1..n6 = each broker; gen% = stompws-bench (all its '
+    'processes); py% = this script (its sampler and the wildcard subscriber); cpus% = all CPUs '
+    'busy, every process on the machine (% of all CPUs); irq% = interrupts and softirqs '
+    '(loopback TCP mostly, also counted in the process they interrupted); other% = every '
+    'process not started here, kernel threads (ksoftirqd) included, from /proc/*/stat')
+
+
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--broker', default=os.path.join(HERE, '../build/server/stompws'))
     ap.add_argument('--bench', default=os.path.join(HERE, '../build/bench/stompws-bench'))
-    ap.add_argument('--mode', choices=['scale', 'wildcard', 'both'], default='scale')
+    ap.add_argument('--mode', choices=['scale', 'wildcard', 'both', 'redis-publish'],
+                    default='scale')
     ap.add_argument('--configs', default='single,cluster',
                     help='comma-separated: single (one Redis), cluster (3 masters)')
     ap.add_argument('--pairs', type=int, default=300, help='publisher/subscriber pairs = topics')
     ap.add_argument('--offered', default='10000,20000,40000,80000,160000,240000,320000,480000',
                     help='offered SENDs/s (all publishers together), one step each')
     ap.add_argument('--wildcard-offered', type=float, default=20000)
-    ap.add_argument('--rounds', type=int, default=2, help='wildcard mode: rounds of the runs')
+    ap.add_argument('--rounds', type=int, default=2,
+                    help='wildcard and redis-publish modes: rounds of the runs')
     ap.add_argument('--wildcards', default='none,/topic/scale.#,/topic/other.#',
                     help='wildcard mode: the wildcard subscription of each run (none: no subscriber)')
     ap.add_argument('--size', type=int, default=100)
@@ -601,36 +720,39 @@ def main():
     args = ap.parse_args()
     args.offered = [float(x) for x in args.offered.split(',')]
     args.wildcards = [None if w == 'none' else w for w in args.wildcards.split(',')]
-    configs = args.configs.split(',')
-    for c in configs:
+    args.configs = args.configs.split(',')
+    for c in args.configs:
         if c not in ('single', 'cluster'):
             ap.error(f'--configs: unknown configuration {c}')
     for tool in ('redis-server', 'redis-cli'):
         if shutil.which(tool) is None:
             ap.error(f'needs {tool}')
+    if args.mode == 'redis-publish':
+        return args
     for b in (args.broker, args.bench):
         if not os.access(b, os.X_OK):
             ap.error(f'no executable at {b} (build it first)')
-    if 'cluster' in configs:
+    if 'cluster' in args.configs:
         usage = subprocess.run([args.broker, '--help'], capture_output=True, text=True).stdout
         if '--redis-cluster' not in usage:
             ap.error(f'{args.broker} has no --redis-cluster: give --configs single')
+    return args
+
+
+def main():
+    args = parse_args()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(130))
-
-    cpus = os.cpu_count()
     with open('/proc/loadavg') as f:
-        load = f.read().split()[:3]
-    print(f'cluster_scale: {cpus} CPUs, load average {" ".join(load)} at the start; '
-          f'{subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]}')
-    print('columns (CPU over the middle of each window): r<i>% = that redis-server\'s CPU (% of one core); r<i>cmd/s = the commands it '
-          'processed per second (INFO stats); r<i>/100k = its CPU seconds '
-          'per 100 000 deliveries; n1..n6 = each broker\'s CPU %; gen% = stompws-bench (all its '
-          f'processes); py% = this script (its sampler and the wildcard subscriber); cpus% = all {cpus} CPUs busy (every process on the machine); irq% = the '
-          'part of it in interrupts and softirqs (loopback TCP, mostly; also counted in the '
-          'process it interrupted) and other% = what processes not started here used (both % '
-          'of one core)')
-    for config in configs:
+        load = ' '.join(f.read().split()[:3])
+    version = subprocess.run(['redis-server', '--version'], capture_output=True,
+                             text=True).stdout.split()[2]
+    print(f'cluster_scale: {os.cpu_count()} CPUs, load average {load} at the start; redis {version}')
+    if args.mode == 'redis-publish':
+        redis_publish(args)
+        return
+    print(COLUMNS)
+    for config in args.configs:
         if args.mode in ('scale', 'both'):
             scale(args, config)
         if args.mode in ('wildcard', 'both'):
