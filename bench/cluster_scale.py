@@ -20,7 +20,7 @@ publisher/subscriber pairs, pair i on its own topic /topic/scale.i (so the topic
 hash slots, hence over the shards: the script prints how many each master serves), publishers on
 nodes n1-n3 and subscribers on n4-n6 (`--publisher-urls 3`): every delivery crosses nodes through
 Redis. The offered rate (all publishers together) rises through --offered until deliveries/s
-stop growing (less than 5 % over the best step so far, or under 90 % of the offered rate twice).
+stop growing (a step less than 5 % over the best before it).
 For each step: deliveries/s (the generator's, over its window), latency p50/p99, loss (with
 "drain ran into --drain", what was still in flight 5 s after the window counts as lost too), the
 CPU of each redis-server, of each broker, of the generator and of this script, from utime+stime
@@ -534,14 +534,10 @@ def print_step(config, s):
 
 
 def saturated(steps):
-    """Deliveries stopped growing: the last step under 5 % above the best before it, or two
-    steps in a row under 90 % of what was offered."""
+    """Deliveries stopped growing: the last step under 5 % above the best before it."""
     if len(steps) < 2:
         return False
-    best = max(s['deliveries'] for s in steps[:-1])
-    if steps[-1]['deliveries'] < 1.05 * best:
-        return True
-    return all(s['deliveries'] < 0.9 * s['offered'] for s in steps[-2:])
+    return steps[-1]['deliveries'] < 1.05 * max(s['deliveries'] for s in steps[:-1])
 
 
 # ---- the configurations ----------------------------------------------------------------------
