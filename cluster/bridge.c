@@ -911,7 +911,11 @@ void bridge_publish(struct bridge *b, struct message *msg)
 {
     if (!bridged_kind(destination_kind(msg->destination, msg->destination_len)))
         return;
-    if (!redis_link_is_up(b->pub)) {
+    bool sharded = b->shards != NULL;
+    /* Cluster mode: the link is "up" while its home master is, but the SPUBLISH goes to the
+     * master of the topic's own slot, which the router still reaches while the home master
+     * fails over (it refuses the command when it cannot). */
+    if (!sharded && !redis_link_is_up(b->pub)) {
         drop_publish(b, msg, "the Redis publish link is down");
         return;
     }
@@ -922,18 +926,21 @@ void bridge_publish(struct bridge *b, struct message *msg)
     size_t channel_len;
     const char *channel = channel_name(b, msg->destination, msg->destination_len, &channel_len);
     struct envelope env = payload_envelope(b->cfg.node_id, b->seq + 1, msg);
-    bool sharded = b->shards != NULL;
     if (channel == NULL ||
         publish_envelope(b, sharded, channel, channel_len, &env, on_published) != 0) {
-        drop_publish(b, msg, "out of memory or unencodable");
+        drop_publish(b, msg,
+                     redis_link_is_up(b->pub) ? "out of memory or unencodable"
+                                              : "the Redis publish link is down");
         return;
     }
     b->seq++;
     b->stats.published++;
     b->stats.sharded += sharded;
-    /* Cluster mode: wildcard subscribers hear classic PUBLISH only (wildcards.h). */
-    if (sharded && bridge_broadcast_wanted(b, channel, channel_len))
-        (void)publish_envelope(b, false, channel, channel_len, &env, on_published);
+    /* Cluster mode: wildcard subscribers hear classic PUBLISH only (wildcards.h). It goes to the
+     * home master: refused while that one is down, when the SPUBLISH may still have gone. */
+    if (sharded && bridge_broadcast_wanted(b, channel, channel_len) &&
+        publish_envelope(b, false, channel, channel_len, &env, on_published) != 0)
+        drop_publish(b, msg, "its copy for wildcard subscribers could not go (home master down)");
 }
 
 /* ---- probes ---------------------------------------------------------------------------------- */
@@ -1159,6 +1166,8 @@ static struct redis_link *link_new(struct bridge *b, const char *name, int db,
     struct redis_link_config lc;
     bridge_link_config(&b->cfg, name, db, &lc);
     lc.pinned = up == on_sub_up; /* cluster mode: SUBSCRIBE callbacks run once per message */
+    /* cluster mode: a topic's SPUBLISH goes on while the home master (keyless PUBLISH) fails */
+    lc.keyed_without_home = up == on_pub_up;
     struct redis_link_ops ops = {.ctx = b, .up = up, .down = down};
     return redis_link_new(b->base, &lc, &ops);
 }

@@ -483,9 +483,7 @@ const struct redis_link_stats *redis_link_stats(const struct redis_link *l)
 int redis_link_command_argv(struct redis_link *l, redisCallbackFn *fn, void *privdata, int argc,
                             const char **argv, const size_t *argvlen)
 {
-    if (!redis_link_is_up(l))
-        return -1;
-    if (l->router != NULL) {
+    if (l->router != NULL) { /* the router says whether it can send (keyed_without_home) */
         char *resp;
         int len = redisFormatCommandArgv(&resp, argc, argv, argvlen);
         if (len < 0)
@@ -494,16 +492,18 @@ int redis_link_command_argv(struct redis_link *l, redisCallbackFn *fn, void *pri
         redisFreeCommand(resp);
         return rc;
     }
+    if (!redis_link_is_up(l))
+        return -1;
     return redisAsyncCommandArgv(l->ac, fn, privdata, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
 }
 
 int redis_link_command_resp(struct redis_link *l, redisCallbackFn *fn, void *privdata,
                             const char *resp, size_t len)
 {
-    if (!redis_link_is_up(l))
-        return -1;
     if (l->router != NULL)
         return redis_router_command_resp(l->router, fn, privdata, resp, len);
+    if (!redis_link_is_up(l))
+        return -1;
     return redisAsyncFormattedCommand(l->ac, fn, privdata, resp, len) == REDIS_OK ? 0 : -1;
 }
 

@@ -54,6 +54,10 @@ struct redis_link_config {
     const char *home_key;        /* keyless commands go to the master of this key's slot */
     bool pinned;                 /* every command goes to the home master, unwrapped: for
                                     SUBSCRIBE links (classic pub/sub reaches every node) */
+    bool keyed_without_home;     /* while the home master is down (down() told), a command with
+                                    a key still goes to its slot's master if that one is up: for
+                                    the publish link, whose SPUBLISH to a healthy shard must not
+                                    stop while another master fails over */
 };
 
 struct redis_link;

@@ -455,18 +455,24 @@ const struct redis_link_stats *redis_router_stats(const struct redis_router *r)
 int redis_router_command_resp(struct redis_router *r, redisCallbackFn *fn, void *privdata,
                               const char *resp, size_t len)
 {
-    if (!r->up)
-        return -1;
+    if (!r->up && !r->cfg.keyed_without_home)
+        return -1; /* the owner was told down(): it waits for up() */
     if (r->cfg.pinned)
-        return redis_link_command_resp(r->home->link, fn, privdata, resp, len);
+        return r->up ? redis_link_command_resp(r->home->link, fn, privdata, resp, len) : -1;
     uint16_t slot = r->home_slot;
     struct rnode *n = r->home;
-    if (redis_router_command_slot(resp, len, &slot)) {
-        const struct slots_node *addr = slots_map_node(cluster_map_slots(r->map), slot);
+    bool keyed = redis_router_command_slot(resp, len, &slot);
+    if (keyed) {
+        const struct slots_map *map = cluster_map_slots(r->map);
+        const struct slots_node *addr = map != NULL ? slots_map_node(map, slot) : NULL;
         n = addr != NULL ? node_get(r, addr) : NULL;
         if (n == NULL)
             return -1; /* a slot no master serves: the cluster is down for it */
     }
+    /* keyed_without_home: while the home master is down, a keyed command to another master
+     * whose connection is up still goes; it does not depend on the home master. */
+    if (!r->up && !(keyed && n != r->home && n->up))
+        return -1;
     struct rcmd *c = malloc(sizeof(*c) + len);
     if (c == NULL)
         return -1;
