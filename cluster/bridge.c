@@ -937,10 +937,10 @@ void bridge_publish(struct bridge *b, struct message *msg)
     b->stats.published++;
     b->stats.sharded += sharded;
     /* Cluster mode: wildcard subscribers hear classic PUBLISH only (wildcards.h). It goes to the
-     * home master: refused while that one is down, when the SPUBLISH may still have gone. */
+     * master of the channel's slot, like the SPUBLISH, and is counted dropped if refused. */
     if (sharded && bridge_broadcast_wanted(b, channel, channel_len) &&
         publish_envelope(b, false, channel, channel_len, &env, on_published) != 0)
-        drop_publish(b, msg, "its copy for wildcard subscribers could not go (home master down)");
+        drop_publish(b, msg, "its copy for wildcard subscribers could not be sent");
 }
 
 /* ---- probes ---------------------------------------------------------------------------------- */
