@@ -75,12 +75,6 @@ int cluster_map_settings(const struct config *cfg, struct cluster_map_config *ou
     return 0;
 }
 
-static void timer_after(struct event *ev, unsigned ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
-}
-
 static void wake(struct cluster_map *m)
 {
     event_active(m->step_event, EV_TIMEOUT, 1);
@@ -177,7 +171,7 @@ static void ask(struct cluster_map *m)
     }
     m->asking = true;
     m->last_ask_ms = cluster_now_ms();
-    timer_after(m->answer_timer, m->cfg.timeout_ms);
+    cluster_timer_after(m->answer_timer, m->cfg.timeout_ms);
 }
 
 /* ---- the asker: one node at a time ---------------------------------------------------------- */
@@ -305,7 +299,7 @@ void cluster_map_refresh(struct cluster_map *m)
     uint64_t now = cluster_now_ms();
     if (now - m->last_ask_ms < REFRESH_MIN_GAP_MS) {
         if (!evtimer_pending(m->again_timer, NULL))
-            timer_after(m->again_timer, (unsigned)(REFRESH_MIN_GAP_MS - (now - m->last_ask_ms)));
+            cluster_timer_after(m->again_timer, (unsigned)(REFRESH_MIN_GAP_MS - (now - m->last_ask_ms)));
         return;
     }
     ask(m);
@@ -349,7 +343,7 @@ struct cluster_map *cluster_map_new(struct event_base *base, const struct cluste
         cluster_map_free(m);
         return NULL;
     }
-    timer_after(m->tick_timer, m->cfg.refresh_ms);
+    cluster_timer_after(m->tick_timer, m->cfg.refresh_ms);
     asker_start(m);
     return m;
 }

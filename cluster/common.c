@@ -5,6 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+#include <event2/util.h>
+
 uint64_t cluster_now_us(void)
 {
     struct timespec ts;
@@ -46,4 +49,22 @@ int cluster_grow(char **buf, size_t *cap, size_t need)
     *buf = p;
     *cap = n;
     return 0;
+}
+
+void cluster_timer_after(struct event *ev, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+unsigned cluster_backoff_ms(unsigned min_ms, unsigned max_ms, unsigned attempt)
+{
+    uint64_t d = min_ms;
+    for (unsigned i = 0; i < attempt && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    uint32_t r;
+    evutil_secure_rng_get_bytes(&r, sizeof(r));
+    return (unsigned)(d / 2 + r % (d - d / 2 + 1));
 }

@@ -27,6 +27,18 @@ uint64_t cluster_now_realtime_ms(void);
  * log. */
 bool cluster_warn_due(uint64_t *last);
 
+struct event;
+
+/* Arms the one-shot timer ev to fire in ms milliseconds. */
+void cluster_timer_after(struct event *ev, unsigned ms);
+
+/*
+ * Capped exponential backoff with "equal jitter": the nth wait (attempt = n) is uniform in
+ * [d/2, d] with d = min(max_ms, min_ms * 2^n). Half the delay is guaranteed (no reconnect storm
+ * against a server that just came back), the other half spreads many nodes apart.
+ */
+unsigned cluster_backoff_ms(unsigned min_ms, unsigned max_ms, unsigned attempt);
+
 /* Grows *buf (realloc, doubling from 4 KiB) to hold at least need bytes; -1 when out of memory. */
 int cluster_grow(char **buf, size_t *cap, size_t need);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker/base/log.h"
+#include "cluster/common.h"
 #include "cluster/redis_router.h"
 #include "cluster/sentinel.h"
 
@@ -51,29 +52,6 @@ static void set_error(struct redis_link *l, const char *what)
     snprintf(l->last_error, sizeof(l->last_error), "%s", what != NULL && *what ? what : "closed");
 }
 
-static void timer_after(struct event *ev, unsigned ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
-}
-
-/*
- * Capped exponential backoff with "equal jitter": the nth wait is uniform in [d/2, d] with
- * d = min(max, min * 2^n). Half the delay is guaranteed (no reconnect storm against a server
- * that just came back), the other half spreads many nodes apart.
- */
-static unsigned backoff_ms(const struct redis_link *l)
-{
-    uint64_t d = l->cfg.reconnect_min_ms;
-    for (unsigned i = 0; i < l->attempt && d < l->cfg.reconnect_max_ms; i++)
-        d *= 2;
-    if (d > l->cfg.reconnect_max_ms)
-        d = l->cfg.reconnect_max_ms;
-    uint32_t r;
-    evutil_secure_rng_get_bytes(&r, sizeof(r));
-    return (unsigned)(d / 2 + r % (d - d / 2 + 1));
-}
-
 /* Connecting failed or a live link ended: report once, then wait and try again. */
 static void link_lost(struct redis_link *l, bool was_up)
 {
@@ -97,9 +75,9 @@ static void link_lost(struct redis_link *l, bool was_up)
         log_debug(0, "cluster: redis %s link attempt %u failed: %s", l->cfg.name, l->attempt,
                   l->last_error);
     }
-    unsigned delay = backoff_ms(l);
+    unsigned delay = cluster_backoff_ms(l->cfg.reconnect_min_ms, l->cfg.reconnect_max_ms, l->attempt);
     l->attempt++;
-    timer_after(l->retry_timer, delay);
+    cluster_timer_after(l->retry_timer, delay);
     if (was_up && l->ops.down != NULL)
         l->ops.down(l->ops.ctx, l);
     if (!was_up && l->ops.failed != NULL)
@@ -351,7 +329,7 @@ static void link_connect(struct redis_link *l)
         l->cfg.quiet = quiet;
         return;
     }
-    timer_after(l->deadline_timer, l->cfg.connect_timeout_ms);
+    cluster_timer_after(l->deadline_timer, l->cfg.connect_timeout_ms);
     if (is_ip_literal(l->cfg.host))
         connect_to(l, l->cfg.host);
     else
@@ -513,7 +491,7 @@ void redis_link_moved(struct redis_link *l)
         return; /* the router follows the slot map itself */
     if (l->ac == NULL && l->state == LINK_IDLE && !l->freeing) {
         l->attempt = 0; /* waiting in its backoff: try the new address soon */
-        timer_after(l->retry_timer, backoff_ms(l));
+        cluster_timer_after(l->retry_timer, cluster_backoff_ms(l->cfg.reconnect_min_ms, l->cfg.reconnect_max_ms, l->attempt));
         return;
     }
     redis_link_restart(l);

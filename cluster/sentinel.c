@@ -272,12 +272,6 @@ static void on_query_up(void *ctx, struct redis_link *link)
     }
 }
 
-static void timer_after(struct event *ev, unsigned ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
-}
-
 static void query_start(struct sentinel *s)
 {
     size_t index = (s->query_first + s->query_tried) % s->cfg.addr_count;
@@ -285,7 +279,7 @@ static void query_start(struct sentinel *s)
     if (s->query == NULL)
         return;
     s->query->switches_seen = s->switches_heard;
-    timer_after(s->query_timer, s->cfg.timeout_ms);
+    cluster_timer_after(s->query_timer, s->cfg.timeout_ms);
 }
 
 static void on_query_timeout(evutil_socket_t fd, short what, void *arg)
@@ -341,7 +335,7 @@ void sentinel_refresh(struct sentinel *s)
         return;
     uint64_t now = cluster_now_ms();
     if (s->last_query_ms != 0 && now - s->last_query_ms < SENTINEL_QUERY_GAP_MS) {
-        timer_after(s->again_timer, (unsigned)(SENTINEL_QUERY_GAP_MS - (now - s->last_query_ms)));
+        cluster_timer_after(s->again_timer, (unsigned)(SENTINEL_QUERY_GAP_MS - (now - s->last_query_ms)));
         return;
     }
     s->last_query_ms = now;
@@ -419,7 +413,7 @@ static void watch_start(struct sentinel *s)
 {
     s->watch = conn_new(s, s->watch_next, "sentinel watch", on_watch_up);
     if (s->watch == NULL)
-        timer_after(s->watch_timer, s->cfg.timeout_ms); /* out of memory: try later */
+        cluster_timer_after(s->watch_timer, s->cfg.timeout_ms); /* out of memory: try later */
 }
 
 static void on_watch_timer(evutil_socket_t fd, short what, void *arg)
@@ -447,7 +441,7 @@ static void watch_step(struct sentinel *s)
         s->stats.sentinels_failed++;
     conn_free(c);
     s->watch_failures++;
-    timer_after(s->watch_timer, s->watch_failures >= s->cfg.addr_count ? s->cfg.timeout_ms : 0);
+    cluster_timer_after(s->watch_timer, s->watch_failures >= s->cfg.addr_count ? s->cfg.timeout_ms : 0);
 }
 
 static void on_step(evutil_socket_t fd, short what, void *arg)

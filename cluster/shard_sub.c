@@ -98,28 +98,9 @@ static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static void timer_after(struct event *ev, unsigned ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
-}
-
 static bool same_node(const struct slots_node *a, const struct slots_node *b)
 {
     return a->port == b->port && strcmp(a->host, b->host) == 0;
-}
-
-/* Capped exponential backoff with equal jitter: uniform in [d/2, d], d = min(max, min * 2^n). */
-static unsigned backoff_ms(const struct shard_sub *s, unsigned attempt)
-{
-    uint64_t d = s->cfg.reconnect_min_ms;
-    for (unsigned i = 0; i < attempt && d < s->cfg.reconnect_max_ms; i++)
-        d *= 2;
-    if (d > s->cfg.reconnect_max_ms)
-        d = s->cfg.reconnect_max_ms;
-    uint32_t r;
-    evutil_secure_rng_get_bytes(&r, sizeof(r));
-    return (unsigned)(d / 2 + r % (d - d / 2 + 1));
 }
 
 static void set_confirmed(struct shard_sub *s, struct channel *ch, bool confirmed)
@@ -436,9 +417,9 @@ static void conn_lost(struct conn *c, const char *why)
                  was_up ? "lost" : "failed", why);
         c->reported_down = true;
     }
-    unsigned wait = backoff_ms(s, c->attempt);
+    unsigned wait = cluster_backoff_ms(s->cfg.reconnect_min_ms, s->cfg.reconnect_max_ms, c->attempt);
     c->attempt++;
-    timer_after(c->retry, wait);
+    cluster_timer_after(c->retry, wait);
 }
 
 /* Connected (and authenticated): subscribe every channel placed here. */
@@ -663,7 +644,7 @@ static void conn_connect(struct conn *c)
     struct sockaddr_storage addr;
     int addr_len = (int)sizeof(addr);
     c->state = CONN_CONNECTING;
-    timer_after(c->deadline, s->cfg.connect_timeout_ms);
+    cluster_timer_after(c->deadline, s->cfg.connect_timeout_ms);
     if (evutil_parse_sockaddr_port(addr_text, (struct sockaddr *)&addr, &addr_len) != 0) {
         conn_lost(c, "not an IP address");
         return;
