@@ -82,14 +82,6 @@ static void wake(struct cluster_map *m)
 
 /* ---- taking an answer ----------------------------------------------------------------------- */
 
-static bool node_serves(const struct slots_map *map, const struct slots_node *node)
-{
-    for (size_t i = 0; i < map->node_count; i++)
-        if (map->nodes[i].port == node->port && strcmp(map->nodes[i].host, node->host) == 0)
-            return true;
-    return false;
-}
-
 static bool same_map(const struct slots_map *a, const struct slots_map *b)
 {
     for (size_t slot = 0; slot < CLUSTER_SLOTS; slot++) {
@@ -97,7 +89,7 @@ static bool same_map(const struct slots_map *a, const struct slots_map *b)
         const struct slots_node *y = slots_map_node(b, (uint16_t)slot);
         if ((x == NULL) != (y == NULL))
             return false;
-        if (x != NULL && (x->port != y->port || strcmp(x->host, y->host) != 0))
+        if (x != NULL && !slots_node_equal(x, y))
             return false;
     }
     return true;
@@ -110,7 +102,7 @@ static void take_map(struct cluster_map *m, int served)
         return;
     if (m->map != NULL) {
         for (size_t i = 0; i < m->map->node_count; i++)
-            if (!node_serves(m->scratch, &m->map->nodes[i])) {
+            if (!slots_map_has_node(m->scratch, &m->map->nodes[i])) {
                 m->stats.failovers++;
                 log_warn(0, "cluster: redis cluster master %s:%u serves no slot any more",
                          m->map->nodes[i].host, m->map->nodes[i].port);
@@ -299,7 +291,8 @@ void cluster_map_refresh(struct cluster_map *m)
     uint64_t now = cluster_now_ms();
     if (now - m->last_ask_ms < REFRESH_MIN_GAP_MS) {
         if (!evtimer_pending(m->again_timer, NULL))
-            cluster_timer_after(m->again_timer, (unsigned)(REFRESH_MIN_GAP_MS - (now - m->last_ask_ms)));
+            cluster_timer_after(m->again_timer,
+                                (unsigned)(REFRESH_MIN_GAP_MS - (now - m->last_ask_ms)));
         return;
     }
     ask(m);

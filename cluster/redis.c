@@ -75,7 +75,8 @@ static void link_lost(struct redis_link *l, bool was_up)
         log_debug(0, "cluster: redis %s link attempt %u failed: %s", l->cfg.name, l->attempt,
                   l->last_error);
     }
-    unsigned delay = cluster_backoff_ms(l->cfg.reconnect_min_ms, l->cfg.reconnect_max_ms, l->attempt);
+    unsigned delay =
+        cluster_backoff_ms(l->cfg.reconnect_min_ms, l->cfg.reconnect_max_ms, l->attempt);
     l->attempt++;
     cluster_timer_after(l->retry_timer, delay);
     if (was_up && l->ops.down != NULL)
@@ -491,7 +492,9 @@ void redis_link_moved(struct redis_link *l)
         return; /* the router follows the slot map itself */
     if (l->ac == NULL && l->state == LINK_IDLE && !l->freeing) {
         l->attempt = 0; /* waiting in its backoff: try the new address soon */
-        cluster_timer_after(l->retry_timer, cluster_backoff_ms(l->cfg.reconnect_min_ms, l->cfg.reconnect_max_ms, l->attempt));
+        cluster_timer_after(
+            l->retry_timer,
+            cluster_backoff_ms(l->cfg.reconnect_min_ms, l->cfg.reconnect_max_ms, l->attempt));
         return;
     }
     redis_link_restart(l);

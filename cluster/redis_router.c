@@ -192,10 +192,7 @@ static void on_node_down(void *ctx, struct redis_link *link)
 static bool node_in_map(const struct rnode *n)
 {
     const struct slots_map *map = cluster_map_slots(n->r->map);
-    for (size_t i = 0; map != NULL && i < map->node_count; i++)
-        if (map->nodes[i].port == n->addr.port && strcmp(map->nodes[i].host, n->addr.host) == 0)
-            return true;
-    return false;
+    return map != NULL && slots_map_has_node(map, &n->addr);
 }
 
 static void node_fail_queue(struct rnode *n);
@@ -213,7 +210,7 @@ static void on_node_failed(void *ctx, struct redis_link *link)
 static struct rnode *node_find(struct redis_router *r, const struct slots_node *addr)
 {
     for (size_t i = 0; i < r->node_count; i++)
-        if (r->nodes[i]->addr.port == addr->port && strcmp(r->nodes[i]->addr.host, addr->host) == 0)
+        if (slots_node_equal(&r->nodes[i]->addr, addr))
             return r->nodes[i];
     return NULL;
 }

@@ -335,7 +335,8 @@ void sentinel_refresh(struct sentinel *s)
         return;
     uint64_t now = cluster_now_ms();
     if (s->last_query_ms != 0 && now - s->last_query_ms < SENTINEL_QUERY_GAP_MS) {
-        cluster_timer_after(s->again_timer, (unsigned)(SENTINEL_QUERY_GAP_MS - (now - s->last_query_ms)));
+        cluster_timer_after(s->again_timer,
+                            (unsigned)(SENTINEL_QUERY_GAP_MS - (now - s->last_query_ms)));
         return;
     }
     s->last_query_ms = now;
@@ -441,7 +442,8 @@ static void watch_step(struct sentinel *s)
         s->stats.sentinels_failed++;
     conn_free(c);
     s->watch_failures++;
-    cluster_timer_after(s->watch_timer, s->watch_failures >= s->cfg.addr_count ? s->cfg.timeout_ms : 0);
+    cluster_timer_after(s->watch_timer,
+                        s->watch_failures >= s->cfg.addr_count ? s->cfg.timeout_ms : 0);
 }
 
 static void on_step(evutil_socket_t fd, short what, void *arg)

@@ -98,11 +98,6 @@ static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static bool same_node(const struct slots_node *a, const struct slots_node *b)
-{
-    return a->port == b->port && strcmp(a->host, b->host) == 0;
-}
-
 static void set_confirmed(struct shard_sub *s, struct channel *ch, bool confirmed)
 {
     if (ch->confirmed == confirmed)
@@ -346,7 +341,7 @@ static struct conn *conn_new(struct shard_sub *s, const struct slots_node *node)
 static struct conn *conn_for(struct shard_sub *s, const struct slots_node *node)
 {
     for (struct conn *c = s->conns; c != NULL; c = c->next)
-        if (same_node(&c->node, node))
+        if (slots_node_equal(&c->node, node))
             return c;
     return conn_new(s, node);
 }
@@ -417,7 +412,8 @@ static void conn_lost(struct conn *c, const char *why)
                  was_up ? "lost" : "failed", why);
         c->reported_down = true;
     }
-    unsigned wait = cluster_backoff_ms(s->cfg.reconnect_min_ms, s->cfg.reconnect_max_ms, c->attempt);
+    unsigned wait =
+        cluster_backoff_ms(s->cfg.reconnect_min_ms, s->cfg.reconnect_max_ms, c->attempt);
     c->attempt++;
     cluster_timer_after(c->retry, wait);
 }
@@ -786,7 +782,7 @@ void shard_sub_remap(struct shard_sub *s)
         struct channel *ch = e->value;
         struct slots_node where;
         bool known = s->ops.locate != NULL && s->ops.locate(s->ops.ctx, ch->slot, &where);
-        if (known && ch->conn != NULL && same_node(&ch->conn->node, &where))
+        if (known && ch->conn != NULL && slots_node_equal(&ch->conn->node, &where))
             continue;
         if (ch->conn != NULL) {
             if (ch->sent)

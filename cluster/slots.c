@@ -150,6 +150,19 @@ int slots_map_from_reply(struct slots_map *map, const redisReply *reply, const c
     return served;
 }
 
+bool slots_node_equal(const struct slots_node *a, const struct slots_node *b)
+{
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+bool slots_map_has_node(const struct slots_map *map, const struct slots_node *node)
+{
+    for (size_t i = 0; i < map->node_count; i++)
+        if (slots_node_equal(&map->nodes[i], node))
+            return true;
+    return false;
+}
+
 const struct slots_node *slots_map_node(const struct slots_map *map, uint16_t slot)
 {
     if (slot >= CLUSTER_SLOTS)

@@ -59,6 +59,12 @@ struct slots_map {
 int slots_map_from_reply(struct slots_map *map, const redisReply *reply, const char *fallback_host,
                          char *err, size_t err_len);
 
+/* a and b name the same node: the same host text and port. */
+bool slots_node_equal(const struct slots_node *a, const struct slots_node *b);
+
+/* node is one of map's masters. */
+bool slots_map_has_node(const struct slots_map *map, const struct slots_node *node);
+
 /* The master of slot, or NULL when no node serves it. */
 const struct slots_node *slots_map_node(const struct slots_map *map, uint16_t slot);
 
