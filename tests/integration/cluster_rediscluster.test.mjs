@@ -36,7 +36,7 @@ import fs from 'node:fs';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, sleep, startBroker, withTimeout } from './lib/broker.mjs';
 import {
-  PREFIX, REDIS_CLI, REDIS_SERVER, freePort, metricsText, pollReady, redisCommand,
+  PREFIX, REDIS_CLI, REDIS_SERVER, freePort, metricsText, pollReady, redisCommand, withBrokers,
 } from './lib/cluster.mjs';
 import { slotOf, startRedisCluster, until } from './lib/rediscluster.mjs';
 import { encodeFrame, tcpStomp } from './lib/stomp.mjs';
@@ -89,34 +89,10 @@ async function waitShardSubs(channel, n, timeoutMs = 10000) {
 // Brokers joined through the cluster (every node of it a seed, after the extra seeds), ready
 // (/readyz 200), stopped after fn (each must exit 0 on SIGTERM); on failure the tail of each
 // broker's log is attached.
-async function withNodes(ids, { args = [], extraSeeds = [] }, fn) {
-  const nodes = [];
-  let error = null;
-  try {
-    for (const id of ids) {
-      const seeds = [...extraSeeds, cluster.seeds()].join(',');
-      const node = await startBroker({ args: ['--redis-cluster', seeds, '--node-id', id, ...args] });
-      node.nodeId = id;
-      nodes.push(node);
-    }
-    await Promise.all(nodes.map((n) => pollReady(n, 10000 * TIME_SCALE)));
-    await fn(nodes);
-  } catch (e) {
-    error = e;
-  }
-  for (const n of nodes) await n.closeClients();
-  const exits = await Promise.all(nodes.map((n) => n.stop()));
-  exits.forEach((exit, i) => {
-    if (!error && (exit.code !== 0 || exit.signal !== null)) {
-      error = new Error(`broker ${ids[i]} did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
-    }
-  });
-  if (!error) {
-    for (const n of nodes) fs.rmSync(n.dir, { recursive: true, force: true });
-    return;
-  }
-  for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
-  throw error;
+function withNodes(ids, { args = [], extraSeeds = [] }, fn) {
+  const seeds = [...extraSeeds, cluster.seeds()].join(',');
+  return withBrokers(ids, (id) => startBroker({ args: ['--redis-cluster', seeds, '--node-id', id, ...args] }),
+    (n) => pollReady(n, 10000 * TIME_SCALE), fn);
 }
 
 // The sum over the series of a /metrics text whose name matches re (labels allowed).

@@ -32,7 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, startBroker, writeUsersFile } from './lib/broker.mjs';
-import { PREFIX, REDIS_CLI, REDIS_SERVER, killNode, pollReady, redisCommand } from './lib/cluster.mjs';
+import { PREFIX, REDIS_CLI, REDIS_SERVER, killNode, pollReady, redisCommand, withBrokers } from './lib/cluster.mjs';
 import { slotOf, startRedisCluster, until } from './lib/rediscluster.mjs';
 import { tcpStomp } from './lib/stomp.mjs';
 import { apiKeyFile } from './lib/api.mjs';
@@ -67,33 +67,10 @@ const presenceArgs = ['--users', users, '--api-key-file', keyFile, '--presence',
 // Brokers joined through the cluster (every node of it a seed), ready (/readyz 200), stopped
 // after fn: each must exit 0 on SIGTERM unless the test killed it (killNode). On failure the
 // tail of each broker's log is attached.
-async function withNodes(ids, args, fn) {
-  const nodes = [];
-  let error = null;
-  try {
-    for (const id of ids) {
-      const node = await startBroker({ args: ['--redis-cluster', cluster.seeds(), '--node-id', id, ...args] });
-      node.nodeId = id;
-      nodes.push(node);
-    }
-    await Promise.all(nodes.map((n) => pollReady(n, 10000 * TIME_SCALE)));
-    await fn(nodes);
-  } catch (e) {
-    error = e;
-  }
-  for (const n of nodes) await n.closeClients();
-  const exits = await Promise.all(nodes.map((n) => n.stop()));
-  exits.forEach((exit, i) => {
-    if (!error && !nodes[i].killedOnPurpose && (exit.code !== 0 || exit.signal !== null)) {
-      error = new Error(`broker ${ids[i]} did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
-    }
-  });
-  if (!error) {
-    for (const n of nodes) fs.rmSync(n.dir, { recursive: true, force: true });
-    return;
-  }
-  for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
-  throw error;
+function withNodes(ids, args, fn) {
+  return withBrokers(ids,
+    (id) => startBroker({ args: ['--redis-cluster', cluster.seeds(), '--node-id', id, ...args] }),
+    (n) => pollReady(n, 10000 * TIME_SCALE), fn);
 }
 
 const tcpAs = (node, name, label = `${name}@${node.nodeId}`) =>

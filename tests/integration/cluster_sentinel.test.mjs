@@ -26,7 +26,7 @@ import net from 'node:net';
 import { test, before, after } from 'node:test';
 import { TIME_SCALE, sleep, startBroker, until, withTimeout } from './lib/broker.mjs';
 import {
-  REDIS_SERVER, freePort, linksUp, metricsText, parseReply, readyz, resp, waitLog,
+  REDIS_SERVER, freePort, linksUp, metricsText, parseReply, readyz, resp, waitLog, withBrokers,
 } from './lib/cluster.mjs';
 import { MASTER_NAME, REDIS_SENTINEL, Sentinel, startSentinelTopology } from './lib/sentinel.mjs';
 import { tcpStomp, uniq } from './lib/stomp.mjs';
@@ -51,33 +51,11 @@ const report = (name, figures) => console.log(`cluster-sentinel ${name} ${JSON.s
 
 // Brokers joined through the sentinels (extra sentinel addresses listed first), stopped after
 // fn (each must exit 0 on SIGTERM); on failure the tail of each broker's log is attached.
-async function withNodes(ids, { extraSentinels = [], sentinels = null, args = [] }, fn) {
-  const nodes = [];
-  let error = null;
-  try {
-    for (const id of ids) {
-      const node = await startBroker({
-        args: ['--redis-sentinel', sentinels ?? topology.addrs(extraSentinels), '--redis-master', MASTER_NAME,
-          '--node-id', id, ...args],
-      });
-      node.nodeId = id;
-      nodes.push(node);
-    }
-    await Promise.all(nodes.map(linksUp));
-    await fn(nodes);
-  } catch (e) {
-    error = e;
-  }
-  for (const n of nodes) await n.closeClients();
-  const exits = await Promise.all(nodes.map((n) => n.stop()));
-  exits.forEach((exit, i) => {
-    if (!error && (exit.code !== 0 || exit.signal !== null)) {
-      error = new Error(`broker ${ids[i]} did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
-    }
-  });
-  if (!error) return;
-  for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
-  throw error;
+function withNodes(ids, { extraSentinels = [], sentinels = null, args = [] }, fn) {
+  return withBrokers(ids, (id) => startBroker({
+    args: ['--redis-sentinel', sentinels ?? topology.addrs(extraSentinels), '--redis-master', MASTER_NAME,
+      '--node-id', id, ...args],
+  }), linksUp, fn);
 }
 
 test('nodes find the master through the sentinels, skipping one that is down', { skip, timeout: 60000 }, async () => {

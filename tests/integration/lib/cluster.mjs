@@ -202,39 +202,54 @@ export async function startNode(redis, id, options = {}) {
   return broker;
 }
 
+// Starts a broker per id (start(id) returns it), waits for ready(node) on each, runs fn(nodes),
+// then stops them all: each must exit 0 on SIGTERM unless the test killed it (killNode). On
+// success their directories are removed; on failure the tail of each broker's log is attached.
+export async function withBrokers(ids, start, ready, fn) {
+  const nodes = [];
+  let error = null;
+  try {
+    for (const id of ids) {
+      const node = await start(id);
+      node.nodeId = id;
+      nodes.push(node);
+    }
+    await Promise.all(nodes.map(ready));
+    await fn(nodes);
+  } catch (e) {
+    error = e;
+  }
+  for (const n of nodes) await n.closeClients();
+  const exits = await Promise.all(nodes.map((n) => n.stop()));
+  exits.forEach((exit, i) => {
+    if (!error && !nodes[i].killedOnPurpose && (exit.code !== 0 || exit.signal !== null)) {
+      error = new Error(`broker ${ids[i]} did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
+    }
+  });
+  if (!error) {
+    for (const n of nodes) fs.rmSync(n.dir, { recursive: true, force: true });
+    return;
+  }
+  if (!(error instanceof Error)) error = new Error(String(error));
+  for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
+  throw error;
+}
+
 // Registers a test that runs fn({ nodes, redis }) against fresh brokers joined through redis
-// (the shared one unless options.redis gives a function returning another). Every broker must
-// exit 0 on SIGTERM; on failure the tail of each broker's log is attached. options.skip: a
-// reason to skip the test (a missing tool or kernel feature).
+// (the shared one unless options.redis gives a function returning another), as withBrokers
+// runs them. options.skip: a reason to skip the test (a missing tool or kernel feature).
 export function clusterTest(name, options, fn) {
   const { ids = ['nA', 'nB', 'nC'], timeout = 30000 } = options;
   const skip = fs.existsSync(REDIS_SERVER) ? (options.skip ?? false) : `${REDIS_SERVER} not found (apt install redis-server)`;
   test(name, { timeout: timeout + 30000, skip }, async () => {
     const redis = options.redis ? await options.redis() : sharedRedis;
-    const nodes = [];
-    let error = null;
     try {
-      for (const id of ids) nodes.push(await startNode(redis, id, options.broker));
-      if (options.waitLinks !== false) await Promise.all(nodes.map(linksUp));
-      await withTimeout(Promise.resolve().then(() => fn({ nodes, redis })), timeout, `test body "${name}"`);
-    } catch (e) {
-      error = e;
+      await withBrokers(ids, (id) => startNode(redis, id, options.broker),
+        options.waitLinks !== false ? linksUp : () => {},
+        (nodes) => withTimeout(Promise.resolve().then(() => fn({ nodes, redis })), timeout, `test body "${name}"`));
+    } finally {
+      if (options.redis) await redis.stop();
     }
-    for (const n of nodes) await n.closeClients();
-    const exits = await Promise.all(nodes.map((n) => n.stop()));
-    if (options.redis) await redis.stop();
-    exits.forEach((exit, i) => {
-      if (!error && !nodes[i].killedOnPurpose && (exit.code !== 0 || exit.signal !== null)) {
-        error = new Error(`broker ${ids[i]} did not exit 0 on SIGTERM: code ${exit.code}, signal ${exit.signal}`);
-      }
-    });
-    if (!error) {
-      for (const n of nodes) fs.rmSync(n.dir, { recursive: true, force: true });
-      return;
-    }
-    if (!(error instanceof Error)) error = new Error(String(error));
-    for (const n of nodes) error.message += `\n=== node ${n.nodeId} ===\n${n.logTail(60)}`;
-    throw error;
   });
 }
 
